@@ -1,0 +1,82 @@
+"""Image input for image models: raw bytes or JSON base64, with limits.
+
+Accepted: `image/jpeg`, `image/png`, `image/webp`, `application/octet-stream`
+(and a missing Content-Type) as raw bytes; `application/json` as
+`{"image": "<base64>"}`. The pixel count is checked from the header, before
+any pixel is decoded, so a small file that expands to gigabytes is a 413.
+"""
+import base64
+import binascii
+import io
+import json
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+RAW_TYPES = {"image/jpeg", "image/png", "image/webp", "application/octet-stream", ""}
+DECODABLE_FORMATS = {"JPEG", "PNG", "WEBP"}
+
+# PIL warns (not raises) between 1x and 2x its limit; make both an error.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def image_bytes_from(body: bytes, content_type: str | None) -> bytes:
+    """The encoded image carried by a request body, or a 4xx ApiError."""
+    kind = media_type(content_type)
+    if not body:
+        raise BadRequest("request body is empty", code="empty_body")
+    if kind == "application/json":
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("body is not valid JSON", code="invalid_json") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
+            raise BadRequest('JSON body must be {"image": "<base64>"}', code="invalid_json")
+        try:
+            data = base64.b64decode(payload["image"], validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("image is not valid base64", code="invalid_base64") from None
+        if not data:
+            raise BadRequest("image is empty", code="empty_body")
+        return data
+    if kind in RAW_TYPES:
+        return body
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {kind[:64]!r}; send image/jpeg, image/png, image/webp, "
+        "application/octet-stream or application/json", code="unsupported_media_type")
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """A lazily decoded PIL image whose size is within `max_pixels`."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PayloadTooLarge(f"image has more than {max_pixels} pixels", code="image_too_large") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise BadRequest("body is not a decodable image", code="invalid_image") from None
+    if image.format not in DECODABLE_FORMATS:
+        raise UnsupportedMediaType(f"image format {image.format} is not supported; use JPEG, PNG or WebP",
+                                   code="unsupported_image_format")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(f"image has {width * height} pixels, limit is {max_pixels}",
+                              code="image_too_large")
+    if width < 1 or height < 1:
+        raise BadRequest("image has no pixels", code="invalid_image")
+    return image
+
+
+def decode_rgb(image: Image.Image) -> Image.Image:
+    """Decode the pixels as RGB; truncated or corrupt data is a 400."""
+    try:
+        image.load()
+        return image if image.mode == "RGB" else image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise BadRequest("image data is truncated or corrupt", code="invalid_image") from None

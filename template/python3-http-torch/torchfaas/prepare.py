@@ -1,0 +1,30 @@
+"""Build-time step: `python -m torchfaas.prepare` runs the handler's prepare().
+
+The Dockerfile runs it after copying the function, so the image carries the
+prepared artifacts and a cold start only loads them. Output goes to stderr:
+this runs in `docker build`, not under the log contract.
+"""
+import sys
+from pathlib import Path
+
+from .config import Settings
+from .model_handler import ModelHandler
+from .server import load_handler
+
+
+def main() -> int:
+    settings = Settings()
+    handler = load_handler(settings.handler_module)
+    if not isinstance(handler, ModelHandler):
+        print("plain handle(event, context) handler: nothing to prepare", file=sys.stderr)
+        return 0
+    handler.settings = settings
+    out = Path(settings.artifacts_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    handler.prepare(out)
+    print(f"prepared {handler.model_name} artifacts in {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

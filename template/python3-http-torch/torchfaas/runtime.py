@@ -1,0 +1,126 @@
+"""The request lifecycle around a handler: readiness, batching, inference.
+
+The runtime is the one object the HTTP layer talks to. It loads the handler's
+model once, reports readiness only after warm-up, and turns one request into
+preprocess -> batched predict -> postprocess, mapping failures to ApiErrors.
+"""
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from . import artifacts
+from .batching import Batcher, QueueFull as BatcherQueueFull
+from .errors import InferenceTimeout, NotReady, QueueFull
+from .model_handler import InferenceRequest, ModelHandler
+
+STARTING, READY, DRAINING, STOPPING, FAILED = "starting", "ready", "draining", "stopping", "failed"
+
+
+class Runtime:
+    def __init__(self, settings, handler, events, process_started: float):
+        self.settings = settings
+        self.handler = handler
+        self.events = events
+        self.process_started = process_started
+        self.state = STARTING
+        self.batcher: Batcher | None = None
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        if isinstance(handler, ModelHandler):
+            handler.settings = settings
+            events.context["model_name"] = handler.model_name
+
+    # -- lifecycle -------------------------------------------------------
+    @property
+    def is_model_handler(self) -> bool:
+        return isinstance(self.handler, ModelHandler)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def load(self) -> bool:
+        """Load and warm up the model; log model_loaded or startup_failed."""
+        t0 = time.perf_counter()
+        try:
+            if self.is_model_handler:
+                self._load_model()
+            load_ms = (time.perf_counter() - t0) * 1000
+            t1 = time.perf_counter()
+            if self.is_model_handler:
+                self.handler.warmup()
+                self.batcher = Batcher(self.handler.predict, self.settings.batch_size,
+                                       self.settings.batch_delay_ms / 1000, self.settings.queue_size).start()
+            warmup_ms = (time.perf_counter() - t1) * 1000
+        except Exception as exc:
+            self.state = FAILED
+            self.events.emit("startup_failed", f"model failed to load: {exc}", logging.ERROR,
+                             error=type(exc).__name__, error_message=str(exc)[:500],
+                             trace=traceback.format_exc(limit=20))
+            return False
+        if self.state == STARTING:
+            self.state = READY
+        self.events.emit("model_loaded", "model loaded", load_ms=round(load_ms, 2),
+                         warmup_ms=round(warmup_ms, 2),
+                         cold_start_ms=round((time.time() - self.process_started) * 1000, 2))
+        return True
+
+    def _load_model(self):
+        artifacts_dir = Path(self.settings.artifacts_dir)
+        manifest = None
+        if (artifacts_dir / artifacts.MANIFEST).is_file():
+            # checked before anything is deserialised: a swapped file never loads
+            manifest = artifacts.read_verified_manifest(artifacts_dir)
+        self.handler.load(artifacts_dir)
+        version = (self.settings.model_version or self.handler.model_version
+                   or (artifacts.manifest_version(manifest) if manifest else "unversioned"))
+        self.events.context["model_name"] = self.handler.model_name
+        self.events.context["model_version"] = version
+
+    def begin_drain(self):
+        if self.state in (STARTING, READY):
+            self.state = DRAINING
+
+    def stop_accepting(self):
+        self.state = STOPPING
+
+    # -- requests --------------------------------------------------------
+    def enter(self):
+        with self._inflight_lock:
+            self._inflight += 1
+
+    def leave(self):
+        with self._inflight_lock:
+            self._inflight -= 1
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def check_serving(self):
+        if self.state == STOPPING:
+            raise NotReady("function is shutting down", code="draining")
+        if self.state in (STARTING, FAILED):
+            raise NotReady("model is not loaded yet", code="not_ready")
+
+    def infer(self, request: InferenceRequest) -> tuple[dict, dict]:
+        """Run one request through the model: (response body, log fields)."""
+        self.check_serving()
+        item = self.handler.preprocess(request)
+        try:
+            pending = self.batcher.submit(item)
+        except BatcherQueueFull:
+            raise QueueFull("too many requests queued; retry later",
+                            headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+        try:
+            output = pending.result(self.settings.inference_timeout_ms / 1000)
+        except TimeoutError:
+            raise InferenceTimeout(
+                f"inference took longer than {self.settings.inference_timeout_ms:g} ms") from None
+        info = pending.info
+        fields = {"batch_size": info.batch_size, "queue_ms": round(info.queue_ms, 2),
+                  "inference_ms": round(info.inference_ms, 2), **self.handler.log_fields(output)}
+        body = self.handler.postprocess(output, request)
+        return body, fields

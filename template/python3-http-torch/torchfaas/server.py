@@ -1,0 +1,135 @@
+"""Process entry point: logs, handler, waitress, readiness, SIGTERM.
+
+Start-up: claim stdout for the JSON log, import the handler, start serving at
+once (so /ready can answer 503 while loading), load the model in a thread.
+A model that fails to load ends the process with exit code 1.
+
+SIGTERM (forwarded at once by of-watchdog, which keeps routing traffic for
+its healthcheck_interval): /ready turns 503, requests are still served for
+DRAIN_SECONDS, then the listener closes, every accepted request is finished
+and flushed, a `shutdown` line is written and the process exits 0.
+"""
+import importlib
+import logging
+import signal
+import sys
+import threading
+import time
+
+import waitress
+
+from .app import create_app
+from .config import Settings
+from .logs import EventLog, claim_stdout
+from .metrics import Metrics
+from .model_handler import ModelHandler
+from .plain_handler import PlainHandler
+from .runtime import Runtime
+
+
+def load_handler(module_name: str):
+    module = importlib.import_module(module_name)
+    if isinstance(getattr(module, "handler", None), ModelHandler):
+        return module.handler
+    classes = [v for v in vars(module).values()
+               if isinstance(v, type) and issubclass(v, ModelHandler) and v is not ModelHandler
+               and v.__module__ == module.__name__]
+    if len(classes) == 1:
+        return classes[0]()
+    if hasattr(module, "handle"):
+        return PlainHandler(module)
+    raise ImportError(f"{module_name} defines neither a ModelHandler subclass nor handle(event, context)")
+
+
+class Server:
+    def __init__(self, settings: Settings, events: EventLog, runtime: Runtime, metrics: Metrics):
+        self.settings, self.events, self.runtime = settings, events, runtime
+        app = create_app(runtime, events, metrics)
+        self.metrics = metrics
+        self.exit_code = 0
+        self.wsgi = waitress.create_server(
+            app, host=settings.host, port=settings.port, threads=settings.threads,
+            # waitress answers bodies over its own limit itself (plain text, no log
+            # line); keep it above ours so the app sees and logs the 413.
+            max_request_body_size=settings.max_body_bytes * 4 + 1024,
+            # lets the app see a client that hung up while it waited
+            channel_request_lookahead=1,
+            connection_limit=max(100, settings.threads * 8), ident="torchfaas")
+
+    def serve(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, self._on_sigterm)
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        self.wsgi.run()  # returns once _stop_loop has emptied the loop's socket map
+        self.wsgi.task_dispatcher.shutdown(cancel_pending=False, timeout=1)
+        return self.exit_code
+
+    def _load(self):
+        if self.runtime.load():
+            self.metrics.set_model(self.events.context["model_name"], self.events.context["model_version"])
+        else:
+            self.exit_code = 1
+            self._call_in_loop(self._stop_loop)
+
+    def _on_sigterm(self, signum, _frame):
+        if self.runtime.state in ("draining", "stopping"):
+            return
+        self.runtime.begin_drain()
+        self.events.emit("shutdown_started", "signal received, draining", signal=signal.Signals(signum).name,
+                         drain_seconds=self.settings.drain_seconds, inflight=self.runtime.inflight)
+        threading.Thread(target=self._drain, name="drain", daemon=True).start()
+
+    def _drain(self):
+        started = time.monotonic()
+        time.sleep(self.settings.drain_seconds)  # still serving: routes are being withdrawn
+        self.runtime.stop_accepting()
+        self._call_in_loop(self._close_listener)
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        while not self._idle() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        unfinished = 0 if self._idle() else self.runtime.inflight
+        if self.runtime.batcher:
+            self.runtime.batcher.stop()
+        self.events.emit("shutdown", "shutdown complete", logging.WARNING if unfinished else logging.INFO,
+                         drain_ms=round((time.monotonic() - started) * 1000, 1), unfinished=unfinished)
+        self._call_in_loop(self._stop_loop)
+
+    def _idle(self) -> bool:
+        """No request in the app, queued in waitress, or unsent in a socket buffer."""
+        if self.runtime.inflight or self.wsgi.task_dispatcher.queue:
+            return False
+        return all(not ch.requests and not ch.total_outbufs_len
+                   for ch in list(self.wsgi.active_channels.values()))
+
+    def _call_in_loop(self, fn):
+        # waitress's loop is single-threaded; its trigger runs thunks inside it
+        self.wsgi.trigger.pull_trigger(fn)
+
+    def _close_listener(self):
+        self.wsgi.accepting = False
+        self.wsgi.del_channel()
+        self.wsgi.socket.close()
+
+    def _stop_loop(self):
+        # waitress's loop runs while its socket map is non-empty (it swallows
+        # exceptions raised in thunks), so closing everything is how it ends.
+        for dispatcher in list(self.wsgi._map.values()):
+            dispatcher.close()
+
+
+def main() -> int:
+    process_started = time.time()
+    log_stream = claim_stdout()
+    settings = Settings()
+    events = EventLog(log_stream, settings.function_name)
+    events.emit("startup", "starting", settings=settings.public(),
+                python=sys.version.split()[0])
+    try:
+        handler = load_handler(settings.handler_module)
+        runtime = Runtime(settings, handler, events, process_started)
+        server = Server(settings, events, runtime, Metrics(settings.function_name))
+    except Exception as exc:
+        events.emit("startup_failed", f"start-up failed: {exc}", logging.ERROR,
+                    error=type(exc).__name__, error_message=str(exc)[:500])
+        return 1
+    return server.serve()
