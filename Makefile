@@ -1,0 +1,56 @@
+# torchfaas: every entry point. `make demo` and `make test` set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(abspath $(VENV)/bin/python)
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+PORT ?= 8080
+FUNCTION ?= classifier
+TEMPLATE := template/python3-http-torch
+FN_BUILD := build/$(FUNCTION)
+ARTIFACTS := $(abspath artifacts/$(FUNCTION))
+FAAS_CLI ?= faas-cli
+# how `make run` starts the function: the environment the Dockerfile sets,
+# minus the watchdog
+RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
+
+.PHONY: install run test shrinkwrap build deploy clean
+
+install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
+
+# CPU torch first: with it installed, the unpinned `torch` the model packages ask
+# for is satisfied and pip does not pull the CUDA build.
+$(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check torch==$(TORCH_VERSION)
+	$(PIP) install -q --disable-pip-version-check -r $(TEMPLATE)/requirements.txt \
+		-r functions/$(FUNCTION)/requirements.txt -r requirements-dev.txt
+	touch $@
+
+# the same build-time step the Dockerfile runs
+$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py
+	$(MAKE) --no-print-directory shrinkwrap
+	cd $(FN_BUILD) && ARTIFACTS_DIR=$(ARTIFACTS) $(PY) -m torchfaas.prepare
+
+# lay out build/<fn> as `faas-cli build --shrinkwrap` does: the template, then
+# the function's files over its function/ folder
+shrinkwrap:
+	rm -rf $(FN_BUILD) && mkdir -p build
+	cp -r $(TEMPLATE) $(FN_BUILD)
+	cp -r functions/$(FUNCTION)/. $(FN_BUILD)/function/
+
+run: install shrinkwrap
+	cd $(FN_BUILD) && $(RUN_ENV) exec $(PY) index.py
+
+test: install
+	$(PY) -m pytest tests -q
+
+build:
+	$(FAAS_CLI) build -f stack.yml
+
+deploy:
+	$(FAAS_CLI) deploy -f stack.yml
+
+clean:
+	rm -rf build artifacts reports .pytest_cache
