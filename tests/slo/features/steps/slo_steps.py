@@ -1,0 +1,88 @@
+"""Plain-language steps for the SLO contracts; each one asks logslo.contracts a question."""
+
+import re
+
+from behave import given, then, when
+
+from logslo import contracts
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_window(text: str) -> int:
+    """'1 hour', '30 minutes', '24 hours', '7 days' -> seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s+(second|minute|hour|day)s?\s*", text)
+    if not match:
+        raise ValueError(f"cannot read the time window {text!r} (say e.g. '1 hour' or '30 minutes')")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_percent(text: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.]+)\s*%\s*", text)
+    if not match:
+        raise ValueError(f"cannot read the percentage {text!r} (say e.g. '5%')")
+    return float(match.group(1)) / 100
+
+
+def judge(context, results):
+    """Record for the report, then fail the step naming each contract missed and by how much."""
+    results = results if isinstance(results, list) else [results]
+    context.slo_results.extend(results)
+    failed = [r for r in results if not r.passed]
+    assert not failed, "SLO violated:\n" + "\n".join(f"  {r.contract}: {r.measured_text()}, {r.miss}" for r in failed)
+
+
+def _ask(context):
+    return context.slo.backend, context.function, context.slo.at, context.window_s
+
+
+@given('the function "{function}"')
+def step_function(context, function):
+    context.function = function
+
+
+@when("I look at the requests of the last {window}")
+@when("I look at the successful predictions of the last {window}")
+def step_window(context, window):
+    context.window_s = parse_window(window)
+
+
+@then("for every model version, {pct:g}% of requests took at most {bound:g} ms")
+def step_latency(context, pct, bound):
+    judge(context, contracts.latency_per_version(*_ask(context), phi=pct / 100, bound_ms=bound))
+
+
+@then("for every model version, at most {pct:g}% of requests failed with a server error (5xx)")
+def step_errors(context, pct):
+    judge(context, contracts.error_ratio_per_version(*_ask(context), bound_ratio=pct / 100))
+
+
+@then('model version "{version}" is still called')
+def step_still_called(context, version):
+    judge(context, contracts.version_traffic(*_ask(context), version, at_least=1))
+
+
+@then('model version "{version}" was called at least {count:d} times')
+def step_called_at_least(context, version, count):
+    judge(context, contracts.version_traffic(*_ask(context), version, at_least=count))
+
+
+@then('model version "{version}" is no longer called')
+def step_no_longer_called(context, version):
+    judge(context, contracts.version_traffic(*_ask(context), version, at_most=0))
+
+
+@then("no class is the top prediction of more than {pct:g}% of them")
+def step_dominant(context, pct):
+    judge(context, contracts.dominant_class(*_ask(context), bound_share=pct / 100))
+
+
+@then("each of these classes keeps its share of the top predictions")
+def step_bands(context):
+    bands = {row["class"]: (parse_percent(row["at least"]), parse_percent(row["at most"])) for row in context.table}
+    judge(context, contracts.class_bands(*_ask(context), bands=bands))
+
+
+@then("compared with the same window {offset} earlier, the class mix shifted by a PSI of at most {bound:g}")
+def step_shift(context, offset, bound):
+    judge(context, contracts.class_shift(*_ask(context), baseline_offset_s=parse_window(offset), bound_psi=bound))

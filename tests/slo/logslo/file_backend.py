@@ -1,0 +1,148 @@
+"""Evaluate the contracts' LogQL over a JSONL log file, with Loki's semantics.
+
+Semantics reproduced (each checked against a real Loki 3.7 in the fixtures):
+- a range `[r] offset o` at time T covers (T-o-r, T-o]: left-open, right-closed;
+- `| json | __error__=""` drops non-JSON lines; `unwrap f | __error__=""` drops lines
+  whose field is missing or not a number;
+- every distinct label set after `| json` is its own series, so `by ()` / `sum` decide
+  what is aggregated together, exactly as in Loki;
+- quantiles interpolate with rank = phi*(n-1);
+- range queries are evaluated at steps aligned to the step (start rounded down, end
+  rounded up), which is what Loki's query frontend does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from . import promql_math
+from .logfile import Entry, LogFile
+from .logql import Divide, LabelFilter, LogQuery, Query, RangeAggregation, Sum
+from .vectors import Matrix, Vector, label_set
+
+NS = 1_000_000_000
+_GO_FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|[Ii]nf(?:inity)?|NaN)$")
+
+
+def parse_go_float(text: str) -> float | None:
+    """strconv.ParseFloat's accepted spellings only (Python's float() also takes '1_0', ' 1')."""
+    if not _GO_FLOAT.match(text or ""):
+        return None
+    return float(text)
+
+
+def _passes(flt: LabelFilter, fields: dict) -> bool:
+    actual = fields.get(flt.name, "")
+    if flt.is_string:
+        return (actual == flt.value) if flt.op == "=" else (actual != flt.value)
+    number = parse_go_float(actual)
+    if number is None:
+        # Loki marks the line with a LabelFilterErr; every contract query drops those.
+        return False
+    wanted = float(flt.value)
+    return {
+        "==": number == wanted, "=": number == wanted, "!=": number != wanted,
+        ">": number > wanted, ">=": number >= wanted, "<": number < wanted, "<=": number <= wanted,
+    }[flt.op]
+
+
+class FileBackend:
+    """Same interface as LokiBackend: instant(query, at) -> Vector, range(...) -> Matrix."""
+
+    name = "file"
+
+    def __init__(self, path: str):
+        self.path = path
+        self.log = LogFile.read(path)
+
+    def describe(self) -> str:
+        return (f"JSONL file {self.path} ({len(self.log.entries)} JSON lines, "
+                f"{self.log.not_json} non-JSON lines skipped)")
+
+    # -- public interface -------------------------------------------------------------
+    def instant(self, query: Query, at: float) -> Vector:
+        return self._eval(query, int(round(at * NS)))
+
+    def range(self, query: Query, start: float, end: float, step: int) -> Matrix:
+        step_ns = int(step) * NS
+        first = int(round(start * NS))
+        first -= first % step_ns
+        last = int(round(end * NS))
+        if last % step_ns:
+            last += step_ns - last % step_ns
+        matrix: Matrix = {}
+        for t in range(first, last + 1, step_ns):
+            for key, value in self._eval(query, t).items():
+                matrix.setdefault(key, []).append((t / NS, value))
+        return matrix
+
+    # -- evaluation -------------------------------------------------------------------
+    def _eval(self, query: Query, at_ns: int) -> Vector:
+        if isinstance(query, RangeAggregation):
+            return self._range_aggregation(query, at_ns)
+        if isinstance(query, Sum):
+            return self._sum(query, at_ns)
+        if isinstance(query, Divide):
+            return self._divide(query, at_ns)
+        raise TypeError(f"cannot evaluate {type(query).__name__}")
+
+    def _selected(self, logs: LogQuery, start_ns: int, end_ns: int):
+        """(series labels, unwrapped value or None) for each line the pipeline keeps."""
+        for entry in self.log.entries:
+            if not (start_ns < entry.time_ns <= end_ns):
+                continue
+            if any(entry.stream.get(k, "") != v for k, v in logs.stream):
+                continue
+            if not all(_passes(f, entry.fields) for f in logs.filters):
+                continue
+            labels = {**entry.fields, **entry.stream}
+            value = None
+            if logs.unwrap:
+                value = parse_go_float(entry.fields.get(logs.unwrap, ""))
+                if value is None:
+                    continue  # SampleExtractionErr, dropped by the trailing __error__=""
+                labels.pop(logs.unwrap, None)  # unwrap removes the label it reads
+            yield labels, value
+
+    def _range_aggregation(self, agg: RangeAggregation, at_ns: int) -> Vector:
+        end_ns = at_ns - agg.offset_s * NS
+        start_ns = end_ns - agg.range_s * NS
+        groups: dict = {}
+        for labels, value in self._selected(agg.logs, start_ns, end_ns):
+            groups.setdefault(label_set(labels, agg.by), []).append(value)
+        out: Vector = {}
+        for key, values in groups.items():
+            if agg.function == "count_over_time":
+                out[key] = float(len(values))
+            elif agg.function == "rate":
+                out[key] = len(values) / agg.range_s
+            elif agg.function == "quantile_over_time":
+                out[key] = promql_math.quantile(agg.phi, values)
+            elif agg.function == "avg_over_time":
+                out[key] = promql_math.average(values)
+            elif agg.function == "sum_over_time":
+                out[key] = math.fsum(values)
+            elif agg.function == "max_over_time":
+                out[key] = max(values)
+            elif agg.function == "min_over_time":
+                out[key] = min(values)
+        return out
+
+    def _sum(self, agg: Sum, at_ns: int) -> Vector:
+        out: Vector = {}
+        for key, value in self._eval(agg.inner, at_ns).items():
+            group = label_set(dict(key), agg.by or ())
+            out[group] = out.get(group, 0.0) + value
+        return out
+
+    def _divide(self, div: Divide, at_ns: int) -> Vector:
+        left = self._eval(div.left, at_ns)
+        right = self._eval(div.right, at_ns)
+        if div.on_nothing_group_left:
+            if len(right) != 1:
+                return {}  # no (or ambiguous) denominator: Loki returns nothing to match
+            denominator = next(iter(right.values()))
+            return {k: promql_math.safe_divide(v, denominator) for k, v in left.items()}
+        # One-to-one matching: only label sets present on both sides survive.
+        return {k: promql_math.safe_divide(v, right[k]) for k, v in left.items() if k in right}

@@ -1,0 +1,141 @@
+"""The LogQL queries the SLO contracts run, as small objects that render to text.
+
+Both backends take the same query object: the Loki backend sends `render()` over HTTP,
+the file backend evaluates the object over a JSONL log with Loki's semantics. One object
+for both is what makes "same semantics, same numbers" checkable: the tests assert the
+rendered text is byte-for-byte the LogQL a real Loki answered in the fixtures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+STRING_OPS = ("=", "!=")
+NUMERIC_OPS = ("==", "=", "!=", ">", ">=", "<", "<=")
+
+
+def format_number(value: float) -> str:
+    """500 -> '500', 0.99 -> '0.99' (how a person writes it in LogQL)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def format_duration(seconds: int) -> str:
+    """3600 -> '1h', 86400 -> '24h', 300 -> '5m' (Prometheus duration syntax)."""
+    seconds = int(seconds)
+    if seconds <= 0:
+        raise ValueError(f"a LogQL range must be positive, got {seconds}s")
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class LabelFilter:
+    """`event="inference"` (string) or `status >= 500` (numeric), applied after `| json`."""
+
+    name: str
+    op: str
+    value: Union[str, float]
+
+    def __post_init__(self):
+        allowed = STRING_OPS if self.is_string else NUMERIC_OPS
+        if self.op not in allowed:
+            raise ValueError(f"operator {self.op!r} not supported for {self.name}")
+
+    @property
+    def is_string(self) -> bool:
+        return isinstance(self.value, str)
+
+    def render(self) -> str:
+        if self.is_string:
+            return f"{self.name}{self.op}{_quote(self.value)}"
+        return f"{self.name} {self.op} {format_number(self.value)}"
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Stream selector + pipeline: `{app="x"} | json | __error__="" | filters [| unwrap f | __error__=""]`.
+
+    `__error__=""` right after `| json` drops lines that are not JSON (watchdog lines in a
+    pod's stdout); the one after `unwrap` drops lines whose field is not a number.
+    """
+
+    stream: tuple  # ((label, value), ...) in the order they are written
+    filters: tuple = ()
+    unwrap: str | None = None
+
+    def render(self) -> str:
+        selector = "{" + ", ".join(f"{k}={_quote(v)}" for k, v in self.stream) + "}"
+        parts = [selector, "json", '__error__=""', *(f.render() for f in self.filters)]
+        if self.unwrap:
+            parts += [f"unwrap {self.unwrap}", '__error__=""']
+        return " | ".join(parts)
+
+
+@dataclass(frozen=True)
+class RangeAggregation:
+    """count_over_time / rate / quantile_over_time / avg_over_time over `[range] offset`."""
+
+    function: str
+    logs: LogQuery
+    range_s: int
+    phi: float | None = None
+    by: tuple | None = None  # None: no clause (every label set is its own series)
+    offset_s: int = 0
+
+    UNWRAPPED = ("quantile_over_time", "avg_over_time", "sum_over_time", "max_over_time", "min_over_time")
+    LOG_RANGE = ("count_over_time", "rate")
+
+    def __post_init__(self):
+        if self.function not in self.UNWRAPPED + self.LOG_RANGE:
+            raise ValueError(f"unsupported range aggregation {self.function}")
+        if (self.function in self.UNWRAPPED) != bool(self.logs.unwrap):
+            raise ValueError(f"{self.function} needs unwrap exactly when it works on values")
+        if (self.function == "quantile_over_time") != (self.phi is not None):
+            raise ValueError("phi goes with quantile_over_time only")
+
+    def render(self) -> str:
+        args = f"{format_number(self.phi)}, " if self.phi is not None else ""
+        offset = f" offset {format_duration(self.offset_s)}" if self.offset_s else ""
+        text = f"{self.function}({args}{self.logs.render()} [{format_duration(self.range_s)}]{offset})"
+        if self.by is not None:
+            text += f" by ({', '.join(self.by)})"
+        return text
+
+
+@dataclass(frozen=True)
+class Sum:
+    """`sum(x)` or `sum by (a, b) (x)`."""
+
+    inner: "Query"
+    by: tuple | None = None
+
+    def render(self) -> str:
+        if self.by is None:
+            return f"sum({self.inner.render()})"
+        return f"sum by ({', '.join(self.by)}) ({self.inner.render()})"
+
+
+@dataclass(frozen=True)
+class Divide:
+    """`a / b` (one-to-one on identical label sets) or `a / on() group_left b` (b is one series)."""
+
+    left: "Query"
+    right: "Query"
+    on_nothing_group_left: bool = False
+
+    def render(self) -> str:
+        op = " / on() group_left " if self.on_nothing_group_left else " / "
+        return self.left.render() + op + self.right.render()
+
+
+Query = Union[RangeAggregation, Sum, Divide]
