@@ -1,0 +1,63 @@
+"""Runs in the image's test stage (`python -m pytest function`) and in `make test`.
+
+testdata/ holds two real photos (scikit-image's `coffee` and `chelsea`,
+downscaled): the classifier must name them right with the preprocessing
+these weights were trained with.
+"""
+from pathlib import Path
+
+import pytest
+from torchfaas import BadRequest, InferenceRequest
+
+from .handler import Classifier, center_crop_box, parse_topk
+
+TESTDATA = Path(__file__).parent / "testdata"
+CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+
+
+class Limits:
+    batch_size = 2
+    max_pixels = 4_000_000
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    handler = Classifier()
+    handler.settings = Limits()
+    handler.prepare(artifacts)
+    handler.load(artifacts)
+    return handler
+
+
+def classify(handler, name: str, topk: str = "3") -> dict:
+    request = InferenceRequest(body=(TESTDATA / name).read_bytes(), content_type="image/jpeg",
+                               headers={}, query={"topk": topk}, request_id="t")
+    output = handler.predict([handler.preprocess(request)])[0]
+    return handler.postprocess(output, request)
+
+
+def test_espresso_is_espresso(classifier):
+    top = classify(classifier, "espresso.jpg")["predictions"][0]
+    assert top["label"] == "espresso" and top["class_index"] == 967
+    assert top["probability"] > 0.8
+
+
+def test_cat_is_a_cat(classifier):
+    assert classify(classifier, "cat.jpg")["predictions"][0]["label"] in CAT_CLASSES
+
+
+def test_topk_orders_probabilities(classifier):
+    probabilities = [p["probability"] for p in classify(classifier, "cat.jpg", "5")["predictions"]]
+    assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_crop_is_tf_eval_crop():
+    # 224/(224+32) of the short side, centred
+    assert center_crop_box(640, 480) == (110, 30, 530, 450)
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "abc", "21", "1.5", ""])
+def test_bad_topk_is_rejected(raw):
+    with pytest.raises(BadRequest):
+        parse_topk({"topk": raw}, 20)
