@@ -104,6 +104,11 @@ class FunctionProcess:
         self._reader.join(5)
         return code
 
+    def post(self, data: bytes, content_type: str = "image/jpeg", params=None, headers=None,
+             timeout: float = 30) -> requests.Response:
+        return requests.post(self.url + "/", data=data, params=params, timeout=timeout,
+                             headers={"Content-Type": content_type, **(headers or {})})
+
     def __enter__(self):
         return self.start()
 
