@@ -30,7 +30,8 @@ def before_scenario(context, scenario):
 
 def after_step(context, step):
     # A backend error (Loki down, bad answer) is not a violation but the run must fail.
-    if step.status == "failed" and step.exception is not None and not isinstance(step.exception, AssertionError):
+    failed = getattr(step.status, "name", str(step.status)) in ("failed", "error")
+    if failed and step.exception is not None and not isinstance(step.exception, AssertionError):
         message = f"{step.name}: {type(step.exception).__name__}: {step.exception}"
         context.slo_errors.append(message)
         if os.environ.get("SLO_DEBUG"):

@@ -130,11 +130,12 @@ class FileBackend:
         return out
 
     def _sum(self, agg: Sum, at_ns: int) -> Vector:
-        out: Vector = {}
+        # Exact (fsum) summation: adding thousands of per-request rates 1/300 one by one
+        # drifts in the last digits, and Loki's answer (1.03 req/s) does not.
+        groups: dict = {}
         for key, value in self._eval(agg.inner, at_ns).items():
-            group = label_set(dict(key), agg.by or ())
-            out[group] = out.get(group, 0.0) + value
-        return out
+            groups.setdefault(label_set(dict(key), agg.by or ()), []).append(value)
+        return {group: math.fsum(values) for group, values in groups.items()}
 
     def _divide(self, div: Divide, at_ns: int) -> Vector:
         left = self._eval(div.left, at_ns)

@@ -27,11 +27,17 @@ def quantile(phi: float, values: list) -> float:
 
 
 def average(values: list) -> float:
-    """avg_over_time: Loki sums then divides (no incremental mean)."""
-    total = 0.0
+    """avg_over_time: Loki's incremental mean, mean += x/n - mean/n (not sum/n).
+
+    The two differ in the last digits; the incremental form is the one whose numbers
+    match a real Loki's answers bit for bit.
+    """
+    mean = 0.0
+    count = 0.0
     for value in values:
-        total += value
-    return total / len(values)
+        count += 1
+        mean += value / count - mean / count
+    return mean
 
 
 def safe_divide(numerator: float, denominator: float) -> float:

@@ -1,0 +1,100 @@
+"""The Loki backend against a real local HTTP server: what it sends, what it accepts,
+and how it fails."""
+
+import socket
+
+import pytest
+
+from logslo import queries
+from logslo.loki_backend import LokiBackend, LokiError
+
+QUERY = queries.latency_quantile("classifier", 0.99, 3600, by=("model_version",))
+
+
+def ok(data):
+    return 200, {"status": "success", "data": data}
+
+
+def test_vector_answer_becomes_one_value_per_label_set(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "vector", "result": [
+        {"metric": {"model_version": "v2"}, "value": [1700000000, "81.5"]},
+        {"metric": {"model_version": "v1"}, "value": [1700000000, "12"]},
+    ]}))
+    got = LokiBackend(loki.url).instant(QUERY, 1700000000)
+    assert got == {(("model_version", "v2"),): 81.5, (("model_version", "v1"),): 12.0}
+    [request] = loki.requests
+    assert request["path"] == "/loki/api/v1/query"
+    assert request["params"] == {"query": QUERY.render(), "time": "1700000000"}
+
+
+def test_fractional_evaluation_time_is_sent_as_float_seconds(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "vector", "result": []}))
+    LokiBackend(loki.url).instant(QUERY, 1700000000.25)
+    assert loki.requests[0]["params"]["time"] == "1700000000.25"
+
+
+def test_empty_answer_is_an_empty_vector(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "vector", "result": []}))
+    assert LokiBackend(loki.url).instant(QUERY, 1) == {}
+
+
+def test_matrix_answer_from_query_range(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[1700000100, "1.5"], [1700000400, "2"]]}]}))
+    got = LokiBackend(loki.url).range(QUERY, 1700000000, 1700000400, 300)
+    assert got == {(): [(1700000100.0, 1.5), (1700000400.0, 2.0)]}
+    [request] = loki.requests
+    assert request["path"] == "/loki/api/v1/query_range"
+    assert request["params"] == {"query": QUERY.render(), "start": "1700000000", "end": "1700000400", "step": "300"}
+
+
+def test_scalar_answer(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "scalar", "result": [1, "0.5"]}))
+    assert LokiBackend(loki.url).instant(QUERY, 1) == {(): 0.5}
+
+
+def test_status_error_is_reported_with_lokis_message(fake_loki):
+    loki = fake_loki(lambda path, params: (200, {"status": "error", "errorType": "bad_data",
+                                                "error": "parse error at line 1"}))
+    with pytest.raises(LokiError, match="answered an error.*bad_data parse error at line 1"):
+        LokiBackend(loki.url).instant(QUERY, 1)
+
+
+def test_http_error_is_reported_with_status_and_body(fake_loki):
+    loki = fake_loki(lambda path, params: (400, b"parse error : syntax error: unexpected IDENTIFIER"))
+    with pytest.raises(LokiError, match="HTTP 400.*unexpected IDENTIFIER"):
+        LokiBackend(loki.url).instant(QUERY, 1)
+
+
+def test_log_stream_answer_to_a_metric_query_is_an_error(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "streams", "result": []}))
+    with pytest.raises(LokiError, match="'streams' to a metric query"):
+        LokiBackend(loki.url).instant(QUERY, 1)
+
+
+def test_non_json_answer_is_an_error(fake_loki):
+    loki = fake_loki(lambda path, params: (200, b"<html>proxy login</html>"))
+    with pytest.raises(LokiError, match="did not answer JSON"):
+        LokiBackend(loki.url).instant(QUERY, 1)
+
+
+def test_unreachable_loki_says_so():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(LokiError, match="unreachable.*LOKI_URL"):
+        LokiBackend(f"http://127.0.0.1:{port}", timeout_s=2).instant(QUERY, 1)
+
+
+def test_slow_loki_times_out(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "vector", "result": []}), delay_s=2)
+    with pytest.raises(LokiError, match="unreachable.*timeout 0.3s"):
+        LokiBackend(loki.url, timeout_s=0.3).instant(QUERY, 1)
+
+
+def test_tenant_and_credentials_headers(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "vector", "result": []}))
+    LokiBackend(loki.url + "/", tenant="team-ml", username="u", password="p").instant(QUERY, 1)
+    headers = loki.requests[0]["headers"]
+    assert headers["x-scope-orgid"] == "team-ml"
+    assert headers["authorization"] == "Basic dTpw"
