@@ -46,10 +46,18 @@ def create_app(runtime, events, metrics) -> Flask:
         g.message = "inference"
         g.event = "inference"
         runtime.enter()
+        g.counted = not (request.path in QUIET_PATHS and request.method == "GET")
+        if g.counted:
+            metrics.request_started()
+            tenant = metrics.tenants.from_headers(request.headers)
+            if tenant:
+                g.fields["tenant"] = tenant
 
     @app.teardown_request
     def close_request(_exc):
         runtime.leave()
+        if g.get("counted"):
+            metrics.request_finished()
 
     @app.after_request
     def log_request(response: Response):
@@ -65,7 +73,7 @@ def create_app(runtime, events, metrics) -> Flask:
                     input_bytes=request.content_length or 0,
                     client_gone=True if client_gone and client_gone() else None,
                     **g.fields)
-        metrics.observe_request(status, latency_s, g.fields)
+        metrics.observe_request(status, latency_s, g.fields, g.event)
         return response
 
     @app.errorhandler(ApiError)

@@ -1,33 +1,192 @@
 """Prometheus metrics for GET /metrics (prometheus-client, own registry).
 
-Every series carries function, model_name and model_version; no label takes a
-client-controlled or unbounded value.
+Every series carries `function`, `model_name` and `model_version`, read from the
+same context the log lines carry, so a metric and a log line of one request
+always name the same model. No label takes an unbounded value: `status` is an
+HTTP status code, `event` is `inference` or `metadata` (as in the log line),
+and `tenant` comes from an allow-list (see `TenantLabels`). Request ids and
+predicted classes never become labels.
+
+Series (all prefixed `torchfaas_`):
+
+  requests_total{status, event, tenant}           counter
+  request_latency_seconds{event, tenant}           histogram, receipt to response
+  queue_seconds                                    histogram, wait for a batch slot
+  inference_seconds                                histogram, the batch's forward pass
+  batch_size                                       histogram, batch each request was served in
+  top1_probability                                 histogram, confidence of 200 answers
+  inflight_requests                                gauge, requests being served now
+  queue_depth                                      gauge, items waiting for the batcher
+  ready                                            gauge, 1 when /ready says 200
+  model_load_seconds / model_warmup_seconds /
+  cold_start_seconds                               gauges, from the last model load
+  model_info{artifact_hash}                        gauge = 1
 """
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+import threading
+
+from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
+                               generate_latest)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10)
+from .request_id import sanitise
+
+# Boundaries at the latency SLO (250 ms) and dense where a CPU classifier answers
+# (10-300 ms), so p95/p99 from the histogram are good to a few ms there.
+LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075, 0.1, 0.125,
+                   0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+INFERENCE_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+# no `*_created` series: Prometheus would store each as one more gauge per series
+disable_created_metrics()
+
+BASE_LABELS = ("function", "model_name", "model_version")
+TENANT_NONE, TENANT_OTHER = "none", "other"
+MAX_TENANTS = 50
+TENANT_MAX_LEN = 64
+
+
+class TenantLabels:
+    """Maps the tenant header to a bounded label value.
+
+    `TENANTS` (comma-separated) is the allow-list: a listed tenant is its own
+    label value (compared case-insensitively, label in lower case), any other
+    value is `other`, and a request without the header (or with an empty one)
+    is `none` (so is one that is empty once sanitised). At most MAX_TENANTS entries are kept, so a long list cannot blow
+    up the number of series. The log line carries the sanitised header value
+    itself (field `tenant`), which may be any tenant.
+    """
+
+    def __init__(self, allow_list: str | None = None, header: str | None = None):
+        raw = os.environ.get("TENANTS", "") if allow_list is None else allow_list
+        names = [sanitise(t.strip(), TENANT_MAX_LEN).lower() for t in raw.split(",")]
+        reserved = {TENANT_NONE, TENANT_OTHER, ""}
+        self.allowed = tuple(dict.fromkeys(n for n in names if n not in reserved))[:MAX_TENANTS]
+        self._allowed = frozenset(self.allowed)
+        self.header = header or os.environ.get("TENANT_HEADER", "").strip() or "X-Tenant-Id"
+
+    def from_headers(self, headers) -> str | None:
+        """The sanitised tenant for the log line; None when absent or empty once sanitised."""
+        return sanitise((headers.get(self.header) or "").strip(), TENANT_MAX_LEN) or None
+
+    def label(self, tenant: str | None) -> str:
+        if not tenant:
+            return TENANT_NONE
+        tenant = tenant.lower()
+        return tenant if tenant in self._allowed else TENANT_OTHER
 
 
 class Metrics:
-    def __init__(self, function_name: str):
+    def __init__(self, function_name: str, context: dict | None = None, runtime=None,
+                 tenants: TenantLabels | None = None):
         self.registry = CollectorRegistry()
-        self.function_name = function_name
-        self.model = ("unknown", "unknown")
-        labels = ["function", "model_name", "model_version"]
-        self.requests = Counter("torchfaas_requests_total", "Requests by HTTP status.",
-                                labels + ["status"], registry=self.registry)
-        self.latency = Histogram("torchfaas_request_latency_seconds",
-                                 "Receipt to response, in the runtime.", labels,
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        # the log's context (function, model_name, model_version): shared, so
+        # metrics switch to the loaded model's name/version when the log does
+        self.context = context if context is not None else {
+            "function": function_name, "model_name": "unknown", "model_version": "unknown"}
+        self.context.setdefault("function", function_name)
+        self.runtime = runtime
+        self.tenants = tenants or TenantLabels()
+        self.artifact_hash = ""
+        self.load_times: dict[str, float] = {}
+        self._inflight = 0
+        self._lock = threading.Lock()
+        r = self.registry
+        base = list(BASE_LABELS)
+        self.requests = Counter(
+            "torchfaas_requests_total", "Requests answered, by HTTP status, event and tenant.",
+            base + ["status", "event", "tenant"], registry=r)
+        self.latency = Histogram(
+            "torchfaas_request_latency_seconds", "Receipt to response, in the runtime.",
+            base + ["event", "tenant"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue = Histogram(
+            "torchfaas_queue_seconds", "Time a request waited for its batch to start.",
+            base, buckets=QUEUE_BUCKETS, registry=r)
+        self.inference = Histogram(
+            "torchfaas_inference_seconds", "Forward pass of the batch that served the request.",
+            base, buckets=INFERENCE_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "torchfaas_batch_size", "Size of the batch each request was served in.",
+            base, buckets=BATCH_BUCKETS, registry=r)
+        self.confidence = Histogram(
+            "torchfaas_top1_probability", "Top-1 probability of successful predictions.",
+            base, buckets=CONFIDENCE_BUCKETS, registry=r)
+        r.register(_StateCollector(self))
 
-    def set_model(self, model_name: str, model_version: str):
-        self.model = (model_name, model_version)
+    # -- model -------------------------------------------------------------
+    def _base(self) -> tuple[str, str, str]:
+        c = self.context
+        return c.get("function", "unknown"), c.get("model_name", "unknown"), c.get("model_version", "unknown")
 
-    def observe_request(self, status: int, latency_s: float, fields: dict):
-        base = (self.function_name, *self.model)
-        self.requests.labels(*base, str(status)).inc()
-        self.latency.labels(*base).observe(latency_s)
+    def set_model(self, model_name: str, model_version: str, artifact_hash: str = "",
+                  load_times: dict | None = None):
+        """Called once the model is loaded; load_times: load/warmup/cold_start seconds."""
+        self.context["model_name"], self.context["model_version"] = model_name, model_version
+        self.artifact_hash = artifact_hash or ""
+        self.load_times = dict(load_times or {})
+
+    # -- requests ------------------------------------------------------------
+    def request_started(self):
+        with self._lock:
+            self._inflight += 1
+
+    def request_finished(self):
+        with self._lock:
+            self._inflight -= 1
+
+    def observe_request(self, status: int, latency_s: float, fields: dict, event: str = "inference"):
+        base = self._base()
+        tenant = self.tenants.label(fields.get("tenant"))
+        self.requests.labels(*base, str(status), event, tenant).inc()
+        self.latency.labels(*base, event, tenant).observe(latency_s)
+        if fields.get("queue_ms") is not None:
+            self.queue.labels(*base).observe(fields["queue_ms"] / 1000)
+        if fields.get("inference_ms") is not None:
+            self.inference.labels(*base).observe(fields["inference_ms"] / 1000)
+        if fields.get("batch_size") is not None:
+            self.batch_size.labels(*base).observe(fields["batch_size"])
+        if status == 200 and isinstance(fields.get("top1_prob"), (int, float)):
+            self.confidence.labels(*base).observe(fields["top1_prob"])
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _StateCollector:
+    """Gauges read at scrape time, always with the current model labels."""
+
+    def __init__(self, metrics: Metrics):
+        self.m = metrics
+
+    def collect(self):
+        m = self.m
+        base = list(m._base())
+        names = list(BASE_LABELS)
+
+        def gauge(name, doc, value, extra_names=(), extra_values=()):
+            family = GaugeMetricFamily(name, doc, labels=names + list(extra_names))
+            family.add_metric(base + list(extra_values), value)
+            return family
+
+        yield gauge("torchfaas_inflight_requests", "Requests being served now (probes and scrapes excluded).",
+                    m._inflight)
+        runtime = m.runtime
+        if runtime is not None:
+            yield gauge("torchfaas_ready", "1 when the function reports ready (model loaded, not draining).",
+                        1 if runtime.ready else 0)
+            batcher = getattr(runtime, "batcher", None)
+            yield gauge("torchfaas_queue_depth", "Items waiting for the batcher.",
+                        batcher.depth() if batcher is not None else 0)
+        if m.load_times:
+            for key, doc in (("load", "Seconds the last model load took (artifact check and deserialise)."),
+                             ("warmup", "Seconds the warm-up after the last model load took."),
+                             ("cold_start", "Seconds from process start to the model being ready.")):
+                if key in m.load_times:
+                    name = "torchfaas_cold_start_seconds" if key == "cold_start" else f"torchfaas_model_{key}_seconds"
+                    yield gauge(name, doc, m.load_times[key])
+            yield gauge("torchfaas_model_info", "The loaded model; artifact_hash names its build-time artifacts.",
+                        1, ["artifact_hash"], [m.artifact_hash or "none"])

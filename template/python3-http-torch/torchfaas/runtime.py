@@ -28,9 +28,14 @@ class Runtime:
         self.batcher: Batcher | None = None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
+        # set by load(): for the model_info and load-time metrics
+        self.artifact_hash = ""
+        self.load_times: dict[str, float] = {}
         if isinstance(handler, ModelHandler):
             handler.settings = settings
             events.context["model_name"] = handler.model_name
+            if settings.model_version:  # pinned: cold-start lines and 503s carry it too
+                events.context["model_version"] = settings.model_version
 
     # -- lifecycle -------------------------------------------------------
     @property
@@ -60,6 +65,8 @@ class Runtime:
                              error=type(exc).__name__, error_message=str(exc)[:500],
                              trace=traceback.format_exc(limit=20))
             return False
+        self.load_times = {"load": load_ms / 1000, "warmup": warmup_ms / 1000,
+                           "cold_start": time.time() - self.process_started}
         if self.state == STARTING:
             self.state = READY
         self.events.emit("model_loaded", "model loaded", load_ms=round(load_ms, 2),
@@ -73,6 +80,7 @@ class Runtime:
         if (artifacts_dir / artifacts.MANIFEST).is_file():
             # checked before anything is deserialised: a swapped file never loads
             manifest = artifacts.read_verified_manifest(artifacts_dir)
+            self.artifact_hash = artifacts.manifest_version(manifest).removeprefix("sha256-")
         self.handler.load(artifacts_dir)
         version = (self.settings.model_version or self.handler.model_version
                    or (artifacts.manifest_version(manifest) if manifest else "unversioned"))

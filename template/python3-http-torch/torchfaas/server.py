@@ -66,7 +66,8 @@ class Server:
 
     def _load(self):
         if self.runtime.load():
-            self.metrics.set_model(self.events.context["model_name"], self.events.context["model_version"])
+            self.metrics.set_model(self.events.context["model_name"], self.events.context["model_version"],
+                                   self.runtime.artifact_hash, self.runtime.load_times)
         else:
             self.exit_code = 1
             self._call_in_loop(self._stop_loop)
@@ -127,7 +128,8 @@ def main() -> int:
     try:
         handler = load_handler(settings.handler_module)
         runtime = Runtime(settings, handler, events, process_started)
-        server = Server(settings, events, runtime, Metrics(settings.function_name))
+        server = Server(settings, events, runtime,
+                        Metrics(settings.function_name, context=events.context, runtime=runtime))
     except Exception as exc:
         events.emit("startup_failed", f"start-up failed: {exc}", logging.ERROR,
                     error=type(exc).__name__, error_message=str(exc)[:500])
