@@ -1,0 +1,60 @@
+import base64
+import io
+import json
+import re
+
+import pytest
+from PIL import Image
+from torchfaas.artifacts import ArtifactError, manifest_version, read_verified_manifest, write_manifest
+from torchfaas.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from torchfaas.images import image_bytes_from, open_image
+from torchfaas.logs import EventLog, rfc3339_ms
+from torchfaas.request_id import request_id_from, sanitise
+
+
+def test_request_id_order_and_sanitising():
+    assert request_id_from({"X-Call-Id": "a", "X-Request-Id": "b"}) == "a"
+    assert request_id_from({"X-Request-Id": "b c\n"}) == "bc"
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id_from({"X-Request-Id": "\n\t"}))
+    assert sanitise("x" * 100, 10) == "x" * 10
+
+
+def test_image_bytes_from_each_accepted_body():
+    assert image_bytes_from(b"raw", "image/jpeg; charset=x") == b"raw"
+    assert image_bytes_from(b"raw", None) == b"raw"  # curl --data-binary without -H
+    encoded = json.dumps({"image": base64.b64encode(b"png").decode()}).encode()
+    assert image_bytes_from(encoded, "application/json") == b"png"
+    for body, kind, error in [(b"", "image/png", BadRequest), (b"{", "application/json", BadRequest),
+                              (b'{"image": 3}', "application/json", BadRequest),
+                              (b'{"image": "@@"}', "application/json", BadRequest),
+                              (b"x", "multipart/form-data", UnsupportedMediaType)]:
+        with pytest.raises(error):
+            image_bytes_from(body, kind)
+
+
+def test_pixel_limit_is_checked_from_the_header():
+    out = io.BytesIO()
+    Image.new("RGB", (300, 200)).save(out, format="PNG")
+    assert open_image(out.getvalue(), 60_000).size == (300, 200)
+    with pytest.raises(PayloadTooLarge):
+        open_image(out.getvalue(), 59_999)
+
+
+def test_manifest_detects_tampering(tmp_path):
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    manifest = write_manifest(tmp_path, ["w.bin"], model_name="m")
+    assert read_verified_manifest(tmp_path) == manifest
+    assert manifest_version(manifest).startswith("sha256-")
+    (tmp_path / "w.bin").write_bytes(b"weightz")
+    with pytest.raises(ArtifactError, match="sha256"):
+        read_verified_manifest(tmp_path)
+
+
+def test_log_line_shape():
+    stream = io.StringIO()
+    log = EventLog(stream, "fn")
+    log.emit("inference", "inference", status=200, latency_ms=1.5, skipped=None)
+    line = json.loads(stream.getvalue())
+    assert list(line)[:4] == ["timestamp", "level", "message", "event"]
+    assert line["function"] == "fn" and line["status"] == 200 and "skipped" not in line
+    assert rfc3339_ms(0.123) == "1970-01-01T00:00:00.123Z"
