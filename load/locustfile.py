@@ -1,0 +1,255 @@
+"""Locust traffic for the torchfaas classifier, through the gateway or straight at a function.
+
+    locust -f load/locustfile.py --headless --host http://127.0.0.1:8080 --profile steady
+    locust -f load/locustfile.py --headless --host http://GATEWAY:8080/function/classifier --profile step
+    make load HOST=http://GATEWAY:8080/function/classifier PROFILE=spike
+
+Users POST real photos (JPEG/PNG/WebP, 320-1280 px, see traffic.py), each request
+with its own X-Request-Id, and ~5% bad requests (empty body, corrupt or truncated
+image, bad topk, wrong Content-Type). Bad requests are reported under their own
+names ("bad: ...") and count as successes when they get the 4xx they deserve; a
+5xx, or a 2xx, to a bad request is a failure.
+
+Behind the OpenFaaS gateway the function logs the gateway's X-Call-Id as the
+request id (it wins over X-Request-Id); both are recorded in --sent-log.
+
+Options (each also an environment variable, which `make load` passes through):
+    --profile steady|step|spike  (PROFILE)         the load shape, see shapes.py (Locust's
+                                                   own --profile, which also labels the report)
+    --peak-users N               (LOAD_USERS)      users at the top of the shape
+    --duration S                 (LOAD_DURATION)   steady/spike length
+    --step-users N, --step-seconds S               step ramp granularity
+    --max-p95-ms, --max-p99-ms   (MAX_P95_MS, MAX_P99_MS)   0 = no check
+    --max-fail-ratio             (MAX_FAIL_RATIO)  failed / all requests
+    --bad-ratio                  (BAD_RATIO)       share of bad requests
+    --sent-log PATH              (SENT_LOG)        JSONL, one line per request sent
+A broken threshold makes the run exit with code 1 (see `check_thresholds`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+
+from locust import FastHttpUser, LoadTestShape, between, events, task
+from locust.runners import WorkerRunner
+from locust.stats import StatsEntry
+
+import shapes
+import traffic
+
+log = logging.getLogger("torchfaas.load")
+
+BAD_PREFIX = "bad: "
+# the same numbers as tests/slo/features: p99 within 250 ms, at most 1% failed
+DEFAULTS = {"max_p95_ms": 0.0, "max_p99_ms": 250.0, "max_fail_ratio": 0.01}
+
+
+def _env(name: str, default=None):
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser):
+    group = parser.add_argument_group("torchfaas")
+    group.add_argument("--peak-users", type=int, default=_env("LOAD_USERS"),
+                       help="users at the top of the shape (default: steady 4, step 32, spike 24)")
+    group.add_argument("--duration", type=float, default=_env("LOAD_DURATION"),
+                       help="seconds, for steady (default 60) and spike (default 90)")
+    group.add_argument("--step-users", type=int, default=_env("LOAD_STEP_USERS"),
+                       help="users added per step of the step profile (default peak/8)")
+    group.add_argument("--step-seconds", type=float, default=_env("LOAD_STEP_SECONDS"),
+                       help="seconds per step of the step profile (default 20)")
+    group.add_argument("--max-p95-ms", type=float, default=_env("MAX_P95_MS", DEFAULTS["max_p95_ms"]),
+                       help="fail the run if p95 of the image requests is above this (0 = off)")
+    group.add_argument("--max-p99-ms", type=float, default=_env("MAX_P99_MS", DEFAULTS["max_p99_ms"]),
+                       help="fail the run if p99 of the image requests is above this (0 = off)")
+    group.add_argument("--max-fail-ratio", type=float,
+                       default=_env("MAX_FAIL_RATIO", DEFAULTS["max_fail_ratio"]),
+                       help="fail the run if failed/all requests is above this")
+    group.add_argument("--bad-ratio", type=float, default=_env("BAD_RATIO", 0.05),
+                       help="share of deliberately bad requests (default 0.05)")
+    group.add_argument("--sent-log", default=_env("SENT_LOG", ""),
+                       help="write one JSON line per request sent (request id, name, status, ms)")
+    group.add_argument("--seed", type=int, default=_env("LOAD_SEED"), help="seed the payload choice")
+
+
+def _option(environment, name: str, default=None):
+    options = getattr(environment, "parsed_options", None)
+    value = getattr(options, name, None) if options is not None else None
+    return default if value is None else value
+
+
+# -- what is sent ------------------------------------------------------------
+CORPUS = traffic.build_corpus()
+BAD_REQUESTS = traffic.bad_requests(CORPUS)
+
+
+class SentLog:
+    """JSONL of every request sent; lets a test (or you) match them to the function's log."""
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._file = open(path, "w", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+
+    def write(self, **fields):
+        with self._lock:
+            self._file.write(json.dumps(fields, separators=(",", ":")) + "\n")
+
+    def close(self):
+        self._file.close()
+
+
+def profile_name(environment) -> str:
+    """Locust's own --profile (it labels the HTML report) names the shape; else PROFILE."""
+    return _option(environment, "profile") or _env("PROFILE", "steady")
+
+
+@events.init.add_listener
+def on_init(environment, **_kw):
+    name = profile_name(environment)
+    if name not in shapes.PROFILES:
+        log.error("unknown load profile %r; choose one of %s", name, ", ".join(shapes.PROFILES))
+        sys.exit(2)
+    environment.profile = environment.profile or name
+    path = _option(environment, "sent_log", "")
+    environment.sent_log = SentLog(path) if path else None
+    seed = _option(environment, "seed")
+    environment.picker = traffic.Picker(CORPUS, seed=seed)
+    environment.request_ids = traffic.RequestIds()
+
+
+class ClassifierUser(FastHttpUser):
+    """A client of the classifier: a photo every 0.1-0.5 s, sometimes a broken request."""
+
+    wait_time = between(0.1, 0.5)
+    bad_ratio: float | None = None  # None: --bad-ratio; subclasses (the capacity finder) set 0
+
+    def on_start(self):
+        env = self.environment
+        if not hasattr(env, "picker"):  # used as a library without the init event
+            on_init(env)
+        self.ratio = self.bad_ratio if self.bad_ratio is not None else float(_option(env, "bad_ratio", 0.05))
+
+    @task
+    def classify(self):
+        env = self.environment
+        if env.picker.random.random() < self.ratio:
+            self._bad(env.picker.random.choice(BAD_REQUESTS))
+        else:
+            self._photo(env.picker.payload())
+
+    def _photo(self, payload: traffic.Payload):
+        request_id = self.environment.request_ids.next()
+        topk = self.environment.picker.random.choice((1, 3, 5))
+        with self.client.post(f"/?topk={topk}", data=payload.body, name=f"POST / {payload.fmt}",
+                              headers={"Content-Type": payload.content_type, "X-Request-Id": request_id},
+                              catch_response=True) as response:
+            problem = None
+            if response.status_code != 200:
+                problem = f"HTTP {response.status_code}"
+            else:
+                try:
+                    predictions = response.json()["predictions"]
+                    if len(predictions) != topk:
+                        problem = f"{len(predictions)} predictions for topk={topk}"
+                except (ValueError, KeyError, TypeError):
+                    problem = "200 without a predictions list"
+            self._finish(response, request_id, problem, payload.label)
+
+    def _bad(self, bad: traffic.BadRequest):
+        request_id = self.environment.request_ids.next()
+        path = "/?" + bad.query if bad.query else "/"
+        with self.client.post(path, data=bad.body, name=BAD_PREFIX + bad.kind,
+                              headers={"Content-Type": bad.content_type, "X-Request-Id": request_id},
+                              catch_response=True) as response:
+            problem = None
+            if response.status_code != bad.expected_status:
+                problem = f"expected HTTP {bad.expected_status}, got {response.status_code}"
+            self._finish(response, request_id, problem, bad.kind)
+
+    def _finish(self, response, request_id: str, problem: str | None, what: str):
+        if problem:
+            response.failure(problem)
+        else:
+            response.success()
+        sent_log = self.environment.sent_log if hasattr(self.environment, "sent_log") else None
+        if sent_log:
+            headers = response.headers or {}
+            sent_log.write(request_id=request_id, echoed_id=headers.get("X-Request-Id"),
+                           call_id=headers.get("X-Call-Id"), name=response.request_meta["name"],
+                           payload=what, status=response.status_code,
+                           ms=round(response.request_meta["response_time"], 1), ok=problem is None)
+
+
+# -- the load shape ----------------------------------------------------------
+class Profile(LoadTestShape):
+    """The shape named by --profile, built on the first tick (options are parsed by then)."""
+
+    use_common_options = False
+
+    def __init__(self):
+        super().__init__()
+        self.shape = None
+
+    def tick(self):
+        if self.shape is None:
+            env = self.runner.environment
+            self.shape = shapes.build(profile_name(env), _option(env, "peak_users"),
+                                      _option(env, "duration"), _option(env, "step_users"),
+                                      _option(env, "step_seconds"))
+            self.shape.runner = self.runner
+            log.info("load profile %s: %s", profile_name(env),
+                     {k: v for k, v in vars(self.shape).items() if k not in ("runner", "start_time")})
+        self.shape.start_time = self.start_time
+        return self.shape.tick()
+
+
+# -- thresholds --------------------------------------------------------------
+def image_requests(stats) -> StatsEntry:
+    """All photo requests pooled (bad requests are excluded from the latency checks)."""
+    pooled = StatsEntry(stats, "image requests", "POST", use_response_times_cache=False)
+    for entry in stats.entries.values():
+        if not entry.name.startswith(BAD_PREFIX):
+            pooled.extend(entry)
+    return pooled
+
+
+def check_thresholds(stats, max_p95_ms: float, max_p99_ms: float, max_fail_ratio: float) -> list[str]:
+    """What is broken, in words; empty when the run passes."""
+    broken = []
+    total = stats.total
+    if total.num_requests == 0:
+        return ["no request was made"]
+    images = image_requests(stats)
+    for name, limit, pct in (("p95", max_p95_ms, 0.95), ("p99", max_p99_ms, 0.99)):
+        if limit and images.num_requests:
+            value = images.get_response_time_percentile(pct)
+            if value > limit:
+                broken.append(f"{name} latency of image requests is {value:.0f} ms, above {limit:g} ms")
+    if total.fail_ratio > max_fail_ratio:
+        broken.append(f"{total.num_failures} of {total.num_requests} requests failed "
+                      f"({total.fail_ratio:.2%}), above {max_fail_ratio:.2%}")
+    return broken
+
+
+@events.quitting.add_listener
+def on_quitting(environment, **_kw):
+    sent_log = getattr(environment, "sent_log", None)
+    if sent_log:
+        sent_log.close()
+    if getattr(environment, "parsed_options", None) is None or isinstance(environment.runner, WorkerRunner):
+        return  # library use, or a worker: the master judges the whole run
+    broken = check_thresholds(environment.stats, float(_option(environment, "max_p95_ms", 0)),
+                              float(_option(environment, "max_p99_ms", 0)),
+                              float(_option(environment, "max_fail_ratio", 0.01)))
+    for reason in broken:
+        log.error("threshold broken: %s", reason)
+    if broken:
+        environment.process_exit_code = 1
+    else:
+        log.info("thresholds met")

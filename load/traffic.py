@@ -1,0 +1,119 @@
+"""What the load users send: real photos in several formats and sizes, and bad requests.
+
+Pure Python (no Locust import), so the corpus can be checked by unit tests and
+reused by the capacity finder. The photos are the ones the test suite uses
+(tests/support/images.py: photos shipped inside scikit-image and scikit-learn),
+re-encoded as JPEG/PNG/WebP at several resolutions, the way phones and browsers
+would upload them.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import itertools
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+# format -> (PIL format, Content-Type, save options, share of the traffic)
+FORMATS = {
+    "jpeg": ("JPEG", "image/jpeg", {"quality": 85}, 6),
+    "png": ("PNG", "image/png", {"compress_level": 1}, 2),
+    "webp": ("WEBP", "image/webp", {"quality": 80}, 2),
+}
+# long side in pixels -> share of the traffic (thumbnails, web uploads, phone uploads)
+SIZES = {320: 3, 640: 5, 1280: 2}
+
+
+@dataclass(frozen=True)
+class Payload:
+    photo: str
+    fmt: str
+    long_side: int
+    content_type: str
+    body: bytes
+    weight: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.photo} {self.fmt} {self.long_side}px"
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """A client mistake the function must answer with `expected_status`, never 5xx."""
+    kind: str
+    body: bytes
+    content_type: str
+    query: str
+    expected_status: int
+
+
+def _photo_paths() -> dict[str, Path]:
+    """The photos of tests/support/images.py (loaded by path: `tests` is not a package)."""
+    spec = importlib.util.spec_from_file_location("torchfaas_test_photos", REPO / "tests" / "support" / "images.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.PHOTOS)
+
+
+def build_corpus(sizes: dict[int, int] | None = None, formats: dict | None = None) -> list[Payload]:
+    """Every photo, at every size, in every format (about 2 s of CPU for 54 payloads)."""
+    sizes = SIZES if sizes is None else sizes
+    formats = FORMATS if formats is None else formats
+    corpus = []
+    for photo, path in sorted(_photo_paths().items()):
+        with Image.open(path) as original:
+            rgb = original.convert("RGB")
+        for side, size_weight in sizes.items():
+            scale = side / max(rgb.size)
+            resized = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
+                                 Image.Resampling.BICUBIC)
+            for fmt, (pil_format, content_type, options, fmt_weight) in formats.items():
+                out = io.BytesIO()
+                resized.save(out, format=pil_format, **options)
+                corpus.append(Payload(Path(photo).stem, fmt, side, content_type, out.getvalue(),
+                                      size_weight * fmt_weight))
+    return corpus
+
+
+def bad_requests(corpus: list[Payload]) -> list[BadRequest]:
+    """One of each client mistake the function must reject with a 4xx."""
+    jpeg = next(p.body for p in corpus if p.fmt == "jpeg")
+    return [
+        BadRequest("empty body", b"", "image/jpeg", "", 400),
+        BadRequest("corrupt bytes", os.urandom(2048), "image/jpeg", "", 400),
+        BadRequest("truncated image", jpeg[: len(jpeg) // 3], "image/jpeg", "", 400),
+        BadRequest("bad topk", jpeg, "image/jpeg", "topk=0", 400),
+        BadRequest("wrong content type", b"this is not an image", "text/plain", "", 415),
+    ]
+
+
+class Picker:
+    """Weighted random choice over the corpus, reproducible with a seed."""
+
+    def __init__(self, corpus: list[Payload], seed: int | None = None):
+        self.corpus = corpus
+        self.cum_weights = list(itertools.accumulate(p.weight for p in corpus))
+        self.random = random.Random(seed)
+
+    def payload(self) -> Payload:
+        return self.random.choices(self.corpus, cum_weights=self.cum_weights)[0]
+
+
+class RequestIds:
+    """`<prefix>-<n>-<random>`: unique, sortable per run, safe for the runtime's sanitiser."""
+
+    def __init__(self, prefix: str | None = None):
+        self.prefix = prefix or "lt" + time.strftime("%H%M%S")
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(self._counter):06d}-{uuid.uuid4().hex[:8]}"
