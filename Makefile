@@ -15,7 +15,7 @@ FAAS_CLI ?= faas-cli
 # minus the watchdog
 RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
 
-.PHONY: install run test shrinkwrap build deploy clean
+.PHONY: install run test shrinkwrap build deploy clean slo
 
 install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
@@ -54,3 +54,12 @@ deploy:
 
 clean:
 	rm -rf build artifacts reports .pytest_cache
+
+# SLO contracts (tests/slo/features) against Loki (LOKI_URL) or a JSONL log (LOG_FILE),
+# at SLO_AT (unix seconds, default now); JSON report to SLO_REPORT; SLO_TAGS filters
+# scenarios (e.g. SLO_TAGS="not @production-mix"). Needs only behave, not torch.
+slo:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import behave" 2>/dev/null || $(PIP) install -q --disable-pip-version-check $$(grep -iE '^behave==' requirements-dev.txt)
+	LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" \
+		$(PY) -m behave -f plain --no-timings --no-capture $(if $(SLO_TAGS),--tags '$(SLO_TAGS)') tests/slo/features
