@@ -83,3 +83,13 @@ def test_bad_artifact_fails_start_up(tmp_path, classifier_build, damage):
     assert len(failed) == 1 and failed[0]["level"] == "ERROR"
     assert ("missing artifact" if damage == "missing" else "sha256") in failed[0]["error_message"]
     assert not fn.events("model_loaded")
+
+
+def test_libraries_that_print_cannot_corrupt_stdout(slow_build):
+    with FunctionProcess(slow_build, env={"NOISY_LOAD": "1"}) as fn:
+        assert fn.post(b"x").status_code == 200
+        fn.wait_for_lines("inference", 1)
+    lines = fn.lines()  # every stdout line parses as JSON
+    assert [line["event"] for line in lines][:2] == ["startup", "model_loaded"]
+    assert "Loaded pretrained weights for something" in fn.stderr_lines
+    assert "a C library writing to fd 1" in fn.stderr_lines

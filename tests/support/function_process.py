@@ -57,6 +57,7 @@ class FunctionProcess:
         self.env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1",
                     "FUNCTION_NAME": function_name, "DRAIN_SECONDS": "0.2", **(env or {})}
         self.raw_lines: list[str] = []
+        self.stderr_lines: list[str] = []
         self.proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
 
@@ -66,7 +67,7 @@ class FunctionProcess:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # never let stderr block
+        threading.Thread(target=self._read_stderr, daemon=True).start()  # never let stderr block
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -74,6 +75,10 @@ class FunctionProcess:
     def _read_stdout(self):
         for raw in self.proc.stdout:
             self.raw_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            self.stderr_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
 
     def wait_ready(self, timeout: float = 90):
         deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ It goes through the real runtime (batching, limits, logging, draining); only
 the model is replaced, by one whose load and predict take known times.
 """
 import os
+import sys
 import time
 
 from torchfaas import ModelHandler
@@ -13,6 +14,11 @@ class Slow(ModelHandler):
     model_name = "slow-echo"
 
     def load(self, artifacts_dir):
+        if os.environ.get("NOISY_LOAD"):
+            # what third-party code does: print, and write to fd 1 directly
+            print("Loaded pretrained weights for something")
+            sys.stdout.flush()
+            os.write(1, b"a C library writing to fd 1\n")
         time.sleep(float(os.environ.get("SLOW_LOAD_S", "0")))
         if os.environ.get("FAIL_LOAD"):
             raise RuntimeError("weights are corrupt")
