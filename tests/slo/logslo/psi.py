@@ -13,7 +13,7 @@ FLOOR = 1e-4
 
 
 def psi(current: dict, baseline: dict, floor: float = FLOOR) -> float:
-    classes = set(current) | set(baseline)
+    classes = sorted(set(current) | set(baseline))  # fixed order: same float sum every run
     total = 0.0
     for name in classes:
         p = max(current.get(name, 0.0), floor)
@@ -24,6 +24,6 @@ def psi(current: dict, baseline: dict, floor: float = FLOOR) -> float:
 
 def biggest_movers(current: dict, baseline: dict, count: int = 3) -> list:
     """The classes whose share moved most, to say *what* shifted, not only that it did."""
-    classes = set(current) | set(baseline)
+    classes = sorted(set(current) | set(baseline))  # fixed order: same float sum every run
     moves = [(name, baseline.get(name, 0.0), current.get(name, 0.0)) for name in classes]
     return sorted(moves, key=lambda m: -abs(m[2] - m[1]))[:count]
