@@ -46,6 +46,7 @@ disable_created_metrics()
 
 BASE_LABELS = ("function", "model_name", "model_version")
 TENANT_NONE, TENANT_OTHER = "none", "other"
+ZERO_STATUSES = ("200", "500", "503", "504")
 MAX_TENANTS = 50
 TENANT_MAX_LEN = 64
 
@@ -116,6 +117,8 @@ class Metrics:
             "torchfaas_top1_probability", "Top-1 probability of successful predictions.",
             base, buckets=CONFIDENCE_BUCKETS, registry=r)
         r.register(_StateCollector(self))
+        if self.context.get("model_version", "unknown") != "unknown":
+            self._zero_series()  # MODEL_VERSION pinned: cold-start 503s count from the start
 
     # -- model -------------------------------------------------------------
     def _base(self) -> tuple[str, str, str]:
@@ -128,6 +131,23 @@ class Metrics:
         self.context["model_name"], self.context["model_version"] = model_name, model_version
         self.artifact_hash = artifact_hash or ""
         self.load_times = dict(load_times or {})
+        self._zero_series()
+
+    def _zero_series(self):
+        """Expose the everyday series at 0 before the first request.
+
+        rate() never counts a series' first sample, so a counter that first shows
+        up at 3 hides those 3 requests. Success and the server errors the SLO
+        counts (500, 503, 504), for every tenant label, and the per-request
+        histograms start at 0 instead; other statuses appear on first use.
+        """
+        base = self._base()
+        for tenant in (*self.tenants.allowed, TENANT_NONE, TENANT_OTHER):
+            for status in ZERO_STATUSES:
+                self.requests.labels(*base, status, "inference", tenant)
+            self.latency.labels(*base, "inference", tenant)
+        for histogram in (self.queue, self.inference, self.batch_size, self.confidence):
+            histogram.labels(*base)
 
     # -- requests ------------------------------------------------------------
     def request_started(self):
