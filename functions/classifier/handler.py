@@ -46,7 +46,8 @@ def to_input_tensor(rgb_image) -> torch.Tensor:
 
 def parse_topk(query, limit: int) -> int:
     raw = query.get("topk", "5")
-    if not raw.isdigit() or not 1 <= int(raw) <= limit:
+    # ASCII digits only: "²".isdigit() is True but int("²") raises (a 500, not a 400)
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= limit:
         raise BadRequest(f"topk must be an integer from 1 to {limit}", code="invalid_topk")
     return int(raw)
 

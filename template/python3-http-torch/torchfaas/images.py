@@ -35,7 +35,7 @@ def image_bytes_from(body: bytes, content_type: str | None) -> bytes:
     if kind == "application/json":
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # "[" * 100000 recurses
             raise BadRequest("body is not valid JSON", code="invalid_json") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
             raise BadRequest('JSON body must be {"image": "<base64>"}', code="invalid_json")

@@ -1,0 +1,98 @@
+"""Helpers for the fault suite: raw HTTP, JSON error checks, log lookups, RSS."""
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HANDLERS = Path(__file__).parent / "handlers"
+# the limits the classifier runs with in this suite (small, so tests stay fast)
+MAX_BODY = 2 * 1024 * 1024
+MAX_PIXELS = 4_000_000
+SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+
+    def json(self):
+        import json
+        return json.loads(self.body)
+
+
+def raw_http(port: int, request: bytes, timeout: float = 15) -> RawResponse:
+    """Send bytes exactly as given (hostile headers included); read until close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.decode("latin-1").strip().lower()] = value.decode("latin-1").strip()
+    return RawResponse(status, headers, body)
+
+
+def raw_post(port: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] = (),
+             path: bytes = b"/", method: bytes = b"POST") -> RawResponse:
+    head = [method + b" " + path + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close",
+            b"Content-Length: " + str(len(body)).encode()]
+    head += [name + b": " + value for name, value in headers]
+    return raw_http(port, b"\r\n".join(head) + b"\r\n\r\n" + body)
+
+
+def check_json_error(status: int, headers: dict, body: bytes, expect_status=None, code=None) -> dict:
+    """A contract error body: JSON, code + message, request id echoed, no trace."""
+    import json
+    content_type = headers.get("content-type") or headers.get("Content-Type")
+    assert content_type == "application/json", (status, content_type, body[:200])
+    payload = json.loads(body)
+    if expect_status is not None:
+        assert status == expect_status, (status, payload)
+    assert 400 <= status < 600
+    assert set(payload) == {"error", "request_id"}, payload
+    assert payload["error"]["code"] and payload["error"]["message"]
+    if code is not None:
+        assert payload["error"]["code"] == code, payload
+    rid = headers.get("x-request-id") or headers.get("X-Request-Id")
+    assert payload["request_id"] == rid and SAFE_ID.match(rid), (payload, rid)
+    assert b"Traceback" not in body and b'File "' not in body
+    return payload
+
+
+def lines_for(fn, request_id: str, event: str = "inference") -> list[dict]:
+    return [line for line in fn.lines() if line.get("request_id") == request_id
+            and line.get("event") == event]
+
+
+def wait_line(fn, request_id: str, timeout: float = 10, event: str = "inference") -> list[dict]:
+    """The lines for one id, once at least one is there (then a short grace for a 2nd)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not lines_for(fn, request_id, event):
+        time.sleep(0.01)
+    return lines_for(fn, request_id, event)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise RuntimeError("no Threads")
