@@ -17,6 +17,7 @@ import threading
 import time
 
 import waitress
+from waitress.channel import ClientDisconnected, HTTPChannel
 
 from .app import create_app
 from .config import Settings
@@ -41,6 +42,26 @@ def load_handler(module_name: str):
     raise ImportError(f"{module_name} defines neither a ModelHandler subclass nor handle(event, context)")
 
 
+class LoggedChannel(HTTPChannel):
+    """A waitress channel that never drops a whole request without the app seeing it.
+
+    waitress skips a request whose client hung up while it waited for a free
+    worker thread (`HTTPChannel.service`: `if self.connected: task.service()`), so
+    it got no log line. Here the app still runs it: nothing can be sent back, but
+    the request is answered internally and logged once, with `client_gone: true`.
+    """
+
+    def service(self):
+        if not self.connected and self.requests and not self.requests[0].error:
+            try:
+                self.task_class(self, self.requests[0]).service()
+            except ClientDisconnected:
+                pass  # expected: the answer has nowhere to go
+            except Exception:
+                self.logger.exception("Exception while serving a disconnected client")
+        super().service()  # waitress's own clean-up of the closed channel
+
+
 class Server:
     def __init__(self, settings: Settings, events: EventLog, runtime: Runtime, metrics: Metrics):
         self.settings, self.events, self.runtime = settings, events, runtime
@@ -55,6 +76,7 @@ class Server:
             # lets the app see a client that hung up while it waited
             channel_request_lookahead=1,
             connection_limit=max(100, settings.threads * 8), ident="torchfaas")
+        self.wsgi.channel_class = LoggedChannel
 
     def serve(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
