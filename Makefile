@@ -15,7 +15,7 @@ FAAS_CLI ?= faas-cli
 # minus the watchdog
 RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
 
-.PHONY: install run test shrinkwrap build deploy clean slo
+.PHONY: install run test shrinkwrap build deploy clean slo load capacity demo
 
 install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
@@ -63,3 +63,31 @@ slo:
 	@$(PY) -c "import behave" 2>/dev/null || $(PIP) install -q --disable-pip-version-check $$(grep -iE '^behave==' requirements-dev.txt)
 	LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" \
 		$(PY) -m behave -f plain --no-timings --no-capture $(if $(SLO_TAGS),--tags '$(SLO_TAGS)') tests/slo/features
+
+# -- load (load/): Locust profiles, capacity finder, the demo ------------------
+# HOST=http://... targets a running function or the gateway
+# (http://GATEWAY:8080/function/classifier); without it the function is started
+# locally for the run (log in the reports folder) and stopped after it.
+PROFILE ?= steady
+LOAD_HOST = $(filter http://% https://%,$(HOST))
+LOCAL_FN = PY=$(PY) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' bash load/with_function.sh
+with_fn = $(if $(LOAD_HOST),,$(LOCAL_FN) $(1))
+target_url = $(or $(LOAD_HOST),http://127.0.0.1:$(PORT))
+
+# make load [HOST=...] [PROFILE=steady|step|spike] [USERS=n] [DURATION=s] [LOCUST_ARGS=...]
+# thresholds: MAX_P95_MS, MAX_P99_MS, MAX_FAIL_RATIO (exit 1 when broken)
+load: install shrinkwrap
+	@mkdir -p reports/load
+	$(call with_fn,reports/load) $(PY) -m locust -f load/locustfile.py --headless --only-summary \
+		--host $(target_url) --profile $(PROFILE) $(if $(USERS),--peak-users $(USERS)) \
+		$(if $(DURATION),--duration $(DURATION)) --csv reports/load/$(PROFILE) \
+		--html reports/load/$(PROFILE).html --sent-log reports/load/$(PROFILE)-sent.jsonl $(LOCUST_ARGS)
+
+# make capacity [HOST=...] [PEAK_RPS=...] [SLO_P99_MS=250] [CAPACITY_ARGS=...]
+capacity: install shrinkwrap
+	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) \
+		--json reports/capacity/capacity.json $(CAPACITY_ARGS)
+
+# function + short load + log summary + SLO contracts, all local (DEMO_USERS, DEMO_SECONDS)
+demo: install shrinkwrap
+	@PY=$(PY) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' MAKE='$(MAKE)' bash load/demo.sh

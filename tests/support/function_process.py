@@ -88,7 +88,7 @@ class FunctionProcess:
             try:
                 if requests.get(self.url + "/ready", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a busy start-up can be slow to answer
                 pass
             time.sleep(0.05)
         raise TimeoutError("function did not become ready")

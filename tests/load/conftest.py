@@ -1,0 +1,34 @@
+"""Load tests: the load/ tools against a real classifier process.
+
+Locust monkey-patches the standard library with gevent when it is imported, so
+it never is in the pytest process: everything that needs it runs as a
+subprocess, as users run it. Pure helpers (traffic, capacity arithmetic, log
+summary) are imported from load/ directly.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.function_process import (CLASSIFIER, CLASSIFIER_ARTIFACTS, FunctionProcess, prepare_artifacts,
+                                      shrinkwrap)
+
+REPO = Path(__file__).resolve().parents[2]
+LOAD = REPO / "load"
+sys.path.insert(0, str(LOAD))
+
+
+@pytest.fixture(scope="session")
+def classifier_build(tmp_path_factory):
+    """build/classifier as faas-cli lays it out, with its build-time artifacts."""
+    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("load-build") / "classifier")
+    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
+    return build
+
+
+@pytest.fixture(scope="session")
+def classifier_fn(classifier_build):
+    """A classifier with the default limits (the load sends up to ~1.2 MB PNGs)."""
+    with FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(CLASSIFIER_ARTIFACTS)}) as fn:
+        yield fn
+

@@ -1,0 +1,77 @@
+"""The capacity finder end to end, and the local-function wrapper behind make load/capacity/demo."""
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from loadtools import LOAD, REPO, clean_env
+from support.function_process import CLASSIFIER_ARTIFACTS, free_port
+
+
+def test_capacity_finder_measures_steps_and_prints_labels(classifier_fn, tmp_path):
+    out = tmp_path / "capacity.json"
+    result = subprocess.run(
+        [sys.executable, str(LOAD / "capacity.py"), "--host", classifier_fn.url, "--start-users", "1",
+         "--max-users", "2", "--warmup-seconds", "0.5", "--step-seconds", "2", "--min-requests", "1",
+         "--slo-p99-ms", "30000", "--peak-rps", "100", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "com.openfaas.scale.type: \"capacity\"" in result.stdout
+    report = json.loads(out.read_text())
+    assert [s["users"] for s in report["steps"]] == [1, 2]
+    assert all(s["requests"] >= 1 and s["failures"] == 0 for s in report["steps"])  # CI machines are slow
+    assert report["capacity"]["rps"] > 0 and report["capacity"]["concurrency"] in (1, 2)
+    assert set(report["labels"]) == {f"com.openfaas.scale.{k}" for k in
+                                     ("min", "max", "target", "type", "target-proportion")}
+
+
+def test_capacity_finder_says_when_the_function_is_down(tmp_path):
+    result = subprocess.run([sys.executable, str(LOAD / "capacity.py"), "--host", f"http://127.0.0.1:{free_port()}",
+                             "--json", ""], cwd=REPO, capture_output=True, text=True, timeout=60, env=clean_env())
+    assert result.returncode != 0 and "not reachable" in result.stderr
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_with_function_runs_the_command_then_stops_the_function(classifier_build, tmp_path):
+    """What make load/capacity/demo use: the function is up for the command and gone after it."""
+    port = free_port()
+    probe = ("import os, sys, urllib.request; "
+             "sys.exit(7 if urllib.request.urlopen(os.environ['FUNCTION_URL'] + '/ready').status == 200 else 1)")
+    env = clean_env(PY=sys.executable, FN_BUILD=str(classifier_build), PORT=str(port),
+                    FN_ENV=f"PORT={port} HOST=127.0.0.1 FUNCTION_NAME=classifier ARTIFACTS_DIR={CLASSIFIER_ARTIFACTS}")
+    result = subprocess.run(["bash", str(LOAD / "with_function.sh"), str(tmp_path), sys.executable, "-c", probe],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 7, result.stdout + result.stderr  # the command's own exit code
+    assert not _port_open(port)
+    events = [json.loads(line)["event"] for line in (tmp_path / "function.log").read_text().splitlines()]
+    assert events[0] == "startup" and "model_loaded" in events and events[-1] == "shutdown"
+    assert "function stopped (exit 0)" in result.stdout
+
+
+def test_with_function_stops_the_function_when_killed(classifier_build, tmp_path):
+    port = free_port()
+    env = clean_env(PY=sys.executable, FN_BUILD=str(classifier_build), PORT=str(port),
+                    FN_ENV=f"PORT={port} HOST=127.0.0.1 FUNCTION_NAME=classifier ARTIFACTS_DIR={CLASSIFIER_ARTIFACTS}")
+    proc = subprocess.Popen(["bash", str(LOAD / "with_function.sh"), str(tmp_path), "sleep", "60"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not _port_open(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _port_open(port), "the function never came up"
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143
+    assert not _port_open(port)
+    lines = (tmp_path / "function.log").read_text().splitlines()
+    assert json.loads(lines[-1])["event"] == "shutdown"
