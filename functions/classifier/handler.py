@@ -6,25 +6,65 @@ of the TensorFlow EfficientNet-Lite checkpoints. Their evaluation pipeline
 is: centre crop of 224/(224+32) of the shorter side, bicubic resize to 224x224,
 then (pixel - 127) / 128 per channel (Lite models use inception-style
 normalisation, not the ImageNet mean/std of the B0-B7 models).
+
+Fast path (docs/benchmarks.md has the numbers):
+- model: `prepare()` compiles the network, with the normalisation in front and
+  the softmax behind it, into an AOTInductor package with a dynamic batch
+  dimension (model.pt2, hash-checked through the manifest). `load()` opens it
+  with the low-level loader; MODEL_BACKEND=auto|aoti|eager picks the backend,
+  and `auto` falls back to the eager network (channels_last) when the package
+  is missing or does not load.
+- input: the model takes uint8 NHWC pixels, so preprocessing is decode, one
+  crop+resize pass and one copy into an array; a JPEG much larger than needed
+  is decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, `Image.draft`)
+  while the crop stays the TF crop of the full image.
 """
+import hashlib
 import json
 import os
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from torchfaas import BadRequest, ModelHandler
-from torchfaas.artifacts import write_manifest
+from torchfaas.artifacts import MANIFEST, sha256_of, write_manifest
 from torchfaas.images import decode_rgb, image_bytes_from, open_image
 
 ARCH = "efficientnet-lite0"
 IMAGE_SIZE = 224
 CROP_PADDING = 32
 MEAN, STD = 127.0, 128.0
-WEIGHTS, LABELS = "weights.pt", "labels.json"
+WEIGHTS, LABELS, PACKAGE = "weights.pt", "labels.json", "model.pt2"
 HERE = Path(__file__).resolve().parent
+# Bump when the compiled graph changes (wrapper, export or inductor options):
+# prepare() reuses an existing package only if this, torch and the weights match.
+AOTI_RECIPE = "uint8-nhwc-softmax-v1"
+# Inductor options for the compile. {"freezing": True} (weights folded and
+# prepacked for oneDNN) measured no faster here, and its first call at each new
+# batch size costs ~0.3 s of oneDNN set-up, which dynamic batching would hit.
+AOTI_CONFIGS: dict = {}
+# JPEG draft decoding: only when the crop, at the reduced scale, still has at
+# least DRAFT_MARGIN x IMAGE_SIZE pixels on a side.
+DRAFT_MARGIN = float(os.environ.get("JPEG_DRAFT_MARGIN", "2.0"))
+BACKENDS = ("auto", "aoti", "eager")
+
+
+class ServedModel(torch.nn.Module):
+    """What is compiled: uint8 NHWC pixels -> class probabilities.
+
+    The permute is a view, so the float tensor the network sees is already
+    channels_last; the normalisation and the softmax fuse into the graph.
+    """
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float().sub(MEAN).div(STD)
+        return self.net(x).softmax(dim=-1)
 
 
 def center_crop_box(width: int, height: int, image_size: int = IMAGE_SIZE) -> tuple[int, int, int, int]:
@@ -36,12 +76,50 @@ def center_crop_box(width: int, height: int, image_size: int = IMAGE_SIZE) -> tu
 
 
 def to_input_tensor(rgb_image) -> torch.Tensor:
-    """RGB PIL image -> normalised float tensor [3, 224, 224]."""
+    """Reference preprocessing: RGB PIL image -> normalised float tensor [3, 224, 224].
+
+    The served path (`to_pixels`) gives the same pixels as uint8 and leaves the
+    normalisation to the model; tests/speed compares the two.
+    """
     box = center_crop_box(*rgb_image.size)
     # crop and resize in one PIL call: one resampling pass, no intermediate image
     resized = rgb_image.resize((IMAGE_SIZE, IMAGE_SIZE), resample=3, box=box)  # 3 = BICUBIC
     pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32))
     return pixels.sub_(MEAN).div_(STD).permute(2, 0, 1)
+
+
+def draft_jpeg(image) -> float:
+    """Let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale; returns the scale.
+
+    The scale is chosen so that the TF crop of the full image still spans at
+    least DRAFT_MARGIN x IMAGE_SIZE decoded pixels: detail is only dropped
+    where the bicubic resize would have dropped it anyway.
+    """
+    if image.format != "JPEG" or DRAFT_MARGIN <= 0:
+        return 1.0
+    width, height = image.size
+    crop = center_crop_box(width, height)[2] - center_crop_box(width, height)[0]
+    factor = crop / (IMAGE_SIZE * DRAFT_MARGIN)
+    if factor < 2:
+        return 1.0
+    # draft() picks the largest scale s in (8, 4, 2) with size // requested >= s
+    requested = (max(1, int(width / factor)), max(1, int(height / factor)))
+    drafted = image.draft("RGB", requested)
+    if not drafted:
+        return 1.0
+    return width / drafted[1][2]
+
+
+def to_pixels(image) -> np.ndarray:
+    """Lazily opened PIL image -> uint8 [224, 224, 3], TF eval crop, bicubic."""
+    width, height = image.size
+    box = center_crop_box(width, height)  # in full-resolution coordinates
+    scale = draft_jpeg(image)
+    rgb = decode_rgb(image)
+    if scale != 1.0:
+        box = tuple(v / scale for v in box)
+    resized = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), resample=3, box=box)  # 3 = BICUBIC
+    return np.asarray(resized)
 
 
 def parse_topk(query, limit: int) -> int:
@@ -52,11 +130,33 @@ def parse_topk(query, limit: int) -> int:
     return int(raw)
 
 
+def build_network(weights: Path | None = None) -> torch.nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name(ARCH)
+    if weights is not None:
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def package_key(weights_sha256: str) -> str:
+    """What the compiled package depends on: recipe, torch, weights."""
+    return hashlib.sha256(f"{AOTI_RECIPE}|{torch.__version__}|{AOTI_CONFIGS}|{weights_sha256}"
+                          .encode()).hexdigest()[:16]
+
+
+def log(message: str) -> None:
+    # build time and start-up notes go to stderr: stdout belongs to the JSON log
+    print(f"classifier: {message}", file=sys.stderr, flush=True)
+
+
 class Classifier(ModelHandler):
     model_name = ARCH
 
     def __init__(self):
-        self.model = None
+        self.model = None  # callable: uint8 [B, 224, 224, 3] -> probabilities [B, 1000]
+        self.backend = None
+        self.fallback_reason = None
         self.labels: list[str] = []
         self.max_topk = int(os.environ.get("MAX_TOPK", "20"))
 
@@ -70,37 +170,101 @@ class Classifier(ModelHandler):
         torch.save(model.state_dict(), artifacts_dir / WEIGHTS)
         labels = [full.split(",")[0].strip() for full in json.loads((HERE / "imagenet_labels.json").read_text())]
         (artifacts_dir / LABELS).write_text(json.dumps(labels))
-        write_manifest(artifacts_dir, [WEIGHTS, LABELS], model_name=ARCH, arch=ARCH,
-                       image_size=IMAGE_SIZE, crop_padding=CROP_PADDING, mean=MEAN, std=STD)
+        files, info = [WEIGHTS, LABELS], {}
+        key = package_key(sha256_of(artifacts_dir / WEIGHTS))
+        if os.environ.get("MODEL_BACKEND", "auto").strip().lower() == "eager":
+            log("MODEL_BACKEND=eager: no compiled package")
+            (artifacts_dir / PACKAGE).unlink(missing_ok=True)
+        elif self._package_is_current(artifacts_dir, key):
+            log(f"reusing {PACKAGE} (key {key})")
+            files.append(PACKAGE)
+        else:
+            from torchfaas.compiled import compile_package
+
+            log(f"compiling {PACKAGE} with AOTInductor (takes about half a minute)")
+            try:
+                compile_package(ServedModel(model.eval()), torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
+                                artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS)
+                files.append(PACKAGE)
+            except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
+                if os.environ.get("MODEL_BACKEND", "auto").strip().lower() == "aoti":
+                    raise
+                log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
+                (artifacts_dir / PACKAGE).unlink(missing_ok=True)
+        if PACKAGE in files:
+            info = {"aoti_key": key, "aoti_torch": torch.__version__}
+        write_manifest(artifacts_dir, files, model_name=ARCH, arch=ARCH, image_size=IMAGE_SIZE,
+                       crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
+
+    @staticmethod
+    def _package_is_current(artifacts_dir: Path, key: str) -> bool:
+        try:
+            manifest = json.loads((artifacts_dir / MANIFEST).read_text())
+            return (manifest.get("aoti_key") == key and (artifacts_dir / PACKAGE).is_file()
+                    and manifest["files"].get(PACKAGE) == sha256_of(artifacts_dir / PACKAGE))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
 
     # -- cold start ------------------------------------------------------
     def load(self, artifacts_dir: Path) -> None:
-        from efficientnet_lite_pytorch import EfficientNet
-
-        threads = os.environ.get("TORCH_THREADS")
+        threads = os.environ.get("TORCH_THREADS", "").strip()
         if threads:
             torch.set_num_threads(int(threads))
-        model = EfficientNet.from_name(ARCH)
-        model.load_state_dict(torch.load(artifacts_dir / WEIGHTS, map_location="cpu", weights_only=True))
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        backend = os.environ.get("MODEL_BACKEND", "auto").strip().lower() or "auto"
+        if backend not in BACKENDS:
+            raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.labels = json.loads((artifacts_dir / LABELS).read_text())
+        if backend in ("auto", "aoti"):
+            try:
+                self.model = self._load_aoti(artifacts_dir)
+                self.backend = "aoti"
+                return
+            except Exception as exc:
+                if backend == "aoti":
+                    raise
+                self.fallback_reason = f"{type(exc).__name__}: {exc}"[:300]
+                log(f"compiled model not used, falling back to eager: {self.fallback_reason}")
+        self.model = self._load_eager(artifacts_dir)
+        self.backend = "eager"
+
+    @staticmethod
+    def _load_aoti(artifacts_dir: Path):
+        from torchfaas.compiled import load_package
+
+        path = artifacts_dir / PACKAGE
+        if not path.is_file():
+            raise FileNotFoundError(f"no {PACKAGE} in {artifacts_dir}")
+        # the runtime has checked the package against the manifest before load()
+        compiled = load_package(path)
+        return lambda pixels: compiled(pixels)[0]
+
+    @staticmethod
+    def _load_eager(artifacts_dir: Path):
+        served = ServedModel(build_network(artifacts_dir / WEIGHTS)).eval()
+        served.net.to(memory_format=torch.channels_last)
+        return served
+
+    def load_info(self) -> dict:
+        """Extra fields for the model_loaded log line."""
+        return {"backend": self.backend, "fallback_reason": self.fallback_reason,
+                "torch_threads": torch.get_num_threads()}
 
     def warmup(self) -> None:
-        batch = torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE)
+        image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         for size in sorted({1, self.settings.batch_size if self.settings else 1}):
-            self.predict([batch] * size)
+            for _ in range(2):
+                self.predict([image] * size)
 
     # -- per request -----------------------------------------------------
     def preprocess(self, request):
         request.params["topk"] = parse_topk(request.query, self.max_topk)
         data = image_bytes_from(request.body, request.content_type)
-        image = open_image(data, self.settings.max_pixels)
-        return to_input_tensor(decode_rgb(image))
+        return to_pixels(open_image(data, self.settings.max_pixels))
 
     def predict(self, items: list) -> list:
-        batch = torch.stack(items).contiguous(memory_format=torch.channels_last)
+        batch = torch.from_numpy(np.stack(items))  # one copy: uint8 [B, 224, 224, 3]
         with torch.inference_mode():
-            probabilities = self.model(batch).softmax(dim=-1)
+            probabilities = self.model(batch)
         return list(probabilities)
 
     def postprocess(self, output: torch.Tensor, request) -> dict:
@@ -117,4 +281,4 @@ class Classifier(ModelHandler):
         return {"input": {"content_types": ["image/jpeg", "image/png", "image/webp",
                                             "application/octet-stream", "application/json"],
                           "image_size": IMAGE_SIZE},
-                "classes": len(self.labels), "max_topk": self.max_topk}
+                "classes": len(self.labels), "max_topk": self.max_topk, "backend": self.backend}

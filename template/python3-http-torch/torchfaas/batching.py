@@ -6,10 +6,17 @@ worker thread takes the first waiting item, then keeps collecting until it has
 `predict_fn(items)` once. The queue is bounded: when it is full `submit()`
 raises `QueueFull` at once, so overload turns into quick 429s rather than
 unbounded latency.
+
+Waiting only pays when another item is on its way. A request thread that calls
+`arriving()` before its (slow) preprocessing tells the batcher one more item is
+coming; with `adaptive=True` the worker stops waiting as soon as no announced
+item is left, so a lone request never sits out the delay, and a busy replica
+still fills its batches.
 """
-import queue
 import threading
 import time
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -50,13 +57,20 @@ class Pending:
         self._done.set()
 
 
+_STOP = object()
+
+
 class Batcher:
     def __init__(self, predict_fn, max_batch_size: int = 8, max_delay_s: float = 0.002,
-                 queue_size: int = 64):
+                 queue_size: int = 64, adaptive: bool = False):
         self._predict = predict_fn
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max(0.0, max_delay_s)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self.queue_size = max(1, queue_size)
+        self.adaptive = adaptive
+        self._queue: deque = deque()
+        self._arriving = 0  # announced items still being preprocessed
+        self._cond = threading.Condition(threading.Lock())
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
 
     def start(self):
@@ -64,38 +78,58 @@ class Batcher:
         return self
 
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
+
+    @contextmanager
+    def arriving(self):
+        """Wrap the work that produces an item: the worker may wait for it."""
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify()
 
     def submit(self, item) -> Pending:
         pending = Pending(item)
-        try:
-            self._queue.put_nowait(pending)
-        except queue.Full:
-            raise QueueFull from None
+        with self._cond:
+            if len(self._queue) >= self.queue_size:
+                raise QueueFull
+            self._queue.append(pending)
+            self._cond.notify()
         return pending
 
     def stop(self, timeout: float = 5.0):
         """Stop the worker after the items queued before this call."""
-        self._queue.put(None)
+        with self._cond:
+            self._queue.append(_STOP)
+            self._cond.notify()
         self._thread.join(timeout)
 
     def _collect(self) -> list | None:
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch = [first]
-        deadline = time.perf_counter() + self.max_delay_s
-        while len(batch) < self.max_batch_size:
-            remaining = deadline - time.perf_counter()
-            try:
-                nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if nxt is None:
-                self._queue.put(None)  # leave the stop marker for the next round
-                break
-            batch.append(nxt)
-        return batch
+        with self._cond:
+            while not self._queue:
+                self._cond.wait()
+            first = self._queue.popleft()
+            if first is _STOP:
+                return None
+            batch = [first]
+            deadline = time.perf_counter() + self.max_delay_s
+            while len(batch) < self.max_batch_size:
+                if self._queue:
+                    if self._queue[0] is _STOP:
+                        break  # leave the stop marker for the next round
+                    batch.append(self._queue.popleft())
+                    continue
+                if self.adaptive and self._arriving == 0:
+                    break  # nothing else is on its way: do not wait for nothing
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return batch
 
     def _run(self):
         while True:

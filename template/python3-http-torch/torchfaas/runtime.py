@@ -57,7 +57,8 @@ class Runtime:
             if self.is_model_handler:
                 self.handler.warmup()
                 self.batcher = Batcher(self.handler.predict, self.settings.batch_size,
-                                       self.settings.batch_delay_ms / 1000, self.settings.queue_size).start()
+                                       self.settings.batch_delay_ms / 1000, self.settings.queue_size,
+                                       adaptive=True).start()
             warmup_ms = (time.perf_counter() - t1) * 1000
         except Exception as exc:
             self.state = FAILED
@@ -69,9 +70,12 @@ class Runtime:
                            "cold_start": time.time() - self.process_started}
         if self.state == STARTING:
             self.state = READY
+        # a handler may add fields (e.g. which backend loaded) with load_info()
+        load_info = getattr(self.handler, "load_info", None)
         self.events.emit("model_loaded", "model loaded", load_ms=round(load_ms, 2),
                          warmup_ms=round(warmup_ms, 2),
-                         cold_start_ms=round((time.time() - self.process_started) * 1000, 2))
+                         cold_start_ms=round((time.time() - self.process_started) * 1000, 2),
+                         **(load_info() if callable(load_info) else {}))
         return True
 
     def _load_model(self):
@@ -116,12 +120,15 @@ class Runtime:
     def infer(self, request: InferenceRequest) -> tuple[dict, dict]:
         """Run one request through the model: (response body, log fields)."""
         self.check_serving()
-        item = self.handler.preprocess(request)
-        try:
-            pending = self.batcher.submit(item)
-        except BatcherQueueFull:
-            raise QueueFull("too many requests queued; retry later",
-                            headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+        # announced while preprocessing: the batcher waits for this item only if
+        # one is on its way (a lone request never sits out BATCH_DELAY_MS)
+        with self.batcher.arriving():
+            item = self.handler.preprocess(request)
+            try:
+                pending = self.batcher.submit(item)
+            except BatcherQueueFull:
+                raise QueueFull("too many requests queued; retry later",
+                                headers={"Retry-After": str(self.settings.retry_after_s)}) from None
         try:
             output = pending.result(self.settings.inference_timeout_ms / 1000)
         except TimeoutError:

@@ -1,0 +1,66 @@
+import importlib.util
+import os
+
+import pytest
+
+from support.function_process import CLASSIFIER, CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
+
+
+@pytest.fixture(scope="session")
+def speed_build(tmp_path_factory):
+    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("speed") / "classifier")
+    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
+    return build
+
+
+@pytest.fixture(scope="session")
+def artifacts(speed_build):
+    if not (CLASSIFIER_ARTIFACTS / "model.pt2").is_file():
+        pytest.fail("artifacts/classifier has no model.pt2: the AOTInductor compile did not run "
+                    "(see `make install` output)")
+    return CLASSIFIER_ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def classifier_module():
+    """functions/classifier/handler.py as a module (the template's torchfaas is on sys.path)."""
+    spec = importlib.util.spec_from_file_location("classifier_handler_under_test", CLASSIFIER / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Settings:
+    max_pixels = 50_000_000
+    batch_size = 4
+
+
+def load_handler(module, artifacts_dir, backend: str):
+    previous = os.environ.get("MODEL_BACKEND")
+    os.environ["MODEL_BACKEND"] = backend
+    try:
+        handler = module.Classifier()
+        handler.settings = _Settings()
+        handler.load(artifacts_dir)
+        return handler
+    finally:
+        if previous is None:
+            os.environ.pop("MODEL_BACKEND", None)
+        else:
+            os.environ["MODEL_BACKEND"] = previous
+
+
+@pytest.fixture(scope="session")
+def make_handler(classifier_module):
+    """make_handler(artifacts_dir, backend) -> a loaded Classifier."""
+    return lambda artifacts_dir, backend: load_handler(classifier_module, artifacts_dir, backend)
+
+
+@pytest.fixture(scope="session")
+def aoti_handler(make_handler, artifacts):
+    return make_handler(artifacts, "aoti")
+
+
+@pytest.fixture(scope="session")
+def eager_handler(make_handler, artifacts):
+    return make_handler(artifacts, "eager")

@@ -1,0 +1,81 @@
+"""MODEL_BACKEND=auto|aoti|eager: the compiled package when it loads, eager otherwise."""
+import json
+import shutil
+
+import pytest
+import requests
+from support.function_process import FunctionProcess
+from support.images import photo_bytes
+from torchfaas.artifacts import write_manifest
+
+
+def artifacts_copy(src, dest, package: bytes | None):
+    """A copy of the artifacts whose manifest matches: package None = built without one."""
+    dest.mkdir()
+    for name in ("weights.pt", "labels.json"):
+        shutil.copy(src / name, dest / name)
+    files = ["weights.pt", "labels.json"]
+    if package is not None:
+        (dest / "model.pt2").write_bytes(package)
+        files.append("model.pt2")
+    info = {k: v for k, v in json.loads((src / "manifest.json").read_text()).items() if k != "files"}
+    write_manifest(dest, files, **info)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def without_package(artifacts, tmp_path_factory):
+    return artifacts_copy(artifacts, tmp_path_factory.mktemp("a") / "artifacts", None)
+
+
+@pytest.fixture(scope="module")
+def broken_package(artifacts, tmp_path_factory):
+    # hash-consistent but not a loadable package: e.g. built for another torch/CPU
+    return artifacts_copy(artifacts, tmp_path_factory.mktemp("b") / "artifacts", b"PK\x03\x04 not a package")
+
+
+def test_auto_uses_the_compiled_package(make_handler, artifacts):
+    handler = make_handler(artifacts, "auto")
+    assert handler.backend == "aoti" and handler.fallback_reason is None
+
+
+@pytest.mark.parametrize("case", ["without_package", "broken_package"])
+def test_auto_falls_back_to_eager(case, make_handler, request):
+    handler = make_handler(request.getfixturevalue(case), "auto")
+    assert handler.backend == "eager"
+    assert handler.fallback_reason
+    assert handler.load_info()["fallback_reason"] == handler.fallback_reason
+
+
+@pytest.mark.parametrize("case", ["without_package", "broken_package"])
+def test_aoti_required_fails_instead_of_falling_back(case, make_handler, request):
+    with pytest.raises(Exception):
+        make_handler(request.getfixturevalue(case), "aoti")
+
+
+def test_unknown_backend_is_refused(make_handler, artifacts):
+    with pytest.raises(ValueError, match="MODEL_BACKEND"):
+        make_handler(artifacts, "tensorrt")
+
+
+def test_served_process_reports_its_backend_and_answers(speed_build, artifacts, broken_package):
+    with FunctionProcess(speed_build, env={"ARTIFACTS_DIR": str(artifacts)}) as fn:
+        loaded = fn.wait_for_lines("model_loaded", 1)[0]
+        assert loaded["backend"] == "aoti"
+        res = requests.post(fn.url + "/", data=photo_bytes("coffee.png"),
+                            headers={"Content-Type": "image/png"}, timeout=30)
+        assert res.json()["predictions"][0]["label"] == "espresso"
+        assert requests.get(fn.url + "/", timeout=5).json()["backend"] == "aoti"
+    with FunctionProcess(speed_build, env={"ARTIFACTS_DIR": str(broken_package)}) as fn:
+        loaded = fn.wait_for_lines("model_loaded", 1)[0]
+        assert loaded["backend"] == "eager" and loaded["fallback_reason"]
+        res = requests.post(fn.url + "/", data=photo_bytes("coffee.png"),
+                            headers={"Content-Type": "image/png"}, timeout=30)
+        assert res.json()["predictions"][0]["label"] == "espresso"
+
+
+def test_served_process_with_aoti_required_and_a_broken_package_does_not_start(speed_build, broken_package):
+    fn = FunctionProcess(speed_build, env={"ARTIFACTS_DIR": str(broken_package), "MODEL_BACKEND": "aoti"})
+    fn.start(wait_ready=False)
+    assert fn.wait_exit(60) == 1
+    assert fn.events("startup_failed")

@@ -1,0 +1,112 @@
+"""The fast path gives the reference path's answers (not a timing test).
+
+Reference: full decode, `to_input_tensor` (float, normalised in NumPy/torch),
+the eager network in NCHW with a separate softmax: the classifier as first
+written. Fast: `to_pixels` (JPEG draft decoding, uint8) and the AOTInductor
+package, which does the normalisation and the softmax itself.
+
+Stated tolerance (docs/benchmarks.md):
+- images decoded at full scale (every bundled photo): the same uint8 pixels,
+  so only float arithmetic differs: top-1 identical, every class probability
+  within 1e-4 of the reference;
+- JPEGs large enough for draft decoding (here the photos upscaled 3-6x):
+  top-1 identical, every class probability within 0.04 (observed: <= 0.025).
+"""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from support.images import PHOTOS
+from torchfaas.images import decode_rgb, open_image
+
+EXACT_TOL = 1e-4
+DRAFT_TOL = 0.04
+MAX_PIXELS = 50_000_000
+
+
+@pytest.fixture(scope="module")
+def reference(classifier_module, artifacts):
+    net = classifier_module.build_network(artifacts / classifier_module.WEIGHTS)
+
+    def probabilities(data: bytes) -> torch.Tensor:
+        tensor = classifier_module.to_input_tensor(decode_rgb(open_image(data, MAX_PIXELS)))
+        with torch.inference_mode():
+            return net(tensor[None]).softmax(dim=-1)[0]
+
+    return probabilities
+
+
+def fast(handler, module, data: bytes) -> torch.Tensor:
+    return handler.predict([module.to_pixels(open_image(data, MAX_PIXELS))])[0]
+
+
+def upscaled_jpeg(name: str, factor: int) -> bytes:
+    image = Image.open(PHOTOS[name]).convert("RGB")
+    image = image.resize((image.width * factor, image.height * factor), Image.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+def test_real_photos_same_pixels_and_answers(name, classifier_module, aoti_handler, reference):
+    data = PHOTOS[name].read_bytes()
+    image = decode_rgb(open_image(data, MAX_PIXELS))
+    box = classifier_module.center_crop_box(*image.size)
+    expected_pixels = np.asarray(image.resize((224, 224), resample=3, box=box))
+    pixels = classifier_module.to_pixels(open_image(data, MAX_PIXELS))
+    assert pixels.dtype == np.uint8 and pixels.shape == (224, 224, 3)
+    assert np.array_equal(pixels, expected_pixels)
+
+    ref, got = reference(data), fast(aoti_handler, classifier_module, data)
+    assert int(got.argmax()) == int(ref.argmax())
+    assert float((got - ref).abs().max()) <= EXACT_TOL
+    assert abs(float(got.sum()) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("name,factor", [("china.jpg", 4), ("flower.jpg", 6), ("rocket.jpg", 3),
+                                         ("coffee.png", 4), ("chelsea.png", 6), ("motorcycle.png", 4)])
+def test_large_jpegs_are_draft_decoded_with_the_same_answer(name, factor, classifier_module,
+                                                            aoti_handler, reference):
+    data = upscaled_jpeg(name, factor)
+    image = open_image(data, MAX_PIXELS)
+    assert classifier_module.draft_jpeg(image) >= 2  # decoded at reduced scale
+    ref, got = reference(data), fast(aoti_handler, classifier_module, data)
+    assert int(got.argmax()) == int(ref.argmax())
+    assert float((got - ref).abs().max()) <= DRAFT_TOL
+
+
+def test_draft_keeps_enough_pixels_for_the_crop(classifier_module):
+    data = upscaled_jpeg("china.jpg", 6)  # 3840x2562: crop 2241 px
+    image = open_image(data, MAX_PIXELS)
+    crop = 224 / 256 * min(image.size)
+    scale = classifier_module.draft_jpeg(image)
+    assert crop / scale >= classifier_module.DRAFT_MARGIN * 224
+    assert crop / (scale * 2) < classifier_module.DRAFT_MARGIN * 224  # and no more than that
+
+
+def test_small_jpeg_and_non_jpeg_are_not_drafted(classifier_module):
+    assert classifier_module.draft_jpeg(open_image(PHOTOS["china.jpg"].read_bytes(), MAX_PIXELS)) == 1.0
+    assert classifier_module.draft_jpeg(open_image(PHOTOS["coffee.png"].read_bytes(), MAX_PIXELS)) == 1.0
+
+
+def test_compiled_model_has_a_dynamic_batch_dimension(classifier_module, aoti_handler):
+    items = [classifier_module.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
+             for name in sorted(PHOTOS)]
+    singles = torch.stack([aoti_handler.predict([item])[0] for item in items])
+    for size in (2, 3, len(items), 16):
+        batch = (items * 3)[:size]
+        out = torch.stack(aoti_handler.predict(batch))
+        assert out.shape == (size, 1000)
+        assert torch.allclose(out, singles.repeat(3, 1)[:size], atol=1e-5)
+
+
+def test_eager_fallback_matches_the_compiled_model(classifier_module, aoti_handler, eager_handler):
+    assert (aoti_handler.backend, eager_handler.backend) == ("aoti", "eager")
+    items = [classifier_module.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
+             for name in sorted(PHOTOS)]
+    compiled, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
+    assert torch.equal(compiled.argmax(-1), eager.argmax(-1))
+    assert float((compiled - eager).abs().max()) <= EXACT_TOL
