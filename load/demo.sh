@@ -26,8 +26,11 @@ load/with_function.sh "$out" \
     --host "http://127.0.0.1:$PORT" --profile steady --peak-users "$users" --duration "$seconds" \
     --csv "$out/locust" --html "$out/locust.html" --sent-log "$out/sent.jsonl"
 load_code=$?
-if [ "$load_code" -ge 2 ]; then
-    echo "demo: the function or the load run failed to start (exit $load_code); see $out/function.stderr.log" >&2
+if [ "$load_code" -ge 128 ]; then
+    echo "demo: interrupted; the function is stopped" >&2
+    exit "$load_code"
+elif [ "$load_code" -ge 2 ]; then
+    echo "demo: the function or the load run failed (exit $load_code); see $out/function.stderr.log" >&2
     exit "$load_code"
 fi
 
