@@ -11,6 +11,7 @@ and flushed, a `shutdown` line is written and the process exits 0.
 """
 import importlib
 import logging
+import select
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ import time
 
 import waitress
 from waitress.channel import ClientDisconnected, HTTPChannel
+from waitress.task import WSGITask
 
 from .app import create_app
 from .config import Settings
@@ -42,6 +44,21 @@ def load_handler(module_name: str):
     raise ImportError(f"{module_name} defines neither a ModelHandler subclass nor handle(event, context)")
 
 
+class DrainingTask(WSGITask):
+    """Once SIGTERM has arrived, every answer closes its connection (`Connection: close`).
+
+    Keep-alive clients (the watchdog's proxy among them) then open a new connection
+    for their next request, which the closed listener refuses cleanly, instead of
+    sending it on a kept-alive connection that the exiting process resets (a request
+    sent, never answered, never logged).
+    """
+
+    def build_response_header(self):
+        if getattr(self.channel.server, "draining", False):
+            self.set_close_on_finish()
+        return super().build_response_header()
+
+
 class LoggedChannel(HTTPChannel):
     """A waitress channel that never drops a whole request without the app seeing it.
 
@@ -50,6 +67,8 @@ class LoggedChannel(HTTPChannel):
     it got no log line. Here the app still runs it: nothing can be sent back, but
     the request is answered internally and logged once, with `client_gone: true`.
     """
+
+    task_class = DrainingTask
 
     def service(self):
         if not self.connected and self.requests and not self.requests[0].error:
@@ -77,6 +96,7 @@ class Server:
             channel_request_lookahead=1,
             connection_limit=max(100, settings.threads * 8), ident="torchfaas")
         self.wsgi.channel_class = LoggedChannel
+        self._listener_closed = threading.Event()
 
     def serve(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -98,6 +118,7 @@ class Server:
         if self.runtime.state in ("draining", "stopping"):
             return
         self.runtime.begin_drain()
+        self.wsgi.draining = True  # DrainingTask: answers close their connections from now on
         self.events.emit("shutdown_started", "signal received, draining", signal=signal.Signals(signum).name,
                          drain_seconds=self.settings.drain_seconds, inflight=self.runtime.inflight)
         threading.Thread(target=self._drain, name="drain", daemon=True).start()
@@ -107,6 +128,7 @@ class Server:
         time.sleep(self.settings.drain_seconds)  # still serving: routes are being withdrawn
         self.runtime.stop_accepting()
         self._call_in_loop(self._close_listener)
+        self._listener_closed.wait(5)
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         while not self._idle() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -118,11 +140,16 @@ class Server:
         self._call_in_loop(self._stop_loop)
 
     def _idle(self) -> bool:
-        """No request in the app, queued in waitress, or unsent in a socket buffer."""
+        """No request in the app, queued in waitress, unsent, or unread in a socket buffer."""
         if self.runtime.inflight or self.wsgi.task_dispatcher.queue:
             return False
-        return all(not ch.requests and not ch.total_outbufs_len
-                   for ch in list(self.wsgi.active_channels.values()))
+        channels = list(self.wsgi.active_channels.values())
+        if not all(not ch.requests and not ch.total_outbufs_len for ch in channels):
+            return False
+        try:  # bytes (or an EOF) the loop has not read yet: a request may be arriving
+            return not select.select([ch.socket for ch in channels], [], [], 0)[0]
+        except (OSError, ValueError):  # a channel closed meanwhile: look again
+            return False
 
     def _call_in_loop(self, fn):
         # waitress's loop is single-threaded; its trigger runs thunks inside it
@@ -130,8 +157,16 @@ class Server:
 
     def _close_listener(self):
         self.wsgi.accepting = False
+        # Connections the kernel has completed but waitress has not accepted yet
+        # would be reset by close(): take them in first (their requests are
+        # answered 503 draining and logged). A connect after this is refused.
+        for _ in range(self.wsgi.adj.connection_limit):
+            if not select.select([self.wsgi.socket], [], [], 0)[0]:
+                break
+            self.wsgi.handle_accept()
         self.wsgi.del_channel()
         self.wsgi.socket.close()
+        self._listener_closed.set()
 
     def _stop_loop(self):
         # waitress's loop runs while its socket map is non-empty (it swallows
