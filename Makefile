@@ -15,7 +15,7 @@ FAAS_CLI ?= faas-cli
 # minus the watchdog
 RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
 
-.PHONY: install run test shrinkwrap build deploy clean slo load capacity demo
+.PHONY: install run test shrinkwrap build deploy clean slo load capacity demo bench
 
 install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
@@ -28,8 +28,10 @@ $(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requireme
 		-r functions/$(FUNCTION)/requirements.txt -r requirements-dev.txt
 	touch $@
 
-# the same build-time step the Dockerfile runs
-$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py
+# the same build-time step the Dockerfile runs; the classifier's AOTInductor
+# compile (~30 s) is skipped when artifacts/ already holds a package built from
+# the same weights, torch and recipe
+$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py $(TEMPLATE)/torchfaas/compiled.py
 	$(MAKE) --no-print-directory shrinkwrap
 	cd $(FN_BUILD) && ARTIFACTS_DIR=$(ARTIFACTS) $(PY) -m torchfaas.prepare
 
@@ -54,6 +56,13 @@ deploy:
 
 clean:
 	rm -rf build artifacts reports .pytest_cache
+
+# speed: model limit, pipeline limit, served vs seed-style handler at c=1/4/16,
+# cold start, logging cost and the target ratios (docs/benchmarks.md); ~3 min.
+# BENCH_ARGS e.g. "--duration 15" or "--env BATCH_SIZE=4"
+bench: install
+	@mkdir -p reports
+	$(PY) load/bench.py --json reports/bench.json $(BENCH_ARGS)
 
 # SLO contracts (tests/slo/features) against Loki (LOKI_URL) or a JSONL log (LOG_FILE),
 # at SLO_AT (unix seconds, default now); JSON report to SLO_REPORT; SLO_TAGS filters

@@ -79,3 +79,17 @@ def test_served_process_with_aoti_required_and_a_broken_package_does_not_start(s
     fn.start(wait_ready=False)
     assert fn.wait_exit(60) == 1
     assert fn.events("startup_failed")
+
+
+def test_loading_the_package_leaves_nothing_in_the_temp_dir(make_handler, artifacts):
+    import tempfile
+    from pathlib import Path
+
+    def scratch():
+        tmp = Path(tempfile.gettempdir())
+        return set(tmp.glob("aotinductor_*")) | set(tmp.glob("torchfaas-aoti-*"))
+
+    before = scratch()
+    handler = make_handler(artifacts, "aoti")
+    assert handler.backend == "aoti"
+    assert scratch() - before == set()

@@ -12,6 +12,8 @@ imports the whole compiler first (about 0.8 s more) and runs pytree on every
 call; neither is needed for a model that takes and returns plain tensors.
 """
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -22,8 +24,22 @@ class CompiledModel:
 
     def __init__(self, path: str | os.PathLike, model_name: str = "model"):
         self.path = str(path)
-        # (path, model name in the package, run_single_threaded, num_runners, device_index)
-        self._loader = torch._C._aoti.AOTIModelPackageLoader(self.path, model_name, False, 1, -1)
+        # The loader unpacks the shared library (~the model's size) into a fresh
+        # $TMPDIR/aotinductor_* directory and never removes it when the process
+        # exits. Point it at a scratch directory and delete that once the library
+        # is mapped: nothing piles up in /tmp across restarts.
+        scratch = tempfile.mkdtemp(prefix="torchfaas-aoti-")
+        previous = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = scratch
+        try:
+            # (path, model name in the package, run_single_threaded, num_runners, device_index)
+            self._loader = torch._C._aoti.AOTIModelPackageLoader(self.path, model_name, False, 1, -1)
+        finally:
+            if previous is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = previous
+            shutil.rmtree(scratch, ignore_errors=True)
         self._run = self._loader.run
 
     def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -49,8 +65,11 @@ def compile_package(module: torch.nn.Module, example: torch.Tensor, package_path
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     with torch.inference_mode():
         exported = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
-    tmp = package_path.with_name(package_path.stem + ".tmp.pt2")
-    torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp),
-                                             inductor_configs=dict(inductor_configs or {}))
-    tmp.replace(package_path)  # never leave a half-written package under the real name
+    # written next to its final place, then renamed: never a half-written package
+    # under the real name (the file name also names the package's root folder)
+    with tempfile.TemporaryDirectory(dir=package_path.parent, prefix=".compiling-") as tmp:
+        staged = Path(tmp) / package_path.name
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(staged),
+                                                 inductor_configs=dict(inductor_configs or {}))
+        staged.replace(package_path)
     return package_path
