@@ -134,6 +134,8 @@ class ClassifierUser(FastHttpUser):
         if not hasattr(env, "picker"):  # used as a library without the init event
             on_init(env)
         self.ratio = self.bad_ratio if self.bad_ratio is not None else float(_option(env, "bad_ratio", 0.05))
+        # ".../function/classifier/" + "/?topk=3" would reach the function as "//"
+        self.client.base_url = (self.client.base_url or "").rstrip("/")
 
     @task
     def classify(self):

@@ -70,7 +70,7 @@ except Exception:
 }
 
 if "$PY" -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$PORT"; then
-    echo "port $PORT is already in use (a \`make run\` still going?); stop it or pass PORT=..." >&2
+    echo "port $PORT is already in use (a \`make run\` still going?): stop it, pass PORT=... for another port, or HOST=http://127.0.0.1:$PORT to load what is running there" >&2
     exit 3
 fi
 
@@ -99,7 +99,7 @@ echo "function ready after $((SECONDS - started))s"
 
 # In the background so that a TERM/INT to this script is handled at once (bash
 # runs traps only between commands, and `wait` is interruptible).
-"$@" &
+"$@" <&0 &  # keep stdin: a background command would get /dev/null
 cmd_pid=$!
 wait "$cmd_pid"
 code=$?
