@@ -85,6 +85,10 @@ class Runtime:
             # checked before anything is deserialised: a swapped file never loads
             manifest = artifacts.read_verified_manifest(artifacts_dir)
             self.artifact_hash = artifacts.manifest_version(manifest).removeprefix("sha256-")
+        elif artifacts_dir.is_dir() and any(artifacts_dir.iterdir()):
+            # deleting the manifest must not be a way around the hash check
+            raise artifacts.ArtifactError(f"no {artifacts.MANIFEST} in {artifacts_dir}: "
+                                          "refusing to load unverified artifacts")
         self.handler.load(artifacts_dir)
         version = (self.settings.model_version or self.handler.model_version
                    or (artifacts.manifest_version(manifest) if manifest else "unversioned"))
