@@ -83,7 +83,8 @@ def test_overload_gives_quick_429s_and_bounded_latency(fn):
     rejected = [r for r in results if r[1] == 429]
     offered_rps, accepted_rps = len(results) / duration, len(accepted) / duration
     print(f"offered {offered_rps:.0f} req/s, accepted {accepted_rps:.0f} req/s, "
-          f"{len(rejected)} x 429, max queue depth {max(depths)}")
+          f"{len(rejected)} x 429, max queue depth {max(depths)}, max threads {max(thread_counts)}, "
+          f"max accepted latency {max(r[2] for r in accepted):.2f} s client-side")
     assert accepted and len(rejected) > len(accepted)
     assert offered_rps > 3 * accepted_rps  # several times what it can serve
     assert all(r[3] == "2" for r in rejected)
