@@ -10,7 +10,8 @@ Concurrency grows step by step (1, 2, 3, 4, 5, 7, 9, 12, ... by --growth); each
 step is warmed up, then measured for --step-seconds: throughput, p50/p95/p99 and
 failures, from the client's side (stricter than the function's own latency_ms).
 It stops at the first step whose p99 is above the SLO (or whose failure ratio is
-too high), or when more users stop adding throughput. The last step that met the
+too high) twice in a row (--confirm: one noisy window does not end the search),
+or when more users stop adding throughput. The last step that met the
 SLO is the replica's capacity: its throughput (req/s) and its concurrency
 (requests in flight). Those give the `com.openfaas.scale.*` labels for stack.yml:
 
@@ -188,12 +189,18 @@ def run(args) -> list[Step]:
         for users in user_steps(args.start_users, args.growth, args.max_users):
             runner.start(users, spawn_rate=max(users, 1))
             gevent.sleep(args.warmup_seconds)
-            samples = recorder.window(args.step_seconds)
-            step = judge(summarise(users, args.step_seconds, samples), args.slo_p99_ms,
-                         args.max_fail_ratio, args.min_requests)
+            for attempt in range(1 + args.confirm):
+                samples = recorder.window(args.step_seconds)
+                step = judge(summarise(users, args.step_seconds, samples), args.slo_p99_ms,
+                             args.max_fail_ratio, args.min_requests)
+                retry = not step.passed and step.requests >= args.min_requests and attempt < args.confirm
+                if retry:
+                    step.verdict += "; measuring again to confirm"
+                print(f"{users:>5} {step.rps:>7.1f} {step.p50_ms:>7.0f} {step.p95_ms:>7.0f} {step.p99_ms:>7.0f} "
+                      f"{step.fail_ratio:>6.1%} {step.in_flight:>9.1f}  {step.verdict}", flush=True)
+                if not retry:
+                    break
             steps.append(step)
-            print(f"{users:>5} {step.rps:>7.1f} {step.p50_ms:>7.0f} {step.p95_ms:>7.0f} {step.p99_ms:>7.0f} "
-                  f"{step.fail_ratio:>6.1%} {step.in_flight:>9.1f}  {step.verdict}", flush=True)
             if not step.passed and step.requests >= args.min_requests:
                 break
             best = best_step(steps[:-1])
@@ -260,6 +267,9 @@ def parse_args(argv=None):
     p.add_argument("--step-seconds", type=float, default=float(env("STEP_SECONDS") or 15),
                    help="measurement window per step")
     p.add_argument("--min-requests", type=int, default=50, help="fewer requests than this: the step is not judged")
+    p.add_argument("--confirm", type=int, default=1,
+                   help="re-measure a step that breaks the SLO this many times before believing it "
+                        "(a noisy neighbour can spoil one window)")
     p.add_argument("--patience", type=int, default=3,
                    help="stop after this many steps without a 3%% throughput gain")
     p.add_argument("--scale-type", choices=("capacity", "rps"), default="capacity")
