@@ -25,12 +25,19 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
+# Intra-op threads for the model (TORCH_THREADS, default 1: see docs/benchmarks.md).
+# Compiled kernels size their OpenMP teams from OMP_NUM_THREADS, which OpenMP
+# reads once, when torch is first imported: set it before that.
+TORCH_THREADS = int(os.environ.get("TORCH_THREADS", "").strip() or "1")
+os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
 
-from torchfaas import BadRequest, ModelHandler
-from torchfaas.artifacts import MANIFEST, sha256_of, write_manifest
-from torchfaas.images import decode_rgb, image_bytes_from, open_image
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from torchfaas import BadRequest, ModelHandler  # noqa: E402
+from torchfaas.artifacts import MANIFEST, sha256_of, write_manifest  # noqa: E402
+from torchfaas.compiled import cpu_supports, package_isa, portable_x86_configs  # noqa: E402
+from torchfaas.images import decode_rgb, image_bytes_from, open_image  # noqa: E402
 
 ARCH = "efficientnet-lite0"
 IMAGE_SIZE = 224
@@ -41,10 +48,11 @@ HERE = Path(__file__).resolve().parent
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
 AOTI_RECIPE = "uint8-nhwc-softmax-v1"
-# Inductor options for the compile. {"freezing": True} (weights folded and
-# prepacked for oneDNN) measured no faster here, and its first call at each new
-# batch size costs ~0.3 s of oneDNN set-up, which dynamic batching would hit.
-AOTI_CONFIGS: dict = {}
+# Inductor options for the compile: portable AVX2 code (not -march=native), ISA
+# fixed rather than probed. {"freezing": True} (weights folded and prepacked for
+# oneDNN) measured no faster here, and its first call at each new batch size
+# costs ~0.3 s of oneDNN set-up, which dynamic batching would hit.
+AOTI_CONFIGS: dict = portable_x86_configs()
 # JPEG draft decoding: only when the crop, at the reduced scale, still has at
 # least DRAFT_MARGIN x IMAGE_SIZE pixels on a side.
 DRAFT_MARGIN = float(os.environ.get("JPEG_DRAFT_MARGIN", "2.0"))
@@ -152,6 +160,10 @@ def log(message: str) -> None:
 
 class Classifier(ModelHandler):
     model_name = ARCH
+    # Two batches at a time, one thread each: the compiled model frees the GIL,
+    # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md).
+    # BATCH_WORKERS overrides it.
+    batch_workers = 2
 
     def __init__(self):
         self.model = None  # callable: uint8 [B, 224, 224, 3] -> probabilities [B, 1000]
@@ -185,6 +197,9 @@ class Classifier(ModelHandler):
             try:
                 compile_package(ServedModel(model.eval()), torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
                                 artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS)
+                if not package_isa(artifacts_dir / PACKAGE) and AOTI_CONFIGS:
+                    # scalar kernels: ~3x slower than vectorised ones; never ship that silently
+                    raise RuntimeError("the compiled kernels are not vectorised")
                 files.append(PACKAGE)
             except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
                 if os.environ.get("MODEL_BACKEND", "auto").strip().lower() == "aoti":
@@ -192,7 +207,8 @@ class Classifier(ModelHandler):
                 log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
                 (artifacts_dir / PACKAGE).unlink(missing_ok=True)
         if PACKAGE in files:
-            info = {"aoti_key": key, "aoti_torch": torch.__version__}
+            info = {"aoti_key": key, "aoti_torch": torch.__version__,
+                    "aoti_isa": package_isa(artifacts_dir / PACKAGE)}
         write_manifest(artifacts_dir, files, model_name=ARCH, arch=ARCH, image_size=IMAGE_SIZE,
                        crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
 
@@ -207,16 +223,15 @@ class Classifier(ModelHandler):
 
     # -- cold start ------------------------------------------------------
     def load(self, artifacts_dir: Path) -> None:
-        threads = os.environ.get("TORCH_THREADS", "").strip()
-        if threads:
-            torch.set_num_threads(int(threads))
+        torch.set_num_threads(TORCH_THREADS)
         backend = os.environ.get("MODEL_BACKEND", "auto").strip().lower() or "auto"
         if backend not in BACKENDS:
             raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.labels = json.loads((artifacts_dir / LABELS).read_text())
         if backend in ("auto", "aoti"):
             try:
-                self.model = self._load_aoti(artifacts_dir)
+                workers = getattr(self.settings, "batch_workers", 0) or self.batch_workers
+                self.model = self._load_aoti(artifacts_dir, workers)
                 self.backend = "aoti"
                 return
             except Exception as exc:
@@ -228,14 +243,19 @@ class Classifier(ModelHandler):
         self.backend = "eager"
 
     @staticmethod
-    def _load_aoti(artifacts_dir: Path):
+    def _load_aoti(artifacts_dir: Path, concurrent_batches: int = 1):
         from torchfaas.compiled import load_package
 
         path = artifacts_dir / PACKAGE
         if not path.is_file():
             raise FileNotFoundError(f"no {PACKAGE} in {artifacts_dir}")
+        manifest = artifacts_dir / MANIFEST
+        isa = json.loads(manifest.read_text()).get("aoti_isa", "") if manifest.is_file() else ""
+        if not cpu_supports(isa):
+            # loading it would end in SIGILL at the first request, past any fallback
+            raise RuntimeError(f"{PACKAGE} needs {isa}; this CPU has {torch.backends.cpu.get_cpu_capability()}")
         # the runtime has checked the package against the manifest before load()
-        compiled = load_package(path)
+        compiled = load_package(path, num_models=max(1, concurrent_batches))
         return lambda pixels: compiled(pixels)[0]
 
     @staticmethod

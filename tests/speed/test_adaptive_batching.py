@@ -52,3 +52,23 @@ def test_an_unannounced_item_is_dispatched_at_once():
         pass
     batcher.stop()
     assert sizes == [1]
+
+
+def test_two_workers_run_two_batches_at_once_and_both_stop():
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def predict(items):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return items
+
+    batcher = Batcher(predict, max_batch_size=1, max_delay_s=0, workers=2).start()
+    pendings = [batcher.submit(i) for i in range(4)]
+    assert [p.result(5) for p in pendings] == [0, 1, 2, 3]
+    assert peak[0] == 2
+    batcher.stop()
+    assert not any(t.is_alive() for t in batcher._threads)

@@ -62,7 +62,7 @@ _STOP = object()
 
 class Batcher:
     def __init__(self, predict_fn, max_batch_size: int = 8, max_delay_s: float = 0.002,
-                 queue_size: int = 64, adaptive: bool = False):
+                 queue_size: int = 64, adaptive: bool = False, workers: int = 1):
         self._predict = predict_fn
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max(0.0, max_delay_s)
@@ -71,10 +71,14 @@ class Batcher:
         self._queue: deque = deque()
         self._arriving = 0  # announced items still being preprocessed
         self._cond = threading.Condition(threading.Lock())
-        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        # several workers run batches side by side: for a model that releases the
+        # GIL and uses one core per forward pass, one worker per core
+        self._threads = [threading.Thread(target=self._run, name=f"batcher-{i}", daemon=True)
+                         for i in range(max(1, workers))]
 
     def start(self):
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def depth(self) -> int:
@@ -105,8 +109,10 @@ class Batcher:
         """Stop the worker after the items queued before this call."""
         with self._cond:
             self._queue.append(_STOP)
-            self._cond.notify()
-        self._thread.join(timeout)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _collect(self) -> list | None:
         with self._cond:
@@ -114,6 +120,8 @@ class Batcher:
                 self._cond.wait()
             first = self._queue.popleft()
             if first is _STOP:
+                self._queue.appendleft(_STOP)  # every worker sees it
+                self._cond.notify_all()
                 return None
             batch = [first]
             deadline = time.perf_counter() + self.max_delay_s

@@ -5,52 +5,132 @@ dimension and compiles it with AOTInductor into one `.pt2` file (a zip holding
 a shared library and the weights). It needs a C++ compiler, so it runs in the
 Dockerfile's build stage only.
 
-At cold start `load_package()` opens that file through the low-level loader
-`torch._C._aoti.AOTIModelPackageLoader`, which only unpacks and dlopens it
-(about 0.02 s). `torch._inductor.aoti_load_package` does the same thing but
-imports the whole compiler first (about 0.8 s more) and runs pytree on every
-call; neither is needed for a model that takes and returns plain tensors.
+At cold start `load_package()` unpacks the package's shared library and
+creates its model container through the package's C ABI: no compiler, no
+`torch._inductor` import (`torch._inductor.aoti_load_package` costs ~0.8 s
+more, as it imports the compiler), about 0.02 s. See CompiledModel for why the
+forward pass is not called through `torch._C._aoti.AOTIModelPackageLoader`.
 """
+import ctypes
+import json
 import os
+import platform
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 
 
-class CompiledModel:
-    """A loaded AOTInductor package: `model(*tensors)` -> list of tensors."""
+class AOTIError(RuntimeError):
+    pass
 
-    def __init__(self, path: str | os.PathLike, model_name: str = "model"):
+
+def _capsule_api():
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    return get, new
+
+
+class CompiledModel:
+    """A loaded AOTInductor package: `model(*tensors)` -> list of tensors.
+
+    torch's own runners (`AOTIModelPackageLoader.run`, `AOTIModelContainerRunnerCpu.run`)
+    hold the GIL for the whole forward pass, so while a batch runs no request
+    thread can parse, decode or answer. This calls the package's C ABI
+    (`AOTInductorModelContainerRun`) through ctypes, which releases the GIL,
+    with tensors passed as the same AtenTensorHandles torch's runner uses.
+    `num_models` forward passes can run at the same time.
+    """
+
+    def __init__(self, path: str | os.PathLike, model_name: str = "model", num_models: int = 1):
         self.path = str(path)
-        # The loader unpacks the shared library (~the model's size) into a fresh
-        # $TMPDIR/aotinductor_* directory and never removes it when the process
-        # exits. Point it at a scratch directory and delete that once the library
-        # is mapped: nothing piles up in /tmp across restarts.
-        scratch = tempfile.mkdtemp(prefix="torchfaas-aoti-")
-        previous = os.environ.get("TMPDIR")
-        os.environ["TMPDIR"] = scratch
-        try:
-            # (path, model name in the package, run_single_threaded, num_runners, device_index)
-            self._loader = torch._C._aoti.AOTIModelPackageLoader(self.path, model_name, False, 1, -1)
-        finally:
-            if previous is None:
-                os.environ.pop("TMPDIR", None)
-            else:
-                os.environ["TMPDIR"] = previous
-            shutil.rmtree(scratch, ignore_errors=True)
-        self._run = self._loader.run
+        with zipfile.ZipFile(self.path) as archive:
+            libraries = [n for n in archive.namelist()
+                         if n.endswith(".so") and f"/data/aotinductor/{model_name}/" in f"/{n}"]
+            if len(libraries) != 1:
+                raise AOTIError(f"{self.path}: expected one shared library for {model_name!r}, found {libraries}")
+            # unpacked to a scratch directory that is deleted as soon as the library
+            # is mapped: nothing piles up in /tmp across restarts
+            scratch = tempfile.mkdtemp(prefix="torchfaas-aoti-")
+            try:
+                library = archive.extract(libraries[0], scratch)
+                self._lib = ctypes.CDLL(library)  # CDLL: the GIL is released during calls
+                container = ctypes.c_void_p()
+                self._check(self._lib.AOTInductorModelContainerCreateWithDevice(
+                    ctypes.byref(container), ctypes.c_size_t(num_models), b"cpu", None), "create")
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        self._container = container
+        outputs = ctypes.c_size_t()
+        self._check(self._lib.AOTInductorModelContainerGetNumOutputs(container, ctypes.byref(outputs)),
+                    "get_num_outputs")
+        self._num_outputs = outputs.value
+        self._run = self._lib.AOTInductorModelContainerRun
+        self._run.restype = ctypes.c_int
+        self._run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+        self._get_pointer, self._new_capsule = _capsule_api()
+
+    @staticmethod
+    def _check(code: int, what: str):
+        if code != 0:
+            raise AOTIError(f"AOTInductor {what} failed (error {code})")
 
     def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        return self._run(list(tensors))
+        # new handles the model takes ownership of ("steals"), as torch's runner does
+        handles = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
+        inputs = (ctypes.c_void_p * len(handles))(*(self._get_pointer(h, None) for h in handles))
+        outputs = (ctypes.c_void_p * self._num_outputs)()
+        self._check(self._run(self._container, inputs, len(handles), outputs, self._num_outputs,
+                              None, None), "run")
+        return torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
+            [self._new_capsule(outputs[i], None, None) for i in range(self._num_outputs)])
 
-    def metadata(self) -> dict[str, str]:
-        return dict(self._loader.get_metadata())
+
+def load_package(path: str | os.PathLike, model_name: str = "model", num_models: int = 1) -> CompiledModel:
+    return CompiledModel(path, model_name, num_models)
 
 
-def load_package(path: str | os.PathLike, model_name: str = "model") -> CompiledModel:
-    return CompiledModel(path, model_name)
+# Vector ISAs in increasing order; a package built for one runs on CPUs with it or a later one.
+ISA_ORDER = ["DEFAULT", "AVX2", "AVX512"]
+
+
+def portable_x86_configs(simdlen: int = 256, march: str = "x86-64-v3") -> dict:
+    """Inductor options that make an x86 package portable and its build deterministic.
+
+    By default Inductor compiles with -march=native and the widest ISA of the
+    build machine (a package built on an AVX-512 host dies with SIGILL on an
+    AVX2 node), and it picks the ISA by test-compiling a probe, which can fail
+    under load and silently yield scalar code (3x slower). x86-64-v3 (AVX2+FMA,
+    every x86 server since 2013) with 256-bit vectors avoids both; the
+    convolutions themselves run in oneDNN, which dispatches at run time anyway.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    return {"cpp.march": march, "cpp.simdlen": simdlen, "cpp.vec_isa_ok": True}
+
+
+def package_isa(path: str | os.PathLike) -> str:
+    """The vector ISA a package's kernels were compiled for, e.g. "AVX2"; "" if scalar."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith("_metadata.json"):
+                isa = json.loads(archive.read(name)).get("AOTI_CPU_ISA", "")
+                return "" if "INVALID" in isa.upper() else isa.split()[0] if isa else ""
+    return ""
+
+
+def cpu_supports(isa: str) -> bool:
+    """Can this CPU run code built for `isa`? (torch's own run-time CPU capability)"""
+    if isa not in ISA_ORDER[1:]:
+        return True  # scalar, or a non-x86 ISA this check does not judge
+    capability = torch.backends.cpu.get_cpu_capability().upper()
+    have = next((i for i, name in enumerate(ISA_ORDER) if capability.startswith(name)), 0)
+    return have >= ISA_ORDER.index(isa)
 
 
 def compile_package(module: torch.nn.Module, example: torch.Tensor, package_path: str | os.PathLike,

@@ -36,6 +36,9 @@ class Settings:
     max_pixels: int = field(default_factory=lambda: _int("MAX_PIXELS", 25_000_000))
     batch_size: int = field(default_factory=lambda: _int("BATCH_SIZE", 8))
     batch_delay_ms: float = field(default_factory=lambda: _float("BATCH_DELAY_MS", 2.0))
+    # batches run side by side (one per core suits a one-thread model that frees
+    # the GIL); 0: the handler's `batch_workers` (ModelHandler default 1)
+    batch_workers: int = field(default_factory=lambda: _int("BATCH_WORKERS", 0))
     queue_size: int = field(default_factory=lambda: _int("QUEUE_SIZE", 64))
     inference_timeout_ms: float = field(default_factory=lambda: _float("INFERENCE_TIMEOUT_MS", 10_000))
     retry_after_s: int = field(default_factory=lambda: _int("RETRY_AFTER_SECONDS", 1))

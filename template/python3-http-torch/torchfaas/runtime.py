@@ -43,6 +43,10 @@ class Runtime:
         return isinstance(self.handler, ModelHandler)
 
     @property
+    def batch_workers(self) -> int:
+        return self.settings.batch_workers or getattr(self.handler, "batch_workers", 1)
+
+    @property
     def ready(self) -> bool:
         return self.state == READY
 
@@ -58,7 +62,7 @@ class Runtime:
                 self.handler.warmup()
                 self.batcher = Batcher(self.handler.predict, self.settings.batch_size,
                                        self.settings.batch_delay_ms / 1000, self.settings.queue_size,
-                                       adaptive=True).start()
+                                       adaptive=True, workers=self.batch_workers).start()
             warmup_ms = (time.perf_counter() - t1) * 1000
         except Exception as exc:
             self.state = FAILED

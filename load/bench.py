@@ -1,0 +1,446 @@
+"""`make bench`: how fast the classifier serves, and how far from its limits.
+
+One run measures, on this machine:
+  1. model-only forward throughput per batch size (compiled and eager): the limit;
+  2. the in-process pipeline limit: decode + preprocess + forward per image;
+  3. the served function under closed-loop load (concurrency 1, 4, 16, real JPEGs):
+     throughput, p50, p99;
+  4. the same load against the seed-style handler (load/seed_handler): the baseline;
+  5. cold start (process start to /ready 200) against `import torch` + artifact load;
+  6. JSON logging cost as a share of a request's CPU time;
+and prints the ratios the speed targets are stated in (docs/benchmarks.md).
+
+    .venv/bin/python load/bench.py [--duration 8] [--json reports/bench.json]
+
+The load generator is a small asyncio HTTP/1.1 client (keep-alive, prebuilt
+requests) so that it takes as little of the shared CPUs as possible; it loads
+both servers the same way. Limits (1, 2) are the best of a few repeats, served
+numbers are one run each, so the ratios are if anything conservative.
+"""
+import argparse
+import asyncio
+import io
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "template" / "python3-http-torch"
+FUNCTION = REPO / "functions" / "classifier"
+SEED = REPO / "load" / "seed_handler" / "app.py"
+sys.path.insert(0, str(REPO / "tests"))
+
+TARGETS = {"c16_vs_seed": 4.0, "c16_vs_pipeline": 0.8, "p50_c1_vs_seed": 0.5,
+           "cold_start_vs_bare": 1.3, "logging_share": 0.02}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def real_jpegs() -> dict[str, bytes]:
+    from support.images import PHOTOS
+
+    return {name: PHOTOS[name].read_bytes() for name in ("china.jpg", "flower.jpg", "rocket.jpg")}
+
+
+def shrinkwrap(dest: Path) -> Path:
+    shutil.copytree(TEMPLATE, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(FUNCTION, dest / "function", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- 1 + 2: in-process limits --------------------------------------------------
+def best_rate(fn, items_per_call: int, seconds: float, repeats: int = 3) -> float:
+    """Items per second, best of `repeats` windows of about `seconds` each."""
+    fn()
+    best = 0.0
+    for _ in range(repeats):
+        calls, started = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - started
+            if elapsed >= seconds and calls >= 3:
+                break
+        best = max(best, calls * items_per_call / elapsed)
+    return best
+
+
+def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(build))
+    from torchfaas.config import Settings
+    from torchfaas.images import open_image
+    import function.handler as handler_module
+
+    settings = Settings()
+    results = {"torch_threads": None, "model": {}, "pipeline": {}}
+    handlers = {}
+    for backend in ("aoti", "eager"):
+        os.environ["MODEL_BACKEND"] = backend
+        handler = handler_module.Classifier()
+        handler.settings = settings
+        try:
+            handler.load(artifacts)
+        except Exception as exc:
+            log(f"  {backend}: not available ({exc})")
+            continue
+        handlers[backend] = handler
+    os.environ.pop("MODEL_BACKEND", None)
+    results["torch_threads"] = torch.get_num_threads()
+    pixels = np.zeros((224, 224, 3), dtype=np.uint8)
+    for backend, handler in handlers.items():
+        rates = {}
+        for batch in (1, 2, 4, 8, 16):
+            items = [pixels] * batch
+            rates[batch] = best_rate(lambda: handler.predict(items), batch, seconds)
+            log(f"  model {backend} batch {batch}: {rates[batch]:.1f} images/s")
+        results["model"][backend] = rates
+    served = "aoti" if "aoti" in handlers else "eager"
+    rates = results["model"][served]
+    best_batch = max(rates, key=rates.get)
+    results["served_backend"], results["best_batch"] = served, best_batch
+    results["model_limit"] = rates[best_batch]
+
+    handler = handlers[served]
+    payloads = list(jpegs.values())
+
+    def preprocess_one(i=[0]):
+        i[0] += 1
+        return handler_module.to_pixels(open_image(payloads[i[0] % len(payloads)], settings.max_pixels))
+
+    prep_rate = best_rate(preprocess_one, 1, seconds)
+
+    def pipeline():
+        handler.predict([preprocess_one() for _ in range(best_batch)])
+
+    results["preprocess_per_s"] = prep_rate
+    results["pipeline_limit"] = best_rate(pipeline, best_batch, seconds)
+    log(f"  preprocess only: {prep_rate:.1f} images/s; pipeline at batch {best_batch}: "
+        f"{results['pipeline_limit']:.1f} images/s")
+    return results
+
+
+# -- 3 + 4: closed-loop HTTP load ----------------------------------------------
+def build_requests(jpegs: dict) -> list[bytes]:
+    out = []
+    for body in jpegs.values():
+        head = (f"POST /?topk=5 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        out.append(head + body)
+    return out
+
+
+async def _client(port: int, requests: list[bytes], offset: int, warm_until: float, stop_at: float,
+                  records: list):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = offset
+    try:
+        while time.perf_counter() < stop_at:
+            payload = requests[i % len(requests)]
+            i += 1
+            started = time.perf_counter()
+            writer.write(payload)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            ended = time.perf_counter()
+            if started >= warm_until:
+                records.append((ended, ended - started, status))
+    finally:
+        writer.close()
+
+
+def closed_loop(port: int, requests: list[bytes], concurrency: int, warmup: float, duration: float) -> dict:
+    records: list = []
+
+    async def run():
+        now = time.perf_counter()
+        warm_until, stop_at = now + warmup, now + warmup + duration
+        await asyncio.gather(*(_client(port, requests, k, warm_until, stop_at, records)
+                               for k in range(concurrency)))
+        return warm_until, stop_at
+
+    warm_until, stop_at = asyncio.run(run())
+    done = [r for r in records if r[0] <= stop_at]
+    latencies = sorted(r[1] * 1000 for r in records)
+    errors = sum(1 for r in records if r[2] != 200)
+    return {"concurrency": concurrency, "requests": len(records), "errors": errors,
+            "throughput": len(done) / (stop_at - warm_until),
+            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
+
+
+def percentile(sorted_values: list, q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120, poll: float = 0.005) -> float:
+    import http.client
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/ready")
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
+                return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(poll)
+    raise TimeoutError("server did not become ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    def __init__(self, argv: list[str], cwd: Path, env: dict, port: int, stdout):
+        self.port = port
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=stdout,
+                                     stderr=subprocess.DEVNULL)
+        self.ready_at = wait_ready(port, self.proc)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def function_server(build: Path, artifacts: Path, extra_env: dict, stdout) -> Server:
+    port = free_port()
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "FUNCTION_NAME": "classifier",
+           "ARTIFACTS_DIR": str(artifacts), "DRAIN_SECONDS": "0", **extra_env}
+    return Server([sys.executable, "index.py"], build, env, port, stdout)
+
+
+def seed_server(artifacts: Path) -> Server:
+    port = free_port()
+    return Server([sys.executable, str(SEED), "--artifacts", str(artifacts), "--port", str(port)],
+                  REPO, {}, port, subprocess.DEVNULL)
+
+
+def load_levels(server: Server, requests: list, levels: list, warmup: float, duration: float) -> list:
+    out = []
+    for concurrency in levels:
+        cpu0 = cpu_seconds(server.proc.pid)
+        result = closed_loop(server.port, requests, concurrency, warmup, duration)
+        result["server_cpu_s"] = cpu_seconds(server.proc.pid) - cpu0
+        # CPU per request over the whole run, warm-up included
+        total = result["requests"] * (warmup + duration) / duration
+        result["cpu_ms_per_request"] = result["server_cpu_s"] * 1000 / max(1, total)
+        log(f"  c={concurrency}: {result['throughput']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
+            f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']}, "
+            f"server CPU {result['cpu_ms_per_request']:.2f} ms/request")
+        out.append(result)
+    return out
+
+
+# -- 5: cold start -------------------------------------------------------------
+BARE_LOAD = """
+import json, sys, time
+import torch
+from pathlib import Path
+art = Path(sys.argv[1])
+if (art / "model.pt2").is_file():
+    torch._C._aoti.AOTIModelPackageLoader(str(art / "model.pt2"), "model", False, 1, -1)
+else:
+    torch.load(art / "weights.pt", map_location="cpu", weights_only=True)
+json.loads((art / "labels.json").read_text())
+print("loaded", flush=True)
+"""
+
+
+def bare_load_seconds(artifacts: Path) -> float:
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_LOAD, str(artifacts)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    proc.stdout.readline()
+    elapsed = time.perf_counter() - started
+    proc.wait()
+    return elapsed
+
+
+def measure_cold_start(build: Path, artifacts: Path, repeats: int) -> dict:
+    served, bare = [], []
+    for _ in range(repeats):
+        bare.append(bare_load_seconds(artifacts))
+        server = function_server(build, artifacts, {}, subprocess.DEVNULL)
+        served.append(server.ready_at - server.started)
+        server.stop()
+    result = {"served_s": statistics.median(served), "bare_s": statistics.median(bare),
+              "served_all": served, "bare_all": bare}
+    log(f"  process start to ready {result['served_s']:.3f} s; import torch + artifact load "
+        f"{result['bare_s']:.3f} s (medians of {repeats})")
+    return result
+
+
+# -- 6: JSON logging cost ------------------------------------------------------
+def logging_cpu_ms(build: Path, count: int = 20000) -> float:
+    sys.path.insert(0, str(build))
+    from torchfaas.logs import EventLog
+
+    with open(os.devnull, "w") as sink:
+        events = EventLog(sink, "classifier")
+        events.context.update(model_name="efficientnet-lite0", model_version="sha256-0123456789ab")
+        fields = dict(request_id="0f8fad5b-d9cb-469f-a165-70867728950e", status=200, latency_ms=12.345,
+                      method="POST", path="/", input_bytes=71453, batch_size=4, queue_ms=1.23,
+                      inference_ms=8.76, top1_class="pagoda", top1_prob=0.4321)
+        for _ in range(200):
+            events.emit("inference", "inference", **fields)
+        started = time.thread_time()
+        for _ in range(count):
+            events.emit("inference", "inference", **fields)
+        return (time.thread_time() - started) * 1000 / count
+
+
+# -- report --------------------------------------------------------------------
+def report(res: dict) -> str:
+    limits, served, seed, cold = res["limits"], res["served"], res["seed"], res["cold_start"]
+    by_c = {r["concurrency"]: r for r in served}
+    seed_c = {r["concurrency"]: r for r in seed}
+    lo, hi = min(by_c), max(by_c)  # the targets are stated at 1 and 16
+    by_c[1], by_c[16], seed_c[1], seed_c[16] = by_c[lo], by_c[hi], seed_c[lo], seed_c[hi]
+    lines = [f"# torchfaas bench ({res['when']}, {res['cpus']} CPUs, torch threads {limits['torch_threads']})", ""]
+    lines.append("## Limits (in-process, best of 3)")
+    for backend, rates in limits["model"].items():
+        lines.append(f"  model {backend:5s}: " + ", ".join(f"b{b} {r:.0f}/s" for b, r in rates.items()))
+    lines.append(f"  model-only limit      : {limits['model_limit']:.1f} images/s "
+                 f"({limits['served_backend']}, batch {limits['best_batch']})")
+    lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s (decode + crop/resize, 1 thread)")
+    lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + forward)")
+    lines.append("")
+    lines.append("## Served, closed loop, real JPEGs (640x427)")
+    lines.append(f"  {'':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} {'cpu ms/req':>10s}")
+    for name, rows in (("torchfaas", served), ("seed", seed)):
+        for r in rows:
+            lines.append(f"  {name:8s} {r['concurrency']:4d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
+                         f"{r['p99_ms']:8.1f} {r['errors']:6d} {r['cpu_ms_per_request']:10.2f}")
+    lines.append("")
+    lines.append("## Cold start (median)")
+    lines.append(f"  process start -> ready : {cold['served_s']:.3f} s")
+    lines.append(f"  import torch + load    : {cold['bare_s']:.3f} s")
+    lines.append("")
+    lines.append("## JSON logging")
+    lines.append(f"  one inference line     : {res['logging_ms']:.4f} ms CPU; request CPU at c16 "
+                 f"{by_c[16]['cpu_ms_per_request']:.2f} ms")
+    ratios = {
+        "c16_vs_seed": by_c[16]["throughput"] / seed_c[16]["throughput"],
+        "c16_vs_pipeline": by_c[16]["throughput"] / limits["pipeline_limit"],
+        "p50_c1_vs_seed": by_c[1]["p50_ms"] / seed_c[1]["p50_ms"],
+        "cold_start_vs_bare": cold["served_s"] / cold["bare_s"],
+        "logging_share": res["logging_ms"] / by_c[16]["cpu_ms_per_request"],
+    }
+    res["ratios"] = ratios
+    lines.append("")
+    lines.append("## Ratios (target)")
+    labels = {"c16_vs_seed": ("served c16 / seed c16 throughput", ">="),
+              "c16_vs_pipeline": ("served c16 / pipeline limit", ">="),
+              "p50_c1_vs_seed": ("p50 c1 / seed p50 c1", "<="),
+              "cold_start_vs_bare": ("cold start / (import torch + load)", "<="),
+              "logging_share": ("JSON logging / request CPU", "<=")}
+    for key, value in ratios.items():
+        text, op = labels[key]
+        target = TARGETS[key]
+        ok = value >= target if op == ">=" else value <= target
+        shown = f"{value:.1%}" if key == "logging_share" else f"{value:.2f}x"
+        want = f"{target:.0%}" if key == "logging_share" else f"{target}x"
+        lines.append(f"  {text:36s} {shown:>8s}  (target {op} {want})  {'ok' if ok else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", default=str(REPO / "artifacts" / "classifier"))
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per load level")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
+    parser.add_argument("--limit-seconds", type=float, default=1.0, help="seconds per in-process window")
+    parser.add_argument("--levels", default="1,4,16")
+    parser.add_argument("--cold-repeats", type=int, default=3)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the served function (tuning runs)")
+    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--served-only", action="store_true",
+                        help="tuning runs: only the served function's load levels")
+    args = parser.parse_args()
+    artifacts = Path(args.artifacts).resolve()
+    if not (artifacts / "manifest.json").is_file():
+        log(f"no artifacts in {artifacts}: run `make install` first")
+        return 2
+    extra_env = dict(kv.split("=", 1) for kv in args.env)
+    levels = [int(c) for c in args.levels.split(",")]
+    jpegs = real_jpegs()
+    requests = build_requests(jpegs)
+    res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "env": extra_env}
+    with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
+        build = shrinkwrap(Path(tmp) / "classifier")
+        if not args.served_only:
+            log("limits (in-process)")
+            res["limits"] = measure_in_process(build, artifacts, jpegs, args.limit_seconds)
+            res["logging_ms"] = logging_cpu_ms(build)
+        log("served function")
+        with open(Path(tmp) / "function.log", "w") as out:
+            server = function_server(build, artifacts, extra_env, out)
+            try:
+                res["served"] = load_levels(server, requests, levels, args.warmup, args.duration)
+            finally:
+                server.stop()
+        lines = (Path(tmp) / "function.log").read_text().splitlines()
+        loaded = [json.loads(x) for x in lines if '"model_loaded"' in x]
+        res["served_backend"] = loaded[0].get("backend") if loaded else None
+        log(f"  backend {res['served_backend']}, {len(lines)} log lines")
+        if args.served_only:
+            return 0
+        log("seed-style handler")
+        seed = seed_server(artifacts)
+        try:
+            res["seed"] = load_levels(seed, requests, levels, args.warmup, args.duration)
+        finally:
+            seed.stop()
+        log("cold start")
+        res["cold_start"] = measure_cold_start(build, artifacts, args.cold_repeats)
+    text = report(res)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
