@@ -83,6 +83,31 @@ def best_rate(fn, items_per_call: int, seconds: float, repeats: int = 3) -> floa
     return best
 
 
+def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats: int = 3) -> float:
+    """Items per second with `workers` threads calling fn side by side (best of repeats)."""
+    import threading
+
+    fn()
+    best = 0.0
+    for _ in range(repeats):
+        counts = [0] * workers
+        stop_at = time.perf_counter() + seconds
+
+        def loop(k):
+            while time.perf_counter() < stop_at:
+                fn()
+                counts[k] += 1
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=loop, args=(k,)) for k in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        best = max(best, sum(counts) * items_per_call / (time.perf_counter() - started))
+    return best
+
+
 def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float) -> dict:
     import numpy as np
     import torch
@@ -116,12 +141,22 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
             log(f"  model {backend} batch {batch}: {rates[batch]:.1f} images/s")
         results["model"][backend] = rates
     served = "aoti" if "aoti" in handlers else "eager"
+    handler = handlers[served]
+    workers = settings.batch_workers or handler.batch_workers
+    results["workers"] = workers
     rates = results["model"][served]
+    if workers > 1:  # the served layout: `workers` forward passes side by side
+        parallel = {}
+        for batch in (1, 2, 4, 8):
+            items = [pixels] * batch
+            parallel[batch] = parallel_rate(lambda: handler.predict(items), batch, workers, seconds)
+            log(f"  model {served} x{workers} streams, batch {batch}: {parallel[batch]:.1f} images/s")
+        results["model"][f"{served} x{workers}"] = parallel
+        rates = parallel
     best_batch = max(rates, key=rates.get)
     results["served_backend"], results["best_batch"] = served, best_batch
     results["model_limit"] = rates[best_batch]
 
-    handler = handlers[served]
     payloads = list(jpegs.values())
 
     def preprocess_one(i=[0]):
@@ -134,8 +169,8 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         handler.predict([preprocess_one() for _ in range(best_batch)])
 
     results["preprocess_per_s"] = prep_rate
-    results["pipeline_limit"] = best_rate(pipeline, best_batch, seconds)
-    log(f"  preprocess only: {prep_rate:.1f} images/s; pipeline at batch {best_batch}: "
+    results["pipeline_limit"] = parallel_rate(pipeline, best_batch, workers, seconds)
+    log(f"  preprocess only: {prep_rate:.1f} images/s; pipeline x{workers} at batch {best_batch}: "
         f"{results['pipeline_limit']:.1f} images/s")
     return results
 
@@ -341,9 +376,10 @@ def report(res: dict) -> str:
     for backend, rates in limits["model"].items():
         lines.append(f"  model {backend:5s}: " + ", ".join(f"b{b} {r:.0f}/s" for b, r in rates.items()))
     lines.append(f"  model-only limit      : {limits['model_limit']:.1f} images/s "
-                 f"({limits['served_backend']}, batch {limits['best_batch']})")
+                 f"({limits['served_backend']}, batch {limits['best_batch']}, {limits['workers']} streams)")
     lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s (decode + crop/resize, 1 thread)")
-    lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + forward)")
+    lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + forward, "
+                 f"{limits['workers']} streams)")
     lines.append("")
     lines.append("## Served, closed loop, real JPEGs (640x427)")
     lines.append(f"  {'':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} {'cpu ms/req':>10s}")

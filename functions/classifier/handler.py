@@ -270,10 +270,11 @@ class Classifier(ModelHandler):
                 "torch_threads": torch.get_num_threads()}
 
     def warmup(self) -> None:
+        # one pass at 1 and one at the largest batch: the one-time set-up (thread
+        # pool, oneDNN primitives) is paid here; more passes only lengthen cold start
         image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         for size in sorted({1, self.settings.batch_size if self.settings else 1}):
-            for _ in range(2):
-                self.predict([image] * size)
+            self.predict([image] * size)
 
     # -- per request -----------------------------------------------------
     def preprocess(self, request):
