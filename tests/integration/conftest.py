@@ -1,15 +1,6 @@
 import pytest
 
-from support.function_process import (CLASSIFIER, CLASSIFIER_ARTIFACTS, FunctionProcess,
-                                      prepare_artifacts, shrinkwrap)
-
-
-@pytest.fixture(scope="session")
-def classifier_build(tmp_path_factory):
-    """build/classifier as faas-cli lays it out, with its build-time artifacts."""
-    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("build") / "classifier")
-    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
-    return build
+from support.function_process import (CLASSIFIER_ARTIFACTS, FunctionProcess)
 
 
 @pytest.fixture(scope="module")

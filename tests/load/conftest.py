@@ -10,20 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from support.function_process import (CLASSIFIER, CLASSIFIER_ARTIFACTS, FunctionProcess, prepare_artifacts,
-                                      shrinkwrap)
+from support.function_process import (CLASSIFIER_ARTIFACTS, FunctionProcess)
 
 REPO = Path(__file__).resolve().parents[2]
 LOAD = REPO / "load"
 sys.path.insert(0, str(LOAD))
-
-
-@pytest.fixture(scope="session")
-def classifier_build(tmp_path_factory):
-    """build/classifier as faas-cli lays it out, with its build-time artifacts."""
-    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("load-build") / "classifier")
-    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
-    return build
 
 
 @pytest.fixture(scope="session")

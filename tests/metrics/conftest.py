@@ -3,19 +3,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.function_process import CLASSIFIER, CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
+from support.function_process import CLASSIFIER_ARTIFACTS
 from support.prometheus import RULES, Prometheus
 
 
 @pytest.fixture(scope="session")
-def metrics_build(tmp_path_factory):
-    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("metrics-build") / "classifier")
-    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
-    return build
-
-
-@pytest.fixture(scope="session")
-def metrics_artifacts(metrics_build, tmp_path_factory):
+def metrics_artifacts(classifier_build, tmp_path_factory):
     """A private copy: every process of the test serves the very same files."""
     return Path(shutil.copytree(CLASSIFIER_ARTIFACTS, tmp_path_factory.mktemp("metrics-artifacts") / "classifier"))
 

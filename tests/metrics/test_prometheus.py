@@ -105,12 +105,12 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def scenario(metrics_build, metrics_artifacts, prometheus):
+def scenario(classifier_build, metrics_artifacts, prometheus):
     from torchfaas.metrics import LATENCY_BUCKETS as buckets
     env = {"ARTIFACTS_DIR": str(metrics_artifacts), "TENANTS": TENANTS, "TORCH_THREADS": "1",
            "BATCH_DELAY_MS": "5"}
-    v1 = FunctionProcess(metrics_build, env={**env, "MODEL_VERSION": "v1"}).start(wait_ready=False)
-    v2 = FunctionProcess(metrics_build, env={**env, "MODEL_VERSION": "v2"})
+    v1 = FunctionProcess(classifier_build, env={**env, "MODEL_VERSION": "v1"}).start(wait_ready=False)
+    v2 = FunctionProcess(classifier_build, env={**env, "MODEL_VERSION": "v2"})
     started = time.monotonic()
     try:
         wait_ready(v1)

@@ -1,15 +1,8 @@
 """Fixtures of the fault suite: builds laid out as faas-cli does, real processes."""
 import pytest
 from faultkit import HANDLERS, MAX_BODY, MAX_PIXELS
-from support.function_process import (CLASSIFIER, CLASSIFIER_ARTIFACTS, FunctionProcess,
-                                      prepare_artifacts, shrinkwrap)
-
-
-@pytest.fixture(scope="session")
-def classifier_build(tmp_path_factory):
-    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("rel-build") / "classifier")
-    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
-    return build
+from support.function_process import (CLASSIFIER_ARTIFACTS, FunctionProcess,
+                                      shrinkwrap)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import json
 import uuid
 
 import pytest
-from faultkit import check_json_error, lines_for, wait_line
+from faultkit import check_json_error, wait_line
 from support.function_process import FunctionProcess
 
 SECRET = "s3cr3t-db-password"

@@ -3,18 +3,11 @@ import os
 
 import pytest
 
-from support.function_process import CLASSIFIER, CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
+from support.function_process import CLASSIFIER, CLASSIFIER_ARTIFACTS
 
 
 @pytest.fixture(scope="session")
-def speed_build(tmp_path_factory):
-    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("speed") / "classifier")
-    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
-    return build
-
-
-@pytest.fixture(scope="session")
-def artifacts(speed_build):
+def artifacts(classifier_build):
     if not (CLASSIFIER_ARTIFACTS / "model.pt2").is_file():
         pytest.fail("artifacts/classifier has no model.pt2: the AOTInductor compile did not run "
                     "(see `make install` output)")

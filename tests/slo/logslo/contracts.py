@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import queries
 from .psi import biggest_movers, psi
-from .vectors import by_label, single_value
+from .vectors import by_label
 
 
 @dataclass

@@ -17,7 +17,7 @@ import math
 import re
 
 from . import promql_math
-from .logfile import Entry, LogFile
+from .logfile import LogFile
 from .logql import Divide, LabelFilter, LogQuery, Query, RangeAggregation, Sum
 from .vectors import Matrix, Vector, label_set
 
