@@ -62,7 +62,7 @@ def create_app(runtime, events, metrics) -> Flask:
     @app.after_request
     def log_request(response: Response):
         response.headers["X-Request-Id"] = g.request_id
-        if request.path in QUIET_PATHS and request.method == "GET":
+        if not g.counted:
             return response
         latency_s = time.perf_counter() - g.started
         status = response.status_code
