@@ -18,8 +18,6 @@ import threading
 import time
 
 import waitress
-from waitress.channel import ClientDisconnected, HTTPChannel
-from waitress.task import WSGITask
 
 from .app import create_app
 from .config import Settings
@@ -28,6 +26,7 @@ from .metrics import Metrics
 from .model_handler import ModelHandler
 from .plain_handler import PlainHandler
 from .runtime import Runtime
+from .waitress_channel import LoggedChannel
 
 
 def load_handler(module_name: str):
@@ -42,43 +41,6 @@ def load_handler(module_name: str):
     if hasattr(module, "handle"):
         return PlainHandler(module)
     raise ImportError(f"{module_name} defines neither a ModelHandler subclass nor handle(event, context)")
-
-
-class DrainingTask(WSGITask):
-    """Once SIGTERM has arrived, every answer closes its connection (`Connection: close`).
-
-    Keep-alive clients (the watchdog's proxy among them) then open a new connection
-    for their next request, which the closed listener refuses cleanly, instead of
-    sending it on a kept-alive connection that the exiting process resets (a request
-    sent, never answered, never logged).
-    """
-
-    def build_response_header(self):
-        if getattr(self.channel.server, "draining", False):
-            self.set_close_on_finish()
-        return super().build_response_header()
-
-
-class LoggedChannel(HTTPChannel):
-    """A waitress channel that never drops a whole request without the app seeing it.
-
-    waitress skips a request whose client hung up while it waited for a free
-    worker thread (`HTTPChannel.service`: `if self.connected: task.service()`), so
-    it got no log line. Here the app still runs it: nothing can be sent back, but
-    the request is answered internally and logged once, with `client_gone: true`.
-    """
-
-    task_class = DrainingTask
-
-    def service(self):
-        if not self.connected and self.requests and not self.requests[0].error:
-            try:
-                self.task_class(self, self.requests[0]).service()
-            except ClientDisconnected:
-                pass  # expected: the answer has nowhere to go
-            except Exception:
-                self.logger.exception("Exception while serving a disconnected client")
-        super().service()  # waitress's own clean-up of the closed channel
 
 
 class Server:
