@@ -1,6 +1,7 @@
 """GET /metrics in-process: label sets, bounded tenants, no request-shaped labels."""
 import random
 import string
+from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 from torchfaas.metrics import LATENCY_BUCKETS, MAX_TENANTS, Metrics, TenantLabels
@@ -69,9 +70,8 @@ def test_latency_buckets_resolve_the_slo():
 
 def test_inflight_and_confidence_only_for_successes():
     m = loaded()
-    m.request_started()
-    m.request_started()
-    m.request_finished()
+    # the runtime counts requests in the app (probes excluded); the gauge reads it
+    m.runtime = SimpleNamespace(inflight=1, ready=True, batcher=None)
     m.observe_request(400, 0.001, {"top1_prob": 0.5})
     m.observe_request(200, 0.05, {"top1_prob": 0.75, "batch_size": 2})
     by_name = {}

@@ -45,19 +45,17 @@ def create_app(runtime, events, metrics) -> Flask:
         g.fields = {}
         g.message = "inference"
         g.event = "inference"
-        runtime.enter()
         g.counted = not (request.path in QUIET_PATHS and request.method == "GET")
         if g.counted:
-            metrics.request_started()
+            runtime.enter()
             tenant = metrics.tenants.from_headers(request.headers)
             if tenant:
                 g.fields["tenant"] = tenant
 
     @app.teardown_request
     def close_request(_exc):
-        runtime.leave()
         if g.get("counted"):
-            metrics.request_finished()
+            runtime.leave()
 
     @app.after_request
     def log_request(response: Response):

@@ -23,10 +23,14 @@ Series (all prefixed `torchfaas_`):
   model_info{artifact_hash}                        gauge = 1
 """
 import os
-import threading
 
-from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
-                               generate_latest)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -94,8 +98,6 @@ class Metrics:
         self.tenants = tenants or TenantLabels()
         self.artifact_hash = ""
         self.load_times: dict[str, float] = {}
-        self._inflight = 0
-        self._lock = threading.Lock()
         r = self.registry
         base = list(BASE_LABELS)
         self.requests = Counter(
@@ -150,14 +152,6 @@ class Metrics:
             histogram.labels(*base)
 
     # -- requests ------------------------------------------------------------
-    def request_started(self):
-        with self._lock:
-            self._inflight += 1
-
-    def request_finished(self):
-        with self._lock:
-            self._inflight -= 1
-
     def observe_request(self, status: int, latency_s: float, fields: dict, event: str = "inference"):
         base = self._base()
         tenant = self.tenants.label(fields.get("tenant"))
@@ -192,9 +186,9 @@ class _StateCollector:
             family.add_metric(base + list(extra_values), value)
             return family
 
-        yield gauge("torchfaas_inflight_requests", "Requests being served now (probes and scrapes excluded).",
-                    m._inflight)
         runtime = m.runtime
+        yield gauge("torchfaas_inflight_requests", "Requests being served now (probes and scrapes excluded).",
+                    runtime.inflight if runtime is not None else 0)
         if runtime is not None:
             yield gauge("torchfaas_ready", "1 when the function reports ready (model loaded, not draining).",
                         1 if runtime.ready else 0)

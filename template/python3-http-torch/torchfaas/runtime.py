@@ -107,6 +107,8 @@ class Runtime:
         self.state = STOPPING
 
     # -- requests --------------------------------------------------------
+    # requests to the function in the app (probes and scrapes excluded): the
+    # in-flight gauge, and what the drain waits for
     def enter(self):
         with self._inflight_lock:
             self._inflight += 1
