@@ -21,6 +21,13 @@ def _str(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
+def _default_threads() -> int:
+    # Room for a full queue plus the batches being run: with fewer threads the
+    # queue can never fill, and overload would wait in waitress's own unbounded
+    # queue instead of getting quick 429s.
+    return _int("QUEUE_SIZE", 16) + 2 * _int("BATCH_SIZE", 8) + 4
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = field(default_factory=lambda: _str("HOST", "127.0.0.1"))
@@ -31,7 +38,7 @@ class Settings:
     model_version: str = field(default_factory=lambda: os.environ.get("MODEL_VERSION", "").strip())
     # waitress worker threads: requests waiting on a batch hold one each, so this
     # bounds the useful concurrency per replica.
-    threads: int = field(default_factory=lambda: _int("WORKER_THREADS", 16))
+    threads: int = field(default_factory=lambda: _int("WORKER_THREADS", _default_threads()))
     max_body_bytes: int = field(default_factory=lambda: _int("MAX_BODY_BYTES", 10 * 1024 * 1024))
     max_pixels: int = field(default_factory=lambda: _int("MAX_PIXELS", 25_000_000))
     batch_size: int = field(default_factory=lambda: _int("BATCH_SIZE", 8))
@@ -39,7 +46,7 @@ class Settings:
     # batches run side by side (one per core suits a one-thread model that frees
     # the GIL); 0: the handler's `batch_workers` (ModelHandler default 1)
     batch_workers: int = field(default_factory=lambda: _int("BATCH_WORKERS", 0))
-    queue_size: int = field(default_factory=lambda: _int("QUEUE_SIZE", 64))
+    queue_size: int = field(default_factory=lambda: _int("QUEUE_SIZE", 16))
     inference_timeout_ms: float = field(default_factory=lambda: _float("INFERENCE_TIMEOUT_MS", 10_000))
     retry_after_s: int = field(default_factory=lambda: _int("RETRY_AFTER_SECONDS", 1))
     # After SIGTERM the app stays up (not ready) this long, because Kubernetes and

@@ -127,9 +127,15 @@ class Runtime:
         if self.state in (STARTING, FAILED):
             raise NotReady("model is not loaded yet", code="not_ready")
 
+    def _queue_full(self) -> QueueFull:
+        return QueueFull("too many requests queued; retry later",
+                         headers={"Retry-After": str(self.settings.retry_after_s)})
+
     def infer(self, request: InferenceRequest) -> tuple[dict, dict]:
         """Run one request through the model: (response body, log fields)."""
         self.check_serving()
+        if self.batcher.depth() >= self.settings.queue_size:
+            raise self._queue_full()  # before preprocessing: an overloaded replica says so cheaply
         # announced while preprocessing: the batcher waits for this item only if
         # one is on its way (a lone request never sits out BATCH_DELAY_MS)
         with self.batcher.arriving():
@@ -137,8 +143,7 @@ class Runtime:
             try:
                 pending = self.batcher.submit(item)
             except BatcherQueueFull:
-                raise QueueFull("too many requests queued; retry later",
-                                headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+                raise self._queue_full() from None
         try:
             output = pending.result(self.settings.inference_timeout_ms / 1000)
         except TimeoutError:
