@@ -21,7 +21,7 @@ def test_request_id_order_and_sanitising():
 
 def test_image_bytes_from_each_accepted_body():
     assert image_bytes_from(b"raw", "image/jpeg; charset=x") == b"raw"
-    assert image_bytes_from(b"raw", None) == b"raw"  # curl --data-binary without -H
+    assert image_bytes_from(b"raw", None) == b"raw"  # a client that sends no Content-Type
     encoded = json.dumps({"image": base64.b64encode(b"png").decode()}).encode()
     assert image_bytes_from(encoded, "application/json") == b"png"
     for body, kind, error in [(b"", "image/png", BadRequest), (b"{", "application/json", BadRequest),
