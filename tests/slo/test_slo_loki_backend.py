@@ -53,28 +53,16 @@ def test_scalar_answer(fake_loki):
     assert LokiBackend(loki.url).instant(QUERY, 1) == {(): 0.5}
 
 
-def test_status_error_is_reported_with_lokis_message(fake_loki):
-    loki = fake_loki(lambda path, params: (200, {"status": "error", "errorType": "bad_data",
-                                                "error": "parse error at line 1"}))
-    with pytest.raises(LokiError, match="answered an error.*bad_data parse error at line 1"):
-        LokiBackend(loki.url).instant(QUERY, 1)
-
-
-def test_http_error_is_reported_with_status_and_body(fake_loki):
-    loki = fake_loki(lambda path, params: (400, b"parse error : syntax error: unexpected IDENTIFIER"))
-    with pytest.raises(LokiError, match="HTTP 400.*unexpected IDENTIFIER"):
-        LokiBackend(loki.url).instant(QUERY, 1)
-
-
-def test_log_stream_answer_to_a_metric_query_is_an_error(fake_loki):
-    loki = fake_loki(lambda path, params: ok({"resultType": "streams", "result": []}))
-    with pytest.raises(LokiError, match="'streams' to a metric query"):
-        LokiBackend(loki.url).instant(QUERY, 1)
-
-
-def test_non_json_answer_is_an_error(fake_loki):
-    loki = fake_loki(lambda path, params: (200, b"<html>proxy login</html>"))
-    with pytest.raises(LokiError, match="did not answer JSON"):
+@pytest.mark.parametrize("answer,message", [
+    ((200, {"status": "error", "errorType": "bad_data", "error": "parse error at line 1"}),
+     "answered an error.*bad_data parse error at line 1"),
+    ((400, b"parse error : syntax error: unexpected IDENTIFIER"), "HTTP 400.*unexpected IDENTIFIER"),
+    (ok({"resultType": "streams", "result": []}), "'streams' to a metric query"),
+    ((200, b"<html>proxy login</html>"), "did not answer JSON"),
+], ids=["status-error", "http-error", "log-streams", "not-json"])
+def test_a_bad_answer_is_an_error_that_says_why(fake_loki, answer, message):
+    loki = fake_loki(lambda path, params: answer)
+    with pytest.raises(LokiError, match=message):
         LokiBackend(loki.url).instant(QUERY, 1)
 
 

@@ -60,6 +60,4 @@ STATUS_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
-    429: "queue_full",
-    503: "not_ready",
 }
