@@ -38,9 +38,7 @@ $(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py 
 # lay out build/<fn> as `faas-cli build --shrinkwrap` does: the template, then
 # the function's files over its function/ folder
 shrinkwrap:
-	rm -rf $(FN_BUILD) && mkdir -p build
-	cp -r $(TEMPLATE) $(FN_BUILD)
-	cp -r functions/$(FUNCTION)/. $(FN_BUILD)/function/
+	@$(PYTHON) load/localrun.py shrinkwrap functions/$(FUNCTION) $(FN_BUILD)
 
 run: install shrinkwrap
 	cd $(FN_BUILD) && $(RUN_ENV) exec $(PY) index.py

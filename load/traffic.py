@@ -2,13 +2,12 @@
 
 Pure Python (no Locust import), so the corpus can be checked by unit tests and
 reused by the capacity finder. The photos are the ones the test suite uses
-(tests/support/images.py: photos shipped inside scikit-image and scikit-learn),
+(load/photos.py: photos shipped inside scikit-image and scikit-learn),
 re-encoded as JPEG/PNG/WebP at several resolutions, the way phones and browsers
 would upload them.
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
 import os
@@ -20,7 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from photos import PHOTOS
+
 
 # format -> (PIL format, Content-Type, save options, share of the traffic)
 FORMATS = {
@@ -56,20 +56,12 @@ class BadRequest:
     expected_status: int
 
 
-def _photo_paths() -> dict[str, Path]:
-    """The photos of tests/support/images.py (loaded by path: `tests` is not a package)."""
-    spec = importlib.util.spec_from_file_location("torchfaas_test_photos", REPO / "tests" / "support" / "images.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.PHOTOS)
-
-
 def build_corpus(sizes: dict[int, int] | None = None, formats: dict | None = None) -> list[Payload]:
     """Every photo, at every size, in every format (about 2 s of CPU for 54 payloads)."""
     sizes = SIZES if sizes is None else sizes
     formats = FORMATS if formats is None else formats
     corpus = []
-    for photo, path in sorted(_photo_paths().items()):
+    for photo, path in sorted(PHOTOS.items()):
         with Image.open(path) as original:
             rgb = original.convert("RGB")
         for side, size_weight in sizes.items():

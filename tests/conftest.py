@@ -1,13 +1,5 @@
-import sys
-from pathlib import Path
-
 import pytest
-
-# tests import `support.*`; the runtime under test is imported from the template
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "template" / "python3-http-torch"))
-
-from support.function_process import CLASSIFIER, CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap  # noqa: E402
+from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
 
 
 @pytest.fixture(scope="session")

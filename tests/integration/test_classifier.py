@@ -4,7 +4,7 @@ import json
 
 import pytest
 import requests
-from support.images import photo_bytes, reencode
+from photos import photo_bytes, reencode
 
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from PIL import Image
 from support.function_process import FunctionProcess, shrinkwrap
-from support.images import photo_bytes
+from photos import photo_bytes
 
 
 HANDLERS = Path(__file__).parent / "handlers"

@@ -5,7 +5,7 @@ import uuid
 
 import requests
 
-from support.images import photo_bytes, reencode
+from photos import photo_bytes, reencode
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 REQUIRED = {"timestamp": str, "level": str, "message": str, "event": str, "request_id": str,

@@ -5,16 +5,9 @@ it never is in the pytest process: everything that needs it runs as a
 subprocess, as users run it. Pure helpers (traffic, capacity arithmetic, log
 summary) are imported from load/ directly.
 """
-import sys
-from pathlib import Path
-
 import pytest
 
-from support.function_process import (CLASSIFIER_ARTIFACTS, FunctionProcess)
-
-REPO = Path(__file__).resolve().parents[2]
-LOAD = REPO / "load"
-sys.path.insert(0, str(LOAD))
+from support.function_process import CLASSIFIER_ARTIFACTS, FunctionProcess
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from support.function_process import FunctionProcess
-from support.images import PHOTOS, photo_bytes
+from photos import PHOTOS, photo_bytes
 from support.prometheus import DASHBOARD
 
 PHOTO_NAMES = sorted(PHOTOS)

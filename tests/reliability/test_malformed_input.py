@@ -17,7 +17,7 @@ import pytest
 import requests
 from faultkit import MAX_BODY, MAX_PIXELS, SAFE_ID, check_json_error, lines_for, raw_post, rss_kib, wait_line
 from PIL import Image
-from support.images import photo_bytes, reencode
+from photos import photo_bytes, reencode
 
 # How much the resident set may grow over BAD_ROUNDS rounds of the corpus, after
 # one warm-up round (allocator arenas, PIL/libjpeg/libwebp state, Python caches).

@@ -19,7 +19,7 @@ import requests
 from faultkit import MAX_BODY, check_json_error, raw_http, wait_line
 from prometheus_client.parser import text_string_to_metric_families
 from support.function_process import CLASSIFIER_ARTIFACTS, REPO, TEMPLATE, FunctionProcess
-from support.images import photo_bytes
+from photos import photo_bytes
 
 
 def samples(url: str) -> list:

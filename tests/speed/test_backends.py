@@ -5,7 +5,7 @@ import shutil
 import pytest
 import requests
 from support.function_process import FunctionProcess
-from support.images import photo_bytes
+from photos import photo_bytes
 from torchfaas.artifacts import write_manifest
 
 

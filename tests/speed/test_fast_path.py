@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.images import PHOTOS
+from photos import PHOTOS
 from torchfaas.images import decode_rgb, open_image
 
 EXACT_TOL = 1e-4

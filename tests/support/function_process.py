@@ -1,15 +1,12 @@
 """Run a torchfaas function as a real server process, as the container does.
 
-`shrinkwrap()` lays out a build folder the way `faas-cli build --shrinkwrap`
-does (template, then the function over function/), and `FunctionProcess`
-starts `python index.py` in it, reads its stdout line by line and stops it
-with a signal.
+`FunctionProcess` starts `python index.py` in a build folder laid out by
+`localrun.shrinkwrap()` (load/localrun.py), reads its stdout line by line and
+stops it with a signal.
 """
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,36 +14,8 @@ import time
 from pathlib import Path
 
 import requests
-
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "template" / "python3-http-torch"
-CLASSIFIER = REPO / "functions" / "classifier"
-CLASSIFIER_ARTIFACTS = REPO / "artifacts" / "classifier"
-
-
-def shrinkwrap(function_dir: Path, dest: Path) -> Path:
-    dest = Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(TEMPLATE, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(function_dir, dest / "function", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
-
-
-def prepare_artifacts(build_dir: Path, artifacts_dir: Path) -> Path:
-    """Run the build-time step (as `make install` and the Dockerfile do) if needed."""
-    if not (Path(artifacts_dir) / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "torchfaas.prepare"], cwd=build_dir, check=True,
-                       env={**os.environ, "ARTIFACTS_DIR": str(artifacts_dir)},
-                       stdout=subprocess.DEVNULL)
-    return Path(artifacts_dir)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from localrun import (CLASSIFIER, CLASSIFIER_ARTIFACTS, REPO, TEMPLATE, free_port,  # noqa: F401
+                      prepare_artifacts, shrinkwrap)
 
 
 class FunctionProcess:
