@@ -21,17 +21,18 @@ install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
 # CPU torch first: with it installed, the unpinned `torch` the model packages ask
 # for is satisfied and pip does not pull the CUDA build.
-$(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requirements.txt requirements-dev.txt
+$(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requirements.txt requirements-dev.txt slo/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==$(TORCH_VERSION)
 	$(PIP) install -q --disable-pip-version-check -r $(TEMPLATE)/requirements.txt \
 		-r functions/$(FUNCTION)/requirements.txt -r requirements-dev.txt
+	$(PIP) install -q --disable-pip-version-check -e ./slo
 	touch $@
 
 # the same build-time step the Dockerfile runs; the classifier's AOTInductor
 # compile (~30 s) is skipped when artifacts/ already holds a package built from
 # the same weights, torch and recipe
-$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py $(TEMPLATE)/torchfaas/compiled.py
+$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py $(TEMPLATE)/torchfaas/toolkit/compiled.py
 	$(MAKE) --no-print-directory shrinkwrap
 	cd $(FN_BUILD) && ARTIFACTS_DIR=$(ARTIFACTS) $(PY) -m torchfaas.prepare
 
@@ -62,14 +63,15 @@ bench: install
 	@mkdir -p reports
 	$(PY) load/bench.py --json reports/bench.json $(BENCH_ARGS)
 
-# SLO contracts (tests/slo/features) against Loki (LOKI_URL) or a JSONL log (LOG_FILE),
-# at SLO_AT (unix seconds, default now); JSON report to SLO_REPORT; SLO_TAGS filters
-# scenarios (e.g. SLO_TAGS="not @production-mix"). Needs only behave, not torch.
+# SLO contracts (slo/features) with the SLO tool (slo/: the `torchfaas-slo` command)
+# against Loki (LOKI_URL) or a JSONL log (LOG_FILE), at SLO_AT (unix seconds, default now);
+# JSON report to SLO_REPORT; SLO_TAGS filters scenarios (e.g. SLO_TAGS="not @production-mix").
+# Needs only the slo package (behave), not torch: a venv with just `pip install ./slo` runs it.
 slo:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -c "import behave" 2>/dev/null || $(PIP) install -q --disable-pip-version-check $$(grep -iE '^behave==' requirements-dev.txt)
-	LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" \
-		$(PY) -m behave -f plain --no-timings --no-capture $(if $(SLO_TAGS),--tags '$(SLO_TAGS)') tests/slo/features
+	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
+	LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" SLO_TAGS="$(SLO_TAGS)" \
+		$(VENV)/bin/torchfaas-slo slo/features
 
 # -- load (load/): Locust profiles, capacity finder, the demo ------------------
 # HOST=http://... targets a running function or the gateway
@@ -83,9 +85,13 @@ target_url = $(or $(LOAD_HOST),http://127.0.0.1:$(PORT))
 
 # make load [HOST=...] [PROFILE=steady|step|spike] [USERS=n] [DURATION=s] [LOCUST_ARGS=...]
 # thresholds: MAX_P95_MS, MAX_P99_MS, MAX_FAIL_RATIO (exit 1 when broken)
+# WORKERS=n: Locust distributed, one master and n workers (load/distributed.py);
+# LOCAL_WORKERS=m starts only m of them here, the others join from other machines
+locust_cmd = $(if $(WORKERS),$(PY) load/distributed.py --workers $(WORKERS) \
+	$(if $(LOCAL_WORKERS),--local-workers $(LOCAL_WORKERS)) --,$(PY) -m locust -f load/locustfile.py)
 load: install shrinkwrap
 	@mkdir -p reports/load
-	$(call with_fn,reports/load) $(PY) -m locust -f load/locustfile.py --headless --only-summary \
+	$(call with_fn,reports/load) $(locust_cmd) --headless --only-summary \
 		--host $(target_url) --profile $(PROFILE) $(if $(USERS),--peak-users $(USERS)) \
 		$(if $(DURATION),--duration $(DURATION)) --csv reports/load/$(PROFILE) \
 		--html reports/load/$(PROFILE).html --sent-log reports/load/$(PROFILE)-sent.jsonl $(LOCUST_ARGS)

@@ -1,30 +1,21 @@
-"""Shared pieces of the SLO tests: import path, the fixtures' log and answers, and a
-real local HTTP server standing in for Loki (the client is never patched)."""
+"""Shared pieces of the SLO tests: the Loki fixtures' log and answers (copied into
+tests/slo/fixtures/loki, so a plain clone has them) and a fake Loki server."""
 
 import json
-import os
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from fake_loki import FakeLoki
 
-REPO = HERE.parents[1]
-FIXTURES = Path(os.environ.get("LOKI_FIXTURES", REPO.parent / "shared" / "loki-fixtures"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "loki"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir():
-    if not (FIXTURES / "answers.json").is_file():
-        message = f"Loki fixtures not found in {FIXTURES} (set LOKI_FIXTURES)"
-        if os.environ.get("CI"):  # CI checks out ../shared beside the repo: missing is a failure
-            pytest.fail(message)
-        pytest.skip(message)
+    missing = [name for name in ("answers.json", "requests.jsonl") if not (FIXTURES / name).is_file()]
+    if missing:  # they are part of the repository: missing is a failure, never a skip
+        pytest.fail(f"Loki fixtures missing from {FIXTURES}: {', '.join(missing)}")
     return FIXTURES
 
 
@@ -36,51 +27,6 @@ def answers(fixtures_dir):
 @pytest.fixture(scope="session")
 def fixture_log(fixtures_dir):
     return str(fixtures_dir / "requests.jsonl")
-
-
-class FakeLoki:
-    """Serves canned Loki answers over HTTP and remembers every request it got.
-
-    `answer(query_text) -> (http_status, json_body or raw bytes)` decides the reply.
-    """
-
-    def __init__(self, answer, delay_s=0.0):
-        self.requests = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                url = urlparse(self.path)
-                params = {k: v[0] for k, v in parse_qs(url.query).items()}
-                fake.requests.append({"path": url.path, "params": params, "headers": {k.lower(): v for k, v in self.headers.items()}})
-                if delay_s:
-                    threading.Event().wait(delay_s)
-                status, body = answer(url.path, params)
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -95,19 +41,3 @@ def fake_loki():
     yield start
     for server in servers:
         server.__exit__(None, None, None)
-
-
-def fixture_answer(answers):
-    """An `answer` function that replies what the real Loki replied to each fixture query."""
-    by_query = {item["query"]: item["response"] for item in answers["queries"].values()}
-    for item in answers["range"].values():
-        by_query[("range", item["query"])] = item["response"]
-
-    def answer(path, params):
-        key = ("range", params["query"]) if path.endswith("query_range") else params.get("query")
-        if key in by_query:
-            return 200, by_query[key]
-        # Loki answers an empty vector to a query over no data.
-        return 200, {"status": "success", "data": {"resultType": "vector", "result": []}}
-
-    return answer

@@ -154,3 +154,6 @@ def test_scheduled_workflow_runs_make_slo_against_loki():
     steps = workflow["jobs"]["contracts"]["steps"]
     run = next(s for s in steps if s.get("run") == "make slo")
     assert run["env"]["LOKI_URL"] == "${{ secrets.LOKI_URL }}" and run["env"]["SLO_REPORT"]
+    # the SLO tool alone (behave, no torch), installed from its own folder before `make slo`
+    install = steps.index(next(s for s in steps if "pip install" in s.get("run", "")))
+    assert "./slo" in steps[install]["run"].split() and install < steps.index(run)

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from conftest import fixture_answer
+from fake_loki import fixture_answer
 from fixture_catalog import INSTANT, RANGE
 from logslo.file_backend import FileBackend
 from logslo.loki_backend import LokiBackend

@@ -1,5 +1,6 @@
-"""`make slo` end to end: behave over the features, with either backend, judging windows
-that must pass and windows that must fail, naming the contract that failed."""
+"""`make slo` end to end: the `torchfaas-slo` command (`python -m logslo`) over the
+contracts, with either backend, judging windows that must pass and windows that must
+fail, naming the contract that failed."""
 
 import json
 import os
@@ -8,17 +9,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import logslo
 from test_slo_logql import T0, request
 
-HERE = Path(__file__).resolve().parent
-FEATURES = HERE / "features"
+REPO = Path(__file__).resolve().parents[2]
+FEATURES = REPO / "slo" / "features"
+SLO_ENV = ("LOKI_URL", "LOG_FILE", "SLO_AT", "SLO_REPORT", "SLO_TAGS")
 
 
-def run_slo(env_extra, features=FEATURES, tags=None):
-    env = {k: v for k, v in os.environ.items() if k not in ("LOKI_URL", "LOG_FILE", "SLO_AT", "SLO_REPORT")}
+def run_slo(env_extra, features=FEATURES, tags=None, args=()):
+    env = {k: v for k, v in os.environ.items() if k not in SLO_ENV}
     env.update(env_extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))  # copied features
-    cmd = [sys.executable, "-m", "behave", "-f", "plain", "--no-timings", str(features)]
+    # the child imports the same logslo as this test (this checkout's slo/)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(logslo.__file__).parents[1]), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "logslo", str(features), *args]
     if tags:
         cmd += ["--tags", tags]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
@@ -26,10 +30,10 @@ def run_slo(env_extra, features=FEATURES, tags=None):
 
 
 def features_dir(tmp_path, text):
-    """A features folder with one .feature and the real steps and hooks."""
+    """A features folder with one .feature and nothing else: the steps and hooks come
+    from the package."""
     target = tmp_path / "features"
-    shutil.copytree(FEATURES / "steps", target / "steps")
-    shutil.copy(FEATURES / "environment.py", target)
+    target.mkdir()
     (target / "contract.feature").write_text(text)
     return target
 

@@ -1,10 +1,37 @@
-"""Plain-language steps for the SLO contracts; each one asks logslo.contracts a question."""
+"""Plain-language steps for the SLO contracts; each one asks logslo.contracts a question.
+
+The steps are collected here and added to behave's step registry by `register()`:
+`torchfaas-slo` does it for every run (see runner.py), so a features folder needs no
+steps/ of its own. To run plain `behave` instead, a one-line `steps/slo.py` is enough:
+`from logslo.steps import register; register()`.
+"""
 
 import re
 
-from behave import given, then, when
+from . import contracts
 
-from logslo import contracts
+STEPS = []  # (keyword, step text, function), in definition order
+
+
+def _step(keyword):
+    def decorator(text):
+        def add(func):
+            STEPS.append((keyword, text, func))
+            return func
+        return add
+    return decorator
+
+
+given, when, then = _step("given"), _step("when"), _step("then")
+
+
+def register(registry=None) -> None:
+    """Add every step to `registry` (by default the one behave's Runner looks steps up in,
+    which is also the one `from behave import given` adds to). Adding twice is harmless."""
+    if registry is None:
+        from behave.runner import the_step_registry as registry
+    for keyword, text, func in STEPS:
+        registry.add_step_definition(keyword, text, func)
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 

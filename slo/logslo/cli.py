@@ -1,0 +1,90 @@
+"""The `torchfaas-slo` command (also `python -m logslo`).
+
+    torchfaas-slo [check] [FEATURES ...] [--log-file F | --loki-url URL] [--at T]
+                  [--report PATH] [--tags EXPR] [-- BEHAVE_ARGS ...]
+
+`check` (the default command) runs the SLO contracts in FEATURES (folders or .feature
+files; default ./features) against Loki or a JSONL log and exits 0 when every contract
+holds, 1 when one is violated or could not be judged, 2 when no source (Loki or log
+file) is configured or the command line is wrong.
+Every flag has an environment variable (the flag wins): LOKI_URL, LOG_FILE, SLO_AT,
+SLO_REPORT, SLO_TAGS; LOKI_TIMEOUT, LOKI_TENANT, LOKI_USERNAME, LOKI_PASSWORD and
+LOKI_TOKEN are read from the environment only (secrets stay out of the command line).
+
+Commands are looked up in COMMANDS, so another one (e.g. `compare`) sits beside `check`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+
+PROG = "torchfaas-slo"
+
+
+def check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} [check]",
+        description="Check the SLO contracts (Gherkin .feature files) against Loki or a JSONL log.",
+        epilog="Arguments after `--` go to behave unchanged (e.g. -- --junit --junit-directory reports).")
+    parser.add_argument("features", nargs="*", metavar="FEATURES",
+                        help="features folders or .feature files (default: ./features)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--loki-url", metavar="URL", help="query this Loki over HTTP (env LOKI_URL)")
+    source.add_argument("--log-file", metavar="FILE",
+                        help="evaluate the same LogQL over a JSONL log (env LOG_FILE; used when LOKI_URL is unset)")
+    parser.add_argument("--at", metavar="UNIX_SECONDS", help="evaluation time (env SLO_AT; default now)")
+    parser.add_argument("--report", metavar="PATH", help="write the JSON report here (env SLO_REPORT)")
+    parser.add_argument("--tags", metavar="EXPR",
+                        help='behave tag expression, e.g. "not @production-mix" (env SLO_TAGS)')
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def check(argv: list, environ=None) -> int:
+    argv, behave_args = _split(argv)
+    args = check_parser().parse_args(argv)
+    env = dict(os.environ if environ is None else environ)
+    # An explicit source on the command line replaces the other one from the environment.
+    if args.loki_url:
+        env["LOKI_URL"] = args.loki_url
+        env.pop("LOG_FILE", None)
+    if args.log_file:
+        env["LOG_FILE"] = args.log_file
+        env.pop("LOKI_URL", None)
+    if args.at is not None:
+        env["SLO_AT"] = args.at
+    if args.report is not None:
+        env["SLO_REPORT"] = args.report
+    tags = args.tags if args.tags is not None else env.get("SLO_TAGS", "")
+    features = args.features or ["features"]
+    missing = [path for path in features if not os.path.exists(path)]
+    if missing:
+        print(f"{PROG}: no features folder or file {', '.join(map(repr, missing))}", file=sys.stderr)
+        return 2
+    from .runner import run
+    return run(features, env=env, tags=tags.strip() or None, behave_args=behave_args)
+
+
+COMMANDS = {"check": check}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: {PROG} [{'|'.join(COMMANDS)}] ...  (default: check)\n")
+        check_parser().print_help()
+        return 0
+    return check(argv)
+
+
+def _split(argv: list) -> tuple:
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1:]
+    return argv, []

@@ -1,0 +1,78 @@
+"""behave hooks: pick the backend from the environment once, collect every contract's
+result, and print/write the report at the end (behave's exit code says pass/fail).
+
+`torchfaas-slo` installs these itself (see runner.py); a features folder needs no
+environment.py. To run plain `behave` instead, a one-line `environment.py` is enough:
+`from logslo.hooks import *`.
+"""
+
+import os
+import sys
+import traceback
+
+from . import report, settings
+
+__all__ = ["before_all", "before_scenario", "after_step", "after_all"]
+
+
+class Hooks:
+    """The four hooks, reading `env` (os.environ when None) when the run starts."""
+
+    def __init__(self, env=None):
+        self.env = env
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in __all__}
+
+    def before_all(self, context):
+        context.slo_results = []
+        context.slo_errors = []
+        try:
+            context.slo = settings.from_env(self.env)
+        except settings.SettingsError as err:
+            print(f"SLO runner: {err}", file=sys.stderr)
+            context.slo = None
+            context.slo_errors.append(str(err))
+            return
+        print(f"SLO contracts evaluated at {context.slo.at:g} against {context.slo.backend.describe()}")
+
+    def before_scenario(self, context, scenario):
+        if context.slo is None:
+            scenario.skip("no backend configured")
+
+    def after_step(self, context, step):
+        # A backend error (Loki down, bad answer) is not a violation but the run must fail.
+        failed = getattr(step.status, "name", str(step.status)) in ("failed", "error")
+        if failed and step.exception is not None and not isinstance(step.exception, AssertionError):
+            message = f"{step.name}: {type(step.exception).__name__}: {step.exception}"
+            context.slo_errors.append(message)
+            if self._env().get("SLO_DEBUG"):
+                traceback.print_exception(step.exception)
+
+    def after_all(self, context):
+        results = context.slo_results
+        source = context.slo.backend.describe() if context.slo else "nothing (not configured)"
+        at = context.slo.at if context.slo else 0.0
+        # behave captures hook output; the report must reach the real stdout whatever the flags.
+        out = sys.__stdout__
+        print("\n" + report.human(results, source, at), file=out)
+        for error in context.slo_errors:
+            print(f"ERROR (contract not judged): {error}", file=out)
+        path = context.slo.report_path if context.slo else self._env().get("SLO_REPORT")
+        if path:
+            report.write_json(path, report.as_json(results, source, at, context.slo_errors))
+            print(f"JSON report written to {path}", file=out)
+        if context.slo is None:
+            # No scenario ran; make sure the exit code still says "not OK".
+            sys.exit(2)
+
+    def _env(self):
+        return os.environ if self.env is None else self.env
+
+
+# For a plain-behave environment.py (`from logslo.hooks import *`).
+_default = Hooks()
+before_all = _default.before_all
+before_scenario = _default.before_scenario
+after_step = _default.after_step
+after_all = _default.after_all
