@@ -32,7 +32,7 @@ $(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requireme
 # the same build-time step the Dockerfile runs; the classifier's AOTInductor
 # compile (~30 s) is skipped when artifacts/ already holds a package built from
 # the same weights, torch and recipe
-$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py $(TEMPLATE)/torchfaas/toolkit/compiled.py
+$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py $(TEMPLATE)/torchfaas/compiled.py
 	$(MAKE) --no-print-directory shrinkwrap
 	cd $(FN_BUILD) && ARTIFACTS_DIR=$(ARTIFACTS) $(PY) -m torchfaas.prepare
 
@@ -85,13 +85,9 @@ target_url = $(or $(LOAD_HOST),http://127.0.0.1:$(PORT))
 
 # make load [HOST=...] [PROFILE=steady|step|spike] [USERS=n] [DURATION=s] [LOCUST_ARGS=...]
 # thresholds: MAX_P95_MS, MAX_P99_MS, MAX_FAIL_RATIO (exit 1 when broken)
-# WORKERS=n: Locust distributed, one master and n workers (load/distributed.py);
-# LOCAL_WORKERS=m starts only m of them here, the others join from other machines
-locust_cmd = $(if $(WORKERS),$(PY) load/distributed.py --workers $(WORKERS) \
-	$(if $(LOCAL_WORKERS),--local-workers $(LOCAL_WORKERS)) --,$(PY) -m locust -f load/locustfile.py)
 load: install shrinkwrap
 	@mkdir -p reports/load
-	$(call with_fn,reports/load) $(locust_cmd) --headless --only-summary \
+	$(call with_fn,reports/load) $(PY) -m locust -f load/locustfile.py --headless --only-summary \
 		--host $(target_url) --profile $(PROFILE) $(if $(USERS),--peak-users $(USERS)) \
 		$(if $(DURATION),--duration $(DURATION)) --csv reports/load/$(PROFILE) \
 		--html reports/load/$(PROFILE).html --sent-log reports/load/$(PROFILE)-sent.jsonl $(LOCUST_ARGS)
