@@ -6,7 +6,7 @@
 #      posting real photos plus a few bad requests; CSV + HTML reports in reports/demo/
 #   3. stop the function (SIGTERM: it drains and logs its shutdown)
 #   4. summarise the log and check every request sent has its log line
-#   5. run the SLO contracts (tests/slo/features, `make slo`) on the log file
+#   5. run the SLO contracts (slo/features, `make slo`) on the log file
 #
 # Exits non-zero if an SLO failed, a load threshold was broken, or a request has
 # no log line. Nothing is left running (load/with_function.sh stops the function
