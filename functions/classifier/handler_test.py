@@ -7,7 +7,8 @@ these weights were trained with.
 from pathlib import Path
 
 import pytest
-from torchfaas import BadRequest, InferenceRequest
+from torchfaas import BadRequest, InferenceRequest, Settings
+from torchfaas.toolkit import read_verified_manifest
 
 from .handler import Classifier, center_crop_box, parse_topk
 
@@ -15,18 +16,13 @@ TESTDATA = Path(__file__).parent / "testdata"
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 
 
-class Limits:
-    batch_size = 2
-    max_pixels = 4_000_000
-
-
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("artifacts")
     handler = Classifier()
-    handler.settings = Limits()
-    handler.prepare(artifacts)
-    handler.load(artifacts)
+    settings = Settings(batch_size=2, max_pixels=4_000_000).with_handler_defaults(handler.batch_workers)
+    handler.prepare(artifacts, settings)
+    handler.load(artifacts, read_verified_manifest(artifacts), settings)
     return handler
 
 

@@ -4,6 +4,7 @@ import string
 from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
+from torchfaas.identity import CurrentModel, ModelIdentity
 from torchfaas.metrics import LATENCY_BUCKETS, MAX_TENANTS, Metrics, TenantLabels
 
 
@@ -13,21 +14,28 @@ def samples(metrics: Metrics) -> list:
     return [s for family in text_string_to_metric_families(body.decode()) for s in family.samples]
 
 
+def runtime_state(inflight: int = 0, ready: bool = True) -> SimpleNamespace:
+    """What Metrics reads of the runtime at scrape time."""
+    return SimpleNamespace(inflight=inflight, ready=ready, queue_depth=lambda: 0,
+                           load_times={"load": 0.5, "warmup": 0.2, "cold_start": 2.0})
+
+
 def loaded(tenants: str = "acme,globex") -> Metrics:
-    m = Metrics("classifier", tenants=TenantLabels(tenants))
-    m.set_model("efficientnet-lite0", "v3", "0123456789ab", {"load": 0.5, "warmup": 0.2, "cold_start": 2.0})
+    model = CurrentModel(ModelIdentity("classifier"))
+    m = Metrics(model, TenantLabels(tenants, "X-Tenant-Id"), runtime_state())
+    model.loaded("efficientnet-lite0", "v3", "0123456789ab")
     return m
 
 
 def test_tenant_mapping():
-    t = TenantLabels("Acme, globex ,,none,other,bad tenant!")
+    t = TenantLabels("Acme, globex ,,none,other,bad tenant!", "X-Tenant-Id")
     assert t.allowed == ("acme", "globex", "badtenant")
     assert [t.label(x) for x in (None, "", "acme", "ACME", "globex", "initech", "none")] == \
         ["none", "none", "acme", "acme", "globex", "other", "other"]
     assert t.from_headers({}) is None
     assert t.from_headers({"X-Tenant-Id": "  "}) is None
     assert t.from_headers({"X-Tenant-Id": 'Ev"il <x>\tcorp' + "z" * 100}) == ("Evilxcorp" + "z" * 100)[:64]
-    assert TenantLabels(",".join(f"t{i}" for i in range(500))).allowed[-1] == f"t{MAX_TENANTS - 1}"
+    assert TenantLabels(",".join(f"t{i}" for i in range(500)), "X-Tenant-Id").allowed[-1] == f"t{MAX_TENANTS - 1}"
     assert TenantLabels("", header="X-Team").from_headers({"X-Team": "a"}) == "a"
 
 
@@ -60,7 +68,8 @@ def test_success_series_exist_at_zero_once_loaded():
     assert got == {(t, status, 0) for t in ("acme", "globex", "none", "other")
                    for status in ("200", "500", "503", "504")}
     # before load, with no pinned version, nothing is invented for "unknown"
-    assert not [s for s in samples(Metrics("classifier")) if s.name == "torchfaas_requests_total"]
+    unloaded = Metrics(CurrentModel(ModelIdentity("classifier")), TenantLabels("", "X-Tenant-Id"))
+    assert not [s for s in samples(unloaded) if s.name == "torchfaas_requests_total"]
 
 
 def test_latency_buckets_resolve_the_slo():
@@ -71,7 +80,7 @@ def test_latency_buckets_resolve_the_slo():
 def test_inflight_and_confidence_only_for_successes():
     m = loaded()
     # the runtime counts requests in the app (probes excluded); the gauge reads it
-    m.runtime = SimpleNamespace(inflight=1, ready=True, batcher=None)
+    m.runtime = runtime_state(inflight=1)
     m.observe_request(400, 0.001, {"top1_prob": 0.5})
     m.observe_request(200, 0.05, {"top1_prob": 0.75, "batch_size": 2})
     by_name = {}

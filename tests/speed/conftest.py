@@ -23,24 +23,14 @@ def classifier_module():
     return module
 
 
-class _Settings:
-    max_pixels = 50_000_000
-    batch_size = 4
-
-
 def load_handler(module, artifacts_dir, backend: str):
-    previous = os.environ.get("MODEL_BACKEND")
-    os.environ["MODEL_BACKEND"] = backend
-    try:
-        handler = module.Classifier()
-        handler.settings = _Settings()
-        handler.load(artifacts_dir)
-        return handler
-    finally:
-        if previous is None:
-            os.environ.pop("MODEL_BACKEND", None)
-        else:
-            os.environ["MODEL_BACKEND"] = previous
+    from torchfaas import Settings
+    from torchfaas.toolkit import read_verified_manifest
+
+    handler = module.Classifier(module.ClassifierSettings(model_backend=backend))
+    settings = Settings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
+    handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
+    return handler
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pytest
 import requests
 from support.function_process import FunctionProcess
 from photos import photo_bytes
-from torchfaas.artifacts import write_manifest
+from torchfaas.toolkit import write_manifest
 
 
 def artifacts_copy(src, dest, package: bytes | None):

@@ -1,6 +1,6 @@
 """The fast path gives the reference path's answers (not a timing test).
 
-Reference: full decode, `to_input_tensor` (float, normalised in NumPy/torch),
+Reference: full decode, `to_input_tensor` below (float, normalised in NumPy/torch),
 the eager network in NCHW with a separate softmax: the classifier as first
 written. Fast: `to_pixels` (JPEG draft decoding, uint8) and the AOTInductor
 package, which does the normalisation and the softmax itself.
@@ -19,11 +19,23 @@ import pytest
 import torch
 from PIL import Image
 from photos import PHOTOS
-from torchfaas.images import decode_rgb, open_image
+from torchfaas.toolkit import decode_rgb, open_image
 
 EXACT_TOL = 1e-4
 DRAFT_TOL = 0.04
 MAX_PIXELS = 50_000_000
+
+
+def to_input_tensor(module, rgb_image) -> torch.Tensor:
+    """Reference preprocessing: RGB PIL image -> normalised float tensor [3, 224, 224].
+
+    The served path (`to_pixels`) gives the same pixels as uint8 and leaves the
+    normalisation to the model.
+    """
+    box = module.center_crop_box(*rgb_image.size)
+    resized = rgb_image.resize((module.IMAGE_SIZE, module.IMAGE_SIZE), resample=3, box=box)  # BICUBIC
+    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32))
+    return pixels.sub_(module.MEAN).div_(module.STD).permute(2, 0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +43,7 @@ def reference(classifier_module, artifacts):
     net = classifier_module.build_network(artifacts / classifier_module.WEIGHTS)
 
     def probabilities(data: bytes) -> torch.Tensor:
-        tensor = classifier_module.to_input_tensor(decode_rgb(open_image(data, MAX_PIXELS)))
+        tensor = to_input_tensor(classifier_module, decode_rgb(open_image(data, MAX_PIXELS)))
         with torch.inference_mode():
             return net(tensor[None]).softmax(dim=-1)[0]
 
@@ -83,8 +95,8 @@ def test_draft_keeps_enough_pixels_for_the_crop(classifier_module):
     image = open_image(data, MAX_PIXELS)
     crop = 224 / 256 * min(image.size)
     scale = classifier_module.draft_jpeg(image)
-    assert crop / scale >= classifier_module.DRAFT_MARGIN * 224
-    assert crop / (scale * 2) < classifier_module.DRAFT_MARGIN * 224  # and no more than that
+    assert crop / scale >= classifier_module.SETTINGS.jpeg_draft_margin * 224
+    assert crop / (scale * 2) < classifier_module.SETTINGS.jpeg_draft_margin * 224  # and no more than that
 
 
 def test_small_jpeg_and_non_jpeg_are_not_drafted(classifier_module):

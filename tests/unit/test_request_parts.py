@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 from torchfaas.artifacts import ArtifactError, manifest_version, read_verified_manifest, write_manifest
 from torchfaas.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from torchfaas.images import image_bytes_from, open_image
+from torchfaas.toolkit import image_bytes_from, open_image
+from torchfaas.identity import CurrentModel, ModelIdentity
 from torchfaas.logs import EventLog, rfc3339_ms
 from torchfaas.request_id import request_id_from, sanitise
 
@@ -52,7 +53,7 @@ def test_manifest_detects_tampering(tmp_path):
 
 def test_log_line_shape():
     stream = io.StringIO()
-    log = EventLog(stream, "fn")
+    log = EventLog(stream, CurrentModel(ModelIdentity("fn")))
     log.emit("inference", "inference", status=200, latency_ms=1.5, skipped=None)
     line = json.loads(stream.getvalue())
     assert list(line)[:4] == ["timestamp", "level", "message", "event"]

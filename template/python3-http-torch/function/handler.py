@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from torchfaas import BadRequest, ModelHandler
-from torchfaas.artifacts import write_manifest
+from torchfaas import BadRequest, ModelHandler, Settings
+from torchfaas.toolkit import write_manifest
 
 FEATURES = 4
 WEIGHTS = "weights.pt"
@@ -24,12 +24,12 @@ def build_model() -> torch.nn.Module:
 class Handler(ModelHandler):
     model_name = "tiny-linear"
 
-    def prepare(self, artifacts_dir: Path) -> None:
+    def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
         torch.manual_seed(0)  # stands in for training or downloading real weights
         torch.save(build_model().state_dict(), artifacts_dir / WEIGHTS)
         write_manifest(artifacts_dir, [WEIGHTS], model_name=self.model_name)
 
-    def load(self, artifacts_dir: Path) -> None:
+    def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
         self.model = build_model()
         self.model.load_state_dict(torch.load(artifacts_dir / WEIGHTS, weights_only=True))
         self.model.eval()

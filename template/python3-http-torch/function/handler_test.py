@@ -1,7 +1,8 @@
 """Runs in the image's test stage (`python -m pytest function`) and locally."""
 import json
 
-from torchfaas import BadRequest, InferenceRequest
+from torchfaas import BadRequest, InferenceRequest, Settings
+from torchfaas.toolkit import read_verified_manifest
 
 from .handler import Handler
 
@@ -13,8 +14,9 @@ def make_request(body: bytes) -> InferenceRequest:
 
 def test_lifecycle(tmp_path):
     handler = Handler()
-    handler.prepare(tmp_path)
-    handler.load(tmp_path)
+    settings = Settings()
+    handler.prepare(tmp_path, settings)
+    handler.load(tmp_path, read_verified_manifest(tmp_path), settings)
     handler.warmup()
     request = make_request(json.dumps({"features": [1, 2, 3, 4]}).encode())
     outputs = handler.predict([handler.preprocess(request)] * 2)

@@ -1,4 +1,12 @@
-"""torchfaas: the runtime of the python3-http-torch OpenFaaS template."""
+"""torchfaas: the runtime of the python3-http-torch OpenFaaS template.
+
+What a handler needs: `ModelHandler` (the lifecycle it declares), `InferenceRequest`,
+`Settings` (the runtime's settings, passed to prepare() and load(); `env()` builds a
+function's own settings the same way) and the client errors to raise. Tools for
+writing a handler (image decoding, manifests, AOTInductor packages) are in
+`torchfaas.toolkit`.
+"""
 from .errors import (ApiError, BadRequest, InferenceTimeout, MethodNotAllowed, NotFound,  # noqa: F401
                      PayloadTooLarge, UnsupportedMediaType)
 from .model_handler import InferenceRequest, ModelHandler  # noqa: F401
+from .settings import Settings, env  # noqa: F401

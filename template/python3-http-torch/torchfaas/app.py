@@ -12,6 +12,7 @@ import traceback
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from .batching import QueueFull
 from .errors import STATUS_CODES, ApiError, MethodNotAllowed, NotFound
 from .logs import level_for_status
 from .model_handler import InferenceRequest
@@ -28,6 +29,7 @@ def json_response(payload: dict, status: int = 200, headers: dict | None = None)
 
 
 def create_app(runtime, events, metrics) -> Flask:
+    """The WSGI app; `runtime.model` names the model in answers, as in log lines."""
     settings = runtime.settings
     app = Flask("torchfaas")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -78,6 +80,11 @@ def create_app(runtime, events, metrics) -> Flask:
     def api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
+    @app.errorhandler(QueueFull)
+    def queue_full(_exc: QueueFull):
+        return error_response(429, "queue_full", "too many requests queued; retry later",
+                              {"Retry-After": str(settings.retry_after_s)})
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = STATUS_CODES.get(exc.code, "http_error")
@@ -124,15 +131,13 @@ def create_app(runtime, events, metrics) -> Flask:
             method=request.method, path=request.path)
         body, fields = runtime.infer(inference_request)
         g.fields.update(fields)
-        return json_response({**body, "model_name": events.context["model_name"],
-                              "model_version": events.context["model_version"],
-                              "request_id": g.request_id})
+        identity = runtime.model.identity
+        return json_response({**body, "model_name": identity.model_name,
+                              "model_version": identity.model_version, "request_id": g.request_id})
 
     return app
 
 
 def model_metadata(runtime) -> dict:
-    ctx = runtime.events.context
-    return {"function": ctx["function"], "model_name": ctx["model_name"],
-            "model_version": ctx["model_version"], "ready": runtime.ready,
+    return {**runtime.model.identity.fields(), "ready": runtime.ready,
             "batch_size": runtime.settings.batch_size, **runtime.handler.metadata()}

@@ -1,11 +1,13 @@
 """Dynamic batching: concurrent requests share one forward pass.
 
-Request threads `submit()` an item and wait on the returned `Pending`. One
-worker thread takes the first waiting item, then keeps collecting until it has
+Request threads `submit()` an item and wait on the returned
+`concurrent.futures.Future`, whose result is `(output, BatchInfo)`. A worker
+thread takes the first waiting item, then keeps collecting until it has
 `max_batch_size` items or `max_delay_s` has passed since the first, and calls
 `predict_fn(items)` once. The queue is bounded: when it is full `submit()`
 raises `QueueFull` at once, so overload turns into quick 429s rather than
-unbounded latency.
+unbounded latency. A request that gave up (`future.cancel()`) before its batch
+started is left out of it.
 
 Waiting only pays when another item is on its way. A request thread that calls
 `arriving()` before its (slow) preprocessing tells the batcher one more item is
@@ -13,60 +15,51 @@ coming; with `adaptive=True` the worker stops waiting as soon as no announced
 item is left, so a lone request never sits out the delay, and a busy replica
 still fills its batches.
 """
+import math
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 
 class QueueFull(Exception):
-    pass
+    """The batcher's queue is full: the caller should retry later (HTTP 429)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchInfo:
     batch_size: int
     queue_ms: float
     inference_ms: float
 
 
-class Pending:
-    """One submitted item: the request thread waits here for its output."""
-
-    __slots__ = ("item", "submitted", "cancelled", "_done", "output", "error", "info")
-
-    def __init__(self, item):
-        self.item = item
-        self.submitted = time.perf_counter()
-        self.cancelled = False
-        self._done = threading.Event()
-        self.output = self.error = self.info = None
-
-    def result(self, timeout: float):
-        """The output, or raise the batch's exception; TimeoutError after `timeout`."""
-        if not self._done.wait(timeout):
-            self.cancelled = True  # the worker skips it if it has not started yet
-            raise TimeoutError
-        if self.error is not None:
-            raise self.error
-        return self.output
-
-    def _finish(self, output=None, error=None, info=None):
-        self.output, self.error, self.info = output, error, info
-        self._done.set()
+@dataclass(frozen=True)
+class _Queued:
+    item: object
+    future: Future
+    submitted: float
 
 
 _STOP = object()
 
 
 class Batcher:
-    def __init__(self, predict_fn, max_batch_size: int = 8, max_delay_s: float = 0.002,
-                 queue_size: int = 64, adaptive: bool = False, workers: int = 1):
+    def __init__(self, predict_fn, *, max_batch_size: int, max_delay_s: float, queue_size: int,
+                 workers: int, adaptive: bool = True):
+        if not callable(predict_fn):
+            raise TypeError("predict_fn must be callable")
+        for name, value in (("max_batch_size", max_batch_size), ("queue_size", queue_size),
+                            ("workers", workers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+        if not isinstance(max_delay_s, (int, float)) or not math.isfinite(max_delay_s) or max_delay_s < 0:
+            raise ValueError(f"max_delay_s must be a finite number >= 0, not {max_delay_s!r}")
         self._predict = predict_fn
-        self.max_batch_size = max(1, max_batch_size)
-        self.max_delay_s = max(0.0, max_delay_s)
-        self.queue_size = max(1, queue_size)
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = float(max_delay_s)
+        self.queue_size = queue_size
         self.adaptive = adaptive
         self._queue: deque = deque()
         self._arriving = 0  # announced items still being preprocessed
@@ -74,9 +67,16 @@ class Batcher:
         # several workers run batches side by side: for a model that releases the
         # GIL and uses one core per forward pass, one worker per core
         self._threads = [threading.Thread(target=self._run, name=f"batcher-{i}", daemon=True)
-                         for i in range(max(1, workers))]
+                         for i in range(workers)]
 
-    def start(self):
+    @classmethod
+    def from_settings(cls, predict_fn, settings) -> "Batcher":
+        """The batcher production runs: BATCH_SIZE, BATCH_DELAY_MS, QUEUE_SIZE, BATCH_WORKERS."""
+        return cls(predict_fn, max_batch_size=settings.batch_size,
+                   max_delay_s=settings.batch_delay_ms / 1000, queue_size=settings.queue_size,
+                   workers=settings.batch_workers)
+
+    def start(self) -> "Batcher":
         for thread in self._threads:
             thread.start()
         return self
@@ -96,17 +96,18 @@ class Batcher:
                 self._arriving -= 1
                 self._cond.notify()
 
-    def submit(self, item) -> Pending:
-        pending = Pending(item)
+    def submit(self, item) -> Future:
+        """Queue `item`; its future's result is (output, BatchInfo). Raises QueueFull."""
+        queued = _Queued(item, Future(), time.perf_counter())
         with self._cond:
             if len(self._queue) >= self.queue_size:
                 raise QueueFull
-            self._queue.append(pending)
+            self._queue.append(queued)
             self._cond.notify()
-        return pending
+        return queued.future
 
     def stop(self, timeout: float = 5.0):
-        """Stop the worker after the items queued before this call."""
+        """Stop the workers after the items queued before this call."""
         with self._cond:
             self._queue.append(_STOP)
             self._cond.notify_all()
@@ -144,18 +145,22 @@ class Batcher:
             collected = self._collect()
             if collected is None:
                 return
-            batch = [p for p in collected if not p.cancelled]
-            if not batch:
-                continue
-            started = time.perf_counter()
-            try:
-                outputs = self._predict([p.item for p in batch])
-                if len(outputs) != len(batch):
-                    raise RuntimeError(f"predict returned {len(outputs)} outputs for {len(batch)} inputs")
-                error = None
-            except Exception as exc:  # every waiter of the batch gets the fault
-                outputs, error = [None] * len(batch), exc
-            inference_ms = (time.perf_counter() - started) * 1000
-            for pending, output in zip(batch, outputs):
-                info = BatchInfo(len(batch), (started - pending.submitted) * 1000, inference_ms)
-                pending._finish(output, error, info)
+            # cancelled (the request timed out) before its batch started: not computed
+            batch = [q for q in collected if q.future.set_running_or_notify_cancel()]
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list):
+        started = time.perf_counter()
+        try:
+            outputs = self._predict([q.item for q in batch])
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"predict returned {len(outputs)} outputs for {len(batch)} inputs")
+        except Exception as exc:  # every waiter of the batch gets the fault
+            for queued in batch:
+                queued.future.set_exception(exc)
+            return
+        inference_ms = (time.perf_counter() - started) * 1000
+        for queued, output in zip(batch, outputs):
+            queued.future.set_result(
+                (output, BatchInfo(len(batch), (started - queued.submitted) * 1000, inference_ms)))

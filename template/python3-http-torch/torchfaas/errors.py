@@ -1,7 +1,8 @@
 """Errors a request can end with, each with its HTTP status and a stable code.
 
 Handlers raise these for client mistakes; anything else is a server fault (500).
-The code is what clients, log lines and SLO queries key on.
+The code is what clients, log lines and SLO queries key on. A full queue is the
+batcher's `QueueFull`, answered 429 by the app.
 """
 
 
@@ -37,20 +38,12 @@ class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
 
 
-class QueueFull(ApiError):
-    status, code = 429, "queue_full"
-
-
 class NotReady(ApiError):
     status, code = 503, "not_ready"
 
 
 class InferenceTimeout(ApiError):
     status, code = 504, "inference_timeout"
-
-
-class InternalError(ApiError):
-    status, code = 500, "internal_error"
 
 
 # werkzeug raises its own HTTP exceptions before our code runs (routing, body limit)

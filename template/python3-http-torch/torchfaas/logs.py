@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 
 from pythonjsonlogger.json import JsonFormatter
 
+from .identity import CurrentModel
+
 
 def rfc3339_ms(epoch_seconds: float) -> str:
     """2026-11-21T04:00:00.123Z: what Loki/Promtail parse as RFC3339Nano."""
@@ -42,21 +44,21 @@ def claim_stdout():
 class EventLog:
     """Writes contract lines: `emit("inference", "inference", status=200, ...)`.
 
-    `context` holds fields every line carries (function, model name/version);
-    they change once, when the model is loaded.
+    Every line carries the current model's identity (function, model name and
+    version), read from `model` at the moment the line is written.
     """
 
-    def __init__(self, stream, function_name: str):
+    def __init__(self, stream, model: CurrentModel):
         handler = logging.StreamHandler(stream)  # emits under a lock: lines never interleave
         handler.setFormatter(ContractFormatter())
         self._logger = logging.getLogger(f"torchfaas.events.{id(self)}")
         self._logger.handlers[:] = [handler]
         self._logger.setLevel(logging.INFO)
         self._logger.propagate = False
-        self.context = {"function": function_name, "model_name": "unknown", "model_version": "unknown"}
+        self.model = model
 
     def emit(self, event: str, message: str, level: int = logging.INFO, **fields):
-        extra = {"event": event, **self.context}
+        extra = {"event": event, **self.model.identity.fields()}
         extra.update((k, v) for k, v in fields.items() if v is not None)
         self._logger.log(level, message, extra=extra)
 

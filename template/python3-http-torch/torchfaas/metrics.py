@@ -1,8 +1,8 @@
 """Prometheus metrics for GET /metrics (prometheus-client, own registry).
 
 Every series carries `function`, `model_name` and `model_version`, read from the
-same context the log lines carry, so a metric and a log line of one request
-always name the same model. No label takes an unbounded value: `status` is an
+same `CurrentModel` the log lines read, so a metric and a log line of one
+request always name the same model. No label takes an unbounded value: `status` is an
 HTTP status code, `event` is `inference` or `metadata` (as in the log line),
 and `tenant` comes from an allow-list (see `TenantLabels`). Request ids and
 predicted classes never become labels.
@@ -22,8 +22,6 @@ Series (all prefixed `torchfaas_`):
   cold_start_seconds                               gauges, from the last model load
   model_info{artifact_hash}                        gauge = 1
 """
-import os
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -34,6 +32,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .identity import CurrentModel, ModelIdentity
 from .request_id import sanitise
 
 # Boundaries at the latency SLO (250 ms) and dense where a CPU classifier answers
@@ -66,13 +65,12 @@ class TenantLabels:
     itself (field `tenant`), which may be any tenant.
     """
 
-    def __init__(self, allow_list: str | None = None, header: str | None = None):
-        raw = os.environ.get("TENANTS", "") if allow_list is None else allow_list
-        names = [sanitise(t.strip(), TENANT_MAX_LEN).lower() for t in raw.split(",")]
+    def __init__(self, allow_list: str, header: str):
+        names = [sanitise(t.strip(), TENANT_MAX_LEN).lower() for t in allow_list.split(",")]
         reserved = {TENANT_NONE, TENANT_OTHER, ""}
         self.allowed = tuple(dict.fromkeys(n for n in names if n not in reserved))[:MAX_TENANTS]
         self._allowed = frozenset(self.allowed)
-        self.header = header or os.environ.get("TENANT_HEADER", "").strip() or "X-Tenant-Id"
+        self.header = header
 
     def from_headers(self, headers) -> str | None:
         """The sanitised tenant for the log line; None when absent or empty once sanitised."""
@@ -86,18 +84,15 @@ class TenantLabels:
 
 
 class Metrics:
-    def __init__(self, function_name: str, context: dict | None = None, runtime=None,
-                 tenants: TenantLabels | None = None):
+    """The function's series. `runtime` (optional) supplies the gauges read at
+    scrape time: in-flight requests, readiness, queue depth and load times."""
+
+    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None):
         self.registry = CollectorRegistry()
-        # the log's context (function, model_name, model_version): shared, so
-        # metrics switch to the loaded model's name/version when the log does
-        self.context = context if context is not None else {
-            "function": function_name, "model_name": "unknown", "model_version": "unknown"}
-        self.context.setdefault("function", function_name)
+        self.model = model
         self.runtime = runtime
-        self.tenants = tenants or TenantLabels()
-        self.artifact_hash = ""
-        self.load_times: dict[str, float] = {}
+        self.tenants = tenants
+        self._zeroed_for: ModelIdentity | None = None
         r = self.registry
         base = list(BASE_LABELS)
         self.requests = Counter(
@@ -119,31 +114,26 @@ class Metrics:
             "torchfaas_top1_probability", "Top-1 probability of successful predictions.",
             base, buckets=CONFIDENCE_BUCKETS, registry=r)
         r.register(_StateCollector(self))
-        if self.context.get("model_version", "unknown") != "unknown":
-            self._zero_series()  # MODEL_VERSION pinned: cold-start 503s count from the start
+        self._base()  # MODEL_VERSION pinned: cold-start 503s count from the start
 
     # -- model -------------------------------------------------------------
     def _base(self) -> tuple[str, str, str]:
-        c = self.context
-        return c.get("function", "unknown"), c.get("model_name", "unknown"), c.get("model_version", "unknown")
+        identity = self.model.identity
+        if identity is not self._zeroed_for:
+            self._zeroed_for = identity
+            if identity.model_version != "unknown":
+                self._zero_series(identity)
+        return identity.function, identity.model_name, identity.model_version
 
-    def set_model(self, model_name: str, model_version: str, artifact_hash: str = "",
-                  load_times: dict | None = None):
-        """Called once the model is loaded; load_times: load/warmup/cold_start seconds."""
-        self.context["model_name"], self.context["model_version"] = model_name, model_version
-        self.artifact_hash = artifact_hash or ""
-        self.load_times = dict(load_times or {})
-        self._zero_series()
-
-    def _zero_series(self):
-        """Expose the everyday series at 0 before the first request.
+    def _zero_series(self, identity: ModelIdentity):
+        """Expose the everyday series at 0 before the first request of a model.
 
         rate() never counts a series' first sample, so a counter that first shows
         up at 3 hides those 3 requests. Success and the server errors the SLO
         counts (500, 503, 504), for every tenant label, and the per-request
         histograms start at 0 instead; other statuses appear on first use.
         """
-        base = self._base()
+        base = identity.function, identity.model_name, identity.model_version
         for tenant in (*self.tenants.allowed, TENANT_NONE, TENANT_OTHER):
             for status in ZERO_STATUSES:
                 self.requests.labels(*base, status, "inference", tenant)
@@ -167,6 +157,7 @@ class Metrics:
             self.confidence.labels(*base).observe(fields["top1_prob"])
 
     def render(self) -> tuple[bytes, str]:
+        self._base()  # a model loaded since the last scrape: its zero series first
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
@@ -189,18 +180,18 @@ class _StateCollector:
         runtime = m.runtime
         yield gauge("torchfaas_inflight_requests", "Requests being served now (probes and scrapes excluded).",
                     runtime.inflight if runtime is not None else 0)
-        if runtime is not None:
-            yield gauge("torchfaas_ready", "1 when the function reports ready (model loaded, not draining).",
-                        1 if runtime.ready else 0)
-            batcher = getattr(runtime, "batcher", None)
-            yield gauge("torchfaas_queue_depth", "Items waiting for the batcher.",
-                        batcher.depth() if batcher is not None else 0)
-        if m.load_times:
+        if runtime is None:
+            return
+        yield gauge("torchfaas_ready", "1 when the function reports ready (model loaded, not draining).",
+                    1 if runtime.ready else 0)
+        yield gauge("torchfaas_queue_depth", "Items waiting for the batcher.", runtime.queue_depth())
+        load_times = runtime.load_times
+        if load_times:
             for key, doc in (("load", "Seconds the last model load took (artifact check and deserialise)."),
                              ("warmup", "Seconds the warm-up after the last model load took."),
                              ("cold_start", "Seconds from process start to the model being ready.")):
-                if key in m.load_times:
+                if key in load_times:
                     name = "torchfaas_cold_start_seconds" if key == "cold_start" else f"torchfaas_model_{key}_seconds"
-                    yield gauge(name, doc, m.load_times[key])
+                    yield gauge(name, doc, load_times[key])
             yield gauge("torchfaas_model_info", "The loaded model; artifact_hash names its build-time artifacts.",
-                        1, ["artifact_hash"], [m.artifact_hash or "none"])
+                        1, ["artifact_hash"], [m.model.identity.artifact_hash or "none"])

@@ -1,20 +1,29 @@
 """What a function declares: the model lifecycle.
 
-A torchfaas handler subclasses `ModelHandler`. The runtime owns the request
-lifecycle (ids, limits, batching, errors, the log line) and calls:
+A torchfaas handler subclasses `ModelHandler` and overrides the hooks it needs;
+every hook the runtime calls is declared here with its default. The runtime
+owns the request lifecycle (ids, limits, batching, errors, the log line):
 
-    prepare(artifacts_dir)   at image build time: export/compile the model
-    load(artifacts_dir)      once at cold start, before /ready says 200
-    warmup()                 once after load, still before ready
-    preprocess(request)      per request, in the request's thread
-    predict(items)           per batch: a list of preprocessed items -> outputs
-    postprocess(output, request) -> dict    the JSON response body
-    log_fields(output) -> dict              extra fields for the log line
-                                            (e.g. top1_class, top1_prob)
+    prepare(artifacts_dir, settings)          image build time: export/compile the model
+    load(artifacts_dir, manifest, settings)   once at cold start, before /ready says 200
+    load_info() -> dict                       extra fields for the model_loaded line
+    warmup()                                  once after load, still before ready
+    preprocess(request)                       per request, in the request's thread
+    predict(items) -> list                    per batch: preprocessed items -> outputs
+    postprocess(output, request) -> dict      the JSON response body
+    log_fields(output) -> dict                extra fields for the log line (top1_class, ...)
+    metadata() -> dict                        extra fields for GET /
+
+Class attributes: `model_name`, `model_version` (None: the manifest's hash names
+the version) and `batch_workers` (batches run side by side; BATCH_WORKERS wins).
+Tools for writing one (image decoding and limits, manifests, AOTInductor
+packages) are in `torchfaas.toolkit`.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .settings import Settings
 
 
 @dataclass
@@ -31,31 +40,42 @@ class InferenceRequest:
 
 
 class ModelHandler:
-    # the runtime sets this before load(): limits such as max_pixels live there
-    settings = None
-    model_name = "model"
-    # None: the runtime derives the version from the loaded artifact (see version())
+    model_name: str = "model"
+    # None: the runtime names the version after the verified manifest's hash
+    # (MODEL_VERSION overrides both)
     model_version: str | None = None
+    # batches run side by side: more than 1 suits a model that frees the GIL
+    batch_workers: int = 1
 
-    def prepare(self, artifacts_dir: Path) -> None:
-        """Build-time preparation; default: nothing to prepare."""
+    def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
+        """Build time: write artifacts (and their manifest) into `artifacts_dir`."""
 
-    def load(self, artifacts_dir: Path) -> None:
+    def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
+        """Cold start: load the model. `manifest` was verified against every file
+        it lists before this call (None when the function has no artifacts)."""
         raise NotImplementedError
+
+    def load_info(self) -> dict:
+        """Extra fields for the model_loaded log line (e.g. which backend loaded)."""
+        return {}
 
     def warmup(self) -> None:
         """Run the model once or more so the first request is not slow."""
 
     def preprocess(self, request: InferenceRequest) -> Any:
+        """One request -> one model input; raise BadRequest & co. for client mistakes."""
         return request.body
 
     def predict(self, items: list) -> list:
+        """A batch of preprocessed items -> one output per item, in order."""
         raise NotImplementedError
 
     def postprocess(self, output: Any, request: InferenceRequest) -> dict:
+        """One output -> the JSON response body."""
         return {"output": output}
 
     def log_fields(self, output: Any) -> dict:
+        """Extra fields for the request's log line."""
         return {}
 
     def metadata(self) -> dict:

@@ -25,8 +25,6 @@ class Context:
 class PlainHandler:
     """Wraps a module that defines handle(event, context)."""
 
-    model_name = "none"
-
     def __init__(self, module):
         self._handle = module.handle
 

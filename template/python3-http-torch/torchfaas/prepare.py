@@ -1,15 +1,15 @@
 """Build-time step: `python -m torchfaas.prepare` runs the handler's prepare().
 
 The Dockerfile runs it after copying the function, so the image carries the
-prepared artifacts and a cold start only loads them. Output goes to stderr:
+prepared artifacts and a cold start only loads. Output goes to stderr:
 this runs in `docker build`, not under the log contract.
 """
 import sys
 from pathlib import Path
 
-from .config import Settings
+from .handler_loader import load_handler
 from .model_handler import ModelHandler
-from .server import load_handler
+from .settings import Settings
 
 
 def main() -> int:
@@ -18,10 +18,9 @@ def main() -> int:
     if not isinstance(handler, ModelHandler):
         print("plain handle(event, context) handler: nothing to prepare", file=sys.stderr)
         return 0
-    handler.settings = settings
     out = Path(settings.artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
-    handler.prepare(out)
+    handler.prepare(out, settings.with_handler_defaults(handler.batch_workers))
     print(f"prepared {handler.model_name} artifacts in {out}", file=sys.stderr)
     return 0
 

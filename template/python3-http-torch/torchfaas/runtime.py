@@ -8,44 +8,40 @@ import logging
 import threading
 import time
 import traceback
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from . import artifacts
-from .batching import Batcher, QueueFull as BatcherQueueFull
-from .errors import InferenceTimeout, NotReady, QueueFull
+from .batching import Batcher, QueueFull
+from .errors import InferenceTimeout, NotReady
+from .identity import CurrentModel
 from .model_handler import InferenceRequest, ModelHandler
 
 STARTING, READY, DRAINING, STOPPING, FAILED = "starting", "ready", "draining", "stopping", "failed"
 
 
 class Runtime:
-    def __init__(self, settings, handler, events, process_started: float):
-        self.settings = settings
+    def __init__(self, settings, handler, events, model: CurrentModel, process_started: float):
+        self.is_model_handler = isinstance(handler, ModelHandler)
+        # BATCH_WORKERS unset: the handler's own number
+        self.settings = settings.with_handler_defaults(handler.batch_workers) if self.is_model_handler \
+            else settings
         self.handler = handler
         self.events = events
+        self.model = model
         self.process_started = process_started
         self.state = STARTING
         self.batcher: Batcher | None = None
         self._inflight = 0
         self._inflight_lock = threading.Lock()
-        # set by load(): for the model_info and load-time metrics
-        self.artifact_hash = ""
+        # set by load(): load/warmup/cold-start seconds for the metrics
         self.load_times: dict[str, float] = {}
-        if isinstance(handler, ModelHandler):
-            handler.settings = settings
-            events.context["model_name"] = handler.model_name
-            if settings.model_version:  # pinned: cold-start lines and 503s carry it too
-                events.context["model_version"] = settings.model_version
+        if self.is_model_handler:
+            # until the model loads, cold-start lines and 503s name the declared
+            # model, and the pinned version if MODEL_VERSION is set
+            model.loaded(handler.model_name, self.settings.model_version or model.identity.model_version)
 
     # -- lifecycle -------------------------------------------------------
-    @property
-    def is_model_handler(self) -> bool:
-        return isinstance(self.handler, ModelHandler)
-
-    @property
-    def batch_workers(self) -> int:
-        return self.settings.batch_workers or getattr(self.handler, "batch_workers", 1)
-
     @property
     def ready(self) -> bool:
         return self.state == READY
@@ -60,9 +56,7 @@ class Runtime:
             t1 = time.perf_counter()
             if self.is_model_handler:
                 self.handler.warmup()
-                self.batcher = Batcher(self.handler.predict, self.settings.batch_size,
-                                       self.settings.batch_delay_ms / 1000, self.settings.queue_size,
-                                       adaptive=True, workers=self.batch_workers).start()
+                self.batcher = Batcher.from_settings(self.handler.predict, self.settings).start()
             warmup_ms = (time.perf_counter() - t1) * 1000
         except Exception as exc:
             self.state = FAILED
@@ -70,16 +64,13 @@ class Runtime:
                              error=type(exc).__name__, error_message=str(exc)[:500],
                              trace=traceback.format_exc(limit=20))
             return False
-        self.load_times = {"load": load_ms / 1000, "warmup": warmup_ms / 1000,
-                           "cold_start": time.time() - self.process_started}
+        cold_start_s = time.time() - self.process_started
+        self.load_times = {"load": load_ms / 1000, "warmup": warmup_ms / 1000, "cold_start": cold_start_s}
         if self.state == STARTING:
             self.state = READY
-        # a handler may add fields (e.g. which backend loaded) with load_info()
-        load_info = getattr(self.handler, "load_info", None)
         self.events.emit("model_loaded", "model loaded", load_ms=round(load_ms, 2),
-                         warmup_ms=round(warmup_ms, 2),
-                         cold_start_ms=round((time.time() - self.process_started) * 1000, 2),
-                         **(load_info() if callable(load_info) else {}))
+                         warmup_ms=round(warmup_ms, 2), cold_start_ms=round(cold_start_s * 1000, 2),
+                         **(self.handler.load_info() if self.is_model_handler else {}))
         return True
 
     def _load_model(self):
@@ -88,16 +79,15 @@ class Runtime:
         if (artifacts_dir / artifacts.MANIFEST).is_file():
             # checked before anything is deserialised: a swapped file never loads
             manifest = artifacts.read_verified_manifest(artifacts_dir)
-            self.artifact_hash = artifacts.manifest_version(manifest).removeprefix("sha256-")
         elif artifacts_dir.is_dir() and any(artifacts_dir.iterdir()):
             # deleting the manifest must not be a way around the hash check
             raise artifacts.ArtifactError(f"no {artifacts.MANIFEST} in {artifacts_dir}: "
                                           "refusing to load unverified artifacts")
-        self.handler.load(artifacts_dir)
+        self.handler.load(artifacts_dir, manifest, self.settings)
+        manifest_hash = artifacts.manifest_version(manifest) if manifest else ""
         version = (self.settings.model_version or self.handler.model_version
-                   or (artifacts.manifest_version(manifest) if manifest else "unversioned"))
-        self.events.context["model_name"] = self.handler.model_name
-        self.events.context["model_version"] = version
+                   or manifest_hash or "unversioned")
+        self.model.loaded(self.handler.model_name, version, manifest_hash.removeprefix("sha256-"))
 
     def begin_drain(self):
         if self.state in (STARTING, READY):
@@ -121,35 +111,31 @@ class Runtime:
     def inflight(self) -> int:
         return self._inflight
 
+    def queue_depth(self) -> int:
+        return self.batcher.depth() if self.batcher is not None else 0
+
     def check_serving(self):
         if self.state == STOPPING:
             raise NotReady("function is shutting down", code="draining")
         if self.state in (STARTING, FAILED):
             raise NotReady("model is not loaded yet", code="not_ready")
 
-    def _queue_full(self) -> QueueFull:
-        return QueueFull("too many requests queued; retry later",
-                         headers={"Retry-After": str(self.settings.retry_after_s)})
-
     def infer(self, request: InferenceRequest) -> tuple[dict, dict]:
         """Run one request through the model: (response body, log fields)."""
         self.check_serving()
         if self.batcher.depth() >= self.settings.queue_size:
-            raise self._queue_full()  # before preprocessing: an overloaded replica says so cheaply
+            raise QueueFull  # before preprocessing: an overloaded replica says so cheaply
         # announced while preprocessing: the batcher waits for this item only if
         # one is on its way (a lone request never sits out BATCH_DELAY_MS)
         with self.batcher.arriving():
             item = self.handler.preprocess(request)
-            try:
-                pending = self.batcher.submit(item)
-            except BatcherQueueFull:
-                raise self._queue_full() from None
+            future = self.batcher.submit(item)
         try:
-            output = pending.result(self.settings.inference_timeout_ms / 1000)
-        except TimeoutError:
+            output, info = future.result(self.settings.inference_timeout_ms / 1000)
+        except FutureTimeout:
+            future.cancel()  # not computed if its batch has not started yet
             raise InferenceTimeout(
                 f"inference took longer than {self.settings.inference_timeout_ms:g} ms") from None
-        info = pending.info
         fields = {"batch_size": info.batch_size, "queue_ms": round(info.queue_ms, 2),
                   "inference_ms": round(info.inference_ms, 2), **self.handler.log_fields(output)}
         body = self.handler.postprocess(output, request)

@@ -9,7 +9,6 @@ its healthcheck_interval): /ready turns 503, requests are still served for
 DRAIN_SECONDS, then the listener closes, every accepted request is finished
 and flushed, a `shutdown` line is written and the process exits 0.
 """
-import importlib
 import logging
 import select
 import signal
@@ -19,38 +18,22 @@ import time
 
 import waitress
 
-from .app import create_app
-from .config import Settings
+from .assembly import Function, assemble
+from .handler_loader import load_handler
+from .identity import CurrentModel, ModelIdentity
 from .logs import EventLog, claim_stdout
-from .metrics import Metrics
-from .model_handler import ModelHandler
-from .plain_handler import PlainHandler
-from .runtime import Runtime
+from .settings import Settings
 from .waitress_channel import LoggedChannel
 
 
-def load_handler(module_name: str):
-    module = importlib.import_module(module_name)
-    if isinstance(getattr(module, "handler", None), ModelHandler):
-        return module.handler
-    classes = [v for v in vars(module).values()
-               if isinstance(v, type) and issubclass(v, ModelHandler) and v is not ModelHandler
-               and v.__module__ == module.__name__]
-    if len(classes) == 1:
-        return classes[0]()
-    if hasattr(module, "handle"):
-        return PlainHandler(module)
-    raise ImportError(f"{module_name} defines neither a ModelHandler subclass nor handle(event, context)")
-
 
 class Server:
-    def __init__(self, settings: Settings, events: EventLog, runtime: Runtime, metrics: Metrics):
-        self.settings, self.events, self.runtime = settings, events, runtime
-        app = create_app(runtime, events, metrics)
-        self.metrics = metrics
+    def __init__(self, function: Function):
+        settings = self.settings = function.settings
+        self.events, self.runtime = function.events, function.runtime
         self.exit_code = 0
         self.wsgi = waitress.create_server(
-            app, host=settings.host, port=settings.port, threads=settings.threads,
+            function.app, host=settings.host, port=settings.port, threads=settings.threads,
             # waitress answers bodies over its own limit itself (plain text, no log
             # line); keep it above ours so the app sees and logs the 413.
             max_request_body_size=settings.max_body_bytes * 4 + 1024,
@@ -69,10 +52,7 @@ class Server:
         return self.exit_code
 
     def _load(self):
-        if self.runtime.load():
-            self.metrics.set_model(self.events.context["model_name"], self.events.context["model_version"],
-                                   self.runtime.artifact_hash, self.runtime.load_times)
-        else:
+        if not self.runtime.load():
             self.exit_code = 1
             self._call_in_loop(self._stop_loop)
 
@@ -140,16 +120,19 @@ class Server:
 def main() -> int:
     process_started = time.time()
     log_stream = claim_stdout()
-    settings = Settings()
-    events = EventLog(log_stream, settings.function_name)
-    events.emit("startup", "starting", settings=settings.public(),
-                python=sys.version.split()[0])
+    events = None
     try:
+        settings = Settings()
+        events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
         handler = load_handler(settings.handler_module)
-        runtime = Runtime(settings, handler, events, process_started)
-        server = Server(settings, events, runtime,
-                        Metrics(settings.function_name, context=events.context, runtime=runtime))
+        function = assemble(settings, handler, log_stream, events, process_started)
+        # the settings in force, the handler's defaults filled in
+        events.emit("startup", "starting", settings=function.settings.public(),
+                    python=sys.version.split()[0])
+        server = Server(function)
     except Exception as exc:
+        if events is None:  # no settings, so no function name yet
+            events = EventLog(log_stream, CurrentModel(ModelIdentity("function")))
         events.emit("startup_failed", f"start-up failed: {exc}", logging.ERROR,
                     error=type(exc).__name__, error_message=str(exc)[:500])
         return 1

@@ -13,7 +13,7 @@ from torchfaas import ModelHandler
 class Slow(ModelHandler):
     model_name = "slow-echo"
 
-    def load(self, artifacts_dir):
+    def load(self, artifacts_dir, manifest, settings):
         if os.environ.get("NOISY_LOAD"):
             # what third-party code does: print, and write to fd 1 directly
             print("Loaded pretrained weights for something")

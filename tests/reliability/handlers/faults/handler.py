@@ -34,7 +34,7 @@ class Faults(ModelHandler):
     model_name = "faults"
     model_version = "v-test"
 
-    def load(self, artifacts_dir):
+    def load(self, artifacts_dir, manifest, settings):
         pass
 
     def preprocess(self, request):

@@ -5,7 +5,7 @@ dimension and compiles it with AOTInductor into one `.pt2` file (a zip holding
 a shared library and the weights). It needs a C++ compiler, so it runs in the
 Dockerfile's build stage only.
 
-At cold start `load_package()` unpacks the package's shared library and
+At cold start `CompiledModel(path)` unpacks the package's shared library and
 creates its model container through the package's C ABI: no compiler, no
 `torch._inductor` import (`torch._inductor.aoti_load_package` costs ~0.8 s
 more, as it imports the compiler), about 0.02 s. See CompiledModel for why the
@@ -89,10 +89,6 @@ class CompiledModel:
                               None, None), "run")
         return torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
             [self._new_capsule(outputs[i], None, None) for i in range(self._num_outputs)])
-
-
-def load_package(path: str | os.PathLike, model_name: str = "model", num_models: int = 1) -> CompiledModel:
-    return CompiledModel(path, model_name, num_models)
 
 
 # Vector ISAs in increasing order; a package built for one runs on CPUs with it or a later one.

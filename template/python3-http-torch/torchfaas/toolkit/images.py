@@ -12,7 +12,7 @@ import json
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 RAW_TYPES = {"image/jpeg", "image/png", "image/webp", "application/octet-stream", ""}
 DECODABLE_FORMATS = {"JPEG", "PNG", "WEBP"}

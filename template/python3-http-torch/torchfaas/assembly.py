@@ -1,0 +1,38 @@
+"""Wire one function together: identity, log, runtime, metrics and the WSGI app.
+
+`server.main()` serves what this builds; the in-process tests build the same
+thing around a stub handler and drive it with Flask's test client.
+"""
+import time
+from dataclasses import dataclass
+
+from flask import Flask
+
+from .app import create_app
+from .identity import CurrentModel, ModelIdentity
+from .logs import EventLog
+from .metrics import Metrics, TenantLabels
+from .runtime import Runtime
+from .settings import Settings
+
+
+@dataclass
+class Function:
+    settings: Settings  # with the handler's defaults filled in
+    model: CurrentModel
+    events: EventLog
+    runtime: Runtime
+    metrics: Metrics
+    app: Flask
+
+
+def assemble(settings: Settings, handler, log_stream, events: EventLog | None = None,
+             process_started: float | None = None) -> Function:
+    """Everything but the model load (`function.runtime.load()`) and the server."""
+    if events is None:
+        events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
+    runtime = Runtime(settings, handler, events, events.model,
+                      time.time() if process_started is None else process_started)
+    metrics = Metrics(events.model, TenantLabels(settings.tenants, settings.tenant_header), runtime)
+    return Function(runtime.settings, events.model, events, runtime, metrics,
+                    create_app(runtime, events, metrics))

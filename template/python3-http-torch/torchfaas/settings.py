@@ -1,0 +1,89 @@
+"""Runtime settings: every environment variable the runtime reads, read here once.
+
+Each field names its variable and its default in one place (`env()`); the
+README's table of variables is checked against these fields by a test. A
+function keeps its own variables in its own settings object built the same
+way (see `env()` and the classifier's `ClassifierSettings`).
+"""
+import math
+import os
+from dataclasses import dataclass, field, fields, replace
+
+
+def read_env(name: str, default, parse=str):
+    """The variable `name` parsed with `parse`, or `default` when unset or blank."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a valid {parse.__name__}") from None
+
+
+def env(name: str, default, parse=str, documented: str | None = None):
+    """A settings field read from `name`; `documented` is the README's default when
+    it is derived rather than a constant (e.g. "handler's", a formula)."""
+    return field(default_factory=lambda: read_env(name, default, parse),
+                 metadata={"env": name, "default": default if documented is None else documented})
+
+
+def env_fields(settings_class) -> dict:
+    """{variable: documented default} for every environment-backed field."""
+    return {f.metadata["env"]: f.metadata["default"] for f in fields(settings_class) if "env" in f.metadata}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = env("HOST", "127.0.0.1")
+    port: int = env("PORT", 5000, int)
+    function_name: str = env("FUNCTION_NAME", "function")
+    handler_module: str = env("HANDLER_MODULE", "function.handler")
+    artifacts_dir: str = env("ARTIFACTS_DIR", "function/artifacts")
+    # empty: the version is the manifest's hash (or the handler's own)
+    model_version: str = env("MODEL_VERSION", "", documented="manifest hash")
+    # waitress worker threads; 0 derives it (see __post_init__)
+    threads: int = env("WORKER_THREADS", 0, int, documented="QUEUE_SIZE + 2 x BATCH_SIZE + 4")
+    max_body_bytes: int = env("MAX_BODY_BYTES", 10 * 1024 * 1024, int)
+    max_pixels: int = env("MAX_PIXELS", 25_000_000, int)
+    batch_size: int = env("BATCH_SIZE", 8, int)
+    batch_delay_ms: float = env("BATCH_DELAY_MS", 2.0, float)
+    # batches run side by side; 0: the handler's `batch_workers` (see with_handler_defaults)
+    batch_workers: int = env("BATCH_WORKERS", 0, int, documented="handler's")
+    queue_size: int = env("QUEUE_SIZE", 16, int)
+    inference_timeout_ms: float = env("INFERENCE_TIMEOUT_MS", 10_000.0, float)
+    retry_after_s: int = env("RETRY_AFTER_SECONDS", 1, int)
+    # After SIGTERM the app stays up (not ready) this long, because Kubernetes and
+    # the gateway keep routing to the pod for a few seconds.
+    drain_seconds: float = env("DRAIN_SECONDS", 5.0, float)
+    # Upper bound for finishing accepted requests once draining is over.
+    shutdown_timeout_s: float = env("SHUTDOWN_TIMEOUT_SECONDS", 30.0, float)
+    request_id_max_len: int = env("REQUEST_ID_MAX_LENGTH", 64, int)
+    # allow-list of tenant label values (comma-separated); see metrics.TenantLabels
+    tenants: str = env("TENANTS", "", documented="empty")
+    tenant_header: str = env("TENANT_HEADER", "X-Tenant-Id")
+
+    def __post_init__(self):
+        if self.threads <= 0:
+            # Room for a full queue plus the batches being run: with fewer threads the
+            # queue can never fill, and overload would wait in waitress's own unbounded
+            # queue instead of getting quick 429s.
+            object.__setattr__(self, "threads", self.queue_size + 2 * self.batch_size + 4)
+        for name in ("port", "max_body_bytes", "max_pixels", "batch_size", "queue_size",
+                     "request_id_max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("batch_delay_ms", "inference_timeout_ms", "drain_seconds", "shutdown_timeout_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value}")
+
+    def with_handler_defaults(self, batch_workers: int) -> "Settings":
+        """These settings with the handler's own defaults where the environment set none."""
+        if self.batch_workers > 0:
+            return self
+        return replace(self, batch_workers=max(1, batch_workers))
+
+    def public(self) -> dict:
+        """The settings worth a line in the start-up log."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("handler_module",)}

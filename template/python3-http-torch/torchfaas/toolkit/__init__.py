@@ -1,0 +1,32 @@
+"""The handler author's toolkit: what a model handler uses, the runtime does not.
+
+    from torchfaas.toolkit import image_bytes_from, open_image, decode_rgb   # images
+    from torchfaas.toolkit import write_manifest, read_verified_manifest     # artifacts
+    from torchfaas.toolkit import compile_package, CompiledModel, ...        # AOTInductor
+
+images: the request body -> an encoded image (raw bytes or JSON base64), opened
+lazily with its pixel count checked against MAX_PIXELS before decoding; 4xx
+errors for everything a client can get wrong.
+artifacts: `write_manifest()` records each artifact's SHA-256 at build time; the
+runtime verifies them before `load()` and passes the manifest to it
+(`read_verified_manifest()` does the same check, e.g. in a handler's own test).
+compiled (imports torch, so it loads on first use): `compile_package()` at build
+time, `CompiledModel` at cold start, `portable_x86_configs()`, `package_isa()`,
+`cpu_supports()`.
+
+None of this is on the runtime's request path: the runtime imports no module here.
+"""
+from ..artifacts import MANIFEST, ArtifactError, read_verified_manifest, sha256_of, write_manifest  # noqa: F401
+from .images import RAW_TYPES, decode_rgb, image_bytes_from, media_type, open_image  # noqa: F401
+
+_COMPILED = {"AOTIError", "CompiledModel", "compile_package", "cpu_supports", "package_isa",
+             "portable_x86_configs", "ISA_ORDER"}
+
+
+def __getattr__(name: str):
+    # torch is imported only by handlers that use the AOTInductor helpers
+    if name in _COMPILED:
+        from . import compiled
+
+        return getattr(compiled, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
