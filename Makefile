@@ -41,8 +41,11 @@ $(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py 
 shrinkwrap:
 	@$(PYTHON) load/localrun.py shrinkwrap functions/$(FUNCTION) $(FN_BUILD)
 
-run: install shrinkwrap
-	cd $(FN_BUILD) && $(RUN_ENV) exec $(PY) index.py
+# stdout carries only the function's JSON lines (`make run | jq .`): the set-up's
+# output goes to stderr and the recipe is not echoed
+run:
+	@$(MAKE) --no-print-directory install shrinkwrap >&2
+	@cd $(FN_BUILD) && $(RUN_ENV) exec $(PY) index.py
 
 test: install
 	$(PY) -m pytest tests -q
@@ -85,9 +88,13 @@ target_url = $(or $(LOAD_HOST),http://127.0.0.1:$(PORT))
 
 # make load [HOST=...] [PROFILE=steady|step|spike] [USERS=n] [DURATION=s] [LOCUST_ARGS=...]
 # thresholds: MAX_P95_MS, MAX_P99_MS, MAX_FAIL_RATIO (exit 1 when broken)
+# WORKERS=n: Locust distributed, one master and n workers (load/distributed.py);
+# LOCAL_WORKERS=m starts only m of them here, the others join from other machines
+locust_cmd = $(if $(WORKERS),$(PY) load/distributed.py --workers $(WORKERS) \
+	$(if $(LOCAL_WORKERS),--local-workers $(LOCAL_WORKERS)) --,$(PY) -m locust -f load/locustfile.py)
 load: install shrinkwrap
 	@mkdir -p reports/load
-	$(call with_fn,reports/load) $(PY) -m locust -f load/locustfile.py --headless --only-summary \
+	$(call with_fn,reports/load) $(locust_cmd) --headless --only-summary \
 		--host $(target_url) --profile $(PROFILE) $(if $(USERS),--peak-users $(USERS)) \
 		$(if $(DURATION),--duration $(DURATION)) --csv reports/load/$(PROFILE) \
 		--html reports/load/$(PROFILE).html --sent-log reports/load/$(PROFILE)-sent.jsonl $(LOCUST_ARGS)
