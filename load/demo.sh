@@ -6,11 +6,16 @@
 #      posting real photos plus a few bad requests; CSV + HTML reports in reports/demo/
 #   3. stop the function (SIGTERM: it drains and logs its shutdown)
 #   4. summarise the log and check every request sent has its log line
-#   5. run the SLO contracts (slo/features, `make slo`) on the log file
+#   5. run the SLO contracts (slo/features, `make slo`) on the log file, with the
+#      HTML report in reports/demo/report.html
 #
-# Exits non-zero if an SLO failed, a load threshold was broken, or a request has
-# no log line. Nothing is left running (load/with_function.sh stops the function
-# on any exit). Needs PY, FN_BUILD, PORT, FN_ENV from the Makefile.
+# The function is judged by its SLO contracts, measured server-side from its log.
+# Locust's latency figures are measured by the client (they include the client's own
+# queueing on a busy machine): they are printed, labelled as such, and judge nothing.
+# Exits non-zero if an SLO failed, the client got answers it did not expect (wrong
+# status codes), or a request has no log line. Nothing is left running
+# (load/with_function.sh stops the function on any exit). Needs PY, FN_BUILD, PORT,
+# FN_ENV from the Makefile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +29,8 @@ echo "== torchfaas demo: classifier on http://127.0.0.1:$PORT, $users users for 
 load/with_function.sh "$out" \
     "$PY" -m locust -f load/locustfile.py --headless --only-summary \
     --host "http://127.0.0.1:$PORT" --profile steady --peak-users "$users" --duration "$seconds" \
-    --csv "$out/locust" --html "$out/locust.html" --sent-log "$out/sent.jsonl"
+    --csv "$out/locust" --html "$out/locust.html" --sent-log "$out/sent.jsonl" \
+    --max-p95-ms 0 --max-p99-ms 0
 load_code=$?
 if [ "$load_code" -ge 128 ]; then
     echo "demo: interrupted; the function is stopped" >&2
@@ -33,6 +39,31 @@ elif [ "$load_code" -ge 2 ]; then
     echo "demo: the function or the load run failed (exit $load_code); see $out/function.stderr.log" >&2
     exit "$load_code"
 fi
+
+echo
+echo "== measured by the client (Locust; informational, the SLO contracts below judge the function)"
+"$PY" - "$out/sent.jsonl" <<'PYEOF'
+import json, sys
+ms, bad = [], 0
+with open(sys.argv[1], encoding="utf-8") as sent:
+    for raw in sent:
+        line = json.loads(raw)
+        if str(line.get("name", "")).startswith("bad: "):
+            bad += 1
+        elif line.get("ms") is not None:
+            ms.append(float(line["ms"]))
+def pct(phi):  # rank phi*(n-1), interpolated, as the SLO contracts compute it server-side
+    if not ms:
+        return float("nan")
+    ordered, rank = sorted(ms), phi * (len(ms) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+print(f"  client-measured latency of the {len(ms)} image requests (all formats pooled; "
+      f"{bad} bad requests left out): p50 {pct(0.5):.0f} ms, p95 {pct(0.95):.0f} ms, p99 {pct(0.99):.0f} ms")
+print("  (round trip seen by Locust on this machine, including its own queueing; the server-side")
+print("   figures in the function's log below are what the SLO contracts judge)")
+PYEOF
 
 echo
 echo "== the function's log"
@@ -44,7 +75,7 @@ echo
 # @needs-history scenarios compare with an earlier window a fresh log lacks
 echo "== SLO contracts on $out/function.log (make slo)"
 "$make_cmd" --no-print-directory slo LOG_FILE="$out/function.log" SLO_REPORT="$out/slo.json" \
-    SLO_TAGS="${SLO_TAGS:-not @production-mix and not @needs-history}"
+    SLO_HTML="$out/report.html" SLO_TAGS="${SLO_TAGS:-not @production-mix and not @needs-history}"
 slo_code=$?
 
 echo
@@ -53,10 +84,11 @@ echo "  function log (JSONL):    $out/function.log   (stderr: $out/function.stde
 echo "  requests sent:           $out/sent.jsonl"
 echo "  Locust reports:          $out/locust.html, $out/locust_stats.csv, $out/locust_stats_history.csv"
 [ -f "$out/slo.json" ] && echo "  SLO report:              $out/slo.json"
+[ -f "$out/report.html" ] && echo "  HTML report:             $out/report.html"
 
 code=0
-[ "$load_code" -ne 0 ] && { echo "demo: FAILED - a load threshold was broken (see the Locust output above)"; code=1; }
+[ "$slo_code" -ne 0 ] && { echo "demo: FAILED - an SLO contract is violated (see the SLO report above)"; code=1; }
+[ "$load_code" -ne 0 ] && { echo "demo: FAILED - the client got answers it did not expect (see 'threshold broken' in the Locust output above)"; code=1; }
 [ "$log_code" -ne 0 ] && { echo "demo: FAILED - the log does not account for every request"; code=1; }
-[ "$slo_code" -ne 0 ] && { echo "demo: FAILED - an SLO contract is violated (see the report above)"; code=1; }
-[ "$code" -eq 0 ] && echo "demo: OK - every request logged, load thresholds met, SLO contracts hold"
+[ "$code" -eq 0 ] && echo "demo: OK - the SLO contracts hold, every request is logged, every answer was the one expected"
 exit "$code"

@@ -6,7 +6,8 @@
 `check` (the default command) runs the SLO contracts in FEATURES (folders or .feature
 files; default ./features) against Loki or a JSONL log and exits 0 when every contract
 holds, 1 when one is violated or could not be judged, 2 when no source (Loki or log
-file) is configured or the command line is wrong.
+file) is configured, the log file is missing, empty or unreadable, or the command line
+is wrong.
 Every flag has an environment variable (the flag wins): LOKI_URL, LOG_FILE, SLO_AT,
 SLO_REPORT, SLO_TAGS; LOKI_TIMEOUT, LOKI_TENANT, LOKI_USERNAME, LOKI_PASSWORD and
 LOKI_TOKEN are read from the environment only (secrets stay out of the command line).
@@ -64,6 +65,12 @@ def check(argv: list, environ=None) -> int:
     missing = [path for path in features if not os.path.exists(path)]
     if missing:
         print(f"{PROG}: no features folder or file {', '.join(map(repr, missing))}", file=sys.stderr)
+        return 2
+    from . import settings
+    try:  # a missing, empty or unreadable log (or no source at all): one line, exit 2
+        settings.check(env)
+    except settings.SettingsError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     from .runner import run
     return run(features, env=env, tags=tags.strip() or None, behave_args=behave_args)

@@ -26,6 +26,36 @@ class Settings:
     report_path: str | None
 
 
+def check_log_file(path: str) -> None:
+    """A log that is missing, not a file, unreadable or empty cannot be judged: say which."""
+    if not os.path.exists(path):
+        raise SettingsError(f"LOG_FILE={path} does not exist")
+    if not os.path.isfile(path):
+        raise SettingsError(f"LOG_FILE={path} is not a file")
+    try:
+        with open(path, "rb") as handle:
+            empty = not handle.read(1 << 16).strip()
+    except OSError as err:
+        raise SettingsError(f"LOG_FILE={path} cannot be read ({err.strerror or err})") from None
+    if empty:
+        raise SettingsError(f"LOG_FILE={path} is empty: no request to judge")
+
+
+def check(env=None) -> None:
+    """What from_env would refuse, without reading the log or calling Loki."""
+    env = os.environ if env is None else env
+    _parse_at(env.get("SLO_AT", ""))
+    if env.get("LOKI_URL"):
+        return
+    if env.get("LOG_FILE"):
+        check_log_file(env["LOG_FILE"])
+        return
+    raise SettingsError(NO_SOURCE)
+
+
+NO_SOURCE = "set LOKI_URL (query Loki) or LOG_FILE (a JSONL log) to check the SLO contracts"
+
+
 def from_env(env=None) -> Settings:
     env = os.environ if env is None else env
     at = _parse_at(env.get("SLO_AT", ""))
@@ -41,11 +71,10 @@ def from_env(env=None) -> Settings:
                               token=env.get("LOKI_TOKEN"))
     elif env.get("LOG_FILE"):
         from .file_backend import FileBackend
-        if not os.path.isfile(env["LOG_FILE"]):
-            raise SettingsError(f"LOG_FILE={env['LOG_FILE']} does not exist")
+        check_log_file(env["LOG_FILE"])
         backend = FileBackend(env["LOG_FILE"])
     else:
-        raise SettingsError("set LOKI_URL (query Loki) or LOG_FILE (a JSONL log) to check the SLO contracts")
+        raise SettingsError(NO_SOURCE)
     return Settings(backend, at, report)
 
 

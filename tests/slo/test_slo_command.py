@@ -3,12 +3,15 @@ flags and environment, a features folder with nothing but .feature files, the on
 shims for plain behave, and a package that needs behave and nothing else."""
 
 import ast
+import re
 import json
 import os
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 import logslo
 from logslo import cli
@@ -98,7 +101,7 @@ def test_usage_errors_say_what_is_wrong(tmp_path, capsys):
     assert code == 2 and "not allowed with argument" in out
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, out = run_slo({"LOG_FILE": str(tmp_path / "x.jsonl")}, features=empty)
+    code, out = run_slo({"LOG_FILE": write_log(tmp_path, healthy_hour())}, features=empty)
     assert code != 0 and "no .feature files" in out
 
 
@@ -121,3 +124,29 @@ def test_the_projects_contracts_live_in_the_slo_folder():
     assert sorted(p.name for p in FEATURES.iterdir()) == [
         "errors.feature", "latency.feature", "predictions.feature", "traffic.feature"]
     assert not (REPO / "tests" / "slo" / "features").exists() and not (REPO / "tests" / "slo" / "logslo").exists()
+
+
+def _unreadable(tmp_path):
+    path = tmp_path / "locked.jsonl"
+    path.write_text(healthy_hour()[0] + "\n")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anything: a directory stands in
+        return str(tmp_path)
+    return str(path)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "does not exist"), ("empty", "is empty: no request to judge"),
+    ("blank", "is empty: no request to judge"), ("unreadable", "cannot be read|is not a file"),
+])
+def test_a_log_that_cannot_be_judged_is_one_error_line_and_exit_2(tmp_path, case, message):
+    path = {"missing": lambda: str(tmp_path / "missing.log"),
+            "empty": lambda: (tmp_path / "empty.log").write_text("") and "" or str(tmp_path / "empty.log"),
+            "blank": lambda: (tmp_path / "blank.log").write_text("\n  \n") and str(tmp_path / "blank.log"),
+            "unreadable": lambda: _unreadable(tmp_path)}[case]()
+    for args, env in (([], {"LOG_FILE": path}), (["--log-file", path], {})):
+        code, out = run_slo(env, args=args)
+        assert code == 2, out
+        lines = out.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("torchfaas-slo: LOG_FILE="), out
+        assert re.search(message, lines[0]), out

@@ -46,7 +46,7 @@ def write_log(tmp_path, lines):
 
 def healthy_hour(versions=("v1",), **overrides):
     """One request every 10 s per version over the hour before T0: fast, no 5xx."""
-    classes = ["daisy", "espresso", "tabby cat", "golden retriever", "lampshade", "moped"]
+    classes = ["daisy", "espresso", "tabby", "golden retriever", "lampshade", "moped"]
     lines = []
     for version in versions:
         for i in range(360):
@@ -56,11 +56,17 @@ def healthy_hour(versions=("v1",), **overrides):
     return lines
 
 
-def test_fixture_window_fails_on_the_canarys_5xx_ratio_only(fixture_log, answers, tmp_path):
+def test_fixture_window_fails_on_the_canarys_5xx_ratio_and_the_classes_it_lacks(fixture_log, answers, tmp_path):
     report = tmp_path / "report.json"
     code, out = run_slo({"LOG_FILE": fixture_log, "SLO_AT": str(answers["instant_time"]), "SLO_REPORT": str(report)})
     assert code != 0, out
-    assert "1 of 19 SLO checks VIOLATED" in out
+    # The fixture log's made-up classes ("tabby cat", "Egyptian Mau") are not the model's
+    # labels the contract names ("tabby", "Egyptian cat"): their floors fail too.
+    assert "3 of 19 SLO checks VIOLATED" in out
+    assert "share of class 'tabby' in classifier's predictions, last 1h (floor): 0%" in out
+    code, out = run_slo({"LOG_FILE": fixture_log, "SLO_AT": str(answers["instant_time"]), "SLO_REPORT": str(report),
+                         "SLO_TAGS": "not @production-mix"})
+    assert code != 0 and "1 of 7 SLO checks VIOLATED" in out, out
     assert "5xx ratio of classifier model version v1.3.0, last 1h: 1.47% (147%) above the bound" in out
     document = json.loads(report.read_text())
     failed = [c for c in document["contracts"] if not c["passed"]]
