@@ -45,8 +45,9 @@ def test_a_fault_is_a_json_500_with_the_trace_only_in_the_log(fn, body, where, e
 
 
 def test_a_batch_that_fails_fails_only_its_own_members_and_each_is_logged(fn):
-    """predict() raising fails every request of that batch (they shared the forward
-    pass); each gets a JSON 500 and one line, requests in other batches are unaffected."""
+    """predict() raising for a batch: the batch is re-run in halves, so only the
+    request that fails on its own gets a JSON 500 (poison isolation, see
+    test_poison_isolation.py); each request gets one line."""
     ids = [f"batchmate-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
     bodies = [b"boom"] + [b"ok"] * 3
 

@@ -50,19 +50,135 @@ def test_full_queue_rejects_at_once():
     batcher.stop()
 
 
-def test_a_failing_batch_fails_each_of_its_requests_and_the_worker_survives():
+def poisoned(calls: list, sleep_s: float = 0.0):
+    """A predict that raises for the whole batch when any item in it is bad."""
     def predict(items):
-        if "bad" in items:
+        calls.append(list(items))
+        time.sleep(sleep_s)
+        if any(str(item).startswith("bad") for item in items):
             raise ValueError("broken input")
+        return [f"out-{item}" for item in items]
+    return predict
+
+
+def one_batch(batcher: Batcher, items: list) -> list:
+    """Submit `items` so that they form one batch (the worker is held until all are in)."""
+    with batcher.arriving():
+        return [batcher.submit(item) for item in items]
+
+
+def test_a_poisoned_batch_fails_only_the_item_that_fails_alone():
+    calls = []
+    batcher = make(poisoned(calls), max_batch_size=8, max_delay_s=1.0)
+    items = ["ok0", "ok1", "ok2", "bad", "ok4", "ok5", "ok6", "ok7"]
+    futures = one_batch(batcher, items)
+    for item, future in zip(items, futures):
+        if item == "bad":
+            with pytest.raises(ValueError, match="broken input"):
+                future.result(5)
+        else:
+            output, info = future.result(5)
+            assert output == f"out-{item}"
+            assert info.retried and info.batch_size < 8
+        assert future.retried
+    # halving: 8 -> 4 + 4 -> 2 + 2 -> 1 + 1, the clean halves answered at once
+    assert [len(c) for c in calls] == [8, 4, 4, 2, 2, 1, 1]
+    assert sum("bad" in c for c in calls) == 4  # once per halving level
+    assert (batcher.stats.batch_failures, batcher.stats.batch_retries) == (4, 6)
+    assert batcher.submit("fine").result(5)[0] == "out-fine"  # the worker survives
+    batcher.stop()
+
+
+def test_two_poisoned_items_fail_alone_and_their_batchmates_are_answered():
+    calls = []
+    batcher = make(poisoned(calls), max_batch_size=8, max_delay_s=1.0)
+    items = ["bad-a", "ok1", "ok2", "ok3", "ok4", "ok5", "bad-b", "ok7"]
+    futures = one_batch(batcher, items)
+    outcomes = []
+    for future in futures:
+        try:
+            outcomes.append(future.result(5)[0])
+        except ValueError:
+            outcomes.append("500")
+    assert outcomes == ["500", "out-ok1", "out-ok2", "out-ok3", "out-ok4", "out-ok5", "500", "out-ok7"]
+    assert len(calls) <= 1 + 2 + 4 + 8 and max(sum(item in c for c in calls) for item in items) <= 4
+    batcher.stop()
+
+
+def test_a_model_that_fails_every_batch_costs_at_most_one_pass_per_halving_level():
+    calls = []
+
+    def broken(items):
+        calls.append(len(items))
+        raise RuntimeError("model is down")
+
+    batcher = make(broken, max_batch_size=8, max_delay_s=1.0)
+    futures = one_batch(batcher, list(range(8)))
+    for future in futures:
+        with pytest.raises(RuntimeError, match="model is down"):
+            future.result(5)
+    assert sum(calls) == 8 * 4  # each item in 4 passes: 8, 4, 2, 1
+    assert batcher.stats.batch_failures == 15
+    batcher.stop()
+
+
+def test_a_lone_failing_item_is_not_retried():
+    calls = []
+    batcher = make(poisoned(calls), max_batch_size=8)
+    future = batcher.submit("bad")
+    with pytest.raises(ValueError):
+        future.result(5)
+    assert not future.retried and calls == [["bad"]]
+    assert (batcher.stats.batch_failures, batcher.stats.batch_retries) == (1, 0)
+    batcher.stop()
+
+
+def test_an_item_withdrawn_while_its_batch_runs_is_not_re_run():
+    calls = []
+    batcher = make(poisoned(calls, sleep_s=0.2), max_batch_size=4, max_delay_s=1.0)
+    futures = one_batch(batcher, ["ok0", "gone", "bad", "ok3"])
+    time.sleep(0.05)  # the batch of 4 is in predict
+    assert not batcher.withdraw(futures[1])  # too late to skip it, but it is not re-run
+    with pytest.raises(ValueError):
+        futures[1].result(5)
+    assert futures[0].result(5)[0] == "out-ok0" and futures[3].result(5)[0] == "out-ok3"
+    assert all("gone" not in c for c in calls[1:])
+    batcher.stop()
+
+
+def test_predict_raising_never_wedges_the_worker():
+    batcher = make(poisoned([]), max_batch_size=2, max_delay_s=0.05, adaptive=False)
+    for _ in range(5):
+        bad, other = batcher.submit("bad"), batcher.submit("ok")
+        with pytest.raises(ValueError):
+            bad.result(5)
+        assert other.result(5)[0] == "out-ok"
+    assert batcher.submit("fine").result(5)[0] == "out-fine"
+    batcher.stop()
+
+
+def test_a_withdrawn_queued_item_frees_its_slot_and_is_never_computed():
+    started = []
+    release = threading.Event()
+
+    def predict(items):
+        started.extend(items)
+        release.wait(5)
         return items
 
-    batcher = make(predict, max_batch_size=2, max_delay_s=0.05, adaptive=False)
-    bad, other = batcher.submit("bad"), batcher.submit("ok")
-    for future in (bad, other):
-        with pytest.raises(ValueError):
-            future.result(5)
-    assert batcher.submit("fine").result(5)[0] == "fine"
+    batcher = make(predict, max_batch_size=4, max_delay_s=0, queue_size=2)
+    busy = batcher.submit("busy")
+    time.sleep(0.05)  # the worker holds "busy"
+    gone, waiting = batcher.submit("gone"), batcher.submit("waiting")
+    with pytest.raises(QueueFull):
+        batcher.submit("refused")
+    assert batcher.withdraw(gone) and gone.cancelled()
+    assert batcher.depth() == 1
+    late = batcher.submit("late")  # the slot is free at once
+    release.set()
+    assert [f.result(5)[0] for f in (busy, waiting, late)] == ["busy", "waiting", "late"]
     batcher.stop()
+    assert "gone" not in started and batcher.stats.withdrawn == 1
 
 
 def test_predict_returning_the_wrong_number_of_outputs_is_a_fault():

@@ -67,11 +67,12 @@ def create_app(runtime, events, metrics) -> Flask:
         latency_s = time.perf_counter() - g.started
         status = response.status_code
         client_gone = request.environ.get("waitress.client_disconnected")
+        if client_gone and client_gone():
+            g.fields["client_gone"] = True
         events.emit(g.event, g.message, level_for_status(status),
                     request_id=g.request_id, status=status, latency_ms=round(latency_s * 1000, 3),
                     method=request.method, path=sanitise(request.path, 128) or "/",
                     input_bytes=request.content_length or 0,
-                    client_gone=True if client_gone and client_gone() else None,
                     **g.fields)
         metrics.observe_request(status, latency_s, g.fields, g.event)
         return response
@@ -129,7 +130,9 @@ def create_app(runtime, events, metrics) -> Flask:
             body=request.get_data(), content_type=request.content_type or "",
             headers=request.headers, query=request.args, request_id=g.request_id,
             method=request.method, path=request.path)
-        body, fields = runtime.infer(inference_request)
+        body, fields = runtime.infer(inference_request,
+                                     client_gone=request.environ.get("waitress.client_disconnected"),
+                                     log_fields=g.fields)
         g.fields.update(fields)
         identity = runtime.model.identity
         return json_response({**body, "model_name": identity.model_name,

@@ -6,8 +6,19 @@ thread takes the first waiting item, then keeps collecting until it has
 `max_batch_size` items or `max_delay_s` has passed since the first, and calls
 `predict_fn(items)` once. The queue is bounded: when it is full `submit()`
 raises `QueueFull` at once, so overload turns into quick 429s rather than
-unbounded latency. A request that gave up (`future.cancel()`) before its batch
-started is left out of it.
+unbounded latency.
+
+A waiter that gives up (inference timeout, client gone) calls `withdraw(future)`:
+an item whose batch has not started is taken out of the queue and never computed
+(a plain `future.cancel()` also keeps it out of its batch).
+
+Poison isolation: when `predict_fn` raises for a batch of more than one item,
+the batch is split in halves and each half re-run, recursively, so only an item
+that fails on its own gets the exception and its batchmates are answered. Each
+item is computed at most once per halving level (1 + log2(batch size) passes);
+items withdrawn meanwhile are not re-run. Answers from a re-run carry
+`BatchInfo.retried`, and `future.retried` says so for failures too; `stats`
+counts failed batches and re-runs for the metrics.
 
 Waiting only pays when another item is on its way. A request thread that calls
 `arriving()` before its (slow) preprocessing tells the batcher one more item is
@@ -33,12 +44,35 @@ class BatchInfo:
     batch_size: int
     queue_ms: float
     inference_ms: float
+    # the first batch of this item failed; this answer comes from a smaller re-run
+    retried: bool = False
 
 
-@dataclass(frozen=True)
+class BatchFuture(Future):
+    """The future `submit()` returns: `retried` is set before its result or exception."""
+
+    retried = False
+    withdrawn = False
+
+
+class BatchStats:
+    """Counters the metrics read at scrape time."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.batch_failures = 0  # predict raised (for a first batch or a re-run)
+        self.batch_retries = 0  # smaller batches re-run after a failure
+        self.withdrawn = 0  # items taken out before their batch ran: never computed
+
+    def add(self, name: str, n: int = 1):
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
+@dataclass(frozen=True, eq=False)
 class _Queued:
     item: object
-    future: Future
+    future: BatchFuture
     submitted: float
 
 
@@ -63,6 +97,7 @@ class Batcher:
         self.adaptive = adaptive
         self._queue: deque = deque()
         self._arriving = 0  # announced items still being preprocessed
+        self.stats = BatchStats()
         self._cond = threading.Condition(threading.Lock())
         # several workers run batches side by side: for a model that releases the
         # GIL and uses one core per forward pass, one worker per core
@@ -96,15 +131,32 @@ class Batcher:
                 self._arriving -= 1
                 self._cond.notify()
 
-    def submit(self, item) -> Future:
+    def submit(self, item) -> BatchFuture:
         """Queue `item`; its future's result is (output, BatchInfo). Raises QueueFull."""
-        queued = _Queued(item, Future(), time.perf_counter())
+        queued = _Queued(item, BatchFuture(), time.perf_counter())
         with self._cond:
             if len(self._queue) >= self.queue_size:
                 raise QueueFull
             self._queue.append(queued)
             self._cond.notify()
         return queued.future
+
+    def withdraw(self, future: BatchFuture) -> bool:
+        """The waiter is gone: True if the item will never be computed.
+
+        A queued item leaves the queue (its slot is free at once); an item whose
+        batch is already running is still computed, but not re-run if that batch fails.
+        """
+        future.withdrawn = True
+        with self._cond:
+            if not future.cancel():
+                return False
+            for index, queued in enumerate(self._queue):
+                if queued is not _STOP and queued.future is future:
+                    del self._queue[index]
+                    break
+        self.stats.add("withdrawn")
+        return True
 
     def stop(self, timeout: float = 5.0):
         """Stop the workers after the items queued before this call."""
@@ -124,14 +176,18 @@ class Batcher:
                 self._queue.appendleft(_STOP)  # every worker sees it
                 self._cond.notify_all()
                 return None
-            batch = [first]
+            batch = [] if first.future.cancelled() else [first]
             deadline = time.perf_counter() + self.max_delay_s
             while len(batch) < self.max_batch_size:
                 if self._queue:
                     if self._queue[0] is _STOP:
                         break  # leave the stop marker for the next round
-                    batch.append(self._queue.popleft())
+                    queued = self._queue.popleft()
+                    if not queued.future.cancelled():  # a cancelled item takes no seat
+                        batch.append(queued)
                     continue
+                if not batch:
+                    break  # only cancelled items: go back to waiting for a first one
                 if self.adaptive and self._arriving == 0:
                     break  # nothing else is on its way: do not wait for nothing
                 remaining = deadline - time.perf_counter()
@@ -151,16 +207,50 @@ class Batcher:
                 self._run_batch(batch)
 
     def _run_batch(self, batch: list):
+        failure = self._attempt(batch, retried=False)
+        if failure is not None:
+            self._isolate(batch, failure)
+
+    def _attempt(self, batch: list, retried: bool) -> Exception | None:
+        """One forward pass: answer every item, or return what predict raised."""
         started = time.perf_counter()
         try:
             outputs = self._predict([q.item for q in batch])
             if len(outputs) != len(batch):
                 raise RuntimeError(f"predict returned {len(outputs)} outputs for {len(batch)} inputs")
-        except Exception as exc:  # every waiter of the batch gets the fault
-            for queued in batch:
-                queued.future.set_exception(exc)
-            return
+        except Exception as exc:
+            self.stats.add("batch_failures")
+            return exc
         inference_ms = (time.perf_counter() - started) * 1000
         for queued, output in zip(batch, outputs):
-            queued.future.set_result(
-                (output, BatchInfo(len(batch), (started - queued.submitted) * 1000, inference_ms)))
+            queued.future.retried = retried
+            queued.future.set_result((output, BatchInfo(
+                len(batch), (started - queued.submitted) * 1000, inference_ms, retried)))
+        return None
+
+    def _isolate(self, batch: list, failure: Exception):
+        """`batch` failed: re-run it in halves, level by level (every half of a level
+        before any smaller one, so clean halves are answered first), until only the
+        items that fail on their own are left; they get their exception. An item
+        withdrawn by its waiter (timeout, client gone) is not re-run."""
+        level = [(batch, failure)]
+        while level:
+            next_level = []
+            for part, exc in level:
+                retry = [q for q in part if not q.future.withdrawn] if len(part) > 1 else []
+                rerun = {id(q) for q in retry}  # by identity: items may be tensors
+                for queued in part:
+                    if id(queued) not in rerun:
+                        queued.future.retried = queued.future.retried or len(part) > 1
+                        queued.future.set_exception(exc)
+                half = (len(retry) + 1) // 2
+                for half_part in (retry[:half], retry[half:]):
+                    if not half_part:
+                        continue
+                    self.stats.add("batch_retries")
+                    for queued in half_part:
+                        queued.future.retried = True
+                    exc_half = self._attempt(half_part, retried=True)
+                    if exc_half is not None:
+                        next_level.append((half_part, exc_half))
+            level = next_level

@@ -46,6 +46,12 @@ class InferenceTimeout(ApiError):
     status, code = 504, "inference_timeout"
 
 
+class ClientGone(ApiError):
+    """The client hung up before its batch ran: not computed, answered to nobody.
+    499 as in nginx's "client closed request"; only the log line and metrics see it."""
+    status, code = 499, "client_gone"
+
+
 # werkzeug raises its own HTTP exceptions before our code runs (routing, body limit)
 STATUS_CODES = {
     400: "bad_request",

@@ -15,6 +15,11 @@ Series (all prefixed `torchfaas_`):
   inference_seconds                                histogram, the batch's forward pass
   batch_size                                       histogram, batch each request was served in
   top1_probability                                 histogram, confidence of 200 answers
+  client_gone_total{skipped}                       counter, requests whose client hung up;
+                                                   skipped="true": never computed (499)
+  batch_failures_total                             counter, predict() raised for a batch
+  batch_retries_total                              counter, smaller batches re-run after a
+                                                   failure (poison isolation)
   inflight_requests                                gauge, requests being served now
   queue_depth                                      gauge, items waiting for the batcher
   ready                                            gauge, 1 when /ready says 200
@@ -29,7 +34,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .identity import CurrentModel, ModelIdentity
@@ -113,6 +118,10 @@ class Metrics:
         self.confidence = Histogram(
             "torchfaas_top1_probability", "Top-1 probability of successful predictions.",
             base, buckets=CONFIDENCE_BUCKETS, registry=r)
+        self.client_gone = Counter(
+            "torchfaas_client_gone_total", "Requests whose client hung up before the answer; "
+            "skipped=true: taken out before their batch ran, never computed.",
+            base + ["skipped"], registry=r)
         r.register(_StateCollector(self))
         self._base()  # MODEL_VERSION pinned: cold-start 503s count from the start
 
@@ -155,6 +164,8 @@ class Metrics:
             self.batch_size.labels(*base).observe(fields["batch_size"])
         if status == 200 and isinstance(fields.get("top1_prob"), (int, float)):
             self.confidence.labels(*base).observe(fields["top1_prob"])
+        if fields.get("client_gone"):
+            self.client_gone.labels(*base, "true" if fields.get("error") == "client_gone" else "false").inc()
 
     def render(self) -> tuple[bytes, str]:
         self._base()  # a model loaded since the last scrape: its zero series first
@@ -185,6 +196,16 @@ class _StateCollector:
         yield gauge("torchfaas_ready", "1 when the function reports ready (model loaded, not draining).",
                     1 if runtime.ready else 0)
         yield gauge("torchfaas_queue_depth", "Items waiting for the batcher.", runtime.queue_depth())
+        batcher = getattr(runtime, "batcher", None)
+        stats = batcher.stats if batcher is not None else None
+        for name, doc, attr in (
+                ("torchfaas_batch_failures", "Batches whose predict() raised (first runs and re-runs).",
+                 "batch_failures"),
+                ("torchfaas_batch_retries", "Smaller batches re-run after a batch failed, so only "
+                 "the items that fail on their own get a 500.", "batch_retries")):
+            family = CounterMetricFamily(name, doc, labels=names)
+            family.add_metric(base, getattr(stats, attr) if stats is not None else 0)
+            yield family
         load_times = runtime.load_times
         if load_times:
             for key, doc in (("load", "Seconds the last model load took (artifact check and deserialise)."),

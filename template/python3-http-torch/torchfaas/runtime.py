@@ -13,11 +13,13 @@ from pathlib import Path
 
 from . import artifacts
 from .batching import Batcher, QueueFull
-from .errors import InferenceTimeout, NotReady
+from .errors import ClientGone, InferenceTimeout, NotReady
 from .identity import CurrentModel
 from .model_handler import InferenceRequest, ModelHandler
 
 STARTING, READY, DRAINING, STOPPING, FAILED = "starting", "ready", "draining", "stopping", "failed"
+# how often a request waiting for its batch looks whether its client hung up
+CLIENT_POLL_S = 0.05
 
 
 class Runtime:
@@ -120,9 +122,18 @@ class Runtime:
         if self.state in (STARTING, FAILED):
             raise NotReady("model is not loaded yet", code="not_ready")
 
-    def infer(self, request: InferenceRequest) -> tuple[dict, dict]:
-        """Run one request through the model: (response body, log fields)."""
+    def infer(self, request: InferenceRequest, client_gone=None,
+              log_fields: dict | None = None) -> tuple[dict, dict]:
+        """Run one request through the model: (response body, log fields).
+
+        `client_gone()` (waitress's `waitress.client_disconnected`) says the client
+        hung up: such a request is not preprocessed, or is taken out of its batch
+        if that has not started (ClientGone, 499, nobody to answer). `log_fields`
+        gets the fields a failed request's line needs too (`batch_retried`).
+        """
         self.check_serving()
+        if client_gone is not None and client_gone():
+            raise ClientGone("the client hung up before inference")
         if self.batcher.depth() >= self.settings.queue_size:
             raise QueueFull  # before preprocessing: an overloaded replica says so cheaply
         # announced while preprocessing: the batcher waits for this item only if
@@ -130,13 +141,34 @@ class Runtime:
         with self.batcher.arriving():
             item = self.handler.preprocess(request)
             future = self.batcher.submit(item)
-        try:
-            output, info = future.result(self.settings.inference_timeout_ms / 1000)
-        except FutureTimeout:
-            future.cancel()  # not computed if its batch has not started yet
-            raise InferenceTimeout(
-                f"inference took longer than {self.settings.inference_timeout_ms:g} ms") from None
+        self._wait(future, client_gone)
+        if future.retried and log_fields is not None:
+            log_fields["batch_retried"] = True  # a failure raises below: the line still says so
+        output, info = future.result()
         fields = {"batch_size": info.batch_size, "queue_ms": round(info.queue_ms, 2),
                   "inference_ms": round(info.inference_ms, 2), **self.handler.log_fields(output)}
+        if info.retried:
+            fields["batch_retried"] = True
         body = self.handler.postprocess(output, request)
         return body, fields
+
+    def _wait(self, future, client_gone):
+        """Until `future` is done; withdraw it on the inference timeout or a gone client."""
+        deadline = time.monotonic() + self.settings.inference_timeout_ms / 1000
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                # exception(), not result(): a predict() that raised TimeoutError is
+                # a fault, not our timeout
+                future.exception(min(remaining, CLIENT_POLL_S) if client_gone else remaining)
+                return
+            except FutureTimeout:
+                pass
+            if time.monotonic() >= deadline:
+                self.batcher.withdraw(future)  # not computed (or re-run) any more
+                raise InferenceTimeout(
+                    f"inference took longer than {self.settings.inference_timeout_ms:g} ms") from None
+            if client_gone is not None and client_gone():
+                if self.batcher.withdraw(future):
+                    raise ClientGone("the client hung up before its batch ran")
+                client_gone = None  # its batch is running: wait for it, the answer is logged
