@@ -22,7 +22,6 @@ import asyncio
 import io
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -31,11 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO / "template" / "python3-http-torch"
-FUNCTION = REPO / "functions" / "classifier"
+from localrun import CLASSIFIER as FUNCTION, REPO, free_port, import_build, shrinkwrap
+from stats import percentile
+
 SEED = REPO / "load" / "seed_handler" / "app.py"
-sys.path.insert(0, str(REPO / "tests"))
 
 TARGETS = {"c16_vs_seed": 4.0, "c16_vs_pipeline": 0.8, "p50_c1_vs_seed": 0.5,
            "cold_start_vs_bare": 1.3, "logging_share": 0.02}
@@ -46,24 +44,9 @@ def log(msg: str) -> None:
 
 
 def real_jpegs() -> dict[str, bytes]:
-    from support.images import PHOTOS
+    from photos import PHOTOS
 
     return {name: PHOTOS[name].read_bytes() for name in ("china.jpg", "flower.jpg", "rocket.jpg")}
-
-
-def shrinkwrap(dest: Path) -> Path:
-    shutil.copytree(TEMPLATE, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(FUNCTION, dest / "function", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- 1 + 2: in-process limits --------------------------------------------------
@@ -112,25 +95,22 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(build))
-    from torchfaas.config import Settings
-    from torchfaas.images import open_image
+    import_build(build)
+    from torchfaas import Settings
+    from torchfaas.toolkit import open_image, read_verified_manifest
     import function.handler as handler_module
 
-    settings = Settings()
     results = {"torch_threads": None, "model": {}, "pipeline": {}}
     handlers = {}
     for backend in ("aoti", "eager"):
-        os.environ["MODEL_BACKEND"] = backend
-        handler = handler_module.Classifier()
-        handler.settings = settings
+        handler = handler_module.Classifier(handler_module.ClassifierSettings(model_backend=backend))
+        settings = Settings().with_handler_defaults(handler.batch_workers)
         try:
-            handler.load(artifacts)
+            handler.load(artifacts, read_verified_manifest(artifacts), settings)
         except Exception as exc:
             log(f"  {backend}: not available ({exc})")
             continue
         handlers[backend] = handler
-    os.environ.pop("MODEL_BACKEND", None)
     results["torch_threads"] = torch.get_num_threads()
     pixels = np.zeros((224, 224, 3), dtype=np.uint8)
     for backend, handler in handlers.items():
@@ -224,14 +204,7 @@ def closed_loop(port: int, requests: list[bytes], concurrency: int, warmup: floa
     errors = sum(1 for r in records if r[2] != 200)
     return {"concurrency": concurrency, "requests": len(records), "errors": errors,
             "throughput": len(done) / (stop_at - warm_until),
-            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
-
-
-def percentile(sorted_values: list, q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[k]
+            "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)}
 
 
 def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120, poll: float = 0.005) -> float:
@@ -347,12 +320,13 @@ def measure_cold_start(build: Path, artifacts: Path, repeats: int) -> dict:
 
 # -- 6: JSON logging cost ------------------------------------------------------
 def logging_cpu_ms(build: Path, count: int = 20000) -> float:
-    sys.path.insert(0, str(build))
+    import_build(build)
+    from torchfaas.identity import CurrentModel, ModelIdentity
     from torchfaas.logs import EventLog
 
     with open(os.devnull, "w") as sink:
-        events = EventLog(sink, "classifier")
-        events.context.update(model_name="efficientnet-lite0", model_version="sha256-0123456789ab")
+        events = EventLog(sink, CurrentModel(ModelIdentity("classifier", "efficientnet-lite0",
+                                                           "sha256-0123456789ab")))
         fields = dict(request_id="0f8fad5b-d9cb-469f-a165-70867728950e", status=200, latency_ms=12.345,
                       method="POST", path="/", input_bytes=71453, batch_size=4, queue_ms=1.23,
                       inference_ms=8.76, top1_class="pagoda", top1_prob=0.4321)
@@ -444,7 +418,7 @@ def main() -> int:
     requests = build_requests(jpegs)
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "env": extra_env}
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
-        build = shrinkwrap(Path(tmp) / "classifier")
+        build = shrinkwrap(FUNCTION, Path(tmp) / "classifier")
         if not args.served_only:
             log("limits (in-process)")
             res["limits"] = measure_in_process(build, artifacts, jpegs, args.limit_seconds)

@@ -35,9 +35,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from stats import percentile
+
 # Locust (and its gevent monkey-patching) is imported by run() only, so the
 # arithmetic below can be imported and tested without it.
-DEFAULT_SLO_P99_MS = 250.0  # the latency contract (tests/slo/features/latency.feature)
+DEFAULT_SLO_P99_MS = 250.0  # the latency contract (slo/features/latency.feature)
 
 
 @dataclass
@@ -63,14 +65,6 @@ class Step:
     def in_flight(self) -> float:
         """Little's law: requests in flight at the replica (throughput x time in system)."""
         return self.rps * self.mean_ms / 1000
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(pct * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def summarise(users: int, seconds: float, samples: list[tuple[float, str | None]]) -> Step:

@@ -19,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+LOAD = Path(__file__).resolve().parent
+REPO = LOAD.parent
 TEMPLATE = REPO / "template" / "python3-http-torch"
 FUNCTIONS = REPO / "functions"
 CLASSIFIER = FUNCTIONS / "classifier"

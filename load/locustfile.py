@@ -24,6 +24,13 @@ Options (each also an environment variable, which `make load` passes through):
     --bad-ratio                  (BAD_RATIO)       share of bad requests
     --sent-log PATH              (SENT_LOG)        JSONL, one line per request sent
 A broken threshold makes the run exit with code 1 (see `check_thresholds`).
+
+Distributed (Locust's --master/--worker mode; `make load WORKERS=N` runs it through
+load/distributed.py): the master runs the shape, collects the statistics and judges
+the thresholds; the workers send the requests. Options given to the master reach the
+workers. Each worker sends its sent-log lines to the master with its statistics
+reports, so the run still writes one --sent-log, on the master, and the master logs
+how many requests each worker made.
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ import sys
 import threading
 
 from locust import FastHttpUser, LoadTestShape, between, events, task
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
 
 import shapes
@@ -43,7 +50,7 @@ import traffic
 log = logging.getLogger("torchfaas.load")
 
 BAD_PREFIX = "bad: "
-# the same numbers as tests/slo/features: p99 within 250 ms, at most 1% failed
+# the same numbers as the SLO contracts (slo/features): p99 within 250 ms, at most 1% failed
 DEFAULTS = {"max_p95_ms": 0.0, "max_p99_ms": 250.0, "max_fail_ratio": 0.01}
 
 
@@ -98,10 +105,52 @@ class SentLog:
 
     def write(self, **fields):
         with self._lock:
-            self._file.write(json.dumps(fields, separators=(",", ":")) + "\n")
+            if not self._file.closed:  # a worker's last report can come in after quitting
+                self._file.write(json.dumps(fields, separators=(",", ":")) + "\n")
 
     def close(self):
-        self._file.close()
+        with self._lock:
+            self._file.close()
+
+
+WORKER_REPORT_KEY = "torchfaas_sent"  # our part of a worker's statistics report
+
+
+class WorkerSentLog:
+    """On a worker: counts the requests sent and hands the sent-log lines to the master.
+
+    They travel with the worker's statistics reports (every few seconds, and once
+    when the worker stops), so a distributed run writes one sent log, on the master.
+    """
+
+    def __init__(self, environment):
+        self.environment = environment
+        self.requests = 0
+        self.lines: list[dict] = []
+        environment.events.report_to_master.add_listener(self.report)
+
+    def write(self, **fields):
+        self.requests += 1
+        if _option(self.environment, "sent_log"):  # the master's options reach the worker at spawn
+            self.lines.append(fields)
+
+    def report(self, client_id, data, **_kw):
+        data[WORKER_REPORT_KEY] = {"requests": self.requests, "sent": self.lines}
+        self.lines = []
+
+    def close(self):
+        pass
+
+
+def on_worker_report(environment, client_id, data):
+    """On the master: a worker's sent-log lines and request count."""
+    report = data.get(WORKER_REPORT_KEY)
+    if not report:
+        return
+    environment.worker_requests[client_id] = report["requests"]
+    if environment.sent_log:
+        for fields in report["sent"]:
+            environment.sent_log.write(**fields)
 
 
 def profile_name(environment) -> str:
@@ -117,7 +166,14 @@ def on_init(environment, **_kw):
         sys.exit(2)
     environment.profile = environment.profile or name
     path = _option(environment, "sent_log", "")
-    environment.sent_log = SentLog(path) if path else None
+    if isinstance(environment.runner, WorkerRunner):
+        environment.sent_log = WorkerSentLog(environment)
+    else:
+        environment.sent_log = SentLog(path) if path else None
+    if isinstance(environment.runner, MasterRunner):
+        environment.worker_requests = {}
+        environment.events.worker_report.add_listener(
+            lambda client_id, data, **_kw: on_worker_report(environment, client_id, data))
     seed = _option(environment, "seed")
     environment.picker = traffic.Picker(CORPUS, seed=seed)
     environment.request_ids = traffic.RequestIds()
@@ -190,7 +246,11 @@ class ClassifierUser(FastHttpUser):
 
 # -- the load shape ----------------------------------------------------------
 class Profile(LoadTestShape):
-    """The shape named by --profile, built on the first tick (options are parsed by then)."""
+    """The shape named by --profile, built on the first tick (options are parsed by then).
+
+    Locust's only shape class: shapes.py's shapes are plain tick(run_time) objects.
+    In distributed mode it runs on the master, which tells the workers how many users to run.
+    """
 
     use_common_options = False
 
@@ -204,11 +264,8 @@ class Profile(LoadTestShape):
             self.shape = shapes.build(profile_name(env), _option(env, "peak_users"),
                                       _option(env, "duration"), _option(env, "step_users"),
                                       _option(env, "step_seconds"))
-            self.shape.runner = self.runner
-            log.info("load profile %s: %s", profile_name(env),
-                     {k: v for k, v in vars(self.shape).items() if k not in ("runner", "start_time")})
-        self.shape.start_time = self.start_time
-        return self.shape.tick()
+            log.info("load profile %s: %s", profile_name(env), vars(self.shape))
+        return self.shape.tick(self.get_run_time())
 
 
 # -- thresholds --------------------------------------------------------------
@@ -241,6 +298,11 @@ def check_thresholds(stats, max_p95_ms: float, max_p99_ms: float, max_fail_ratio
 
 @events.quitting.add_listener
 def on_quitting(environment, **_kw):
+    if isinstance(environment.runner, MasterRunner):  # counted with the sent log, before it closes
+        counts = {environment.runner.get_worker_index(client_id): count
+                  for client_id, count in getattr(environment, "worker_requests", {}).items()}
+        log.info("%d workers made %d requests: %s", len(counts), sum(counts.values()),
+                 ", ".join(f"worker {index} {count}" for index, count in sorted(counts.items())) or "none")
     sent_log = getattr(environment, "sent_log", None)
     if sent_log:
         sent_log.close()

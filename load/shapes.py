@@ -1,8 +1,12 @@
 """Load shapes, selectable by name: steady, step, spike.
 
-Each is a tiny Locust LoadTestShape. The locustfile exposes exactly one shape
-(`Profile`) that builds the one named by `--profile` / PROFILE and delegates to
-it, because Locust would otherwise run whichever shape it found first.
+Each is a plain object with one method, `tick(run_time)`: given the seconds since
+the run started, it returns `(users, spawn_rate)`, or None to stop the run -
+the contract of a Locust LoadTestShape's tick(), with the clock passed in. They
+do not import Locust, so they are tested like any function. The locustfile has
+exactly one Locust shape (`Profile`) that builds the one named by `--profile` /
+PROFILE and calls its tick() with Locust's run time, because Locust would
+otherwise run whichever shape class it found first.
 
     steady  `users` users for `duration` seconds (a soak, a smoke test, the demo)
     step    start at `step_users`, add `step_users` every `step_seconds` up to
@@ -14,29 +18,28 @@ it, because Locust would otherwise run whichever shape it found first.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
-from locust import LoadTestShape
+Tick = tuple[int, float] | None  # (users, spawn rate per second), or None: the run is over
 
 
-class Steady(LoadTestShape):
-    abstract = True  # only reachable through the locustfile's Profile
+class Shape(Protocol):
+    def tick(self, run_time: float) -> Tick: ...
 
+
+class Steady:
     def __init__(self, users: int = 4, duration: float = 60, spawn_rate: float | None = None):
-        super().__init__()
         self.users, self.duration = users, duration
         self.spawn_rate = spawn_rate or max(1.0, users / 2)
 
-    def tick(self):
-        if self.get_run_time() >= self.duration:
+    def tick(self, run_time: float) -> Tick:
+        if run_time >= self.duration:
             return None
         return self.users, self.spawn_rate
 
 
-class StepRamp(LoadTestShape):
-    abstract = True
-
+class StepRamp:
     def __init__(self, users: int = 32, step_users: int = 2, step_seconds: float = 20):
-        super().__init__()
         self.users, self.step_users, self.step_seconds = users, max(1, step_users), step_seconds
         self.steps = math.ceil(users / self.step_users)
 
@@ -44,24 +47,19 @@ class StepRamp(LoadTestShape):
     def duration(self) -> float:
         return (self.steps + 1) * self.step_seconds  # the top step is held twice as long
 
-    def tick(self):
-        run_time = self.get_run_time()
+    def tick(self, run_time: float) -> Tick:
         if run_time >= self.duration:
             return None
         step = min(int(run_time // self.step_seconds) + 1, self.steps)
         return min(step * self.step_users, self.users), float(self.step_users)
 
 
-class Spike(LoadTestShape):
-    abstract = True
-
+class Spike:
     def __init__(self, users: int = 24, duration: float = 90, base_users: int | None = None):
-        super().__init__()
         self.users, self.duration = users, duration
         self.base_users = base_users if base_users is not None else max(1, users // 6)
 
-    def tick(self):
-        run_time = self.get_run_time()
+    def tick(self, run_time: float) -> Tick:
         if run_time >= self.duration:
             return None
         if self.duration / 3 <= run_time < 2 * self.duration / 3:
@@ -74,7 +72,7 @@ DEFAULT_USERS = {"steady": 4, "step": 32, "spike": 24}
 
 
 def build(name: str, users: int | None = None, duration: float | None = None,
-          step_users: int | None = None, step_seconds: float | None = None) -> LoadTestShape:
+          step_users: int | None = None, step_seconds: float | None = None) -> Shape:
     """The shape called `name`, with the options that apply to it (None = its default)."""
     if name not in PROFILES:
         raise ValueError(f"unknown load profile {name!r}; choose one of {', '.join(PROFILES)}")

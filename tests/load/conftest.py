@@ -2,12 +2,14 @@
 
 Locust monkey-patches the standard library with gevent when it is imported, so
 it never is in the pytest process: everything that needs it runs as a
-subprocess, as users run it. Pure helpers (traffic, capacity arithmetic, log
-summary) are imported from load/ directly.
+subprocess, as users run it. The parts that do not import Locust (traffic,
+shapes, percentiles, capacity arithmetic, log summary) are imported from load/
+directly (pyproject.toml puts load/ on pytest's path).
 """
 import pytest
 
-from support.function_process import CLASSIFIER_ARTIFACTS, FunctionProcess
+from localrun import CLASSIFIER_ARTIFACTS
+from support.function_process import FunctionProcess
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-LOAD = REPO / "load"
-
+from localrun import LOAD, REPO
 
 # the locustfile's options also come from these; a developer's shell must not change a test
 OPTION_VARS = ("PROFILE", "LOAD_USERS", "LOAD_DURATION", "LOAD_STEP_USERS", "LOAD_STEP_SECONDS", "MAX_P95_MS",
@@ -18,11 +16,21 @@ def clean_env(**extra) -> dict:
     return {**env, **extra}
 
 
+def locust_args(host: str, out: Path, *args: str) -> list[str]:
+    """A headless run's options, with CSV, HTML and the sent log in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    return ["--headless", "--only-summary", "--host", host, "--csv", str(out / "run"),
+            "--html", str(out / "run.html"), "--sent-log", str(out / "sent.jsonl"), *args]
+
+
 def run_locust(host: str, out: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """`locust -f load/locustfile.py --headless` with CSV, HTML and the sent log in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOAD / "locustfile.py"), "--headless", "--only-summary",
-           "--host", host, "--csv", str(out / "run"), "--html", str(out / "run.html"),
-           "--sent-log", str(out / "sent.jsonl"), *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env=clean_env())
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOAD / "locustfile.py"), *locust_args(host, out, *args)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=clean_env())
+
+
+def run_distributed(workers: int, host: str, out: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """What `make load WORKERS=n` runs: load/distributed.py, one master and `workers` local workers."""
+    cmd = [sys.executable, str(LOAD / "distributed.py"), "--workers", str(workers), "--max-wait", "60",
+           "--", *locust_args(host, out, *args)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=clean_env())

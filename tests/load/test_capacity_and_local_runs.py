@@ -6,8 +6,8 @@ import subprocess
 import sys
 import time
 
-from loadtools import LOAD, REPO, clean_env
-from support.function_process import CLASSIFIER_ARTIFACTS, free_port
+from loadtools import clean_env
+from localrun import CLASSIFIER_ARTIFACTS, LOAD, REPO, free_port
 
 
 def test_capacity_finder_measures_steps_and_prints_labels(classifier_fn, tmp_path):

@@ -1,15 +1,22 @@
-"""The load tools' pure parts: payloads, shapes, capacity arithmetic, log summary."""
+"""The load tools' pure parts: payloads, shapes, percentiles, capacity arithmetic, log summary."""
+import ast
 import json
-import subprocess
-import sys
+import math
+import random
+from collections import defaultdict
 
+import numpy
 import pytest
 from PIL import Image
 
 import capacity
 import logsummary
+import shapes
+import stats
 import traffic
-from loadtools import LOAD, REPO, clean_env
+from localrun import LOAD, REPO
+
+LOKI_FIXTURES = REPO / "tests" / "slo" / "fixtures" / "loki"  # a real Loki's answers over a real log
 
 
 @pytest.fixture(scope="module")
@@ -53,35 +60,102 @@ def test_request_ids_are_unique_and_safe():
     assert all(len(i) <= 64 and all(c.isalnum() or c in "._:-" for c in i) for i in made)
 
 
-TICKS = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import shapes
-out = {}
-for name, kwargs, times in [("steady", dict(users=5, duration=10), [0, 9.9, 10]),
-                            ("step", dict(users=8, step_users=2, step_seconds=5), [0, 4.9, 5, 12, 19.9, 20, 24.9, 25]),
-                            ("spike", dict(users=12, duration=30), [0, 9.9, 10, 19.9, 20, 29.9, 30])]:
-    shape = shapes.build(name, **kwargs)
-    ticks = []
-    for t in times:
-        shape.get_run_time = lambda t=t: t
-        tick = shape.tick()
-        ticks.append(None if tick is None else [tick[0], tick[1]])
-    out[name] = ticks
-print(json.dumps(out))
-"""
+def ticks(shape, times):
+    return [shape.tick(t) for t in times]
 
 
 def test_shapes_tick_as_documented():
-    # shapes.py imports Locust (gevent patching): run it in its own interpreter
-    result = subprocess.run([sys.executable, "-c", TICKS, str(LOAD)], capture_output=True, text=True,
-                            cwd=REPO, env=clean_env(), timeout=60, check=True)
-    ticks = json.loads(result.stdout.strip().splitlines()[-1])
-    assert [t and t[0] for t in ticks["steady"]] == [5, 5, None]
+    steady = ticks(shapes.build("steady", users=5, duration=10), [0, 9.9, 10])
+    step = ticks(shapes.build("step", users=8, step_users=2, step_seconds=5), [0, 4.9, 5, 12, 19.9, 20, 24.9, 25])
+    spike = ticks(shapes.build("spike", users=12, duration=30), [0, 9.9, 10, 19.9, 20, 29.9, 30])
+    assert [t and t[0] for t in steady] == [5, 5, None]
     # 2, 4, 6, 8 users, 5 s each, the top step held twice as long, then stop
-    assert [t and t[0] for t in ticks["step"]] == [2, 2, 4, 6, 8, 8, 8, None]
-    assert [t and t[0] for t in ticks["spike"]] == [2, 2, 12, 12, 2, 2, None]
-    assert ticks["spike"][2][1] == 12  # the spike arrives all at once
+    assert [t and t[0] for t in step] == [2, 2, 4, 6, 8, 8, 8, None]
+    assert [t and t[0] for t in spike] == [2, 2, 12, 12, 2, 2, None]
+    assert spike[2][1] == 12  # the spike arrives all at once
+
+
+def test_shapes_are_plain_tick_objects_with_their_defaults():
+    for name, cls in shapes.PROFILES.items():
+        shape = shapes.build(name)
+        assert type(shape) is cls and cls.__mro__ == (cls, object)  # no Locust base class
+        users, spawn_rate = shape.tick(0)
+        assert users >= 1 and spawn_rate > 0
+        assert shape.tick(shape.duration) is None  # a profile is one tick() per second of the run
+    assert shapes.build("steady").tick(59.9) == (4, 2.0)
+    assert shapes.build("step").tick(0) == (4, 4.0)  # 32 users by steps of 32/8
+    assert shapes.build("spike").duration == 90
+    with pytest.raises(ValueError, match="unknown load profile 'sawtooth'"):
+        shapes.build("sawtooth")
+
+
+def test_percentile_is_lokis_quantile_over_time():
+    values = [float(v) for v in range(100, 0, -1)]  # any order
+    # rank phi*(n-1), linear interpolation between the closest ranks
+    assert stats.percentile(values, 0.5) == pytest.approx(50.5)
+    assert stats.percentile(values, 0.99) == pytest.approx(99.01)
+    assert stats.percentile(values, 0) == 1.0 and stats.percentile(values, 1) == 100.0
+    assert stats.percentile([7.0], 0.99) == 7.0
+    assert math.isnan(stats.percentile([], 0.99)) and stats.percentile([], 0.5, empty=0.0) == 0.0
+    with pytest.raises(ValueError, match="0.99"):
+        stats.percentile(values, 99)
+    rng = random.Random(3)
+    for n in (2, 3, 10, 101, 1000):
+        sample = [rng.lognormvariate(3, 1) for _ in range(n)]
+        for phi in (0.01, 0.5, 0.95, 0.99):
+            # numpy's default ("linear") is the same definition
+            assert stats.percentile(sample, phi) == pytest.approx(float(numpy.quantile(sample, phi)), rel=1e-12)
+
+
+def test_log_summary_percentiles_are_the_ones_loki_gave():
+    """The demo's log summary and the SLO report agree: same log, same p50/p95/p99 as a real Loki 3.7."""
+    answers = json.loads((LOKI_FIXTURES / "answers.json").read_text())["queries"]
+
+    def loki(name):
+        return {tuple(r["metric"].values()): float(r["value"][1]) for r in answers[name]["response"]["data"]["result"]}
+
+    lines, _broken = logsummary.read_log(str(LOKI_FIXTURES / "requests.jsonl"))
+    summary = logsummary.summarise(lines)  # the log is the query's whole [1h] window
+    assert summary["requests"] == loki("requests_1h")[()]
+    assert summary["latency_ms"]["p50"] == loki("p50_latency_1h")[()]  # to the last bit
+    assert summary["latency_ms"]["p99"] == loki("p99_latency_1h")[()]
+    by_version = defaultdict(list)
+    for line in lines:
+        if line.get("event") == "inference" and "latency_ms" in line:
+            by_version[line["model_version"]].append(float(line["latency_ms"]))
+    for query, phi in (("p95_latency_by_version_1h", 0.95), ("p99_latency_by_version_1h", 0.99)):
+        expected = loki(query)
+        assert set(expected) == {(v,) for v in by_version}
+        for version, latencies in by_version.items():
+            assert stats.percentile(latencies, phi) == expected[(version,)], (query, version)
+
+
+def load_sources():
+    return sorted(LOAD.glob("*.py")) + sorted(LOAD.glob("seed_handler/*.py"))
+
+
+def test_load_tools_stand_on_their_own():
+    """load/ imports nothing from tests/, edits no sys.path, and has one percentile (stats.py)."""
+    test_modules = {"tests", "support", "conftest", "loadtools"}
+    percentiles = []
+    for path in load_sources():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & test_modules, (path, ast.unparse(node))
+            elif isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] not in test_modules, (path, ast.unparse(node))
+            elif isinstance(node, ast.Attribute) and node.attr == "path":
+                assert not (isinstance(node.value, ast.Name) and node.value.id == "sys"), \
+                    f"{path.name}:{node.lineno} uses sys.path"
+            elif isinstance(node, ast.FunctionDef) and node.name in ("percentile", "quantile"):
+                percentiles.append(f"{path.name}:{node.name}")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert "tests/support" not in node.value, (path, node.lineno)
+    assert percentiles == ["stats.py:percentile"]
+    for script in sorted(LOAD.glob("*.sh")):
+        code = [line for line in script.read_text().splitlines() if not line.lstrip().startswith("#")]
+        assert not [line for line in code if "tests/" in line], script
 
 
 def test_capacity_step_statistics():
@@ -89,7 +163,8 @@ def test_capacity_step_statistics():
     step = capacity.summarise(users=4, seconds=10, samples=samples)
     assert step.requests == 101 and step.failures == 1
     assert step.rps == pytest.approx(10.0)
-    assert (step.p50_ms, step.p95_ms, step.p99_ms) == (50.0, 95.0, 99.0)
+    # Loki's quantile over the 100 successes 1..100 ms (rank phi x 99, interpolated)
+    assert (step.p50_ms, step.p95_ms, step.p99_ms) == pytest.approx((50.5, 95.05, 99.01))
     assert step.in_flight == pytest.approx(10.0 * 50.5 / 1000)
     assert capacity.judge(step, slo_p99_ms=250, max_fail_ratio=0.05, min_requests=50).passed
     assert not capacity.judge(capacity.summarise(4, 10, samples), 90, 0.05, 50).passed
@@ -126,7 +201,7 @@ def test_log_summary_and_sent_matching(tmp_path):
     summary = logsummary.summarise(parsed)
     assert broken == 0 and summary["requests"] == 100
     assert summary["by_status"] == {200: 99, 400: 1} and summary["errors"] == {"empty_body": 1}
-    assert summary["latency_200_ms"]["p99"] == 99.0  # nearest rank: ceil(0.99 x 99)
+    assert summary["latency_200_ms"]["p99"] == pytest.approx(98.02)  # as Loki: rank 0.99 x (99-1) = 97.02
     sent = tmp_path / "sent.jsonl"
     sent.write_text("\n".join(json.dumps({"request_id": r, "echoed_id": r, "status": s})
                               for r, s in [("r1", 200), ("bad", 400), ("r2", 500), ("ghost", 200)]))
