@@ -8,7 +8,7 @@ rendered text is byte-for-byte the LogQL a real Loki answered in the fixtures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Union
 
 STRING_OPS = ("=", "!=")
@@ -63,8 +63,10 @@ class LabelFilter:
 
 @dataclass(frozen=True)
 class LogQuery:
-    """Stream selector + pipeline: `{app="x"} | json | __error__="" | filters [| unwrap f | __error__=""]`.
+    """Stream selector + pipeline: `{app="x"} | json [f, ...] | __error__="" | filters [| unwrap f | __error__=""]`.
 
+    `fields` names the only JSON fields extracted (`| json event, status`: Loki parses just
+    those, not every field of every line); None extracts them all (a bare `| json`).
     `__error__=""` right after `| json` drops lines that are not JSON (watchdog lines in a
     pod's stdout); the one after `unwrap` drops lines whose field is not a number.
     """
@@ -72,10 +74,25 @@ class LogQuery:
     stream: tuple  # ((label, value), ...) in the order they are written
     filters: tuple = ()
     unwrap: str | None = None
+    fields: tuple | None = None
+
+    def __post_init__(self):
+        if self.fields is not None:
+            needed = [f.name for f in self.filters] + ([self.unwrap] if self.unwrap else [])
+            missing = [name for name in needed if name not in self.fields]
+            if missing:
+                raise ValueError(f"| json {', '.join(self.fields)} does not extract {', '.join(missing)}")
+
+    def parser(self) -> str:
+        return "json" if self.fields is None else "json " + ", ".join(self.fields)
+
+    def bare(self) -> "LogQuery":
+        """The same query with a bare `| json` (every field extracted)."""
+        return replace(self, fields=None)
 
     def render(self) -> str:
         selector = "{" + ", ".join(f"{k}={_quote(v)}" for k, v in self.stream) + "}"
-        parts = [selector, "json", '__error__=""', *(f.render() for f in self.filters)]
+        parts = [selector, self.parser(), '__error__=""', *(f.render() for f in self.filters)]
         if self.unwrap:
             parts += [f"unwrap {self.unwrap}", '__error__=""']
         return " | ".join(parts)
@@ -102,6 +119,13 @@ class RangeAggregation:
             raise ValueError(f"{self.function} needs unwrap exactly when it works on values")
         if (self.function == "quantile_over_time") != (self.phi is not None):
             raise ValueError("phi goes with quantile_over_time only")
+        if self.logs.fields is not None and self.by:
+            known = set(self.logs.fields) | {name for name, _ in self.logs.stream}
+            if not set(self.by) <= known:
+                raise ValueError(f"by ({', '.join(self.by)}) needs {self.logs.parser()} to extract them")
+
+    def bare(self) -> "RangeAggregation":
+        return replace(self, logs=self.logs.bare())
 
     def render(self) -> str:
         args = f"{format_number(self.phi)}, " if self.phi is not None else ""
@@ -119,6 +143,9 @@ class Sum:
     inner: "Query"
     by: tuple | None = None
 
+    def bare(self) -> "Sum":
+        return replace(self, inner=self.inner.bare())
+
     def render(self) -> str:
         if self.by is None:
             return f"sum({self.inner.render()})"
@@ -132,6 +159,9 @@ class Divide:
     left: "Query"
     right: "Query"
     on_nothing_group_left: bool = False
+
+    def bare(self) -> "Divide":
+        return replace(self, left=self.left.bare(), right=self.right.bare())
 
     def render(self) -> str:
         op = " / on() group_left " if self.on_nothing_group_left else " / "

@@ -78,7 +78,11 @@ def test_non_json_lines_and_bad_numbers_are_dropped_like_error_filters(tmp_path)
 def test_without_by_every_request_is_its_own_series(tmp_path):
     fb = backend(tmp_path, [request(T0 - i, latency=float(i)) for i in range(1, 5)])
     no_by = queries.latency_quantile("classifier", 0.99, 60, by=None)
-    assert len(fb.instant(no_by, T0)) == 4  # what Loki does, and why the contracts say `by ()`
+    # a bare `| json` makes every field a label: each request is its own series (what
+    # Loki does, and why the contracts say `by ()`)
+    assert len(fb.instant(no_by.bare(), T0)) == 4
+    # `| json event, latency_ms`: the series are told apart by those fields only
+    assert len(fb.instant(no_by, T0)) == 1
     assert fb.instant(queries.latency_quantile("classifier", 0.99, 60), T0) == {(): pytest.approx(3.97)}
 
 
@@ -93,3 +97,26 @@ def test_psi_is_zero_for_equal_mixes_and_grows_with_shift():
     same = {"a": 0.5, "b": 0.5}
     assert psi(same, same) == 0
     assert 0.1 < psi({"a": 0.8, "b": 0.2}, same) < psi({"a": 1.0}, same)
+
+
+def test_a_field_list_must_cover_the_filters_and_the_by_labels():
+    with pytest.raises(ValueError, match="does not extract status"):
+        LogQuery((("app", "x"),), (LabelFilter("status", "=", 200),), fields=("event",))
+    with pytest.raises(ValueError, match="by \\(model_version\\)"):
+        RangeAggregation("count_over_time", LogQuery((("app", "x"),), fields=("event",)), 60, by=("model_version",))
+    query = queries.requests("classifier", 60, by=("model_version",))
+    assert '| json event, model_version | __error__=""' in query.render()
+    assert '| json | __error__=""' in query.bare().render()
+
+
+def test_field_list_and_bare_json_count_the_same_lines(tmp_path):
+    fb = backend(tmp_path, [
+        "2026/11/21 04:00:00 Forked function has started", '["inference"]', '"inference"',
+        request(T0 - 1, "v1", 500), request(T0 - 2, "v2"), request(T0 - 3, "v2", latency="slow"),
+        json.dumps({"timestamp": stamp(T0 - 4), "event": "model_loaded", "function": "classifier"}),
+    ])
+    for query in (queries.requests("classifier", 60, by=("model_version",)),
+                  queries.error_ratio_5xx("classifier", 60, by=("model_version",)),
+                  queries.latency_quantile("classifier", 0.5, 60, by=("model_version",)),
+                  queries.class_share("classifier", 60)):
+        assert fb.instant(query, T0) == fb.instant(query.bare(), T0), query.render()
