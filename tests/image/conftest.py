@@ -1,0 +1,71 @@
+"""The image test's set-up: podman, the stand-in base images, one build per session.
+
+Select or deselect it with the `image` marker: `pytest -m image`, `pytest -m "not image"`.
+Without podman, debootstrap and root it skips on a developer's machine and fails under
+CI (`CI` set), where .ci/run installs them.
+"""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import image_build  # noqa: E402
+import image_standins  # noqa: E402
+
+# what the run measured, printed at the end of the session
+FACTS: dict[str, str] = {}
+REPORTS = image_build.REPO / "reports" / "image"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "image: builds the function image with podman and runs it "
+                                       "(several minutes; needs root, podman, runc, debootstrap)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FACTS:
+        terminalreporter.section("function image")
+        for key, value in FACTS.items():
+            terminalreporter.write_line(f"{key}: {value}")
+
+
+def missing_tools() -> list[str]:
+    missing = [tool for tool in ("podman", "runc", "debootstrap") if not shutil.which(tool)]
+    if os.geteuid() != 0:
+        missing.append("root (debootstrap and podman's storage)")
+    return missing
+
+
+@pytest.fixture(scope="session")
+def classifier_image():
+    """The classifier built from the shrinkwrapped folder as faas-cli does: (image, build output)."""
+    missing = missing_tools()
+    if missing:
+        message = f"the image test needs {', '.join(missing)} (.ci/run installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    status = image_standins.ensure_standins()
+    for image, how in status.items():
+        FACTS[f"base {image}"] = how
+    fn = image_build.stack_function("classifier")
+    env = {**os.environ, "REGISTRY": "localhost/torchfaas-ci", "TAG": "test"}
+    image = image_build.image_name(fn, env)
+    context = image_build.shrinkwrap(fn, REPORTS / "build" / "classifier")
+    dockerfile = (context / "Dockerfile").read_text()
+    torch_version = next(line.split("=", 1)[1].strip() for line in dockerfile.splitlines()
+                         if line.startswith("ARG TORCH_VERSION="))
+    index = image_standins.write_torch_index(torch_version)
+    with image_standins.serve(index) as url:
+        args = image_build.faas_cli_build_args(fn, env) + ["--build-arg", f"TORCH_INDEX_URL={url}/simple"]
+        code, output, seconds = image_build.podman_build(context, image, args, REPORTS / "build.log")
+    FACTS["build"] = f"{seconds:.0f} s (podman build, log in reports/image/build.log)"
+    assert code == 0, "podman build failed:\n" + output[-4000:]
+    size = int(image_build.image_config(image)["Size"])
+    FACTS["image"] = f"{image}, {size / 1e9:.3f} GB"
+    return {"image": image, "output": output, "size": size, "fn": fn, "context": context,
+            "index": index, "env": env, "watchdog_is_stand_in": "stand-in" in status[image_standins.WATCHDOG_IMAGE]}

@@ -1,0 +1,213 @@
+"""The function image, built as `faas-cli build -f stack.yml` does and run as faas-netes
+runs it: read-only root with only /tmp writable, the image's non-root user, the limits
+from stack.yml (2 CPUs, 1 GiB).
+
+The base images and the PyTorch CPU index are local stand-ins (image_standins.py): CI
+cannot download them. The of-watchdog is one of them, so the test starts what the
+watchdog would start (the image's `fprocess`, `python index.py`) as the container's
+command, with the image's environment.
+"""
+import json
+import shlex
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import FACTS
+from image_build import (READ_ONLY, TMP, image_config, image_env, podman_build, podman_limits,
+                         remove_container, stage_test_run)
+from image_standins import podman, podman_env, serve
+
+pytestmark = pytest.mark.image
+
+REPO = Path(__file__).resolve().parents[2]
+TESTDATA = REPO / "functions" / "classifier" / "testdata"
+CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+MAX_IMAGE_BYTES = 1.3e9
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Container:
+    """`podman run` in the foreground: its stdout and stderr read line by line."""
+
+    def __init__(self, image: str, args: list[str], command: list[str] | None = None):
+        self.name = f"torchfaas-image-test-{uuid.uuid4().hex[:8]}"
+        self.cmd = ["podman", "run", "--rm", "--name", self.name, *args, image, *(command or [])]
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    def start(self) -> "Container":
+        self.proc = subprocess.Popen(self.cmd, env=podman_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.readers = [threading.Thread(target=self._read, args=(stream, out), daemon=True)
+                        for stream, out in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))]
+        for reader in self.readers:
+            reader.start()
+        return self
+
+    @staticmethod
+    def _read(stream, out):
+        for raw in stream:
+            out.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        for reader in self.readers:
+            reader.join(10)
+        return code
+
+    def tail(self) -> str:
+        return "stdout:\n" + "\n".join(self.stdout[-20:]) + "\nstderr:\n" + "\n".join(self.stderr[-20:])
+
+    def remove(self):
+        remove_container(self.name)
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+def test_the_function_tests_ran_in_the_default_build(classifier_image):
+    """The test stage is on the way to ship: its RUN ran pytest, or podman reused the layer
+    an earlier build made by running it (a failing test leaves no layer to reuse)."""
+    step = stage_test_run(classifier_image["output"])
+    if step["cached"]:
+        FACTS["function tests in the build"] = "cached layer of an earlier build"
+        assert "TEST_ENABLED=true" in step["created_by"], step["created_by"]
+    else:
+        FACTS["function tests in the build"] = next(
+            (line for line in step["output"].splitlines() if " passed" in line), "?")
+        assert " passed" in step["output"] and "skipping tests" not in step["output"], step["output"][-2000:]
+
+
+def test_image_config_is_what_faas_netes_needs(classifier_image):
+    info = image_config(classifier_image["image"])
+    config = info["Config"]
+    env = image_env(info)
+    assert config["User"] == "app"
+    # podman shows it beside Config, docker inside it; the OCI format drops it
+    healthcheck = info.get("Healthcheck") or config.get("Healthcheck") or {}
+    assert "/tmp/.lock" in " ".join(healthcheck.get("Test") or []), "HEALTHCHECK lost (build with --format docker)"
+    assert {k: env.get(k) for k in ("mode", "prefix_logs", "log_buffer_size", "ready_path", "fprocess")} == {
+        "mode": "http", "prefix_logs": "false", "log_buffer_size": "-1", "ready_path": "/ready",
+        "fprocess": "python index.py"}
+    assert env["upstream_url"] == f"http://127.0.0.1:{env['PORT']}"
+
+
+def test_image_size(classifier_image):
+    size = classifier_image["size"]
+    assert size <= MAX_IMAGE_BYTES, f"image is {size / 1e9:.3f} GB, over {MAX_IMAGE_BYTES / 1e9} GB"
+
+
+def test_build_leftovers_stay_out_of_the_image(classifier_image):
+    """No compiler, no pytest, none of torch's own test binaries; the artifacts are there."""
+    script = ("set -e; ! command -v g++; ! python -c 'import pytest' 2>/dev/null; "
+              "t=$(python -c 'import importlib.util as u; print(u.find_spec(\"torch\").submodule_search_locations[0])'); "
+              "test ! -e $t/test; test -x $t/bin/torch_shm_manager; test ! -e $t/bin/protoc; "
+              "test -s function/artifacts/manifest.json; echo ok")
+    result = podman("run", "--rm", *READ_ONLY, *TMP, classifier_image["image"], "sh", "-c", script,
+                    check=False, timeout=120)
+    assert (result.returncode, result.stdout.strip().splitlines()[-1:]) == (0, ["ok"]), result.stdout + result.stderr
+
+
+def test_runs_read_only_non_root_answers_logs_json_and_drains(classifier_image):
+    image, fn = classifier_image["image"], classifier_image["fn"]
+    env = image_env(image_config(image))
+    port = free_port()
+    # host network: the app listens on 127.0.0.1:$PORT as behind the watchdog; PORT is
+    # moved to a free port so parallel runs on one machine do not collide
+    # faas-netes passes the stack's environment to the container
+    stack_env = [arg for key, value in (fn.get("environment") or {}).items() for arg in ("-e", f"{key}={value}")]
+    args = [*READ_ONLY, *TMP, *podman_limits(fn), *stack_env, "--network", "host", "-e", f"PORT={port}"]
+    container = Container(image, args, shlex.split(env["fprocess"])).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        while True:
+            assert container.proc.poll() is None, f"exited {container.proc.returncode}\n{container.tail()}"
+            assert time.monotonic() - started < 180, "not ready after 180 s\n" + container.tail()
+            try:
+                if requests.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        FACTS["container ready after"] = f"{time.monotonic() - started:.1f} s (podman run to /ready 200)"
+
+        # as faas-netes runs it: read-only root, writable /tmp, not root, stack.yml's limits
+        probe = podman("exec", container.name, "sh", "-c",
+                       "id -u; touch /home/app/x 2>/dev/null && echo root-writable; "
+                       "touch /tmp/x && echo tmp-writable; cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                       "2>/dev/null || cat /sys/fs/cgroup/memory.max", timeout=60).stdout.split()
+        assert probe[0] != "0" and "root-writable" not in probe and "tmp-writable" in probe, probe
+        assert int(probe[-1]) == 1024 ** 3, probe
+
+        sent = {}
+        for name in ("espresso.jpg", "cat.jpg"):
+            request_id = f"image-{name.split('.')[0]}"
+            answer = requests.post(url + "/?topk=3", data=(TESTDATA / name).read_bytes(), timeout=60,
+                                   headers={"Content-Type": "image/jpeg", "X-Request-Id": request_id})
+            assert answer.status_code == 200, answer.text
+            sent[request_id] = (200, answer.json()["predictions"][0]["label"])
+        assert sent["image-espresso"][1] == "espresso"
+        assert sent["image-cat"][1] in CAT_CLASSES
+        bad = requests.post(url + "/", data=b"", headers={"Content-Type": "image/jpeg", "X-Request-Id": "image-empty"},
+                            timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "empty_body"
+        sent["image-empty"] = (400, None)
+
+        podman("kill", "--signal", "TERM", container.name, timeout=60)
+        code = container.wait(60)
+    finally:
+        container.remove()
+    assert code == 0, container.tail()
+    assert container.stdout, container.tail()
+    lines = []
+    for raw in container.stdout:
+        line = json.loads(raw)  # every stdout line is JSON ...
+        assert isinstance(line, dict), raw  # ... and an object
+        lines.append(line)
+    events = [line["event"] for line in lines]
+    assert {"model_loaded", "shutdown_started", "shutdown"} <= set(events), events
+    assert events.index("shutdown_started") < events.index("shutdown") == len(events) - 1, events
+    requests_logged = {line["request_id"]: (line["status"], line.get("top1_class"))
+                       for line in lines if line["event"] == "inference"}
+    assert requests_logged == sent
+    assert all(line["function"] == "classifier" for line in lines)
+
+
+def test_without_a_writable_tmp_the_image_refuses_to_start(classifier_image):
+    """The of-watchdog exits 0 without a word when /tmp is read-only; the image says why and exits 1."""
+    result = podman("run", "--rm", *READ_ONLY, classifier_image["image"], check=False, timeout=120)
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "/tmp is not writable" in result.stderr and result.stdout == ""
+
+
+def test_with_a_writable_tmp_the_image_starts_the_watchdog(classifier_image):
+    if not classifier_image["watchdog_is_stand_in"]:
+        pytest.skip("the real of-watchdog is present: it would serve until stopped")
+    result = podman("run", "--rm", *READ_ONLY, *TMP, classifier_image["image"], check=False, timeout=120)
+    # the stand-in /fwatchdog (tests/image/standins/fwatchdog) exits 42 with its message
+    assert (result.returncode, "stand-in fwatchdog" in result.stderr) == (42, True), (result.returncode, result.stderr)
+
+
+def test_test_enabled_false_skips_the_function_tests(classifier_image, tmp_path):
+    """The same build with TEST_ENABLED=false: the test step only says it skips (the rest is cached)."""
+    index = classifier_image["index"]
+    with serve(index) as url:
+        args = ["--build-arg", f"TORCH_INDEX_URL={url}/simple", "--build-arg", "TEST_ENABLED=false"]
+        code, output, _ = podman_build(classifier_image["context"], None, args, tmp_path / "build.log")
+    assert code == 0, output[-3000:]
+    step = stage_test_run(output)
+    if step["cached"]:  # built (and echoed) by an earlier run
+        assert "TEST_ENABLED=false" in step["created_by"], step["created_by"]
+    else:
+        assert "skipping tests" in step["output"] and " passed" not in step["output"], step["output"]
