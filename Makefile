@@ -56,6 +56,13 @@ build:
 deploy:
 	$(FAAS_CLI) deploy -f stack.yml
 
+# the image as `faas-cli build` builds it, built with podman against local stand-ins
+# for the base images and run as faas-netes runs it (tests/image; needs root, podman,
+# runc, debootstrap; `make test` includes it, `-m "not image"` leaves it out)
+.PHONY: image
+image: install
+	$(PY) -m pytest tests/image -q -m image
+
 clean:
 	rm -rf build artifacts reports .pytest_cache
 
