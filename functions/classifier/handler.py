@@ -63,6 +63,7 @@ import torch  # noqa: E402
 from torchfaas.toolkit import (MANIFEST, compile_package, CompiledModel, cpu_supports,  # noqa: E402
                                decode_rgb, image_bytes_from, open_image, package_isa,
                                portable_x86_configs, sha256_of, write_manifest)
+from torchfaas.toolkit.compiled import prepacked_calls  # noqa: E402
 
 ARCH = "efficientnet-lite0"
 IMAGE_SIZE = 224
@@ -72,12 +73,15 @@ WEIGHTS, LABELS, PACKAGE = "weights.pt", "labels.json", "model.pt2"
 HERE = Path(__file__).resolve().parent
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
-AOTI_RECIPE = "uint8-nhwc-softmax-v1"
+AOTI_RECIPE = "uint8-nhwc-softmax-frozen-v2"
 # Inductor options for the compile: portable AVX2 code (not -march=native), ISA
-# fixed rather than probed. {"freezing": True} (weights folded and prepacked for
-# oneDNN) measured no faster here, and its first call at each new batch size
-# costs ~0.3 s of oneDNN set-up, which dynamic batching would hit.
-AOTI_CONFIGS: dict = portable_x86_configs()
+# fixed rather than probed, and frozen: the weights become constants and every
+# convolution a prepacked oneDNN convolution (compile_package compiles under
+# no_grad, without which Inductor silently ignores "freezing"). Frozen is
+# 1.5-2x the model throughput of the unfrozen package here, with answers within
+# 1e-5 of it (docs/benchmarks.md); prepare() refuses a package whose
+# convolutions are not prepacked.
+AOTI_CONFIGS: dict = {**portable_x86_configs(), "freezing": True}
 
 
 class ServedModel(torch.nn.Module):
@@ -161,6 +165,16 @@ def package_key(weights_sha256: str) -> str:
                           .encode()).hexdigest()[:16]
 
 
+def check_frozen(package: Path) -> None:
+    """Refuse a package whose convolutions are not prepacked oneDNN ones (freezing lost)."""
+    if not AOTI_CONFIGS.get("freezing"):
+        return
+    packed, plain = prepacked_calls(package)
+    if plain or not packed:
+        raise RuntimeError(f"{package.name} is not frozen: {packed} prepacked oneDNN convolutions, "
+                           f"{plain} plain ATen ones (Inductor ignored freezing)")
+
+
 def log(message: str) -> None:
     # build time and start-up notes go to stderr: stdout belongs to the JSON log
     print(f"classifier: {message}", file=sys.stderr, flush=True)
@@ -180,6 +194,8 @@ class Classifier(ModelHandler):
         self.fallback_reason = None
         self.labels: list[str] = []
         self.max_pixels = 0  # MAX_PIXELS, from the runtime settings load() receives
+        self.batch_size = 1  # BATCH_SIZE and BATCH_WORKERS, for the warm-up
+        self.batch_workers = 1
 
     # -- build time ------------------------------------------------------
     def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
@@ -207,6 +223,7 @@ class Classifier(ModelHandler):
                 if not package_isa(artifacts_dir / PACKAGE) and AOTI_CONFIGS:
                     # scalar kernels: ~3x slower than vectorised ones; never ship that silently
                     raise RuntimeError("the compiled kernels are not vectorised")
+                check_frozen(artifacts_dir / PACKAGE)
                 files.append(PACKAGE)
             except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
                 if self.own.model_backend == "aoti":
@@ -215,7 +232,8 @@ class Classifier(ModelHandler):
                 (artifacts_dir / PACKAGE).unlink(missing_ok=True)
         if PACKAGE in files:
             info = {"aoti_key": key, "aoti_torch": torch.__version__,
-                    "aoti_isa": package_isa(artifacts_dir / PACKAGE)}
+                    "aoti_isa": package_isa(artifacts_dir / PACKAGE),
+                    "aoti_prepacked_convolutions": prepacked_calls(artifacts_dir / PACKAGE)[0]}
         write_manifest(artifacts_dir, files, model_name=ARCH, arch=ARCH, image_size=IMAGE_SIZE,
                        crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
 
@@ -232,6 +250,7 @@ class Classifier(ModelHandler):
     def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
         torch.set_num_threads(self.own.torch_threads)
         self.max_pixels = settings.max_pixels
+        self.batch_size, self.batch_workers = max(1, settings.batch_size), max(1, settings.batch_workers)
         backend = self.own.model_backend
         self.labels = json.loads((artifacts_dir / LABELS).read_text())
         if backend in ("auto", "aoti"):
@@ -272,12 +291,35 @@ class Classifier(ModelHandler):
                 "torch_threads": torch.get_num_threads()}
 
     def warmup(self) -> None:
-        # one pass at batch 1 pays the one-time set-up (~7-12 ms: oneDNN
-        # primitives, thread pool). A first pass at another batch size costs at
-        # most ~25-35 ms more than later ones (batch 8), while a warm-up pass at
-        # batch 8 would add ~200 ms to every cold start: measured, not worth it.
+        # The first forward pass at each batch size sets up that shape's oneDNN
+        # primitives: with the frozen package 10-30 ms of CPU more than later
+        # passes at batch 2, 4, 6, 7 and 8 (docs/benchmarks.md), a cost the
+        # batcher would otherwise hand to the first requests that form such a
+        # batch. So every size the batcher can form (1..BATCH_SIZE) is run once,
+        # before ready, spread over BATCH_WORKERS threads (the set-up is shared
+        # by the package's model instances, and the passes free the GIL).
+        import threading
+
         image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-        self.predict([image])
+        self.predict([image])  # batch 1 first: one-time set-up (thread pool, allocator)
+        sizes = list(range(self.batch_size, 1, -1))
+        lanes = [sizes[k::self.batch_workers] for k in range(self.batch_workers)]
+        errors: list = []
+
+        def run(lane):
+            try:
+                for size in lane:
+                    self.predict([image] * size)
+            except Exception as exc:  # surfaced below: a failed warm-up fails start-up
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(lane,), daemon=True) for lane in lanes if lane]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
 
     # -- per request -----------------------------------------------------
     def preprocess(self, request):

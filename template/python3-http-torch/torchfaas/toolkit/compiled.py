@@ -145,7 +145,38 @@ def compile_package(module: torch.nn.Module, example: torch.Tensor, package_path
     # under the real name (the file name also names the package's root folder)
     with tempfile.TemporaryDirectory(dir=package_path.parent, prefix=".compiling-") as tmp:
         staged = Path(tmp) / package_path.name
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(staged),
-                                                 inductor_configs=dict(inductor_configs or {}))
+        # Inductor freezes (folds the weights in as constants and prepacks the
+        # convolutions for oneDNN) only when grad is off: with grad enabled
+        # {"freezing": True} is silently ignored (prepacked_calls() checks it)
+        with torch.no_grad():
+            torch._inductor.aoti_compile_and_package(exported, package_path=str(staged),
+                                                     inductor_configs=dict(inductor_configs or {}))
         staged.replace(package_path)
     return package_path
+
+
+def wrapper_calls(path: str | os.PathLike) -> dict[str, int]:
+    """How often the package's generated C++ wrapper calls each ATen/oneDNN op.
+
+    e.g. {"aoti_torch_cpu_convolution": 49} for an unfrozen model, or the
+    prepacked oneDNN calls (`mkldnn__convolution_pointwise...`) of a frozen one.
+    """
+    import collections
+    import re
+
+    calls: collections.Counter = collections.Counter()
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith(".wrapper.cpp") or name.endswith("wrapper.cpp"):
+                text = archive.read(name).decode("utf-8", "replace")
+                calls.update(re.findall(r"\baoti_torch_cpu_[A-Za-z0-9_]+", text))
+    return dict(calls)
+
+
+def prepacked_calls(path: str | os.PathLike) -> tuple[int, int]:
+    """(prepacked oneDNN convolution calls, plain ATen convolution calls) in a package."""
+    calls = wrapper_calls(path)
+    packed = sum(n for op, n in calls.items() if "mkldnn" in op and "conv" in op)
+    plain = sum(n for op, n in calls.items() if op in ("aoti_torch_cpu_convolution",
+                                                       "aoti_torch_cpu_convolution_out"))
+    return packed, plain

@@ -1,0 +1,68 @@
+"""The compiled package is frozen: its convolutions are prepacked oneDNN ones.
+
+Inductor applies `freezing` only under `torch.no_grad()`; with grad enabled the
+option is ignored without a word and the package calls the plain ATen
+convolution 49 times, 1.5-2x slower (docs/benchmarks.md). These tests read the
+generated C++ wrapper inside the .pt2 zip, so they fail if freezing silently
+stops applying, whatever the timing noise.
+"""
+import json
+
+import pytest
+import torch
+from torchfaas.toolkit.compiled import prepacked_calls, wrapper_calls
+
+# EfficientNet-Lite0: stem + 16 blocks (1 with 2 convs, 15 with 3) + head
+CONVOLUTIONS = 49
+
+
+def test_served_package_calls_only_prepacked_convolutions(artifacts):
+    calls = wrapper_calls(artifacts / "model.pt2")
+    packed, plain = prepacked_calls(artifacts / "model.pt2")
+    assert plain == 0, calls
+    assert packed == CONVOLUTIONS, calls
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    assert manifest["aoti_prepacked_convolutions"] == CONVOLUTIONS
+
+
+def test_recipe_asks_for_freezing(classifier_module):
+    assert classifier_module.AOTI_CONFIGS.get("freezing") is True
+
+
+def test_prepare_refuses_an_unfrozen_package(classifier_module, tmp_path):
+    # what compile_package produced before it compiled under no_grad: an option
+    # ignored, a package that works and is slow. check_frozen must say no.
+    import zipfile
+
+    unfrozen = tmp_path / "model.pt2"
+    with zipfile.ZipFile(unfrozen, "w") as archive:
+        archive.writestr("model/data/aotinductor/model/x.wrapper.cpp",
+                         "aoti_torch_cpu_convolution(a);\n" * CONVOLUTIONS)
+    assert prepacked_calls(unfrozen) == (0, CONVOLUTIONS)
+    with pytest.raises(RuntimeError, match="not frozen"):
+        classifier_module.check_frozen(unfrozen)
+
+
+def test_warmup_runs_every_batch_size_the_batcher_can_form(classifier_module, aoti_handler, monkeypatch):
+    seen = []
+    original = aoti_handler.predict
+
+    def predict(items):
+        seen.append(len(items))
+        return original(items)
+
+    monkeypatch.setattr(aoti_handler, "predict", predict)
+    aoti_handler.warmup()
+    assert sorted(seen) == list(range(1, aoti_handler.batch_size + 1))
+    assert seen[0] == 1
+
+
+def test_frozen_answers_match_eager_within_tolerance(classifier_module, aoti_handler, eager_handler):
+    # real photos, batch of all of them: the frozen graph keeps the eager answers
+    from photos import PHOTOS
+    from torchfaas.toolkit import open_image
+
+    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]
+    frozen, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
+    assert torch.equal(frozen.argmax(-1), eager.argmax(-1))
+    assert float((frozen - eager).abs().max()) <= 1e-5
