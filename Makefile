@@ -15,7 +15,7 @@ FAAS_CLI ?= faas-cli
 # minus the watchdog
 RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
 
-.PHONY: install run test shrinkwrap build deploy clean slo load capacity demo bench
+.PHONY: install run test shrinkwrap build deploy clean slo load capacity demo bench compare review
 
 install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
@@ -80,8 +80,20 @@ bench: install
 slo:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
-	LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" SLO_TAGS="$(SLO_TAGS)" \
-		$(VENV)/bin/torchfaas-slo slo/features
+	@LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" SLO_TAGS="$(SLO_TAGS)" \
+		SLO_HTML="$(SLO_HTML)" $(VENV)/bin/torchfaas-slo slo/features
+
+# make compare BASELINE=<model_version> CANDIDATE=<model_version> [LOG_FILE=... | LOKI_URL=...]
+# [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare, thresholds
+# in the feature text) over the same window; exit 0 promote, 1 hold, 2 cannot judge.
+# report.md, report.json, report.html in COMPARE_REPORT (default reports/compare).
+COMPARE_REPORT ?= reports/compare
+compare:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
+	@LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
+		COMPARE_BASELINE="$(BASELINE)" COMPARE_CANDIDATE="$(CANDIDATE)" COMPARE_REPORT="$(COMPARE_REPORT)" \
+		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare slo/compare
 
 # -- load (load/): Locust profiles, capacity finder, the demo ------------------
 # HOST=http://... targets a running function or the gateway

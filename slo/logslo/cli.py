@@ -12,12 +12,21 @@ Every flag has an environment variable (the flag wins): LOKI_URL, LOG_FILE, SLO_
 SLO_REPORT, SLO_TAGS; LOKI_TIMEOUT, LOKI_TENANT, LOKI_USERNAME, LOKI_PASSWORD and
 LOKI_TOKEN are read from the environment only (secrets stay out of the command line).
 
-Commands are looked up in COMMANDS, so another one (e.g. `compare`) sits beside `check`.
+`compare` judges a candidate model version against a baseline (see compare.py):
+
+    torchfaas-slo compare [FEATURES ...] --baseline V --candidate V [--log-file F | --loki-url URL]
+                          [--at T] [--report-dir DIR] [--tags EXPR]
+
+exit 0 promote, 1 hold, 2 cannot judge (too few requests, no data, Loki failing,
+a missing/empty/unreadable log, a usage error).
+
+Commands are looked up in COMMANDS.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -76,7 +85,87 @@ def check(argv: list, environ=None) -> int:
     return run(features, env=env, tags=tags.strip() or None, behave_args=behave_args)
 
 
-COMMANDS = {"check": check}
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} compare",
+        description="Judge a candidate model version against a baseline over the same window, from the same "
+                    "log or Loki, with the comparison contracts (Gherkin .feature files). Exit 0 promote, "
+                    "1 hold, 2 cannot judge.",
+        epilog="Arguments after `--` go to behave unchanged.")
+    parser.add_argument("features", nargs="*", metavar="FEATURES",
+                        help="comparison contracts: folders or .feature files (default: ./compare)")
+    parser.add_argument("--baseline", metavar="VERSION", help="the baseline's model_version (env COMPARE_BASELINE)")
+    parser.add_argument("--candidate", metavar="VERSION", help="the candidate's model_version (env COMPARE_CANDIDATE)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--loki-url", metavar="URL", help="query this Loki over HTTP (env LOKI_URL)")
+    source.add_argument("--log-file", metavar="FILE", help="a JSONL log (env LOG_FILE; used when LOKI_URL is unset)")
+    parser.add_argument("--at", metavar="UNIX_SECONDS", help="evaluation time (env SLO_AT; default now)")
+    parser.add_argument("--report-dir", metavar="DIR",
+                        help="write report.md, report.json, report.html here (env COMPARE_REPORT; default reports/compare)")
+    parser.add_argument("--tags", metavar="EXPR", help="behave tag expression (env SLO_TAGS)")
+    return parser
+
+
+def compare(argv: list, environ=None) -> int:
+    argv, behave_args = _split(argv)
+    args = compare_parser().parse_args(argv)
+    env = _source_env(args, environ)
+    for flag, name in ((args.baseline, "COMPARE_BASELINE"), (args.candidate, "COMPARE_CANDIDATE"),
+                       (args.report_dir, "COMPARE_REPORT")):
+        if flag:
+            env[name] = flag
+    env.setdefault("COMPARE_REPORT", "reports/compare")
+    env["COMPARE_REPORT"] = env["COMPARE_REPORT"] or "reports/compare"
+    missing = [name for name in ("COMPARE_BASELINE", "COMPARE_CANDIDATE") if not env.get(name)]
+    if missing:
+        print(f"{PROG} compare: set {' and '.join(missing)} (--baseline/--candidate: the two model versions)",
+              file=sys.stderr)
+        return 2
+    if env["COMPARE_BASELINE"] == env["COMPARE_CANDIDATE"]:
+        print(f"{PROG} compare: the baseline and the candidate are the same version", file=sys.stderr)
+        return 2
+    features = args.features or ["compare"]
+    nowhere = [path for path in features if not os.path.exists(path)]
+    if nowhere:
+        print(f"{PROG} compare: no features folder or file {', '.join(map(repr, nowhere))}", file=sys.stderr)
+        return 2
+    from . import settings
+    try:
+        settings.check(env)
+    except settings.SettingsError as err:
+        print(f"{PROG} compare: {err}", file=sys.stderr)
+        return 2
+    from . import compare as comparing
+    from .runner import run
+    report_json = os.path.join(env["COMPARE_REPORT"], "report.json")
+    if os.path.exists(report_json):
+        os.remove(report_json)  # a stale verdict must never decide this run's exit code
+    tags = args.tags if args.tags is not None else env.get("SLO_TAGS", "")
+    code = run(features, env=env, tags=tags.strip() or None, behave_args=behave_args,
+               hooks_class=comparing.CompareHooks, register_steps=comparing.register)
+    try:
+        with open(report_json, encoding="utf-8") as handle:
+            verdict = json.load(handle)["verdict"]
+    except (OSError, ValueError, KeyError):
+        print(f"{PROG} compare: no verdict (behave exit {code}); see the output above", file=sys.stderr)
+        return 2
+    return comparing.EXIT_CODES[verdict]
+
+
+def _source_env(args, environ) -> dict:
+    env = dict(os.environ if environ is None else environ)
+    if args.loki_url:
+        env["LOKI_URL"] = args.loki_url
+        env.pop("LOG_FILE", None)
+    if args.log_file:
+        env["LOG_FILE"] = args.log_file
+        env.pop("LOKI_URL", None)
+    if args.at is not None:
+        env["SLO_AT"] = args.at
+    return env
+
+
+COMMANDS = {"check": check, "compare": compare}
 
 
 def main(argv=None) -> int:

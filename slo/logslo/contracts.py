@@ -38,6 +38,8 @@ class ContractResult:
     def _miss(self) -> str:
         over = self.measured - self.bound
         side = "above" if over > 0 else "below"
+        if self.unit in ("points", "x%"):  # already a difference: say it plainly
+            return f"{fmt(abs(over), self.unit).lstrip('+')} {side} the bound"
         relative = f" ({abs(over) / abs(self.bound):.0%})" if self.bound else ""
         return f"{fmt(abs(over), self.unit)}{relative} {side} the bound"
 
@@ -65,6 +67,10 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.1f}".rstrip("0").rstrip(".") + " ms"
     if unit == "requests":
         return f"{value:.0f} requests"
+    if unit == "points":  # a difference of two ratios, in percentage points
+        return f"{value * 100:+.3g} points" if value else "0 points"
+    if unit == "x%":  # a relative change
+        return f"{value * 100:+.3g}%" if value else "0%"
     return f"{value:.4g}"
 
 

@@ -41,6 +41,14 @@ def latency_quantile(function: str, phi: float, window_s: int, by: tuple = ()) -
     )
 
 
+def status_ratio(function: str, window_s: int, low: int, high: int | None = None, by: tuple | None = None) -> Divide:
+    """Share of requests answered with a status in [low, high) (high None: no upper end)."""
+    filters = [LabelFilter("status", ">=", low)] + ([LabelFilter("status", "<", high)] if high else [])
+    some = RangeAggregation("count_over_time", inference_logs(function, *filters, keep=by), window_s)
+    everything = RangeAggregation("count_over_time", inference_logs(function, keep=by), window_s)
+    return Divide(Sum(some, by), Sum(everything, by))
+
+
 def error_ratio_5xx(function: str, window_s: int, by: tuple | None = None) -> Divide:
     """Share of requests answered 5xx. A group with no 5xx is absent from the answer (0)."""
     faults = RangeAggregation("count_over_time",
@@ -49,12 +57,13 @@ def error_ratio_5xx(function: str, window_s: int, by: tuple | None = None) -> Di
     return Divide(Sum(faults, by), Sum(everything, by))
 
 
-def class_share(function: str, window_s: int, offset_s: int = 0) -> Divide:
-    """Share of successful predictions whose top-1 class is each class."""
-    ok = LabelFilter("status", "=", 200)
-    per_class = Sum(RangeAggregation("count_over_time", inference_logs(function, ok, keep=("top1_class",)),
+def class_share(function: str, window_s: int, offset_s: int = 0, version: str | None = None) -> Divide:
+    """Share of successful predictions whose top-1 class is each class (of one model
+    version when `version` is given)."""
+    ok = [LabelFilter("status", "=", 200)] + ([LabelFilter(VERSION, "=", version)] if version is not None else [])
+    per_class = Sum(RangeAggregation("count_over_time", inference_logs(function, *ok, keep=("top1_class",)),
                                      window_s, offset_s=offset_s), ("top1_class",))
-    total = Sum(RangeAggregation("count_over_time", inference_logs(function, ok), window_s, offset_s=offset_s))
+    total = Sum(RangeAggregation("count_over_time", inference_logs(function, *ok), window_s, offset_s=offset_s))
     return Divide(per_class, total, on_nothing_group_left=True)
 
 

@@ -41,12 +41,13 @@ class SloRunner(Runner):
         self.path_manager.add(base_dir)  # a team's own step files may import helpers beside them
 
     def load_hooks(self, filename=None):
-        self.hooks.update(hooks.Hooks(getattr(self.config, "slo_env", None)).as_dict())
+        hooks_class = getattr(self.config, "slo_hooks", None) or hooks.Hooks
+        self.hooks.update(hooks_class(getattr(self.config, "slo_env", None)).as_dict())
 
     def load_step_definitions(self, extra_step_paths=None):
         if self.step_registry is None:
             self.step_registry = the_step_registry  # what run_model() would pick
-        steps.register(self.step_registry)
+        (getattr(self.config, "slo_steps", None) or steps.register)(self.step_registry)
         own = os.path.join(self.base_dir, self.config.steps_dir)
         if os.path.isdir(own):
             super().load_step_definitions(extra_step_paths)
@@ -55,7 +56,8 @@ class SloRunner(Runner):
             load_step_modules(list(extra_step_paths))
 
 
-def run(paths: list, env: dict | None = None, tags: str | None = None, behave_args: list = ()) -> int:
+def run(paths: list, env: dict | None = None, tags: str | None = None, behave_args: list = (),
+        hooks_class=None, register_steps=None) -> int:
     """behave over `paths` (folders or .feature files); 0 when every contract holds.
 
     `env` is what the hooks read (LOKI_URL, LOG_FILE, SLO_AT, SLO_REPORT, LOKI_*).
@@ -72,4 +74,6 @@ def run(paths: list, env: dict | None = None, tags: str | None = None, behave_ar
         print(f"ConfigError: {err}")
         return 1
     config.slo_env = env
+    config.slo_hooks = hooks_class  # None: the SLO check's (hooks.Hooks)
+    config.slo_steps = register_steps  # None: steps.register
     return run_behave(config, runner_class=SloRunner)
