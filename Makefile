@@ -77,6 +77,8 @@ bench: install
 # against Loki (LOKI_URL) or a JSONL log (LOG_FILE), at SLO_AT (unix seconds, default now);
 # JSON report to SLO_REPORT; SLO_TAGS filters scenarios (e.g. SLO_TAGS="not @production-mix").
 # Needs only the slo package (behave), not torch: a venv with just `pip install ./slo` runs it.
+# HTML report (verdicts + inline SVG charts) to SLO_HTML (default reports/slo/report.html).
+SLO_HTML ?= reports/slo/report.html
 slo:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo

@@ -50,6 +50,8 @@ def check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", metavar="PATH", help="write the JSON report here (env SLO_REPORT)")
     parser.add_argument("--tags", metavar="EXPR",
                         help='behave tag expression, e.g. "not @production-mix" (env SLO_TAGS)')
+    parser.add_argument("--html", metavar="PATH",
+                        help="write the self-contained HTML report (charts, verdicts) here (env SLO_HTML)")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
@@ -69,6 +71,8 @@ def check(argv: list, environ=None) -> int:
         env["SLO_AT"] = args.at
     if args.report is not None:
         env["SLO_REPORT"] = args.report
+    if args.html is not None:
+        env["SLO_HTML"] = args.html
     tags = args.tags if args.tags is not None else env.get("SLO_TAGS", "")
     features = args.features or ["features"]
     missing = [path for path in features if not os.path.exists(path)]

@@ -62,9 +62,28 @@ class Hooks:
         if path:
             report.write_json(path, report.as_json(results, source, at, context.slo_errors))
             print(f"JSON report written to {path}", file=out)
+        page = self._env().get("SLO_HTML")
+        if page and context.slo is not None:
+            self._write_html(context, page, results, source, at, out)
         if context.slo is None:
             # No scenario ran; make sure the exit code still says "not OK".
             sys.exit(2)
+
+    def _write_html(self, context, page, results, source, at, out):
+        """The HTML report (SLO_HTML): verdicts and charts over the last SLO_HTML_WINDOW
+        seconds (default 1 hour) of the function the contracts name."""
+        from . import html, timeline
+        document = report.as_json(results, source, at, context.slo_errors)
+        function = getattr(context, "function", None) or self._env().get("SLO_FUNCTION", "classifier")
+        try:
+            window = int(self._env().get("SLO_HTML_WINDOW") or 3600)
+            document["timeline"] = timeline.slo_charts(context.slo.backend, function, at, window, results)
+        except Exception as err:  # the charts are a view: the verdicts above still stand
+            document["errors"] = document["errors"] + [f"charts not drawn: {type(err).__name__}: {err}"]
+        os.makedirs(os.path.dirname(os.path.abspath(page)), exist_ok=True)
+        with open(page, "w", encoding="utf-8") as handle:
+            handle.write(html.slo_page(document))
+        print(f"HTML report written to {page}", file=out)
 
     def _env(self):
         return os.environ if self.env is None else self.env

@@ -86,7 +86,7 @@ def line_chart(name: str, title: str, series: dict, unit: str = "ms", hlines=(),
     parts.append(f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#999"/>')
     for value, label in hlines:
         parts.append(f'<line class="slo-line" x1="{left}" y1="{y(value):.1f}" x2="{left + w}" y2="{y(value):.1f}" '
-                     f'stroke="#d62728" stroke-dasharray="6 4"/><text x="{left + w + 6}" y="{y(value) + 4:.1f}" '
+                     f'stroke="#d62728" stroke-dasharray="6 4"/><text x="{left + 6}" y="{y(value) - 5:.1f}" '
                      f'font-size="11" fill="#d62728">{_e(label)}</text>')
     legend_y = top + 10
     for i, (label, values) in enumerate(series.items()):

@@ -41,3 +41,31 @@ def latency_timeline(backend, function: str, at: float, window_s: int, phis=(0.5
         out[f"p{phi * 100:g}_ms"] = {version: [(t, value) for t, value in points if t <= at]
                                      for version, points in sorted(_by_version(matrix).items())}
     return out
+
+
+def version_figures(backend, function: str, at: float, window_s: int) -> dict:
+    """{version: {"requests", "ratio_5xx", "class_shares"}} over the window, for the charts."""
+    from .vectors import by_label
+    v = (queries.VERSION,)
+    counts = by_label(backend.instant(queries.requests(function, window_s, by=v), at), queries.VERSION)
+    ratio = by_label(backend.instant(queries.error_ratio_5xx(function, window_s, by=v), at), queries.VERSION)
+    out = {}
+    for version in sorted(counts):
+        shares = by_label(backend.instant(queries.class_share(function, window_s, version=version), at), "top1_class")
+        out[version] = {"requests": counts[version], "ratio_5xx": ratio.get(version, 0.0),
+                        "class_shares": dict(sorted(shares.items(), key=lambda kv: (-kv[1], kv[0])))}
+    return out
+
+
+def slo_charts(backend, function: str, at: float, window_s: int, results: list) -> dict:
+    """What slo_page draws beside the verdict table: the bounds come from the contracts run."""
+    chart = latency_timeline(backend, function, at, window_s, phis=(0.99,))
+    chart["figures"] = version_figures(backend, function, at, window_s)
+    for r in results:
+        if r.unit == "ms" and r.contract.startswith("p99 latency"):
+            chart["slo_p99_ms"] = r.bound
+        elif r.contract.startswith("5xx ratio"):
+            chart["slo_5xx_ratio"] = r.bound
+        elif "(PSI)" in r.contract:
+            chart["psi"], chart["psi_bound"] = r.measured, r.bound
+    return chart
