@@ -1,10 +1,62 @@
+"""Fixtures every suite shares: function builds and the one way to start a function process."""
+from pathlib import Path
+
 import pytest
-from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
+from localrun import CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
+from support.function_process import TEST_FUNCTIONS, FunctionProcess
 
 
 @pytest.fixture(scope="session")
-def classifier_build(tmp_path_factory):
+def build(tmp_path_factory):
+    """build(name) -> the folder faas-cli would build for TEST_FUNCTIONS[name] (once per session).
+
+    The classifier's build-time artifacts are prepared into artifacts/classifier
+    (as `make install` does) the first time it is asked for.
+    """
+    builds: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in builds:
+            folder = shrinkwrap(TEST_FUNCTIONS[name], tmp_path_factory.mktemp("build") / name)
+            if name == "classifier":
+                prepare_artifacts(folder, CLASSIFIER_ARTIFACTS)
+            builds[name] = folder
+        return builds[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def classifier_build(build):
     """build/classifier as faas-cli lays it out, with its build-time artifacts (one per session)."""
-    build = shrinkwrap(CLASSIFIER, tmp_path_factory.mktemp("build") / "classifier")
-    prepare_artifacts(build, CLASSIFIER_ARTIFACTS)
-    return build
+    return build("classifier")
+
+
+@pytest.fixture(scope="module")
+def function_process(build):
+    """function_process(function="classifier", env=None, ...) -> a started FunctionProcess.
+
+    `function` names a TEST_FUNCTIONS entry (built once per session) or is a build
+    folder. The classifier serves artifacts/classifier unless `env` sets ARTIFACTS_DIR.
+    `start=False` returns it unstarted (call `.start()`), `wait_ready=False` returns
+    as soon as it runs, `prefix` is a command to run it under. Every process is
+    stopped when the module ends, or at the end of a `with` block:
+
+        with function_process("standin", env={"SLOW_PREDICT_S": "1"}) as fn: ...
+    """
+    processes: list[FunctionProcess] = []
+
+    def launch(function: str | Path = "classifier", env: dict | None = None, *,
+              function_name: str | None = None, start: bool = True, wait_ready: bool = True,
+              timeout: float = 90, prefix: tuple = ()) -> FunctionProcess:
+        is_name = isinstance(function, str)
+        folder = build(function) if is_name else Path(function)
+        defaults = {"ARTIFACTS_DIR": str(CLASSIFIER_ARTIFACTS)} if function == "classifier" else {}
+        fn = FunctionProcess(folder, env={**defaults, **(env or {})},
+                             function_name=function_name or (function if is_name else "classifier"))
+        processes.append(fn)
+        return fn.start(wait_ready=wait_ready, timeout=timeout, prefix=prefix) if start else fn
+
+    yield launch
+    for fn in processes:
+        fn.stop()

@@ -1,43 +1,40 @@
-"""Cold start, readiness, SIGTERM draining and start-up failure, on real processes."""
-import json
-import shutil
+"""What a real process shows of the lifecycle: it listens (and says 503) while the
+model loads, SIGTERM drains and exits 0, and stdout stays JSON whatever libraries print.
+
+(Readiness and drain states, the 503 bodies and start-up failures' log lines
+are tested in-process: tests/inprocess/test_lifecycle.py.)
+"""
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from support.function_process import CLASSIFIER_ARTIFACTS, FunctionProcess, shrinkwrap
-
-HANDLERS = Path(__file__).parent / "handlers"
 
 
-@pytest.fixture(scope="module")
-def slow_build(tmp_path_factory):
-    return shrinkwrap(HANDLERS / "slow", tmp_path_factory.mktemp("slow") / "build")
-
-
-def test_ready_only_after_model_is_loaded(slow_build):
-    fn = FunctionProcess(slow_build, env={"SLOW_LOAD_S": "1.5"}).start(wait_ready=False)
+def test_ready_only_after_model_is_loaded(function_process):
+    fn = function_process("standin", env={"SLOW_LOAD_S": "1.5"}, wait_ready=False)
     try:
-        seen = []
+        seen, while_loading = [], None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and 200 not in seen:
             try:
                 seen.append(requests.get(fn.url + "/ready", timeout=2).status_code)
+                if seen == [503]:  # listening while the model loads: requests are answered
+                    while_loading = fn.post(b"x")
             except requests.ConnectionError:
                 pass
             time.sleep(0.05)
         assert seen[0] == 503 and seen[-1] == 200
+        assert while_loading.status_code == 503 and while_loading.json()["error"]["code"] == "not_ready"
         loaded_at = fn.events("model_loaded")[0]
         assert loaded_at["load_ms"] >= 1500
     finally:
         fn.stop()
 
 
-def test_sigterm_during_a_request_completes_it_and_exits_zero(slow_build):
-    fn = FunctionProcess(slow_build, env={"SLOW_PREDICT_S": "1", "DRAIN_SECONDS": "0.5"}).start()
+def test_sigterm_during_a_request_completes_it_and_exits_zero(function_process):
+    fn = function_process("standin", env={"SLOW_PREDICT_S": "1", "DRAIN_SECONDS": "0.5"})
     result = {}
 
     def slow_request():
@@ -63,30 +60,8 @@ def test_sigterm_during_a_request_completes_it_and_exits_zero(slow_build):
         requests.get(fn.url + "/ready", timeout=2)
 
 
-def classifier_with(artifacts: Path, classifier_build) -> FunctionProcess:
-    return FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(artifacts)}).start(wait_ready=False)
-
-
-@pytest.mark.parametrize("damage", ["missing", "tampered"])
-def test_bad_artifact_fails_start_up(tmp_path, classifier_build, damage):
-    artifacts = tmp_path / "artifacts"
-    shutil.copytree(CLASSIFIER_ARTIFACTS, artifacts)
-    if damage == "missing":
-        (artifacts / "weights.pt").unlink()
-    else:
-        labels = json.loads((artifacts / "labels.json").read_text())
-        labels[0] = "something else"
-        (artifacts / "labels.json").write_text(json.dumps(labels))
-    fn = classifier_with(artifacts, classifier_build)
-    assert fn.wait_exit(60) == 1
-    failed = fn.events("startup_failed")
-    assert len(failed) == 1 and failed[0]["level"] == "ERROR"
-    assert ("missing artifact" if damage == "missing" else "sha256") in failed[0]["error_message"]
-    assert not fn.events("model_loaded")
-
-
-def test_libraries_that_print_cannot_corrupt_stdout(slow_build):
-    with FunctionProcess(slow_build, env={"NOISY_LOAD": "1"}) as fn:
+def test_libraries_that_print_cannot_corrupt_stdout(function_process):
+    with function_process("standin", env={"NOISY_LOAD": "1"}) as fn:
         assert fn.post(b"x").status_code == 200
         fn.wait_for_lines("inference", 1)
     lines = fn.lines()  # every stdout line parses as JSON

@@ -1,18 +1,13 @@
 """The template as faas-cli uses it, and the process as the image's last stage runs it."""
-import json
 import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
-from support.function_process import (CLASSIFIER, CLASSIFIER_ARTIFACTS, TEMPLATE, FunctionProcess,
-                                      prepare_artifacts, shrinkwrap)
-
-HANDLERS = Path(__file__).parent / "handlers"
+from localrun import CLASSIFIER, TEMPLATE, shrinkwrap
 
 
 def ship_stage_env() -> dict:
@@ -46,11 +41,20 @@ def test_watchdog_environment_keeps_the_log_contract():
     assert "python -m torchfaas.prepare" in dockerfile
 
 
-def test_index_py_runs_as_the_ship_stage_runs_it(classifier_build):
-    env = {k: v for k, v in ship_stage_env().items() if k not in ("PORT", "HOME", "TMPDIR", "DRAIN_SECONDS")}
-    env["ARTIFACTS_DIR"] = str(CLASSIFIER_ARTIFACTS)
-    with FunctionProcess(classifier_build, env=env) as fn:
+def test_index_py_runs_as_the_ship_stage_runs_it(function_process):
+    # the test's port, home and artifacts; a short drain
+    env = {k: v for k, v in ship_stage_env().items()
+           if k not in ("PORT", "HOME", "TMPDIR", "DRAIN_SECONDS", "ARTIFACTS_DIR")}
+    with function_process("classifier", env=env) as fn:
         assert requests.get(fn.url + "/ready", timeout=5).json() == {"status": "ready"}
+    # stdout is the log: every line JSON (json.loads raises on any stray output)
+    lines = fn.lines()
+    events = [line["event"] for line in lines]
+    assert events[:2] == ["startup", "model_loaded"] and events[-1] == "shutdown"
+    loaded = lines[1]
+    assert loaded["load_ms"] > 0 and loaded["cold_start_ms"] >= loaded["load_ms"]
+    # the start-up line shows the settings in force, the handler's defaults filled in
+    assert lines[0]["settings"]["batch_workers"] == 2 and lines[0]["function"] == "classifier"
 
 
 @pytest.mark.parametrize("function_dir", [CLASSIFIER, TEMPLATE / "function"], ids=["classifier", "skeleton"])
@@ -60,27 +64,3 @@ def test_function_tests_pass_in_the_build_layout(tmp_path, function_dir):
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "function"],
                          cwd=build, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:]
-
-
-def test_skeleton_function_serves(tmp_path):
-    build = shrinkwrap(TEMPLATE / "function", tmp_path / "build")
-    artifacts = prepare_artifacts(build, tmp_path / "artifacts")
-    with FunctionProcess(build, env={"ARTIFACTS_DIR": str(artifacts)}, function_name="myfn") as fn:
-        res = fn.post(json.dumps({"features": [1, 2, 3, 4]}).encode(), "application/json")
-        assert res.status_code == 200 and len(res.json()["scores"]) == 3
-        assert fn.post(b'{"features": []}', "application/json").json()["error"]["code"] == "invalid_input"
-        line = fn.wait_for_lines("inference", 2)[0]
-        assert line["function"] == "myfn" and line["model_name"] == "tiny-linear"
-
-
-def test_plain_python3_http_handler_keeps_working(tmp_path):
-    build = shrinkwrap(HANDLERS / "plain", tmp_path / "build")
-    with FunctionProcess(build, function_name="plain") as fn:
-        payload = bytes(range(256)) * 4  # not UTF-8: python3-http would mangle it
-        res = requests.post(fn.url + "/", data=payload, timeout=5)
-        assert res.status_code == 200 and res.content == payload
-        res = requests.put(fn.url + "/json", data=b"abc", timeout=5)
-        assert res.status_code == 201 and res.json() == {"method": "PUT", "length": 3}
-        assert requests.get(fn.url + "/text", timeout=5).text == "hello"
-        statuses = [line["status"] for line in fn.wait_for_lines("inference", 3)]
-        assert statuses == [200, 201, 200]

@@ -3,7 +3,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.function_process import CLASSIFIER_ARTIFACTS
+from localrun import CLASSIFIER_ARTIFACTS
 from support.prometheus import RULES, Prometheus
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from support.function_process import FunctionProcess
 from photos import PHOTOS, photo_bytes
+from support.function_process import FunctionProcess
 from support.prometheus import DASHBOARD
 
 PHOTO_NAMES = sorted(PHOTOS)
@@ -105,12 +105,12 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def scenario(classifier_build, metrics_artifacts, prometheus):
+def scenario(function_process, metrics_artifacts, prometheus):
     from torchfaas.metrics import LATENCY_BUCKETS as buckets
     env = {"ARTIFACTS_DIR": str(metrics_artifacts), "TENANTS": TENANTS, "TORCH_THREADS": "1",
            "BATCH_DELAY_MS": "5"}
-    v1 = FunctionProcess(classifier_build, env={**env, "MODEL_VERSION": "v1"}).start(wait_ready=False)
-    v2 = FunctionProcess(classifier_build, env={**env, "MODEL_VERSION": "v2"})
+    v1 = function_process("classifier", env={**env, "MODEL_VERSION": "v1"}, wait_ready=False)
+    v2 = function_process("classifier", env={**env, "MODEL_VERSION": "v2"}, start=False)
     started = time.monotonic()
     try:
         wait_ready(v1)

@@ -1,11 +1,9 @@
 """The function in stack.yml is annotated the way the scrape job keeps pods."""
 import re
-from pathlib import Path
 
 import yaml
+from localrun import REPO
 from support.prometheus import SCRAPE_CONFIG
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_stack_annotations_match_the_scrape_job():

@@ -1,7 +1,7 @@
 """A client that hangs up mid-request still gets exactly one log line.
 
 Three places a request can be when its client disconnects, each checked on a
-real server process with the `faults` stand-in (b"sleep:S" makes its batch take S s):
+real server process with the stand-in (b"sleep:S" makes its batch take S s):
 - inside predict() (the model is busy with it);
 - queued in the batcher behind another batch;
 - queued in waitress, waiting for a free worker thread (all WORKER_THREADS busy).
@@ -15,15 +15,13 @@ import uuid
 
 import pytest
 from faultkit import lines_for, wait_line
-from support.function_process import FunctionProcess
 
 ENV = {"WORKER_THREADS": "2", "BATCH_SIZE": "8", "BATCH_DELAY_MS": "50"}
 
 
 @pytest.fixture(scope="module")
-def fn(faults_build):
-    with FunctionProcess(faults_build, env=ENV, function_name="faults") as process:
-        yield process
+def fn(function_process):
+    return function_process("standin", env=ENV)
 
 
 def request_bytes(rid: str, body: bytes) -> bytes:

@@ -3,7 +3,7 @@ that many inference lines, with unique ids, all parseable, none split or
 interleaved, including lines over 64 KiB.
 
 stdout is read through a pipe, line by line, as the of-watchdog does
-(FunctionProcess). The `faults` stand-in adds a field of N characters for a
+(FunctionProcess). The stand-in adds a field of N characters for a
 body b"big:N"; the field mixes quotes, backslashes, newlines, tabs and non-ASCII
 so that it must be escaped, and the test compares it character for character:
 a line that was split, interleaved with another or cut would not match.
@@ -16,14 +16,9 @@ import uuid
 
 import pytest
 import requests
-from support.function_process import FunctionProcess
+from support.functions.standin.handler import blob
 
 N_REQUESTS = 400
-BLOB_UNIT = 'ab"c\\d\n\té☃ '  # as in handlers/faults/handler.py
-
-
-def blob(n: int) -> str:
-    return (BLOB_UNIT * (n // len(BLOB_UNIT) + 1))[:n]
 
 
 # (method, path, body, expected status, blob size)
@@ -40,9 +35,8 @@ KINDS = [
 
 
 @pytest.fixture(scope="module")
-def fn(faults_build):
-    with FunctionProcess(faults_build, env={"WORKER_THREADS": "16"}, function_name="faults") as process:
-        yield process
+def fn(function_process):
+    return function_process("standin", env={"WORKER_THREADS": "16"})
 
 
 def test_concurrent_mixed_traffic_gives_exactly_one_whole_line_per_request(fn):

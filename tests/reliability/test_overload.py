@@ -2,7 +2,7 @@
 for the requests that are accepted, a queue that never grows past QUEUE_SIZE, and
 one line per request.
 
-The `faults` stand-in's predict takes SLOW_PREDICT_S per batch, so capacity is
+The stand-in's predict takes SLOW_PREDICT_S per batch, so capacity is
 known: BATCH_SIZE / SLOW_PREDICT_S = 4 / 0.05 s = 80 requests/s at best. 48 clients
 send back to back (no think time) for LOAD_SECONDS.
 
@@ -19,8 +19,9 @@ import uuid
 
 import pytest
 import requests
-from faultkit import check_json_error, threads_of
-from support.function_process import FunctionProcess
+from faultkit import threads_of
+from support.contract import assert_json_error
+from support.metrics import gauge
 
 ENV = {"SLOW_PREDICT_S": "0.05", "BATCH_SIZE": "4", "BATCH_DELAY_MS": "2", "QUEUE_SIZE": "8",
        "WORKER_THREADS": "16", "RETRY_AFTER_SECONDS": "2"}
@@ -32,16 +33,8 @@ QUICK_429_P95_S = 1.0              # client-side; typically a few ms
 
 
 @pytest.fixture(scope="module")
-def fn(faults_build):
-    with FunctionProcess(faults_build, env=ENV, function_name="faults") as process:
-        yield process
-
-
-def gauge(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise KeyError(name)
+def fn(function_process):
+    return function_process("standin", env=ENV)
 
 
 def test_overload_gives_quick_429s_and_bounded_latency(fn):
@@ -59,7 +52,7 @@ def test_overload_gives_quick_429s_and_bounded_latency(fn):
                                headers={"X-Request-Id": rid, "Content-Type": "application/octet-stream"})
             elapsed = time.perf_counter() - started
             if res.status_code == 429:
-                check_json_error(res.status_code, res.headers, res.content, 429, "queue_full")
+                assert_json_error(res, 429, "queue_full")
             with lock:
                 results.append((rid, res.status_code, elapsed, res.headers.get("Retry-After")))
 

@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 import requests
-from support.function_process import FunctionProcess
 
 ENV = {"SLOW_PREDICT_S": "0.1", "BATCH_SIZE": "4", "DRAIN_SECONDS": "1.5", "WORKER_THREADS": "16"}
 
@@ -27,8 +26,8 @@ def refused(exc: Exception) -> bool:
 
 
 @pytest.mark.parametrize("keep_alive", [False, True], ids=["new-connections", "keep-alive"])
-def test_sigterm_under_load_loses_nothing_and_exits_zero(faults_build, keep_alive):
-    fn = FunctionProcess(faults_build, env=ENV, function_name="faults").start()
+def test_sigterm_under_load_loses_nothing_and_exits_zero(function_process, keep_alive):
+    fn = function_process("standin", env=ENV)
     outcomes = []  # (request id, status or exception)
     lock = threading.Lock()
     done = threading.Event()

@@ -1,9 +1,6 @@
-import importlib.util
-import os
-
 import pytest
-
-from support.function_process import CLASSIFIER, CLASSIFIER_ARTIFACTS
+from localrun import CLASSIFIER_ARTIFACTS
+from support.classifier import classifier_module as load_classifier_module
 
 
 @pytest.fixture(scope="session")
@@ -17,10 +14,7 @@ def artifacts(classifier_build):
 @pytest.fixture(scope="session")
 def classifier_module():
     """functions/classifier/handler.py as a module (the template's torchfaas is on sys.path)."""
-    spec = importlib.util.spec_from_file_location("classifier_handler_under_test", CLASSIFIER / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_classifier_module()
 
 
 def load_handler(module, artifacts_dir, backend: str):

@@ -4,7 +4,6 @@ import shutil
 
 import pytest
 import requests
-from support.function_process import FunctionProcess
 from photos import photo_bytes
 from torchfaas.toolkit import write_manifest
 
@@ -58,15 +57,15 @@ def test_unknown_backend_is_refused(make_handler, artifacts):
         make_handler(artifacts, "tensorrt")
 
 
-def test_served_process_reports_its_backend_and_answers(classifier_build, artifacts, broken_package):
-    with FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(artifacts)}) as fn:
+def test_served_process_reports_its_backend_and_answers(function_process, artifacts, broken_package):
+    with function_process("classifier", env={"ARTIFACTS_DIR": str(artifacts)}) as fn:
         loaded = fn.wait_for_lines("model_loaded", 1)[0]
         assert loaded["backend"] == "aoti"
         res = requests.post(fn.url + "/", data=photo_bytes("coffee.png"),
                             headers={"Content-Type": "image/png"}, timeout=30)
         assert res.json()["predictions"][0]["label"] == "espresso"
         assert requests.get(fn.url + "/", timeout=5).json()["backend"] == "aoti"
-    with FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(broken_package)}) as fn:
+    with function_process("classifier", env={"ARTIFACTS_DIR": str(broken_package)}) as fn:
         loaded = fn.wait_for_lines("model_loaded", 1)[0]
         assert loaded["backend"] == "eager" and loaded["fallback_reason"]
         res = requests.post(fn.url + "/", data=photo_bytes("coffee.png"),
@@ -74,9 +73,9 @@ def test_served_process_reports_its_backend_and_answers(classifier_build, artifa
         assert res.json()["predictions"][0]["label"] == "espresso"
 
 
-def test_served_process_with_aoti_required_and_a_broken_package_does_not_start(classifier_build, broken_package):
-    fn = FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(broken_package), "MODEL_BACKEND": "aoti"})
-    fn.start(wait_ready=False)
+def test_served_process_with_aoti_required_and_a_broken_package_does_not_start(function_process, broken_package):
+    fn = function_process("classifier", env={"ARTIFACTS_DIR": str(broken_package), "MODEL_BACKEND": "aoti"},
+                          wait_ready=False)
     assert fn.wait_exit(60) == 1
     assert fn.events("startup_failed")
 

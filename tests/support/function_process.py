@@ -2,7 +2,9 @@
 
 `FunctionProcess` starts `python index.py` in a build folder laid out by
 `localrun.shrinkwrap()` (load/localrun.py), reads its stdout line by line and
-stops it with a signal.
+stops it with a signal. Tests start one through the `function_process` fixture
+(tests/conftest.py), which stops it afterwards; `TEST_FUNCTIONS` are the stand-in
+functions the tests build.
 """
 import json
 import os
@@ -16,6 +18,11 @@ from pathlib import Path
 import requests
 from localrun import (CLASSIFIER, CLASSIFIER_ARTIFACTS, REPO, TEMPLATE, free_port,  # noqa: F401
                       prepare_artifacts, shrinkwrap)
+
+FUNCTIONS = Path(__file__).resolve().parent / "functions"
+# name -> function folder: the stand-ins the tests build, beside the real ones
+TEST_FUNCTIONS = {"standin": FUNCTIONS / "standin", "plain": FUNCTIONS / "plain",
+                  "classifier": CLASSIFIER, "skeleton": TEMPLATE / "function"}
 
 
 class FunctionProcess:
@@ -31,8 +38,9 @@ class FunctionProcess:
         self._reader: threading.Thread | None = None
 
     # -- process ---------------------------------------------------------
-    def start(self, wait_ready: bool = True, timeout: float = 90) -> "FunctionProcess":
-        self.proc = subprocess.Popen([sys.executable, "index.py"], cwd=self.build_dir, env=self.env,
+    def start(self, wait_ready: bool = True, timeout: float = 90, prefix: tuple = ()) -> "FunctionProcess":
+        """`prefix`: a command to run `python index.py` under (e.g. a read-only sandbox)."""
+        self.proc = subprocess.Popen([*prefix, sys.executable, "index.py"], cwd=self.build_dir, env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
@@ -63,6 +71,8 @@ class FunctionProcess:
         raise TimeoutError("function did not become ready")
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc is None:
+            return 0
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
@@ -84,7 +94,7 @@ class FunctionProcess:
                              headers={"Content-Type": content_type, **(headers or {})})
 
     def __enter__(self):
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc):
         self.stop()

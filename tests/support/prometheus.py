@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from support.function_process import free_port
+from localrun import REPO, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "loki" / "prometheus"
 RULES = PROM_DIR / "rules" / "torchfaas.rules.yml"
 RULES_TEST = PROM_DIR / "rules" / "torchfaas.rules.test.yml"

@@ -1,0 +1,166 @@
+"""GET /metrics in-process: label sets, bounded tenants, no request-shaped labels,
+and what the app's traffic puts into the series."""
+import random
+import string
+import threading
+
+from support.functions.standin.handler import StandIn
+from support.inprocess import InProcessFunction
+from support.metrics import by_name, parse_samples
+from torchfaas.identity import CurrentModel, ModelIdentity
+from torchfaas.metrics import LATENCY_BUCKETS, MAX_TENANTS, Metrics, TenantLabels
+
+
+def samples(metrics: Metrics) -> list:
+    body, content_type = metrics.render()
+    assert content_type.startswith("text/plain")
+    return parse_samples(body)
+
+
+def loaded_function(tenants: str = "acme,globex") -> InProcessFunction:
+    """A loaded function (the real runtime behind its metrics), its model named as
+    the classifier's would be."""
+    fn = InProcessFunction(StandIn(), function_name="classifier", tenants=tenants)
+    assert fn.load()
+    fn.close()  # only the metrics are used
+    fn.function.model.loaded("efficientnet-lite0", "v3", "0123456789ab")
+    return fn
+
+
+def loaded(tenants: str = "acme,globex") -> Metrics:
+    return loaded_function(tenants).metrics
+
+
+def test_tenant_mapping():
+    t = TenantLabels("Acme, globex ,,none,other,bad tenant!", "X-Tenant-Id")
+    assert t.allowed == ("acme", "globex", "badtenant")
+    assert [t.label(x) for x in (None, "", "acme", "ACME", "globex", "initech", "none")] == \
+        ["none", "none", "acme", "acme", "globex", "other", "other"]
+    assert t.from_headers({}) is None
+    assert t.from_headers({"X-Tenant-Id": "  "}) is None
+    assert t.from_headers({"X-Tenant-Id": 'Ev"il <x>\tcorp' + "z" * 100}) == ("Evilxcorp" + "z" * 100)[:64]
+    assert TenantLabels(",".join(f"t{i}" for i in range(500)), "X-Tenant-Id").allowed[-1] == f"t{MAX_TENANTS - 1}"
+    assert TenantLabels("", header="X-Team").from_headers({"X-Team": "a"}) == "a"
+
+
+def test_every_sample_carries_the_model_labels_and_nothing_unbounded():
+    m = loaded()
+    rng = random.Random(1)
+    for i in range(300):
+        tenant = "".join(rng.choices(string.ascii_letters, k=8)) if i % 3 else "acme"
+        m.observe_request(rng.choice([200, 400, 413, 429, 500, 503]), rng.random() / 2,
+                          {"tenant": tenant, "batch_size": 3, "queue_ms": 1.5, "inference_ms": 20.0,
+                           "top1_prob": 0.9, "top1_class": "tabby", "request_id": f"r{i}"})
+    all_samples = samples(m)
+    tenants = {s.labels["tenant"] for s in all_samples if "tenant" in s.labels}
+    assert tenants == {"acme", "globex", "none", "other"}
+    for s in all_samples:
+        assert (s.labels["function"], s.labels["model_name"], s.labels["model_version"]) == \
+            ("classifier", "efficientnet-lite0", "v3"), s
+        assert not {"request_id", "top1_class"} & set(s.labels)
+    names = {s.name for s in all_samples}
+    assert not [n for n in names if n.endswith("_created")]
+    info = [s for s in all_samples if s.name == "torchfaas_model_info"]
+    assert info[0].labels["artifact_hash"] == "0123456789ab" and info[0].value == 1
+    assert {"torchfaas_model_load_seconds", "torchfaas_model_warmup_seconds", "torchfaas_cold_start_seconds",
+            "torchfaas_inflight_requests"} <= names
+
+
+def test_success_series_exist_at_zero_once_loaded():
+    got = {(s.labels["tenant"], s.labels["status"], s.value) for s in samples(loaded())
+           if s.name == "torchfaas_requests_total"}
+    assert got == {(t, status, 0) for t in ("acme", "globex", "none", "other")
+                   for status in ("200", "500", "503", "504")}
+    # before load, with no pinned version, nothing is invented for "unknown"
+    unloaded = Metrics(CurrentModel(ModelIdentity("classifier")), TenantLabels("", "X-Tenant-Id"))
+    assert not [s for s in samples(unloaded) if s.name == "torchfaas_requests_total"]
+
+
+def test_latency_buckets_resolve_the_slo():
+    assert 0.25 in LATENCY_BUCKETS  # p99 <= 250 ms is read off a bucket boundary
+    assert sum(0.05 <= b <= 0.3 for b in LATENCY_BUCKETS) >= 8
+
+
+def test_inflight_and_confidence_only_for_successes():
+    m = loaded()
+    # the runtime counts requests in the app (probes excluded); the gauge reads it
+    m.runtime.enter()
+    m.observe_request(400, 0.001, {"top1_prob": 0.5})
+    m.observe_request(200, 0.05, {"top1_prob": 0.75, "batch_size": 2})
+    by_name = {}
+    for s in samples(m):
+        by_name.setdefault(s.name, []).append(s)
+    assert by_name["torchfaas_inflight_requests"][0].value == 1
+    assert by_name["torchfaas_top1_probability_count"][0].value == 1
+    assert by_name["torchfaas_top1_probability_sum"][0].value == 0.75
+
+
+# -- through the app ----------------------------------------------------------
+def counts(fn: InProcessFunction) -> dict:
+    """{(status, event, tenant): value} of torchfaas_requests_total, zero series left out."""
+    return {(s.labels["status"], s.labels["event"], s.labels["tenant"]): s.value
+            for s in fn.samples() if s.name == "torchfaas_requests_total" and s.value}
+
+
+def test_requests_are_counted_by_status_event_and_tenant(make_function):
+    fn = make_function(tenants="acme", queue_size=1, batch_size=1)
+    fn.post(b"ok", headers={"X-Tenant-Id": "ACME"})
+    fn.post(b"ok", headers={"X-Tenant-Id": "initech"})
+    fn.post(b"bad")
+    fn.post(b"preboom")
+    fn.request("PUT", "/")
+    fn.get("/")
+    for _ in range(3):  # probes and scrapes are not counted
+        fn.get("/ready"), fn.get("/metrics")
+    assert counts(fn) == {("200", "inference", "acme"): 1, ("200", "inference", "other"): 1,
+                          ("400", "inference", "none"): 1, ("500", "inference", "none"): 1,
+                          ("405", "inference", "none"): 1, ("200", "metadata", "none"): 1}
+    named = by_name(fn.samples())
+    latency = {}
+    for s in named["torchfaas_request_latency_seconds_count"]:
+        latency[s.labels["event"]] = latency.get(s.labels["event"], 0) + s.value
+    assert latency == {"inference": 5, "metadata": 1}
+    # per-request histograms: only what reached the model
+    assert named["torchfaas_batch_size_count"][0].value == 2
+    assert named["torchfaas_queue_seconds_count"][0].value == 2
+    assert named["torchfaas_inference_seconds_count"][0].value == 2
+    assert named["torchfaas_top1_probability_count"][0].value == 2
+    assert named["torchfaas_top1_probability_sum"][0].value == 2.0
+
+
+def test_state_gauges_follow_the_runtime(make_function):
+    gate, predicting = threading.Event(), threading.Event()
+    handler = StandIn(predict_gate=gate)
+    fn = make_function(handler, load=False, batch_size=1)
+    named = by_name(fn.samples())
+    assert named["torchfaas_ready"][0].value == 0
+    assert "torchfaas_model_load_seconds" not in named  # nothing loaded yet
+    assert fn.load()
+    named = by_name(fn.samples())
+    assert named["torchfaas_ready"][0].value == 1
+    assert named["torchfaas_model_info"][0].labels["model_version"] == "v-test"
+    for name in ("torchfaas_model_load_seconds", "torchfaas_model_warmup_seconds", "torchfaas_cold_start_seconds"):
+        assert named[name][0].value >= 0
+    # one request in the model, two queued behind it
+    workers = [threading.Thread(target=fn.post, args=(b"x",)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    while fn.runtime.queue_depth() < 2:
+        predicting.wait(0.01)
+    named = by_name(fn.samples())
+    assert named["torchfaas_inflight_requests"][0].value == 3
+    assert named["torchfaas_queue_depth"][0].value == 2
+    gate.set()
+    for w in workers:
+        w.join(10)
+    named = by_name(fn.samples())
+    assert named["torchfaas_inflight_requests"][0].value == 0 and named["torchfaas_queue_depth"][0].value == 0
+    fn.runtime.begin_drain()
+    assert by_name(fn.samples())["torchfaas_ready"][0].value == 0
+
+
+def test_every_series_names_the_loaded_model(standin):
+    standin.post(b"x")
+    for s in standin.samples():
+        assert (s.labels["function"], s.labels["model_name"], s.labels["model_version"]) == \
+            ("standin", "standin", "v-test"), s
