@@ -125,6 +125,12 @@ capacity: install shrinkwrap
 	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) \
 		--json reports/capacity/capacity.json $(CAPACITY_ARGS)
 
+# make review BASE=<git ref>: BASE (a git worktree) and the working tree, each built and
+# run locally under the same Locust traffic (REVIEW_USERS, REVIEW_SECONDS, REVIEW_SEED),
+# then make compare on the merged log; reports in reports/review (load/review.sh)
+review: install
+	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' MAKE='$(MAKE)' bash load/review.sh
+
 # function + short load + log summary + SLO contracts, all local (DEMO_USERS, DEMO_SECONDS)
 demo: install shrinkwrap
 	@PY=$(PY) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' MAKE='$(MAKE)' bash load/demo.sh
