@@ -41,7 +41,7 @@ def missing_tools() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def classifier_image():
+def classifier_image(tmp_path_factory):
     """The classifier built from the shrinkwrapped folder as faas-cli does: (image, build output)."""
     missing = missing_tools()
     if missing:
@@ -55,14 +55,19 @@ def classifier_image():
     fn = image_build.stack_function("classifier")
     env = {**os.environ, "REGISTRY": "localhost/torchfaas-ci", "TAG": "test"}
     image = image_build.image_name(fn, env)
-    context = image_build.shrinkwrap(fn, REPORTS / "build" / "classifier")
+    # a private build folder and log: other test runs may share this work tree
+    context = image_build.shrinkwrap(fn, tmp_path_factory.mktemp("build") / "classifier")
     dockerfile = (context / "Dockerfile").read_text()
     torch_version = next(line.split("=", 1)[1].strip() for line in dockerfile.splitlines()
                          if line.startswith("ARG TORCH_VERSION="))
-    index = image_standins.write_torch_index(torch_version)
+    with image_standins.cache_lock():
+        index = image_standins.write_torch_index(torch_version)
+    log = context.parent / "build.log"
     with image_standins.serve(index) as url:
         args = image_build.faas_cli_build_args(fn, env) + ["--build-arg", f"TORCH_INDEX_URL={url}/simple"]
-        code, output, seconds = image_build.podman_build(context, image, args, REPORTS / "build.log")
+        code, output, seconds = image_build.podman_build(context, image, args, log)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(log, REPORTS / "build.log")
     FACTS["build"] = f"{seconds:.0f} s (podman build, log in reports/image/build.log)"
     assert code == 0, "podman build failed:\n" + output[-4000:]
     size = int(image_build.image_config(image)["Size"])
