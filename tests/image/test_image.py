@@ -8,7 +8,9 @@ watchdog would start (the image's `fprocess`, `python index.py`) as the containe
 command, with the image's environment.
 """
 import json
+import re
 import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -20,7 +22,7 @@ import requests
 
 from conftest import FACTS
 from image_build import (READ_ONLY, TMP, image_config, image_env, podman_build, podman_limits,
-                         remove_container, stage_test_run)
+                         remove_container, shrinkwrap, stage_test_run)
 from image_standins import podman, podman_env, serve
 
 pytestmark = pytest.mark.image
@@ -211,3 +213,26 @@ def test_test_enabled_false_skips_the_function_tests(classifier_image, tmp_path)
         assert "TEST_ENABLED=false" in step["created_by"], step["created_by"]
     else:
         assert "skipping tests" in step["output"] and " passed" not in step["output"], step["output"]
+
+
+def test_a_failing_function_test_fails_the_build(classifier_image, tmp_path):
+    """`faas-cli new`'s skeleton function with one failing test added: the default build
+    stops at the test stage. (The classifier's requirements.txt stands in for the
+    skeleton's, so that every layer before the function's code comes from the cache.)"""
+    handler = tmp_path / "failing"
+    shutil.copytree(REPO / "template" / "python3-http-torch" / "function", handler,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(REPO / "functions" / "classifier" / "requirements.txt", handler / "requirements.txt")
+    (handler / "test_fails_on_purpose.py").write_text(
+        "def test_fails_on_purpose():\n    assert False, 'this test fails on purpose'\n")
+    context = shrinkwrap({"lang": "python3-http-torch", "handler": str(handler)}, tmp_path / "build")
+    with serve(classifier_image["index"]) as url:
+        code, output, _ = podman_build(context, None, ["--build-arg", f"TORCH_INDEX_URL={url}/simple"],
+                                       tmp_path / "build.log")
+    assert code != 0, "the build passed with a failing test"
+    step = stage_test_run(output)
+    assert not step["cached"] and "this test fails on purpose" in step["output"], step["output"][-2000:]
+    summary = [line for line in step["output"].splitlines() if " failed" in line][-1]
+    assert summary.startswith("1 failed, ") and " passed" in summary, summary  # the skeleton's own tests pass
+    after = output.split(step["step"], 1)[1]
+    assert not re.search(r"^(\[\d+/\d+\] )?STEP ", after, re.M), after[-1000:]  # nothing was built after it
