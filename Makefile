@@ -50,6 +50,14 @@ run:
 test: install
 	$(PY) -m pytest tests -q
 
+# coverage-guided fuzzing of the request path (atheris, in-process, the real classifier):
+# make fuzz [DURATION=seconds, default 600]; prints executions, coverage and crash
+# inputs, which land in tests/fuzz/crashes/ and are replayed by `make test` from then on
+.PHONY: fuzz
+fuzz: install
+	@mkdir -p reports/fuzz
+	$(PY) tests/fuzz/fuzz_request.py --seconds $(or $(DURATION),600) --work reports/fuzz
+
 build:
 	$(FAAS_CLI) build -f stack.yml
 

@@ -13,7 +13,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .batching import QueueFull
-from .errors import STATUS_CODES, ApiError, MethodNotAllowed, NotFound
+from .errors import STATUS_CODES, ApiError, BadRequest, MethodNotAllowed, NotFound
 from .logs import level_for_status
 from .model_handler import InferenceRequest
 from .request_id import request_id_from, sanitise
@@ -126,9 +126,13 @@ def create_app(runtime, events, metrics) -> Flask:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not allowed; POST an input to /",
                                    headers={"Allow": "GET, POST"})
+        try:
+            query = request.args
+        except UnicodeDecodeError:  # raw non-UTF-8 bytes in the request line (found by fuzzing)
+            raise BadRequest("query string is not valid UTF-8", code="invalid_query") from None
         inference_request = InferenceRequest(
             body=request.get_data(), content_type=request.content_type or "",
-            headers=request.headers, query=request.args, request_id=g.request_id,
+            headers=request.headers, query=query, request_id=g.request_id,
             method=request.method, path=request.path)
         body, fields = runtime.infer(inference_request,
                                      client_gone=request.environ.get("waitress.client_disconnected"),

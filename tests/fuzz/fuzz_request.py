@@ -1,0 +1,178 @@
+"""Coverage-guided fuzzing of the request path (atheris + libFuzzer), in-process.
+
+    python tests/fuzz/fuzz_request.py --seconds 60 [--work reports/fuzz] [--crashes tests/fuzz/crashes]
+
+Seeds are real photos (load/photos.py and the classifier's testdata) re-encoded
+small as JPEG, PNG and WebP, sent raw and as JSON base64, plus JSON and
+request-id/tenant/query variants (see fuzzkit.py for the input layout).
+torchfaas, the classifier's handler, PIL's image plugins, werkzeug and flask are
+instrumented for coverage; torch and numpy are not (too big to instrument and
+not the request path). RSS is sampled every 200 executions: past the warm-up it
+may grow at most FUZZ_RSS_LIMIT_MIB (default 256 MiB) or the campaign fails.
+
+Prints executions, coverage (libFuzzer's edge and feature counts, and the
+corpus it grew) and every crash input, which is written to --crashes: replayed
+by tests/fuzz/test_fuzz.py as a regression test. Exit 0 when no property broke.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def write_seeds(folder: Path) -> int:
+    """Real photos, small, in every format and encoding the harness knows."""
+    sys.path[:0] = [str(REPO / "load"), str(HERE)]
+    from fuzzkit import encode
+    from photos import PHOTOS
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = dict(PHOTOS)
+    sources.update({p.name: p for p in sorted((REPO / "functions/classifier/testdata").glob("*.jpg"))})
+    count = 0
+    for name, path in sources.items():
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        image.thumbnail((96, 96))
+        for fmt, ctype in (("JPEG", 1), ("PNG", 2), ("WEBP", 3)):
+            out = io.BytesIO()
+            image.save(out, format=fmt, quality=70) if fmt != "PNG" else image.save(out, format=fmt)
+            small = out.getvalue()
+            variants = [encode(small, content_type=ctype), encode(small, content_type=4, mode=1, query=2),
+                        encode(small, content_type=0, request_id=b"\x00gw-call-1", tenant=b"globex", query=3)]
+            if fmt == "JPEG":
+                variants.append(encode(json.dumps({"image": __import__("base64").b64encode(small).decode()})
+                                       .encode(), content_type=5, mode=2))
+            for i, data in enumerate(variants):
+                (folder / f"seed-{name}-{fmt}-{i}").write_bytes(data)
+                count += 1
+    for i, body in enumerate([b"", b"{}", b'{"image": ""}', b'{"image": "!!"}', b"[" * 50, b"\xff\xd8\xff"]):
+        (folder / f"seed-small-{i}").write_bytes(encode(body, content_type=5 if body[:1] in b"{[" else 1))
+        count += 1
+    return count
+
+
+def fuzz(argv: list[str]) -> None:
+    """Runs in the child: atheris takes over the process."""
+    import atheris
+    import numpy  # noqa: F401  not instrumented: import before the hook
+    import torch  # noqa: F401
+
+    sys.path[:0] = [str(REPO / "template/python3-http-torch"), str(HERE)]
+    with atheris.instrument_imports(include=["torchfaas", "fuzzed_classifier_handler", "PIL", "werkzeug",
+                                             "flask", "fuzzkit"]):
+        import PIL.Image
+        PIL.Image.init()  # every image plugin, imported under instrumentation
+        import fuzzkit as harness
+        target = harness.Target()
+    # the classifier module is loaded from a file: instrument its functions explicitly
+    handler_module = sys.modules["fuzzed_classifier_handler"]
+    for name in ("Classifier", "parse_topk", "to_pixels", "draft_jpeg", "center_crop_box"):
+        obj = getattr(handler_module, name)
+        if isinstance(obj, type):
+            for attr, value in list(vars(obj).items()):
+                if callable(value) and hasattr(value, "__code__"):
+                    setattr(obj, attr, atheris.instrument_func(value))
+        else:
+            setattr(handler_module, name, atheris.instrument_func(obj))
+    rss_limit_kib = int(float(os.environ.get("FUZZ_RSS_LIMIT_MIB", "256")) * 1024)
+    state = {"baseline": None}
+
+    def rss_kib() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def one_input(data: bytes):
+        harness.check(target, data)
+        n = target.executions
+        if n % 200 == 0:
+            rss = rss_kib()
+            if n == 1000:
+                state["baseline"] = rss  # after the warm-up (allocator pools, caches)
+            elif state["baseline"] is not None and rss - state["baseline"] > rss_limit_kib:
+                raise harness.PropertyViolation(
+                    f"RSS grew {(rss - state['baseline']) / 1024:.0f} MiB after warm-up")
+            if n % 20000 == 0:
+                print(f"#fuzz executions={n} rss_mib={rss / 1024:.0f}", file=sys.stderr, flush=True)
+
+    atheris.Setup([sys.argv[0], *argv], one_input)
+    atheris.Fuzz()
+
+
+STAT = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="coverage-guided fuzzing of the request path")
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--work", default=None, help="working corpus folder (default: a temporary one)")
+    parser.add_argument("--crashes", default=str(HERE / "crashes"))
+    parser.add_argument("--max-len", type=int, default=32768)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.child:
+        fuzz(rest)
+        return 0
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fuzz-"))
+    corpus, seeds = work / "corpus", work / "seeds"
+    corpus.mkdir(parents=True, exist_ok=True)
+    n_seeds = write_seeds(seeds)
+    crashes = Path(args.crashes)
+    crashes.mkdir(parents=True, exist_ok=True)
+    before = set(crashes.iterdir())
+    cmd = [sys.executable, __file__, "--child", f"-max_total_time={args.seconds}", f"-max_len={args.max_len}",
+           "-rss_limit_mb=4096", "-timeout=20", f"-artifact_prefix={crashes}/", "-print_final_stats=1",
+           str(corpus), str(seeds)]
+    print(f"fuzzing the request path for {args.seconds} s ({n_seeds} seeds, corpus {corpus})", flush=True)
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace",
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "TORCH_THREADS": "1"})
+    last, tail = None, []
+    for line in proc.stderr:
+        tail = (tail + [line.rstrip()])[-60:]
+        match = STAT.search(line)
+        if match:
+            last = match
+        if any(word in line for word in ("#fuzz", "INITED", "pulse", "DONE", "ERROR")):
+            print(line.rstrip(), flush=True)
+    code = proc.wait()
+    elapsed = time.monotonic() - started
+    new_crashes = sorted(set(crashes.iterdir()) - before)
+    stats = dict(re.findall(r"stat::(\w+):\s+(\d+)", "\n".join(tail)))
+    summary = {
+        "seconds": round(elapsed, 1),
+        "executions": int(stats.get("number_of_executed_units") or (last.group(1) if last else 0)),
+        "coverage_edges": int(last.group(2)) if last else None,
+        "coverage_features": int(last.group(3)) if last else None,
+        "corpus_inputs": int(last.group(4)) if last else None,
+        "peak_rss_mb": int(stats["peak_rss_mb"]) if "peak_rss_mb" in stats else None,
+        "crash_inputs": [str(p) for p in new_crashes],
+        "exit_code": code,
+    }
+    if summary["executions"]:
+        summary["executions_per_s"] = round(summary["executions"] / elapsed, 1)
+    if code != 0:
+        print("\n".join(tail[-40:]), file=sys.stderr)
+    for path in new_crashes:
+        print(f"crash input {path} (replayed by tests/fuzz/test_fuzz.py): {path.read_bytes()[:200]!r}")
+    print("FUZZ SUMMARY " + json.dumps(summary), flush=True)
+    return 0 if code == 0 and not new_crashes else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
