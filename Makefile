@@ -58,6 +58,15 @@ fuzz: install
 	@mkdir -p reports/fuzz
 	$(PY) tests/fuzz/fuzz_request.py --seconds $(or $(DURATION),600) --work reports/fuzz
 
+# soak: the function under steady load at ~80% of its measured capacity with ~5% bad
+# inputs; prints RSS over time, p99 per minute and lost log lines, fails if RSS grows
+# > 32 MiB after warm-up or a line is lost. make soak [DURATION=seconds, default 600]
+# [SOAK_ARGS="--rate 40 --env BATCH_SIZE=4"]; summary in reports/soak/soak.json
+.PHONY: soak
+soak: install shrinkwrap
+	$(PY) load/soak.py --build $(FN_BUILD) --artifacts $(ARTIFACTS) --duration $(or $(DURATION),600) \
+		--report-dir reports/soak $(SOAK_ARGS)
+
 build:
 	$(FAAS_CLI) build -f stack.yml
 

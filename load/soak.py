@@ -1,0 +1,278 @@
+"""Soak: steady load at ~80% of measured capacity with ~5% bad inputs, for a long time.
+
+    python load/soak.py --build build/classifier --artifacts artifacts/classifier --duration 600
+
+Starts the function (python index.py in the build folder, as `make run` does),
+measures its capacity with a short closed-loop burst (or takes --rate), then
+sends an open-loop steady stream at --load-factor (0.8) of it: real photos from
+load/traffic.py's corpus (JPEG/PNG/WebP, several sizes), and --bad-share (5%)
+client mistakes (empty, corrupt, truncated, bad topk, wrong Content-Type), each
+with its own X-Request-Id. It prints, as it goes, the function's RSS every
+--sample-s seconds and the p99 latency of every minute, and at the end:
+
+- RSS growth after warm-up: median of the last 3 samples minus the median of the
+  3 samples at the end of the warm-up (--warmup-s, default 20% of the run, at
+  least 20 s); fails above --max-rss-growth-mib (32);
+- lost log lines: requests that got an answer but have no `inference` line in the
+  function's log (and duplicated lines); fails on any;
+- 5xx answers (any is a failure: the load stays below capacity) and bad inputs
+  not answered with their 4xx.
+
+Exit 0 when every check holds, 1 otherwise. --json writes the summary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from localrun import free_port
+from traffic import Picker, RequestIds, bad_requests, build_corpus
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+
+
+class Function:
+    def __init__(self, build: Path, artifacts: Path, log_path: Path, env: dict):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w", encoding="utf-8")
+        self._err = open(log_path.with_suffix(".stderr.log"), "w", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "index.py"], cwd=build, stdout=self._log, stderr=self._err,
+            env={**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "FUNCTION_NAME": "classifier",
+                 "ARTIFACTS_DIR": str(artifacts), "DRAIN_SECONDS": "0.5", **env})
+
+    def wait_ready(self, timeout: float = 180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the function exited with {self.proc.returncode}")
+            try:
+                if requests.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the function never became ready")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self._err.close()
+        return self.proc.returncode
+
+    def lines(self) -> list[dict]:
+        out = []
+        for raw in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"event": "not_json", "raw": raw[:200]})
+        return out
+
+
+def measure_capacity(url: str, corpus, seconds: float, concurrency: int) -> float:
+    """Closed-loop throughput with `concurrency` clients: what the replica can do."""
+    picker = Picker(corpus, seed=1)
+    stop_at = time.monotonic() + seconds
+    done = [0]
+    lock = threading.Lock()
+
+    def client():
+        session = requests.Session()
+        while time.monotonic() < stop_at:
+            payload = picker.payload()
+            res = session.post(url + "/", data=payload.body, headers={"Content-Type": payload.content_type},
+                               timeout=30)
+            if res.status_code == 200:
+                with lock:
+                    done[0] += 1
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for f in [pool.submit(client) for _ in range(concurrency)]:
+            f.result()
+    return done[0] / (time.monotonic() - started)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", required=True, help="shrinkwrapped build folder (build/classifier)")
+    parser.add_argument("--artifacts", required=True)
+    parser.add_argument("--duration", type=float, default=600, help="seconds of steady load")
+    parser.add_argument("--rate", type=float, help="requests/s (default: --load-factor x measured capacity)")
+    parser.add_argument("--load-factor", type=float, default=0.8)
+    parser.add_argument("--capacity-s", type=float, default=10, help="length of the capacity burst")
+    parser.add_argument("--bad-share", type=float, default=0.05)
+    parser.add_argument("--warmup-s", type=float, help="default: 20%% of --duration, at least 20 s")
+    parser.add_argument("--sample-s", type=float, default=5)
+    parser.add_argument("--max-rss-growth-mib", type=float, default=32)
+    parser.add_argument("--report-dir", default="reports/soak")
+    parser.add_argument("--json", help="summary file (default: REPORT_DIR/soak.json)")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the function")
+    args = parser.parse_args(argv)
+    report_dir = Path(args.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    warmup_s = args.warmup_s if args.warmup_s is not None else max(20.0, 0.2 * args.duration)
+
+    corpus = build_corpus(sizes={320: 3, 640: 5})
+    bads = bad_requests(corpus)
+    fn = Function(Path(args.build).resolve(), Path(args.artifacts).resolve(), report_dir / "function.log",
+                  dict(item.split("=", 1) for item in args.env))
+    results: list[tuple] = []  # (t, rid, status or None, latency_s, expected_status)
+    rss: list[tuple[float, float]] = []
+    try:
+        fn.wait_ready()
+        if args.rate:
+            capacity, rate = None, args.rate
+        else:
+            capacity = measure_capacity(fn.url, corpus, args.capacity_s, concurrency=16)
+            rate = max(1.0, args.load_factor * capacity)
+        print(f"soak: capacity {capacity and round(capacity, 1)} req/s, steady load {rate:.1f} req/s "
+              f"for {args.duration:g} s, {args.bad_share:.0%} bad inputs, warm-up {warmup_s:g} s", flush=True)
+        ids = RequestIds("soak")
+        picker = Picker(corpus, seed=7)
+        rng = random.Random(11)
+        lock = threading.Lock()
+        local = threading.local()
+
+        def send(t_rel: float, rid: str, body: bytes, content_type: str, query: str, expected: int | None):
+            session = getattr(local, "session", None) or requests.Session()
+            local.session = session
+            started = time.perf_counter()
+            try:
+                res = session.post(fn.url + "/" + (f"?{query}" if query else ""), data=body, timeout=30,
+                                   headers={"Content-Type": content_type, "X-Request-Id": rid})
+                status = res.status_code
+            except requests.RequestException:
+                status = None
+                local.session = None
+            with lock:
+                results.append((t_rel, rid, status, time.perf_counter() - started, expected))
+
+        start = time.monotonic()
+        next_sample = 0.0
+        minute_reported = 0
+        pool = ThreadPoolExecutor(max(8, int(rate)))
+        n = 0
+        while True:
+            now = time.monotonic() - start
+            if now >= args.duration:
+                break
+            if now >= next_sample:
+                rss.append((round(now, 1), round(rss_mib(fn.proc.pid), 1)))
+                next_sample += args.sample_s
+                print(f"t={now:6.0f}s rss={rss[-1][1]:.1f} MiB sent={n}", flush=True)
+            minute = int(now // 60)
+            if minute > minute_reported:
+                with lock:
+                    lat = [r[3] for r in results if minute_reported * 60 <= r[0] < minute * 60 and r[2] == 200]
+                value = p99(lat)
+                print(f"minute {minute_reported + 1}: {len(lat)} answers, p99 "
+                      f"{value * 1000 if value else float('nan'):.0f} ms", flush=True)
+                minute_reported = minute
+            due = start + n / rate
+            if due > time.monotonic():
+                time.sleep(min(due - time.monotonic(), 0.05))
+                continue
+            if rng.random() < args.bad_share:
+                bad = rng.choice(bads)
+                item = (bad.body, bad.content_type, bad.query, bad.expected_status)
+            else:
+                payload = picker.payload()
+                item = (payload.body, payload.content_type, "", 200)
+            pool.submit(send, now, ids.next(), *item)
+            n += 1
+        pool.shutdown(wait=True)
+        rss.append((round(time.monotonic() - start, 1), round(rss_mib(fn.proc.pid), 1)))
+        with lock:
+            lat = [r[3] for r in results if r[0] >= minute_reported * 60 and r[2] == 200]
+        if lat:
+            print(f"minute {minute_reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms")
+    finally:
+        exit_code = fn.stop()
+
+    # -- the verdict ---------------------------------------------------------
+    lines = fn.lines()
+    per_id: dict[str, int] = {}
+    for line in lines:
+        if line.get("event") == "inference":
+            per_id[line.get("request_id")] = per_id.get(line.get("request_id"), 0) + 1
+    answered = [r for r in results if r[2] is not None]
+    lost = [r[1] for r in answered if per_id.get(r[1], 0) == 0]
+    duplicated = [rid for rid, count in per_id.items() if count > 1]
+    not_json = sum(1 for line in lines if line.get("event") == "not_json")
+    server_errors = [r for r in answered if r[2] >= 500]
+    # a bad input may meet a full queue first (429 is checked before preprocessing)
+    wrong_bad = [r for r in answered if r[4] != 200 and r[2] not in (r[4], 429)]
+    after = [v for t, v in rss if t >= warmup_s]
+    baseline = statistics.median(after[:3]) if after else None
+    final = statistics.median(after[-3:]) if after else None
+    growth = round(final - baseline, 1) if after else None
+    minutes = {}
+    for r in answered:
+        if r[2] == 200:
+            minutes.setdefault(int(r[0] // 60) + 1, []).append(r[3])
+    summary = {
+        "duration_s": args.duration, "capacity_rps": capacity and round(capacity, 1), "rate_rps": round(rate, 1),
+        "sent": len(results), "answered": len(answered), "no_answer": len(results) - len(answered),
+        "statuses": {str(k): v for k, v in sorted(
+            {s: sum(1 for r in answered if r[2] == s) for s in {r[2] for r in answered}}.items())},
+        "p99_ms_per_minute": {m: round(p99(v) * 1000, 1) for m, v in sorted(minutes.items())},
+        "rss_mib": rss, "rss_baseline_mib": baseline, "rss_final_mib": final, "rss_growth_mib": growth,
+        "rss_max_after_warmup_mib": max(after) if after else None,
+        "lost_lines": len(lost), "lost_examples": lost[:5], "duplicated_lines": len(duplicated),
+        "not_json_lines": not_json, "server_errors": len(server_errors), "bad_inputs_misanswered": len(wrong_bad),
+        "function_exit_code": exit_code, "shutdown_logged": any(line.get("event") == "shutdown" for line in lines),
+    }
+    failures = []
+    if growth is None or growth > args.max_rss_growth_mib:
+        failures.append(f"RSS grew {growth} MiB after warm-up (limit {args.max_rss_growth_mib:g})")
+    if lost or duplicated or not_json:
+        failures.append(f"log lines: {len(lost)} lost, {len(duplicated)} duplicated, {not_json} not JSON")
+    if server_errors:
+        failures.append(f"{len(server_errors)} answers were 5xx")
+    if wrong_bad:
+        failures.append(f"{len(wrong_bad)} bad inputs were not answered with their 4xx")
+    if exit_code != 0:
+        failures.append(f"the function exited with {exit_code}")
+    summary["failures"] = failures
+    print("SOAK SUMMARY " + json.dumps(summary), flush=True)
+    Path(args.json or report_dir / "soak.json").write_text(json.dumps(summary, indent=2))
+    for failure in failures:
+        print("FAIL: " + failure, flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
