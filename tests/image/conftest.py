@@ -16,8 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import image_build  # noqa: E402
 import image_standins  # noqa: E402
 
-# what the run measured, printed at the end of the session
-FACTS: dict[str, str] = {}
+FACTS = image_build.FACTS
 REPORTS = image_build.REPO / "reports" / "image"
 
 

@@ -23,6 +23,8 @@ import yaml
 from image_standins import podman, podman_env
 
 REPO = Path(__file__).resolve().parents[2]
+# what the image test measured, printed at the end of the session (tests/image/conftest.py)
+FACTS: dict[str, str] = {}
 # not in a clean clone; other test runs in a shared work tree may leave them behind
 _IGNORE = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc")
 

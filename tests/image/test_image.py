@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import FACTS
-from image_build import (READ_ONLY, TMP, image_config, image_env, podman_build, podman_limits,
+from image_build import (FACTS, READ_ONLY, TMP, image_config, image_env, podman_build, podman_limits,
                          remove_container, shrinkwrap, stage_test_run)
 from image_standins import podman, podman_env, serve
 
