@@ -67,8 +67,9 @@ soak: install shrinkwrap
 	$(PY) load/soak.py --build $(FN_BUILD) --artifacts $(ARTIFACTS) --duration $(or $(DURATION),600) \
 		--report-dir reports/soak $(SOAK_ARGS)
 
+# SOURCE_COMMIT: the commit the image is built from (stack.yml's build_args)
 build:
-	$(FAAS_CLI) build -f stack.yml
+	SOURCE_COMMIT=$$(git rev-parse HEAD 2>/dev/null) $(FAAS_CLI) build -f stack.yml
 
 deploy:
 	$(FAAS_CLI) deploy -f stack.yml

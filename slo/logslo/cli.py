@@ -20,6 +20,9 @@ LOKI_TOKEN are read from the environment only (secrets stay out of the command l
 exit 0 promote, 1 hold, 2 cannot judge (too few requests, no data, Loki failing,
 a missing/empty/unreadable log, a usage error).
 
+`commits` prints, as JSON, the commits (SOURCE_COMMIT of the image) each model version
+seen in the window was built from: {"sha256-...": ["0123abc..."]}.
+
 Commands are looked up in COMMANDS.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from . import __version__
@@ -169,7 +173,48 @@ def _source_env(args, environ) -> dict:
     return env
 
 
-COMMANDS = {"check": check, "compare": compare}
+def commits(argv: list, environ=None) -> int:
+    """Which commit each model version seen in the window was built from (its image's
+    SOURCE_COMMIT, in the `model_loaded` line): what the scheduled job comments on."""
+    from . import queries, settings
+    from .vectors import labels_of
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} commits", description=commits.__doc__)
+    parser.add_argument("--function", default="classifier", help="the function (stream label app)")
+    parser.add_argument("--window", type=int, default=7 * 86400, metavar="SECONDS",
+                        help="how far back to look for model_loaded lines (default 7 days)")
+    parser.add_argument("--version", help="only this model version")
+    parser.add_argument("--failed-in", metavar="REPORT",
+                        help="a check's JSON report (SLO_REPORT): only the versions its violated "
+                             "contracts name, or every version when they name none (a contract over all traffic)")
+    args = parser.parse_args(argv)
+    try:
+        slo = settings.from_env(os.environ if environ is None else environ)
+        answer = slo.backend.instant(queries.deployments(args.function, args.window), slo.at)
+    except Exception as err:  # no source, a bad log, Loki failing: cannot say
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    found = {}
+    for key in answer:
+        labels = labels_of(key)
+        version, commit = labels.get("model_version", ""), labels.get("source_commit", "")
+        if commit and (args.version is None or version == args.version):
+            found.setdefault(version, []).append(commit)
+    if args.failed_in:
+        try:
+            with open(args.failed_in, encoding="utf-8") as handle:
+                violated = [c["contract"] for c in json.load(handle)["contracts"] if not c["passed"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"{PROG}: cannot read the report {args.failed_in}: {err}", file=sys.stderr)
+            return 2
+        named = {v for v in found
+                 if any(re.search(rf"version {re.escape(v)}(?=[,\s)]|$)", name) for name in violated)}
+        found = {v: found[v] for v in named} if named else (found if violated else {})
+    print(json.dumps({version: sorted(found[version]) for version in sorted(found)}))
+    return 0
+
+
+COMMANDS = {"check": check, "compare": compare, "commits": commits}
 
 
 def main(argv=None) -> int:

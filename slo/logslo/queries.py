@@ -70,3 +70,12 @@ def class_share(function: str, window_s: int, offset_s: int = 0, version: str | 
 def mean_top1_prob(function: str, window_s: int, by: tuple = (VERSION,)) -> RangeAggregation:
     ok = inference_logs(function, LabelFilter("status", "=", 200), unwrap="top1_prob", keep=by)
     return RangeAggregation("avg_over_time", ok, window_s, by=by)
+
+
+def deployments(function: str, window_s: int) -> Sum:
+    """The function's `model_loaded` lines in the window by model version and the commit its
+    image was built from (`source_commit`): which commit each served version came from."""
+    by = (VERSION, "source_commit")
+    logs = LogQuery(stream=(("app", function),), filters=(LabelFilter("event", "=", "model_loaded"),),
+                    fields=("event",) + by)
+    return Sum(RangeAggregation("count_over_time", logs, window_s), by)

@@ -162,3 +162,14 @@ def test_a_line_with_a_huge_field_is_one_line(standin):
     [raw] = [r for r in standin.raw_lines if '"huge"' in r]
     assert len(raw.encode()) > 64 * 1024 and raw.startswith("{") and raw.endswith("}")
     assert standin.lines_for("huge")[0]["blob"] == blob(70000)
+
+
+def test_the_source_commit_is_in_get_and_the_model_loaded_line(make_function):
+    """SOURCE_COMMIT (a Dockerfile build arg): what the scheduled SLO job comments on."""
+    fn = make_function(source_commit="0123abc")
+    assert fn.get("/").json["source_commit"] == "0123abc"
+    [loaded] = [line for line in fn.lines() if line["event"] == "model_loaded"]
+    assert loaded["source_commit"] == "0123abc"
+    unknown = make_function()
+    assert unknown.get("/").json["source_commit"] is None
+    assert "source_commit" not in [line for line in unknown.lines() if line["event"] == "model_loaded"][0]

@@ -146,5 +146,6 @@ def create_app(runtime, events, metrics) -> Flask:
 
 
 def model_metadata(runtime) -> dict:
-    return {**runtime.model.identity.fields(), "ready": runtime.ready,
+    return {**runtime.model.identity.fields(), "source_commit": runtime.settings.source_commit or None,
+            "ready": runtime.ready,
             "batch_size": runtime.settings.batch_size, **runtime.handler.metadata()}

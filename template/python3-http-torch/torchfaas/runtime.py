@@ -70,7 +70,8 @@ class Runtime:
         self.load_times = {"load": load_ms / 1000, "warmup": warmup_ms / 1000, "cold_start": cold_start_s}
         if self.state == STARTING:
             self.state = READY
-        self.events.emit("model_loaded", "model loaded", load_ms=round(load_ms, 2),
+        self.events.emit("model_loaded", "model loaded", source_commit=self.settings.source_commit or None,
+                         load_ms=round(load_ms, 2),
                          warmup_ms=round(warmup_ms, 2), cold_start_ms=round(cold_start_s * 1000, 2),
                          **(self.handler.load_info() if self.is_model_handler else {}))
         return True

@@ -62,6 +62,8 @@ class Settings:
     # allow-list of tenant label values (comma-separated); see metrics.TenantLabels
     tenants: str = env("TENANTS", "", documented="empty")
     tenant_header: str = env("TENANT_HEADER", "X-Tenant-Id")
+    # the commit the image was built from (Dockerfile build arg); in GET / and model_loaded
+    source_commit: str = env("SOURCE_COMMIT", "", documented="empty")
 
     def __post_init__(self):
         if self.threads <= 0:
