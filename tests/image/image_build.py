@@ -129,7 +129,9 @@ def podman_limits(fn: dict) -> list[str]:
 
 # faas-netes with readonly_root_filesystem: read-only root, an emptyDir at /tmp only.
 # podman's --read-only adds tmpfs at /run, /tmp and /var/tmp unless told not to.
-READ_ONLY = ["--read-only", "--read-only-tmpfs=false"]
+# (Kubernetes runs probes, never the image's HEALTHCHECK: podman would try to schedule
+# it through systemd and complain on stderr where there is none.)
+READ_ONLY = ["--read-only", "--read-only-tmpfs=false", "--no-healthcheck"]
 TMP = ["--tmpfs", "/tmp:rw,mode=1777,size=512m"]
 
 
