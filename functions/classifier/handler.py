@@ -29,6 +29,7 @@ from pathlib import Path
 from torchfaas import BadRequest, ModelHandler, Settings, env
 
 BACKENDS = ("auto", "aoti", "eager")
+PRECISIONS = ("fp32", "bf16")
 
 
 def _backend(raw: str) -> str:
@@ -38,6 +39,13 @@ def _backend(raw: str) -> str:
     return backend
 
 
+def _precision(raw: str) -> str:
+    precision = raw.lower()
+    if precision not in PRECISIONS:
+        raise ValueError(f"MODEL_PRECISION must be one of {', '.join(PRECISIONS)}, not {raw!r}")
+    return precision
+
+
 @dataclass(frozen=True)
 class ClassifierSettings:
     """The classifier's own environment variables (the runtime's are in torchfaas.Settings)."""
@@ -45,12 +53,16 @@ class ClassifierSettings:
     torch_threads: int = env("TORCH_THREADS", 1, int)
     # aoti: the compiled package or fail; eager: no package; auto: package, else eager
     model_backend: str = env("MODEL_BACKEND", "auto", _backend)
+    # bf16: prepare() also builds a bf16 package (gated on its agreement with fp32),
+    # load() serves it where the CPU has native bf16, else fp32 (docs/benchmarks.md)
+    model_precision: str = env("MODEL_PRECISION", "fp32", _precision)
     # JPEGs are decoded at 1/2-1/8 scale while the crop keeps this many x 224 pixels
     jpeg_draft_margin: float = env("JPEG_DRAFT_MARGIN", 2.0, float)
     max_topk: int = env("MAX_TOPK", 20, int)
 
     def __post_init__(self):
         _backend(self.model_backend)  # set in code rather than by MODEL_BACKEND: checked too
+        _precision(self.model_precision)
 
 
 SETTINGS = ClassifierSettings()
@@ -63,17 +75,21 @@ import torch  # noqa: E402
 from torchfaas.toolkit import (MANIFEST, compile_package, CompiledModel, cpu_supports,  # noqa: E402
                                decode_rgb, image_bytes_from, open_image, package_isa,
                                portable_x86_configs, sha256_of, write_manifest)
-from torchfaas.toolkit.compiled import prepacked_calls  # noqa: E402
+from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls  # noqa: E402
 
 ARCH = "efficientnet-lite0"
 IMAGE_SIZE = 224
 CROP_PADDING = 32
 MEAN, STD = 127.0, 128.0
 WEIGHTS, LABELS, PACKAGE = "weights.pt", "labels.json", "model.pt2"
+BF16_PACKAGE = "model-bf16.pt2"
+# the bf16 package ships only if its top-1 agrees with fp32's on at least this
+# share of real photos and crops of them (gate_inputs()); measured 97.7-98%
+BF16_MIN_AGREEMENT = 0.97
 HERE = Path(__file__).resolve().parent
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
-AOTI_RECIPE = "uint8-nhwc-softmax-frozen-v2"
+AOTI_RECIPE = "uint8-nhwc-softmax-frozen-v2"  # bf16: + "-bf16" (bf16_network)
 # Inductor options for the compile: portable AVX2 code (not -march=native), ISA
 # fixed rather than probed, and frozen: the weights become constants and every
 # convolution a prepacked oneDNN convolution (compile_package compiles under
@@ -98,6 +114,59 @@ class ServedModel(torch.nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.permute(0, 3, 1, 2).float().sub(MEAN).div(STD)
         return self.net(x).softmax(dim=-1)
+
+
+class ServedModelBF16(ServedModel):
+    """ServedModel with the network in bfloat16: uint8 pixels in, fp32 probabilities out."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float().sub(MEAN).div(STD).to(torch.bfloat16)
+        return self.net(x).float().softmax(dim=-1)
+
+
+class _InDtype(torch.nn.Module):
+    """Runs `module` in `dtype` inside a network of another dtype."""
+
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.to(self.dtype)).to(x.dtype)
+
+
+def fold_batchnorms(net: torch.nn.Module) -> torch.nn.Module:
+    """A copy with every BatchNorm folded into the convolution before it, in fp32."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for block in net._blocks:
+        pairs += [(block, conv, bn) for conv, bn in (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"),
+                                                     ("_project_conv", "_bn2")) if hasattr(block, conv)]
+    for owner, conv, bn in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+        setattr(owner, bn, torch.nn.Identity())
+    return net
+
+
+def bf16_network(net: torch.nn.Module) -> torch.nn.Module:
+    """EfficientNet-Lite0 for bf16 serving: batch norms folded in fp32, then every
+    convolution and the classifier in bf16 except the depthwise ones, which stay fp32.
+
+    Measured on 256 gate inputs (eager): the plain cast agrees with fp32 on
+    96-97% of top-1 answers (below the gate once Inductor folds the batch norms
+    into bf16 weights), depthwise in fp32 98%. The depthwise convolutions are
+    memory-bound (9 multiply-adds per output), so bf16 gains little there."""
+    import copy
+
+    folded = fold_batchnorms(net)
+    mixed = copy.deepcopy(folded).to(torch.bfloat16)
+    for block, original in zip(mixed._blocks, folded._blocks):
+        block._depthwise_conv = _InDtype(original._depthwise_conv, torch.float32)
+    return mixed
 
 
 def center_crop_box(width: int, height: int, image_size: int = IMAGE_SIZE) -> tuple[int, int, int, int]:
@@ -159,10 +228,65 @@ def build_network(weights: Path | None = None) -> torch.nn.Module:
     return net.eval()
 
 
-def package_key(weights_sha256: str) -> str:
-    """What the compiled package depends on: recipe, torch, weights."""
-    return hashlib.sha256(f"{AOTI_RECIPE}|{torch.__version__}|{AOTI_CONFIGS}|{weights_sha256}"
+def package_key(weights_sha256: str, precision: str = "fp32") -> str:
+    """What a compiled package depends on: recipe, torch, weights (and its precision)."""
+    recipe = AOTI_RECIPE if precision == "fp32" else f"{AOTI_RECIPE}-{precision}"
+    return hashlib.sha256(f"{recipe}|{torch.__version__}|{AOTI_CONFIGS}|{weights_sha256}"
                           .encode()).hexdigest()[:16]
+
+
+def gate_photos() -> dict[str, Path]:
+    """Real photos for the bf16 agreement gate: the function's testdata (4 photos, so
+    the image build gates on them too), plus where scikit-image and scikit-learn are
+    installed (dev, CI) the other photos of load/photos.py: 7 photos, 224 inputs."""
+    photos = {f"testdata/{p.name}": p for p in sorted((HERE / "testdata").glob("*.jpg"))}
+    import importlib.util
+
+    # chelsea, coffee and rocket of scikit-image are already in testdata (cat, espresso, rocket)
+    for package, folder, names in (("skimage", "data", ("motorcycle_left.png",)),
+                                   ("sklearn", "datasets/images", ("china.jpg", "flower.jpg"))):
+        try:
+            spec = importlib.util.find_spec(package)  # not imported: only where its data lives
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(spec.submodule_search_locations[0]) / folder
+        photos.update({f"{package}/{n}": root / n for n in names if (root / n).is_file()})
+    return photos
+
+
+def gate_inputs(photos: dict[str, Path] | None = None) -> np.ndarray:
+    """uint8 [N, 224, 224, 3]: each photo's served crop, 3 scales x 5 places of crops
+    (0.8, 0.6, 0.4 of the short side: centre and corners), and mirror images of all:
+    32 inputs per photo, all real content (never noise)."""
+    from PIL import Image, ImageOps
+
+    out = []
+    for path in (photos or gate_photos()).values():
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        width, height = image.size
+        boxes = [center_crop_box(width, height)]
+        for scale in (0.8, 0.6, 0.4):
+            side = int(min(width, height) * scale)
+            for fx, fy in ((0.5, 0.5), (0, 0), (1, 0), (0, 1), (1, 1)):
+                left, top = int((width - side) * fx), int((height - side) * fy)
+                boxes.append((left, top, left + side, top + side))
+        for mirrored in (image, ImageOps.mirror(image)):
+            for box in boxes:
+                out.append(np.asarray(mirrored.resize((IMAGE_SIZE, IMAGE_SIZE), resample=3, box=box)))
+    return np.stack(out)
+
+
+def top1_agreement(reference, candidate, inputs: np.ndarray, batch: int = 16) -> float:
+    """Share of inputs on which two models (uint8 NHWC -> probabilities) agree on the top-1 class."""
+    agree = 0
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch):
+            pixels = torch.from_numpy(inputs[start:start + batch])
+            agree += int((reference(pixels).argmax(-1) == candidate(pixels).argmax(-1)).sum())
+    return agree / len(inputs)
 
 
 def check_frozen(package: Path) -> None:
@@ -192,6 +316,9 @@ class Classifier(ModelHandler):
         self.model = None  # callable: uint8 [B, 224, 224, 3] -> probabilities [B, 1000]
         self.backend = None
         self.fallback_reason = None
+        self.precision = None  # what serves: "fp32" or "bf16"
+        self.precision_reason = None  # why not the MODEL_PRECISION asked for, if not
+        self.bf16_agreement = None  # the served bf16 package's measured top-1 agreement
         self.labels: list[str] = []
         self.max_pixels = 0  # MAX_PIXELS, from the runtime settings load() receives
         self.batch_size = 1  # BATCH_SIZE and BATCH_WORKERS, for the warm-up
@@ -234,15 +361,71 @@ class Classifier(ModelHandler):
             info = {"aoti_key": key, "aoti_torch": torch.__version__,
                     "aoti_isa": package_isa(artifacts_dir / PACKAGE),
                     "aoti_prepacked_convolutions": prepacked_calls(artifacts_dir / PACKAGE)[0]}
+        if self.own.model_precision == "bf16" and self.own.model_backend != "eager":
+            info.update(self._prepare_bf16(artifacts_dir, model.eval(), PACKAGE in files))
+            files.append(BF16_PACKAGE)
+        else:
+            (artifacts_dir / BF16_PACKAGE).unlink(missing_ok=True)
         write_manifest(artifacts_dir, files, model_name=ARCH, arch=ARCH, image_size=IMAGE_SIZE,
                        crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
 
+    def _prepare_bf16(self, artifacts_dir: Path, net: torch.nn.Module, have_fp32_package: bool) -> dict:
+        """Build (or reuse) the bf16 package and gate it on its top-1 agreement with fp32.
+
+        Raises, failing the build, below BF16_MIN_AGREEMENT: a bf16 package that
+        changes answers never ships. The gate compares the two compiled packages
+        (the eager fp32 network if there is no fp32 package), on this build machine.
+        """
+        key = package_key(sha256_of(artifacts_dir / WEIGHTS), "bf16")
+        path = artifacts_dir / BF16_PACKAGE
+        previous = self._read_manifest(artifacts_dir)
+        if self._package_is_current(artifacts_dir, key, BF16_PACKAGE, "bf16_key"):
+            log(f"reusing {BF16_PACKAGE} (key {key})")
+        else:
+            log(f"compiling {BF16_PACKAGE} with AOTInductor (bf16 network)")
+            previous = {}
+            compile_package(ServedModelBF16(bf16_network(net)),
+                            torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8), path,
+                            inductor_configs=AOTI_CONFIGS)
+            check_frozen(path)
+        if previous.get("bf16_top1_agreement", 0) >= BF16_MIN_AGREEMENT:
+            agreement, inputs = previous["bf16_top1_agreement"], previous["bf16_agreement_inputs"]
+            photos = previous.get("bf16_agreement_photos", [])
+        else:
+            photos = gate_photos()
+            pixels = gate_inputs(photos)
+            if have_fp32_package:
+                fp32 = CompiledModel(artifacts_dir / PACKAGE)
+                reference = lambda x: fp32(x)[0]  # noqa: E731
+            else:
+                reference = ServedModel(net)
+            bf16 = CompiledModel(path)
+            agreement = top1_agreement(reference, lambda x: bf16(x)[0], pixels)
+            inputs, photos = len(pixels), sorted(photos)
+            log(f"{BF16_PACKAGE}: top-1 agreement with fp32 {agreement:.2%} over {inputs} inputs "
+                f"({len(photos)} photos and crops; gate {BF16_MIN_AGREEMENT:.0%})")
+        if agreement < BF16_MIN_AGREEMENT:
+            path.unlink(missing_ok=True)
+            raise RuntimeError(f"{BF16_PACKAGE} agrees with fp32 on only {agreement:.2%} of {inputs} "
+                               f"inputs (needs {BF16_MIN_AGREEMENT:.0%}): not shipped")
+        return {"bf16_key": key, "bf16_isa": package_isa(path), "bf16_top1_agreement": round(agreement, 4),
+                "bf16_agreement_inputs": inputs, "bf16_agreement_photos": photos}
+
     @staticmethod
-    def _package_is_current(artifacts_dir: Path, key: str) -> bool:
+    def _read_manifest(artifacts_dir: Path) -> dict:
         try:
             manifest = json.loads((artifacts_dir / MANIFEST).read_text())
-            return (manifest.get("aoti_key") == key and (artifacts_dir / PACKAGE).is_file()
-                    and manifest["files"].get(PACKAGE) == sha256_of(artifacts_dir / PACKAGE))
+            return manifest if isinstance(manifest, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    @classmethod
+    def _package_is_current(cls, artifacts_dir: Path, key: str, package: str = PACKAGE,
+                            key_field: str = "aoti_key") -> bool:
+        try:
+            manifest = cls._read_manifest(artifacts_dir)
+            return (manifest.get(key_field) == key and (artifacts_dir / package).is_file()
+                    and manifest["files"].get(package) == sha256_of(artifacts_dir / package))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return False
 
@@ -253,9 +436,25 @@ class Classifier(ModelHandler):
         self.batch_size, self.batch_workers = max(1, settings.batch_size), max(1, settings.batch_workers)
         backend = self.own.model_backend
         self.labels = json.loads((artifacts_dir / LABELS).read_text())
+        manifest = manifest or {}
+        self.precision, self.precision_reason = "fp32", None
+        if self.own.model_precision == "bf16":
+            self.precision_reason = ("MODEL_BACKEND=eager: the eager model serves fp32" if backend == "eager"
+                                     else self.bf16_unavailable(artifacts_dir, manifest))
+            if self.precision_reason:
+                log(f"MODEL_PRECISION=bf16 not used, serving fp32: {self.precision_reason}")
+            else:
+                try:
+                    self.model = self._load_aoti(artifacts_dir, manifest, settings.batch_workers, BF16_PACKAGE)
+                    self.backend, self.precision = "aoti", "bf16"
+                    self.bf16_agreement = manifest.get("bf16_top1_agreement")
+                    return
+                except Exception as exc:  # e.g. a package this torch cannot load: fp32 serves
+                    self.precision_reason = f"{BF16_PACKAGE} did not load: {type(exc).__name__}: {exc}"[:300]
+                    log(f"MODEL_PRECISION=bf16 not used, serving fp32: {self.precision_reason}")
         if backend in ("auto", "aoti"):
             try:
-                self.model = self._load_aoti(artifacts_dir, manifest or {}, settings.batch_workers)
+                self.model = self._load_aoti(artifacts_dir, manifest, settings.batch_workers)
                 self.backend = "aoti"
                 return
             except Exception as exc:
@@ -267,14 +466,27 @@ class Classifier(ModelHandler):
         self.backend = "eager"
 
     @staticmethod
-    def _load_aoti(artifacts_dir: Path, manifest: dict, concurrent_batches: int):
-        path = artifacts_dir / PACKAGE
+    def bf16_unavailable(artifacts_dir: Path, manifest: dict) -> str | None:
+        """Why the bf16 package cannot serve here (None: it can)."""
+        if not bf16_feature():
+            return (f"this CPU has no native bf16 (none of {', '.join(BF16_FEATURES)}; "
+                    f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be slower than fp32")
+        if BF16_PACKAGE not in manifest.get("files", {}):
+            return f"no {BF16_PACKAGE} in the artifacts (build with MODEL_PRECISION=bf16)"
+        agreement = manifest.get("bf16_top1_agreement")
+        if not isinstance(agreement, (int, float)) or agreement < BF16_MIN_AGREEMENT:
+            return f"{BF16_PACKAGE} has no passing accuracy gate in the manifest ({agreement!r})"
+        return None
+
+    @staticmethod
+    def _load_aoti(artifacts_dir: Path, manifest: dict, concurrent_batches: int, package: str = PACKAGE):
+        path = artifacts_dir / package
         if not path.is_file():
-            raise FileNotFoundError(f"no {PACKAGE} in {artifacts_dir}")
-        isa = manifest.get("aoti_isa", "")
+            raise FileNotFoundError(f"no {package} in {artifacts_dir}")
+        isa = manifest.get("aoti_isa" if package == PACKAGE else "bf16_isa", "")
         if not cpu_supports(isa):
             # loading it would end in SIGILL at the first request, past any fallback
-            raise RuntimeError(f"{PACKAGE} needs {isa}; this CPU has {torch.backends.cpu.get_cpu_capability()}")
+            raise RuntimeError(f"{package} needs {isa}; this CPU has {torch.backends.cpu.get_cpu_capability()}")
         # the runtime has checked the package against the manifest before load()
         compiled = CompiledModel(path, num_models=max(1, concurrent_batches))
         return lambda pixels: compiled(pixels)[0]
@@ -288,7 +500,8 @@ class Classifier(ModelHandler):
     def load_info(self) -> dict:
         """Extra fields for the model_loaded log line."""
         return {"backend": self.backend, "fallback_reason": self.fallback_reason,
-                "torch_threads": torch.get_num_threads()}
+                "precision": self.precision, "precision_reason": self.precision_reason,
+                "bf16_top1_agreement": self.bf16_agreement, "torch_threads": torch.get_num_threads()}
 
     def warmup(self) -> None:
         # The first forward pass at each batch size sets up that shape's oneDNN
@@ -347,4 +560,5 @@ class Classifier(ModelHandler):
         return {"input": {"content_types": ["image/jpeg", "image/png", "image/webp",
                                             "application/octet-stream", "application/json"],
                           "image_size": IMAGE_SIZE},
-                "classes": len(self.labels), "max_topk": self.own.max_topk, "backend": self.backend}
+                "classes": len(self.labels), "max_topk": self.own.max_topk, "backend": self.backend,
+                "precision": self.precision}

@@ -1,8 +1,8 @@
 """Runs in the image's test stage (`python -m pytest function`) and in `make test`.
 
-testdata/ holds two real photos (scikit-image's `coffee` and `chelsea`,
-downscaled): the classifier must name them right with the preprocessing
-these weights were trained with.
+testdata/ holds real photos (testdata/README.md): the classifier must name
+`espresso.jpg` and `cat.jpg` right with the preprocessing these weights were
+trained with; all of them also feed the bf16 accuracy gate.
 """
 from pathlib import Path
 

@@ -129,6 +129,35 @@ def cpu_supports(isa: str) -> bool:
     return have >= ISA_ORDER.index(isa)
 
 
+def cpu_features() -> set[str]:
+    """The CPU's feature flags (e.g. "avx512_bf16", "amx_bf16"), as torch's cpuinfo sees them.
+
+    Falls back to /proc/cpuinfo's flags when this torch has no such query.
+    """
+    try:
+        return {name for name, value in torch._C._cpu._get_cpu_capability().items() if value is True}
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# native bf16 arithmetic: oneDNN runs bf16 convolutions with these; without them
+# it emulates bf16 in fp32 registers, slower than plain fp32
+BF16_FEATURES = ("amx_bf16", "avx512_bf16")
+
+
+def bf16_feature() -> str:
+    """The CPU feature that makes bf16 fast here ("amx_bf16" or "avx512_bf16"), or ""."""
+    have = cpu_features()
+    return next((f for f in BF16_FEATURES if f in have), "")
+
+
 def compile_package(module: torch.nn.Module, example: torch.Tensor, package_path: str | os.PathLike,
                     max_batch: int = 256, inductor_configs: dict | None = None) -> Path:
     """Export `module(example)` with a dynamic dim 0 and AOT-compile it to `package_path`.

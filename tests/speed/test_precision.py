@@ -1,0 +1,138 @@
+"""MODEL_PRECISION=fp32|bf16: the bf16 package, its accuracy gate, and the fp32 fallback.
+
+One bf16 package is compiled per session (~30-60 s), into a copy of the fp32
+artifacts (the fp32 package is reused, not recompiled).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import requests
+import torch
+from photos import PHOTOS, photo_bytes
+from support.function_process import FunctionProcess
+from torchfaas import Settings
+from torchfaas.toolkit import open_image, read_verified_manifest
+from torchfaas.toolkit.compiled import bf16_feature, prepacked_calls
+
+
+@pytest.fixture(scope="session")
+def bf16_artifacts(artifacts, classifier_build, tmp_path_factory):
+    dest = tmp_path_factory.mktemp("bf16") / "artifacts"
+    shutil.copytree(artifacts, dest)
+    subprocess.run([sys.executable, "-m", "torchfaas.prepare"], cwd=classifier_build, check=True,
+                   env={**os.environ, "ARTIFACTS_DIR": str(dest), "MODEL_PRECISION": "bf16"},
+                   stdout=subprocess.DEVNULL)
+    return dest
+
+
+def load(module, artifacts_dir, precision: str, backend: str = "auto"):
+    handler = module.Classifier(module.ClassifierSettings(model_backend=backend, model_precision=precision))
+    settings = Settings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
+    handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
+    return handler
+
+
+def test_precision_setting_is_checked(classifier_module):
+    assert classifier_module.ClassifierSettings().model_precision == "fp32"
+    with pytest.raises(ValueError, match="MODEL_PRECISION"):
+        classifier_module.ClassifierSettings(model_precision="int8")
+
+
+def test_gate_inputs_are_real_photos_and_crops_of_them(classifier_module):
+    photos = classifier_module.gate_photos()
+    assert {"skimage/motorcycle_left.png", "sklearn/china.jpg", "testdata/cat.jpg", "testdata/rocket.jpg"} <= set(photos)
+    inputs = classifier_module.gate_inputs(photos)
+    assert inputs.shape == (32 * len(photos), 224, 224, 3)
+    # the first input of each photo is the crop the function serves
+    first = next(iter(photos.values()))
+    served = classifier_module.to_pixels(open_image(first.read_bytes(), 50_000_000))
+    assert (inputs[0] == served).all()
+    # not noise: neighbouring pixels of a photo are close, of noise they are not
+    assert float(abs(inputs[:, 1:].astype(int) - inputs[:, :-1].astype(int)).mean()) < 20
+
+
+def test_bf16_package_passed_its_gate_and_is_hash_checked(classifier_module, bf16_artifacts):
+    manifest = read_verified_manifest(bf16_artifacts)  # raises on any hash mismatch
+    assert "model-bf16.pt2" in manifest["files"] and "model.pt2" in manifest["files"]
+    assert manifest["bf16_top1_agreement"] >= classifier_module.BF16_MIN_AGREEMENT
+    assert manifest["bf16_agreement_inputs"] >= 200
+    assert manifest["bf16_isa"] == manifest["aoti_isa"]
+    assert prepacked_calls(bf16_artifacts / "model-bf16.pt2") == (49, 0)  # frozen too
+
+
+def test_gate_fails_the_build_below_97_percent(classifier_module, bf16_artifacts, tmp_path, monkeypatch):
+    dest = tmp_path / "artifacts"
+    shutil.copytree(bf16_artifacts, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    del manifest["bf16_top1_agreement"]  # the gate is measured again, not reused
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    measured = []
+
+    def fake_agreement(reference, candidate, inputs, batch=16):
+        measured.append(len(inputs))
+        return 0.96
+
+    monkeypatch.setattr(classifier_module, "top1_agreement", fake_agreement)
+    handler = classifier_module.Classifier(classifier_module.ClassifierSettings(model_precision="bf16"))
+    with pytest.raises(RuntimeError, match="agrees with fp32 on only 96.00%"):
+        handler.prepare(dest, Settings())
+    assert measured and measured[0] >= 200
+    assert not (dest / "model-bf16.pt2").exists()  # never left behind to ship
+
+
+@pytest.mark.skipif(not bf16_feature(), reason="this CPU has no native bf16")
+def test_bf16_serves_where_the_cpu_supports_it(classifier_module, bf16_artifacts, aoti_handler):
+    handler = load(classifier_module, bf16_artifacts, "bf16")
+    info = handler.load_info()
+    assert (info["backend"], info["precision"], info["precision_reason"]) == ("aoti", "bf16", None)
+    assert info["bf16_top1_agreement"] >= 0.97
+    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000))
+             for n in ("coffee.png", "chelsea.png")]
+    bf16, fp32 = torch.stack(handler.predict(items)), torch.stack(aoti_handler.predict(items))
+    assert torch.equal(bf16.argmax(-1), fp32.argmax(-1))
+    assert float((bf16 - fp32).abs().max()) < 0.05
+    handler.warmup()
+
+
+def test_bf16_falls_back_to_fp32_without_cpu_support(classifier_module, bf16_artifacts, monkeypatch):
+    monkeypatch.setattr(classifier_module, "bf16_feature", lambda: "")
+    handler = load(classifier_module, bf16_artifacts, "bf16")
+    info = handler.load_info()
+    assert (info["backend"], info["precision"]) == ("aoti", "fp32")
+    assert "no native bf16" in info["precision_reason"]
+
+
+def test_bf16_falls_back_to_fp32_without_a_bf16_package(classifier_module, artifacts):
+    handler = load(classifier_module, artifacts, "bf16")
+    info = handler.load_info()
+    if not classifier_module.bf16_feature():
+        assert "no native bf16" in info["precision_reason"]
+    else:
+        assert "no model-bf16.pt2" in info["precision_reason"]
+    assert (info["backend"], info["precision"]) == ("aoti", "fp32")
+
+
+def test_bf16_with_the_eager_backend_is_fp32_with_a_reason(classifier_module, bf16_artifacts):
+    info = load(classifier_module, bf16_artifacts, "bf16", backend="eager").load_info()
+    assert (info["backend"], info["precision"]) == ("eager", "fp32")
+    assert "eager" in info["precision_reason"]
+
+
+def test_default_precision_is_fp32_without_a_reason(aoti_handler):
+    info = aoti_handler.load_info()
+    assert (info["backend"], info["precision"], info["precision_reason"]) == ("aoti", "fp32", None)
+
+
+def test_served_model_loaded_line_carries_precision_and_backend(classifier_build, bf16_artifacts):
+    with FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(bf16_artifacts),
+                                                "MODEL_PRECISION": "bf16"}) as fn:
+        loaded = fn.wait_for_lines("model_loaded", 1)[0]
+        assert loaded["backend"] == "aoti"
+        assert loaded["precision"] == ("bf16" if bf16_feature() else "fp32")
+        res = requests.post(fn.url + "/", data=photo_bytes("coffee.png"),
+                            headers={"Content-Type": "image/png"}, timeout=30)
+        assert res.json()["predictions"][0]["label"] == "espresso"
