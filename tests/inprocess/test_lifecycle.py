@@ -70,7 +70,7 @@ def test_inflight_requests_are_counted_for_the_drain(make_function):
     worker.start()
     try:
         while not fn.handler.batches:
-            pass
+            gate.wait(0.005)
         assert fn.runtime.inflight == 1
         fn.get("/ready"), fn.get("/metrics")  # probes and scrapes are not requests in flight
         assert fn.runtime.inflight == 1

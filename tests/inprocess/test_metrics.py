@@ -143,10 +143,13 @@ def test_state_gauges_follow_the_runtime(make_function):
         assert named[name][0].value >= 0
     # one request in the model, two queued behind it
     workers = [threading.Thread(target=fn.post, args=(b"x",)) for _ in range(3)]
-    for w in workers:
+    workers[0].start()
+    while not handler.batches:
+        predicting.wait(0.005)
+    for w in workers[1:]:
         w.start()
     while fn.runtime.queue_depth() < 2:
-        predicting.wait(0.01)
+        predicting.wait(0.005)
     named = by_name(fn.samples())
     assert named["torchfaas_inflight_requests"][0].value == 3
     assert named["torchfaas_queue_depth"][0].value == 2

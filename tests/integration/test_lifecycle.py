@@ -27,7 +27,8 @@ def test_ready_only_after_model_is_loaded(function_process):
             time.sleep(0.05)
         assert seen[0] == 503 and seen[-1] == 200
         assert while_loading.status_code == 503 and while_loading.json()["error"]["code"] == "not_ready"
-        loaded_at = fn.events("model_loaded")[0]
+        # (the runtime turns ready just before it writes the line: wait for the reader)
+        loaded_at = fn.wait_for_lines("model_loaded", 1)[0]
         assert loaded_at["load_ms"] >= 1500
     finally:
         fn.stop()
