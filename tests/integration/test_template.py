@@ -54,7 +54,7 @@ def test_index_py_runs_as_the_ship_stage_runs_it(function_process):
     loaded = lines[1]
     assert loaded["load_ms"] > 0 and loaded["cold_start_ms"] >= loaded["load_ms"]
     # the start-up line shows the settings in force, the handler's defaults filled in
-    assert lines[0]["settings"]["batch_workers"] == 2 and lines[0]["function"] == "classifier"
+    assert lines[0]["function"] == "classifier" and lines[0]["settings"]["batch_workers"] >= 1
 
 
 @pytest.mark.parametrize("function_dir", [CLASSIFIER, TEMPLATE / "function"], ids=["classifier", "skeleton"])
