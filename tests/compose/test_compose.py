@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.dockerfile import image_env
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "loki" / "compose"
@@ -102,8 +103,7 @@ def test_the_function_runs_as_stack_yml_and_faas_netes_say(compose):
     assert "8080:8080" in service["ports"]  # the watchdog's port
     grace = int(service["stop_grace_period"].rstrip("s"))
     # the watchdog's timings are the image's (Dockerfile ENV); stack.yml sets only what differs
-    dockerfile = (REPO / "template" / "python3-http-torch" / "Dockerfile").read_text()
-    env = {**dict(re.findall(r'^\s+([A-Za-z_]+)="([^"]*)"', dockerfile, flags=re.M)), **fn["environment"]}
+    env = {**image_env(), **fn["environment"]}
     assert grace > int(env["healthcheck_interval"].rstrip("s")) + int(env["write_timeout"].rstrip("s"))
 
 

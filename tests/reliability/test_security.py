@@ -22,6 +22,7 @@ from localrun import CLASSIFIER_ARTIFACTS, REPO, TEMPLATE
 from photos import photo_bytes
 from support.classifier import MAX_BODY
 from support.contract import assert_json_error
+from support.dockerfile import instructions
 
 
 # -- limits ---------------------------------------------------------------
@@ -91,7 +92,7 @@ def test_every_requirements_file_pins_exact_versions():
             if line and not line.startswith("#"):
                 assert pin.match(line), f"{name}: {line!r} is not pinned with =="
     # what the Dockerfile installs by name is pinned too
-    for line in (TEMPLATE / "Dockerfile").read_text().splitlines():
+    for line in instructions():  # continuation lines joined: a `\` is not a package
         if "pip install" in line and " -r " not in line:
             command = re.split(r"&&|;|\|\|", line.split("pip install", 1)[1])[0]
             for word in command.split():

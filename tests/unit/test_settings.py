@@ -9,6 +9,7 @@ import re
 
 import pytest
 from localrun import CLASSIFIER, REPO
+from support.dockerfile import image_env
 from torchfaas import Settings
 from torchfaas.settings import env_fields
 
@@ -68,12 +69,6 @@ def test_handler_defaults_fill_only_what_the_environment_left_unset(monkeypatch)
     assert Settings().with_handler_defaults(2).batch_workers == 2
     monkeypatch.setenv("BATCH_WORKERS", "3")
     assert Settings().with_handler_defaults(2).batch_workers == 3
-
-
-def image_env() -> dict:
-    """The ENV the Dockerfile's final stage sets (watchdog and app), KEY="value" pairs."""
-    text = (REPO / "template" / "python3-http-torch" / "Dockerfile").read_text()
-    return dict(re.findall(r'^\s+([A-Za-z_]+)="([^"]*)"', text, flags=re.M))
 
 
 def test_stack_yml_restates_no_default(classifier_settings):
