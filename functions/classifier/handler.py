@@ -321,8 +321,9 @@ class Classifier(ModelHandler):
         self.bf16_agreement = None  # the served bf16 package's measured top-1 agreement
         self.labels: list[str] = []
         self.max_pixels = 0  # MAX_PIXELS, from the runtime settings load() receives
-        self.batch_size = 1  # BATCH_SIZE and BATCH_WORKERS, for the warm-up
-        self.batch_workers = 1
+        # BATCH_SIZE and BATCH_WORKERS as load() receives them, for the warm-up (not
+        # `batch_workers`: that class attribute is the default the runtime reads)
+        self.warmup_sizes, self.warmup_threads = 1, 1
 
     # -- build time ------------------------------------------------------
     def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
@@ -433,7 +434,7 @@ class Classifier(ModelHandler):
     def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
         torch.set_num_threads(self.own.torch_threads)
         self.max_pixels = settings.max_pixels
-        self.batch_size, self.batch_workers = max(1, settings.batch_size), max(1, settings.batch_workers)
+        self.warmup_sizes, self.warmup_threads = max(1, settings.batch_size), max(1, settings.batch_workers)
         backend = self.own.model_backend
         self.labels = json.loads((artifacts_dir / LABELS).read_text())
         manifest = manifest or {}
@@ -515,8 +516,8 @@ class Classifier(ModelHandler):
 
         image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         self.predict([image])  # batch 1 first: one-time set-up (thread pool, allocator)
-        sizes = list(range(self.batch_size, 1, -1))
-        lanes = [sizes[k::self.batch_workers] for k in range(self.batch_workers)]
+        sizes = list(range(self.warmup_sizes, 1, -1))
+        lanes = [sizes[k::self.warmup_threads] for k in range(self.warmup_threads)]
         errors: list = []
 
         def run(lane):

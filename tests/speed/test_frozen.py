@@ -53,8 +53,9 @@ def test_warmup_runs_every_batch_size_the_batcher_can_form(classifier_module, ao
 
     monkeypatch.setattr(aoti_handler, "predict", predict)
     aoti_handler.warmup()
-    assert sorted(seen) == list(range(1, aoti_handler.batch_size + 1))
+    assert sorted(seen) == list(range(1, aoti_handler.warmup_sizes + 1))
     assert seen[0] == 1
+    assert type(aoti_handler).batch_workers == aoti_handler.batch_workers == 2  # the runtime's default intact
 
 
 def test_frozen_answers_match_eager_within_tolerance(classifier_module, aoti_handler, eager_handler):
