@@ -140,13 +140,20 @@ def remove_container(name: str):
 
 
 def stage_test_run(build_output: str) -> dict:
-    """The RUN step of the Dockerfile's test stage: its output, and when podman reused a
-    cached layer, that layer's recorded command (build args included)."""
-    [(step, body)] = [(step, body) for step, body in step_outputs(build_output)
-                      if step.split(": ", 1)[1].startswith("RUN") and "TEST_ENABLED" in step]
-    cached = re.search(r"^--> Using cache ([0-9a-f]{12,})", body, re.M)
+    """What the RUN step of the Dockerfile's test stage did in this build: reused a cached
+    layer (then that layer's recorded command, build args included), or ran. Only that
+    step runs pytest or prints "skipping tests" on a line of its own, so those lines are
+    looked up in the whole output (robust to interleaved stage output)."""
+    steps = [step for step, _ in step_outputs(build_output)
+             if step.split(": ", 1)[1].startswith("RUN") and "TEST_ENABLED" in step]
+    assert len(steps) == 1, f"no single test-stage RUN step in the build: {steps}"
+    lines = build_output.splitlines()
+    after = lines[lines.index(steps[0]) + 1:]
+    cached = re.match(r"--> Using cache ([0-9a-f]{12,})", after[0]) if after else None
     created_by = None
     if cached:
         history = json.loads(podman("image", "inspect", "--format", "{{json .History}}", cached.group(1)).stdout)
         created_by = history[-1]["created_by"]
-    return {"step": step, "output": body, "cached": bool(cached), "created_by": created_by}
+    summaries = [line for line in lines if re.match(r"^\d+ (passed|failed|errors?)\b.* in [\d.]+s", line)]
+    return {"step": steps[0], "cached": bool(cached), "created_by": created_by,
+            "pytest": summaries[-1] if summaries else None, "skipped": "skipping tests" in lines}

@@ -84,9 +84,9 @@ def test_the_function_tests_ran_in_the_default_build(classifier_image):
         FACTS["function tests in the build"] = "cached layer of an earlier build"
         assert "TEST_ENABLED=true" in step["created_by"], step["created_by"]
     else:
-        FACTS["function tests in the build"] = next(
-            (line for line in step["output"].splitlines() if " passed" in line), "?")
-        assert " passed" in step["output"] and "skipping tests" not in step["output"], step["output"][-2000:]
+        FACTS["function tests in the build"] = step["pytest"] or "?"
+        assert step["pytest"] and " passed" in step["pytest"] and " failed" not in step["pytest"] \
+            and not step["skipped"], classifier_image["output"][-3000:]
 
 
 def test_image_config_is_what_faas_netes_needs(classifier_image):
@@ -211,7 +211,7 @@ def test_test_enabled_false_skips_the_function_tests(classifier_image, tmp_path)
     if step["cached"]:  # built (and echoed) by an earlier run
         assert "TEST_ENABLED=false" in step["created_by"], step["created_by"]
     else:
-        assert "skipping tests" in step["output"] and " passed" not in step["output"], step["output"]
+        assert step["skipped"] and step["pytest"] is None, output[-3000:]
 
 
 def test_a_failing_function_test_fails_the_build(classifier_image, tmp_path):
@@ -230,8 +230,8 @@ def test_a_failing_function_test_fails_the_build(classifier_image, tmp_path):
                                        tmp_path / "build.log")
     assert code != 0, "the build passed with a failing test"
     step = stage_test_run(output)
-    assert not step["cached"] and "this test fails on purpose" in step["output"], step["output"][-2000:]
-    summary = [line for line in step["output"].splitlines() if " failed" in line][-1]
-    assert summary.startswith("1 failed, ") and " passed" in summary, summary  # the skeleton's own tests pass
+    assert not step["cached"] and "this test fails on purpose" in output, output[-3000:]
+    # the skeleton's own tests pass
+    assert step["pytest"] and step["pytest"].startswith("1 failed, ") and " passed" in step["pytest"], output[-3000:]
     after = output.split(step["step"], 1)[1]
     assert not re.search(r"^(\[\d+/\d+\] )?STEP ", after, re.M), after[-1000:]  # nothing was built after it
