@@ -9,8 +9,12 @@ One run measures, on this machine:
   5. cold start (process start to /ready 200) against `import torch` + artifact load;
   6. JSON logging cost as a share of a request's CPU time;
 and prints the ratios the speed targets are stated in (docs/benchmarks.md).
+1-3 and 5 run for each MODEL_PRECISION (fp32, bf16) in the same run, side by side:
+the bf16 artifacts are prepared once next to the fp32 ones (artifacts/classifier-bf16,
+the fp32 package reused; the build's accuracy gate runs there) and served with
+MODEL_PRECISION=bf16. On a CPU without native bf16 that variant serves fp32 (and says so).
 
-    .venv/bin/python load/bench.py [--duration 8] [--json reports/bench.json]
+    .venv/bin/python load/bench.py [--duration 8] [--json reports/bench.json] [--precisions fp32]
 
 The load generator is a small asyncio HTTP/1.1 client (keep-alive, prebuilt
 requests) so that it takes as little of the shared CPUs as possible; it loads
@@ -35,8 +39,18 @@ from stats import percentile
 
 SEED = REPO / "load" / "seed_handler" / "app.py"
 
-TARGETS = {"c16_vs_seed": 4.0, "c16_vs_pipeline": 0.8, "p50_c1_vs_seed": 0.5,
-           "cold_start_vs_bare": 1.3, "logging_share": 0.02}
+# issue 11's targets, per precision: (key, label, op, target)
+TARGETS = {
+    "fp32": [("c16_vs_seed", "served c16 / seed c16 throughput", ">=", 3.0),
+             ("c16_vs_pipeline", "served c16 / pipeline limit (same variant)", ">=", 0.85),
+             ("p50_c1_vs_seed", "p50 c1 / seed p50 c1", "<=", 0.5),
+             ("cold_start_vs_bare", "cold start / (import torch + load)", "<=", 1.3),
+             ("c16_vs_c4", "served c16 / served c4 throughput", ">=", 1.0),
+             ("logging_share", "JSON logging / request CPU", "<=", 0.02)],
+    "bf16": [("c16_vs_seed", "served c16 / seed c16 throughput", ">=", 4.0),
+             ("c16_vs_pipeline", "served c16 / pipeline limit (same variant)", ">=", 0.85),
+             ("c16_vs_c4", "served c16 / served c4 throughput", ">=", 1.0)],
+}
 
 
 def log(msg: str) -> None:
@@ -91,7 +105,8 @@ def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats
     return best
 
 
-def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float) -> dict:
+def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float,
+                       precision: str = "fp32") -> dict:
     import numpy as np
     import torch
 
@@ -100,10 +115,12 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
     from torchfaas.toolkit import open_image, read_verified_manifest
     import function.handler as handler_module
 
-    results = {"torch_threads": None, "model": {}, "pipeline": {}}
+    results = {"torch_threads": None, "model": {}, "pipeline": {}, "precision": precision}
     handlers = {}
-    for backend in ("aoti", "eager"):
-        handler = handler_module.Classifier(handler_module.ClassifierSettings(model_backend=backend))
+    # the eager model is fp32 whatever MODEL_PRECISION says: measured with fp32 only
+    for backend in ("aoti", "eager") if precision == "fp32" else ("aoti",):
+        handler = handler_module.Classifier(handler_module.ClassifierSettings(
+            model_backend=backend, model_precision=precision))
         settings = Settings().with_handler_defaults(handler.batch_workers)
         try:
             handler.load(artifacts, read_verified_manifest(artifacts), settings)
@@ -111,6 +128,9 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
             log(f"  {backend}: not available ({exc})")
             continue
         handlers[backend] = handler
+        if backend == "aoti":
+            results["served_precision"] = handler.precision
+            results["precision_reason"] = handler.precision_reason
     results["torch_threads"] = torch.get_num_threads()
     pixels = np.zeros((224, 224, 3), dtype=np.uint8)
     for backend, handler in handlers.items():
@@ -118,7 +138,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         for batch in (1, 2, 4, 8, 16):
             items = [pixels] * batch
             rates[batch] = best_rate(lambda: handler.predict(items), batch, seconds)
-            log(f"  model {backend} batch {batch}: {rates[batch]:.1f} images/s")
+            log(f"  {precision} model {backend} batch {batch}: {rates[batch]:.1f} images/s")
         results["model"][backend] = rates
     served = "aoti" if "aoti" in handlers else "eager"
     handler = handlers[served]
@@ -130,7 +150,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         for batch in (1, 2, 4, 8):
             items = [pixels] * batch
             parallel[batch] = parallel_rate(lambda: handler.predict(items), batch, workers, seconds)
-            log(f"  model {served} x{workers} streams, batch {batch}: {parallel[batch]:.1f} images/s")
+            log(f"  {precision} model {served} x{workers} streams, batch {batch}: {parallel[batch]:.1f} images/s")
         results["model"][f"{served} x{workers}"] = parallel
         rates = parallel
     best_batch = max(rates, key=rates.get)
@@ -150,7 +170,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
 
     results["preprocess_per_s"] = prep_rate
     results["pipeline_limit"] = parallel_rate(pipeline, best_batch, workers, seconds)
-    log(f"  preprocess only: {prep_rate:.1f} images/s; pipeline x{workers} at batch {best_batch}: "
+    log(f"  {precision} preprocess only: {prep_rate:.1f} images/s; pipeline x{workers} at batch {best_batch}: "
         f"{results['pipeline_limit']:.1f} images/s")
     return results
 
@@ -284,9 +304,9 @@ BARE_LOAD = """
 import json, sys, time
 import torch
 from pathlib import Path
-art = Path(sys.argv[1])
-if (art / "model.pt2").is_file():
-    torch._C._aoti.AOTIModelPackageLoader(str(art / "model.pt2"), "model", False, 1, -1)
+art, package = Path(sys.argv[1]), sys.argv[2]
+if (art / package).is_file():
+    torch._C._aoti.AOTIModelPackageLoader(str(art / package), "model", False, 1, -1)
 else:
     torch.load(art / "weights.pt", map_location="cpu", weights_only=True)
 json.loads((art / "labels.json").read_text())
@@ -294,9 +314,9 @@ print("loaded", flush=True)
 """
 
 
-def bare_load_seconds(artifacts: Path) -> float:
+def bare_load_seconds(artifacts: Path, package: str = "model.pt2") -> float:
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", BARE_LOAD, str(artifacts)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", BARE_LOAD, str(artifacts), package], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
     proc.stdout.readline()
     elapsed = time.perf_counter() - started
@@ -304,16 +324,17 @@ def bare_load_seconds(artifacts: Path) -> float:
     return elapsed
 
 
-def measure_cold_start(build: Path, artifacts: Path, repeats: int) -> dict:
+def measure_cold_start(build: Path, artifacts: Path, repeats: int, precision: str = "fp32") -> dict:
     served, bare = [], []
+    package = "model-bf16.pt2" if precision == "bf16" else "model.pt2"
     for _ in range(repeats):
-        bare.append(bare_load_seconds(artifacts))
-        server = function_server(build, artifacts, {}, subprocess.DEVNULL)
+        bare.append(bare_load_seconds(artifacts, package))
+        server = function_server(build, artifacts, {"MODEL_PRECISION": precision}, subprocess.DEVNULL)
         served.append(server.ready_at - server.started)
         server.stop()
     result = {"served_s": statistics.median(served), "bare_s": statistics.median(bare),
               "served_all": served, "bare_all": bare}
-    log(f"  process start to ready {result['served_s']:.3f} s; import torch + artifact load "
+    log(f"  {precision}: process start to ready {result['served_s']:.3f} s; import torch + artifact load "
         f"{result['bare_s']:.3f} s (medians of {repeats})")
     return result
 
@@ -339,59 +360,94 @@ def logging_cpu_ms(build: Path, count: int = 20000) -> float:
 
 
 # -- report --------------------------------------------------------------------
-def report(res: dict) -> str:
-    limits, served, seed, cold = res["limits"], res["served"], res["seed"], res["cold_start"]
+def ratios_of(res: dict, precision: str) -> dict:
+    variant = res["variants"][precision]
+    limits, served = variant["limits"], variant["served"]
     by_c = {r["concurrency"]: r for r in served}
-    seed_c = {r["concurrency"]: r for r in seed}
+    seed_c = {r["concurrency"]: r for r in res["seed"]}
     lo, hi = min(by_c), max(by_c)  # the targets are stated at 1 and 16
-    by_c[1], by_c[16], seed_c[1], seed_c[16] = by_c[lo], by_c[hi], seed_c[lo], seed_c[hi]
-    lines = [f"# torchfaas bench ({res['when']}, {res['cpus']} CPUs, torch threads {limits['torch_threads']})", ""]
-    lines.append("## Limits (in-process, best of 3)")
-    for backend, rates in limits["model"].items():
-        lines.append(f"  model {backend:5s}: " + ", ".join(f"b{b} {r:.0f}/s" for b, r in rates.items()))
-    lines.append(f"  model-only limit      : {limits['model_limit']:.1f} images/s "
-                 f"({limits['served_backend']}, batch {limits['best_batch']}, {limits['workers']} streams)")
-    lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s (decode + crop/resize, 1 thread)")
-    lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + forward, "
-                 f"{limits['workers']} streams)")
-    lines.append("")
+    ratios = {"c16_vs_seed": by_c[hi]["throughput"] / seed_c[hi]["throughput"],
+              "c16_vs_pipeline": by_c[hi]["throughput"] / limits["pipeline_limit"],
+              "p50_c1_vs_seed": by_c[lo]["p50_ms"] / seed_c[lo]["p50_ms"],
+              "logging_share": res["logging_ms"] / by_c[hi]["cpu_ms_per_request"]}
+    if 4 in by_c:
+        ratios["c16_vs_c4"] = by_c[hi]["throughput"] / by_c[4]["throughput"]
+    if variant.get("cold_start"):
+        ratios["cold_start_vs_bare"] = variant["cold_start"]["served_s"] / variant["cold_start"]["bare_s"]
+    return ratios
+
+
+def report(res: dict) -> str:
+    precisions = list(res["variants"])
+    first = res["variants"][precisions[0]]["limits"]
+    lines = [f"# torchfaas bench ({res['when']}, {res['cpus']} CPUs, torch threads {first['torch_threads']})", ""]
+    for precision in precisions:
+        variant = res["variants"][precision]
+        limits = variant["limits"]
+        shown = limits.get("served_precision") or precision
+        note = f" -> serves {shown}: {limits['precision_reason']}" if shown != precision else ""
+        lines.append(f"## Limits, MODEL_PRECISION={precision}{note} (in-process, best of 3)")
+        for backend, rates in limits["model"].items():
+            lines.append(f"  model {backend:5s}: " + ", ".join(f"b{b} {r:.0f}/s" for b, r in rates.items()))
+        lines.append(f"  model-only limit      : {limits['model_limit']:.1f} images/s "
+                     f"({limits['served_backend']}, batch {limits['best_batch']}, {limits['workers']} streams)")
+        lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s (decode + crop/resize, 1 thread)")
+        lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + "
+                     f"forward, {limits['workers']} streams)")
+        if variant.get("agreement") is not None:
+            lines.append(f"  bf16 top-1 agreement  : {variant['agreement']:.2%} with fp32 over "
+                         f"{variant['agreement_inputs']} real photo crops (build gate >= 97%)")
+        lines.append("")
     lines.append("## Served, closed loop, real JPEGs (640x427)")
-    lines.append(f"  {'':8s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} {'cpu ms/req':>10s}")
-    for name, rows in (("torchfaas", served), ("seed", seed)):
-        for r in rows:
-            lines.append(f"  {name:8s} {r['concurrency']:4d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
+    lines.append(f"  {'':15s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} {'cpu ms/req':>10s}")
+    rows = [(f"torchfaas {p}", res["variants"][p]["served"]) for p in precisions] + [("seed", res["seed"])]
+    for name, served in rows:
+        for r in served:
+            lines.append(f"  {name:15s} {r['concurrency']:4d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
                          f"{r['p99_ms']:8.1f} {r['errors']:6d} {r['cpu_ms_per_request']:10.2f}")
     lines.append("")
     lines.append("## Cold start (median)")
-    lines.append(f"  process start -> ready : {cold['served_s']:.3f} s")
-    lines.append(f"  import torch + load    : {cold['bare_s']:.3f} s")
+    for precision in precisions:
+        cold = res["variants"][precision].get("cold_start")
+        if cold:
+            lines.append(f"  {precision}: process start -> ready {cold['served_s']:.3f} s; "
+                         f"import torch + load {cold['bare_s']:.3f} s")
     lines.append("")
     lines.append("## JSON logging")
-    lines.append(f"  one inference line     : {res['logging_ms']:.4f} ms CPU; request CPU at c16 "
-                 f"{by_c[16]['cpu_ms_per_request']:.2f} ms")
-    ratios = {
-        "c16_vs_seed": by_c[16]["throughput"] / seed_c[16]["throughput"],
-        "c16_vs_pipeline": by_c[16]["throughput"] / limits["pipeline_limit"],
-        "p50_c1_vs_seed": by_c[1]["p50_ms"] / seed_c[1]["p50_ms"],
-        "cold_start_vs_bare": cold["served_s"] / cold["bare_s"],
-        "logging_share": res["logging_ms"] / by_c[16]["cpu_ms_per_request"],
-    }
-    res["ratios"] = ratios
+    lines.append(f"  one inference line     : {res['logging_ms']:.4f} ms CPU")
+    res["ratios"] = {}
     lines.append("")
     lines.append("## Ratios (target)")
-    labels = {"c16_vs_seed": ("served c16 / seed c16 throughput", ">="),
-              "c16_vs_pipeline": ("served c16 / pipeline limit", ">="),
-              "p50_c1_vs_seed": ("p50 c1 / seed p50 c1", "<="),
-              "cold_start_vs_bare": ("cold start / (import torch + load)", "<="),
-              "logging_share": ("JSON logging / request CPU", "<=")}
-    for key, value in ratios.items():
-        text, op = labels[key]
-        target = TARGETS[key]
-        ok = value >= target if op == ">=" else value <= target
-        shown = f"{value:.1%}" if key == "logging_share" else f"{value:.2f}x"
-        want = f"{target:.0%}" if key == "logging_share" else f"{target}x"
-        lines.append(f"  {text:36s} {shown:>8s}  (target {op} {want})  {'ok' if ok else 'MISSED'}")
+    for precision in precisions:
+        ratios = ratios_of(res, precision)
+        res["ratios"][precision] = ratios
+        for key, text, op, target in TARGETS[precision]:
+            if key not in ratios:
+                continue
+            value = ratios[key]
+            ok = value >= target if op == ">=" else value <= target
+            shown = f"{value:.1%}" if key == "logging_share" else f"{value:.2f}x"
+            want = f"{target:.0%}" if key == "logging_share" else f"{target}x"
+            lines.append(f"  {precision} {text:43s} {shown:>8s}  (target {op} {want})  {'ok' if ok else 'MISSED'}")
     return "\n".join(lines)
+
+
+def prepare_bf16(artifacts: Path, build: Path) -> Path:
+    """The bf16 artifacts next to the fp32 ones: the build step with MODEL_PRECISION=bf16
+    (the fp32 package and a current bf16 one are reused; the accuracy gate runs here)."""
+    import shutil
+
+    dest = artifacts.parent / f"{artifacts.name}-bf16"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("weights.pt", "labels.json", "model.pt2"):
+        source = artifacts / name
+        if source.is_file() and (not (dest / name).is_file()
+                                 or (dest / name).stat().st_mtime < source.stat().st_mtime):
+            shutil.copy2(source, dest / name)
+    subprocess.run([sys.executable, "-m", "torchfaas.prepare"], cwd=build, check=True,
+                   env={**os.environ, "ARTIFACTS_DIR": str(dest), "MODEL_PRECISION": "bf16"},
+                   stdout=subprocess.DEVNULL)
+    return dest
 
 
 def main() -> int:
@@ -402,6 +458,7 @@ def main() -> int:
     parser.add_argument("--limit-seconds", type=float, default=1.0, help="seconds per in-process window")
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--cold-repeats", type=int, default=3)
+    parser.add_argument("--precisions", default="fp32,bf16", help="MODEL_PRECISION variants, side by side")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the served function (tuning runs)")
     parser.add_argument("--json", help="also write the raw results here")
@@ -414,26 +471,43 @@ def main() -> int:
         return 2
     extra_env = dict(kv.split("=", 1) for kv in args.env)
     levels = [int(c) for c in args.levels.split(",")]
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     jpegs = real_jpegs()
     requests = build_requests(jpegs)
-    res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "env": extra_env}
+    res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "env": extra_env,
+           "variants": {}}
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
         build = shrinkwrap(FUNCTION, Path(tmp) / "classifier")
+        dirs = {"fp32": artifacts}
+        if "bf16" in precisions:
+            log("bf16 artifacts (prepared once, then reused)")
+            dirs["bf16"] = prepare_bf16(artifacts, build)
+        for precision in precisions:
+            variant = res["variants"][precision] = {"artifacts": str(dirs[precision])}
+            if precision == "bf16":
+                manifest = json.loads((dirs["bf16"] / "manifest.json").read_text())
+                variant["agreement"] = manifest.get("bf16_top1_agreement")
+                variant["agreement_inputs"] = manifest.get("bf16_agreement_inputs")
+            if not args.served_only:
+                log(f"limits (in-process), {precision}")
+                variant["limits"] = measure_in_process(build, dirs[precision], jpegs, args.limit_seconds, precision)
         if not args.served_only:
-            log("limits (in-process)")
-            res["limits"] = measure_in_process(build, artifacts, jpegs, args.limit_seconds)
             res["logging_ms"] = logging_cpu_ms(build)
-        log("served function")
-        with open(Path(tmp) / "function.log", "w") as out:
-            server = function_server(build, artifacts, extra_env, out)
-            try:
-                res["served"] = load_levels(server, requests, levels, args.warmup, args.duration)
-            finally:
-                server.stop()
-        lines = (Path(tmp) / "function.log").read_text().splitlines()
-        loaded = [json.loads(x) for x in lines if '"model_loaded"' in x]
-        res["served_backend"] = loaded[0].get("backend") if loaded else None
-        log(f"  backend {res['served_backend']}, {len(lines)} log lines")
+        for precision in precisions:
+            variant = res["variants"][precision]
+            log(f"served function, MODEL_PRECISION={precision}")
+            log_path = Path(tmp) / f"function-{precision}.log"
+            with open(log_path, "w") as out:
+                server = function_server(build, dirs[precision], {"MODEL_PRECISION": precision, **extra_env}, out)
+                try:
+                    variant["served"] = load_levels(server, requests, levels, args.warmup, args.duration)
+                finally:
+                    server.stop()
+            lines = log_path.read_text().splitlines()
+            loaded = [json.loads(x) for x in lines if '"model_loaded"' in x]
+            variant["model_loaded"] = {k: loaded[0].get(k) for k in ("backend", "precision", "precision_reason")} \
+                if loaded else None
+            log(f"  model_loaded {variant['model_loaded']}, {len(lines)} log lines")
         if args.served_only:
             return 0
         log("seed-style handler")
@@ -442,8 +516,10 @@ def main() -> int:
             res["seed"] = load_levels(seed, requests, levels, args.warmup, args.duration)
         finally:
             seed.stop()
-        log("cold start")
-        res["cold_start"] = measure_cold_start(build, artifacts, args.cold_repeats)
+        for precision in precisions:
+            log(f"cold start, {precision}")
+            res["variants"][precision]["cold_start"] = measure_cold_start(build, dirs[precision],
+                                                                          args.cold_repeats, precision)
     text = report(res)
     print(text)
     if args.json:
