@@ -65,9 +65,34 @@ class Server:
                          drain_seconds=self.settings.drain_seconds, inflight=self.runtime.inflight)
         threading.Thread(target=self._drain, name="drain", daemon=True).start()
 
+    def shutdown_line_at(self) -> float | None:
+        """Under the of-watchdog: when (seconds after SIGTERM) to write the `shutdown` line.
+
+        The watchdog routes for its healthcheck_interval H after SIGTERM, then exits as
+        soon as its own requests are answered (at once when idle), and the container
+        ends with it: a line written after that is lost, and the watchdog relays our
+        stdout. So the line is written a little before H (H - min(1 s, H/2)) while
+        the app keeps serving until DRAIN_SECONDS (> H): nothing the watchdog routes
+        is refused, and requests answered after the line still get their own lines.
+        None (no watchdog, or DRAIN_SECONDS not past that point): the line comes last.
+        """
+        routing = self.settings.watchdog_routing_s
+        if routing is None or routing <= 0:
+            return None
+        at = routing - min(1.0, routing / 2)
+        return at if self.settings.drain_seconds > at else None
+
     def _drain(self):
         started = time.monotonic()
-        time.sleep(self.settings.drain_seconds)  # still serving: routes are being withdrawn
+        early = self.shutdown_line_at()
+        if early is not None:
+            time.sleep(early)
+            self.events.emit("shutdown", "drain complete; serving until the watchdog exits",
+                             drain_ms=round((time.monotonic() - started) * 1000, 1),
+                             inflight=self.runtime.inflight, still_serving=True,
+                             serving_until_ms=round(self.settings.drain_seconds * 1000, 1))
+        # still serving: routes are being withdrawn
+        time.sleep(max(0.0, self.settings.drain_seconds - (time.monotonic() - started)))
         self.runtime.stop_accepting()
         self._call_in_loop(self._close_listener)
         self._listener_closed.wait(5)
@@ -77,8 +102,9 @@ class Server:
         unfinished = 0 if self._idle() else self.runtime.inflight
         if self.runtime.batcher:
             self.runtime.batcher.stop()
-        self.events.emit("shutdown", "shutdown complete", logging.WARNING if unfinished else logging.INFO,
-                         drain_ms=round((time.monotonic() - started) * 1000, 1), unfinished=unfinished)
+        if early is None or unfinished:  # under the watchdog only if something is wrong
+            self.events.emit("shutdown", "shutdown complete", logging.WARNING if unfinished else logging.INFO,
+                             drain_ms=round((time.monotonic() - started) * 1000, 1), unfinished=unfinished)
         self._call_in_loop(self._stop_loop)
 
     def _idle(self) -> bool:

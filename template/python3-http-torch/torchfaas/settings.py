@@ -33,6 +33,29 @@ def env_fields(settings_class) -> dict:
     return {f.metadata["env"]: f.metadata["default"] for f in fields(settings_class) if "env" in f.metadata}
 
 
+def go_duration_s(raw: str) -> float | None:
+    """A Go duration ("5s", "500ms", "1m30s"; a bare number is seconds) in seconds, else None."""
+    import re
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        return None
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def watchdog_routing_s() -> float | None:
+    """How long the of-watchdog keeps routing after SIGTERM: its own `healthcheck_interval`
+    (same container environment), None when not running under it. Not one of our variables."""
+    return go_duration_s(os.environ.get("healthcheck_interval", ""))
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = env("HOST", "127.0.0.1")
@@ -58,6 +81,8 @@ class Settings:
     drain_seconds: float = env("DRAIN_SECONDS", 5.0, float)
     # Upper bound for finishing accepted requests once draining is over.
     shutdown_timeout_s: float = env("SHUTDOWN_TIMEOUT_SECONDS", 30.0, float)
+    # the watchdog's healthcheck_interval (None: no watchdog in front); see server._drain
+    watchdog_routing_s: float | None = field(default_factory=watchdog_routing_s)
     request_id_max_len: int = env("REQUEST_ID_MAX_LENGTH", 64, int)
     # allow-list of tenant label values (comma-separated); see metrics.TenantLabels
     tenants: str = env("TENANTS", "", documented="empty")

@@ -1,0 +1,100 @@
+"""A stand-in for the of-watchdog's shutdown sequence (http mode), for tests.
+
+What it copies from of-watchdog's main.go / executor/http_runner.go: it starts the
+function process with its stdout piped and relays every line to its own stdout;
+it proxies requests to `upstream_url`; on SIGTERM it forwards SIGTERM to the
+function at once, keeps routing for `healthcheck_interval`, then stops accepting,
+waits for the requests it has in flight and exits at once (when idle, right at
+`healthcheck_interval`). Exiting ends the container: the function is killed
+(SIGKILL) and whatever it writes after that is lost.
+
+    python watchdog_standin.py PORT UPSTREAM_URL HEALTHCHECK_S -- python index.py
+"""
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+
+def main() -> int:
+    port, upstream, routing_s = int(sys.argv[1]), sys.argv[2].rstrip("/"), float(sys.argv[3])
+    command = sys.argv[sys.argv.index("--") + 1:]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE)
+    inflight = [0]
+    lock = threading.Lock()
+    out = sys.stdout.buffer
+
+    def relay():
+        for line in child.stdout:
+            out.write(line)
+            out.flush()
+
+    threading.Thread(target=relay, daemon=True).start()
+    session = requests.Session()
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _proxy(self):
+            with lock:
+                inflight[0] += 1
+            try:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    res = session.request(self.command, upstream + self.path, data=body, timeout=30,
+                                          headers={k: v for k, v in self.headers.items()
+                                                   if k.lower() not in ("host", "connection")})
+                    status, payload, ctype = res.status_code, res.content, res.headers.get("Content-Type", "")
+                except requests.RequestException as exc:  # what the watchdog answers then
+                    status, payload, ctype = 500, str(exc).encode(), "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(payload)
+            finally:
+                with lock:
+                    inflight[0] -= 1
+
+        do_GET = do_POST = _proxy
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+    server.daemon_threads = True
+    done = threading.Event()
+
+    def on_sigterm(*_):
+        child.send_signal(signal.SIGTERM)  # forwarded at once
+
+        def shutdown():
+            time.sleep(routing_s)  # still routing
+            server.shutdown()
+            server.server_close()  # no new connections
+            while True:  # its own requests answered: exit at once
+                with lock:
+                    if inflight[0] == 0:
+                        break
+                time.sleep(0.001)
+            done.set()
+
+        threading.Thread(target=shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    done.wait()
+    out.flush()
+    child.kill()  # the container ends with the watchdog
+    child.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
