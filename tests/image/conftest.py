@@ -6,6 +6,7 @@ CI (`CI` set), where .ci/run installs them.
 """
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def classifier_image(tmp_path_factory):
     status = image_standins.ensure_standins()
     for image, how in status.items():
         FACTS[f"base {image}"] = how
-    fn = image_build.stack_function("classifier")
-    env = {**os.environ, "REGISTRY": "localhost/torchfaas-ci", "TAG": "test"}
+    # SOURCE_COMMIT as `make build` passes it (stack.yml's build_args)
+    commit = subprocess.run(["git", "-C", str(image_build.REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    env = {**os.environ, "REGISTRY": "localhost/torchfaas-ci", "TAG": "test",
+           "SOURCE_COMMIT": commit.stdout.strip() if commit.returncode == 0 else ""}
+    fn = image_build.stack_function("classifier", env)
     image = image_build.image_name(fn, env)
     # a private build folder and log: other test runs may share this work tree
     context = image_build.shrinkwrap(fn, tmp_path_factory.mktemp("build") / "classifier")

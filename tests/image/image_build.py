@@ -37,8 +37,9 @@ def expand(value: str, env: dict) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", sub, value)
 
 
-def stack_function(name: str) -> dict:
-    return yaml.safe_load((REPO / "stack.yml").read_text())["functions"][name]
+def stack_function(name: str, env: dict) -> dict:
+    """The function's entry in stack.yml after faas-cli's substitution of the whole file."""
+    return yaml.safe_load(expand((REPO / "stack.yml").read_text(), env))["functions"][name]
 
 
 def image_name(fn: dict, env: dict) -> str:

@@ -183,6 +183,9 @@ def test_runs_read_only_non_root_answers_logs_json_and_drains(classifier_image):
                        for line in lines if line["event"] == "inference"}
     assert requests_logged == sent
     assert all(line["function"] == "classifier" for line in lines)
+    # the commit stack.yml's build_args passed in (empty outside a git checkout)
+    loaded = next(line for line in lines if line["event"] == "model_loaded")
+    assert loaded.get("source_commit") == (classifier_image["env"]["SOURCE_COMMIT"] or None), loaded
 
 
 def test_without_a_writable_tmp_the_image_refuses_to_start(classifier_image):
