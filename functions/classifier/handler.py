@@ -89,7 +89,7 @@ BF16_MIN_AGREEMENT = 0.97
 HERE = Path(__file__).resolve().parent
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
-AOTI_RECIPE = "uint8-nhwc-softmax-frozen-v2"  # bf16: + "-bf16" (bf16_network)
+AOTI_RECIPE = "uint8-nhwc-softmax-frozen-padfold-v3"  # bf16: + "-bf16" (bf16_network)
 # Inductor options for the compile: portable AVX2 code (not -march=native), ISA
 # fixed rather than probed, and frozen: the weights become constants and every
 # convolution a prepacked oneDNN convolution (compile_package compiles under
@@ -133,6 +133,24 @@ class _InDtype(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x.to(self.dtype)).to(x.dtype)
+
+
+def fold_same_pads(net: torch.nn.Module) -> int:
+    """Fold TF "SAME" zero pads into the convolutions' own padding, in place, where
+    symmetric (every stride-1 convolution; the stride-2 ones pad (0, 1) and keep
+    their pad). Exact: the same zeros, applied by the convolution instead of a
+    separate copy of the activations. Returns how many pads were folded."""
+    folded = 0
+    for module in net.modules():
+        pad = getattr(module, "static_padding", None)
+        if not isinstance(pad, torch.nn.ZeroPad2d) or tuple(module.padding) != (0, 0):
+            continue
+        left, right, top, bottom = pad.padding
+        if left == right and top == bottom:
+            module.padding = (top, left)
+            module.static_padding = torch.nn.Identity()
+            folded += 1
+    return folded
 
 
 def fold_batchnorms(net: torch.nn.Module) -> torch.nn.Module:
@@ -219,12 +237,15 @@ def parse_topk(query, limit: int) -> int:
     return int(raw)
 
 
-def build_network(weights: Path | None = None) -> torch.nn.Module:
+def build_network(weights: Path | None = None, fold_pads: bool = True) -> torch.nn.Module:
+    """The network, with its symmetric SAME pads folded (fold_same_pads) unless asked not to."""
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name(ARCH)
     if weights is not None:
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    if fold_pads:
+        fold_same_pads(net)
     return net.eval()
 
 
@@ -333,6 +354,7 @@ class Classifier(ModelHandler):
         model = EfficientNet.from_pretrained(ARCH, weights_path=EfficientnetLite0ModelFile.get_model_file_path())
         # a plain tensor state dict: it loads with torch.load(weights_only=True), no pickled code
         torch.save(model.state_dict(), artifacts_dir / WEIGHTS)
+        fold_same_pads(model)  # after saving: the weights file is the checkpoint's, unchanged
         labels = [full.split(",")[0].strip() for full in json.loads((HERE / "imagenet_labels.json").read_text())]
         (artifacts_dir / LABELS).write_text(json.dumps(labels))
         files, info = [WEIGHTS, LABELS], {}

@@ -8,6 +8,7 @@ stops applying, whatever the timing noise.
 """
 import json
 
+import numpy as np
 import pytest
 import torch
 from torchfaas.toolkit.compiled import prepacked_calls, wrapper_calls
@@ -73,3 +74,21 @@ def test_frozen_answers_match_eager_within_tolerance(classifier_module, aoti_han
     frozen, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
     assert torch.equal(frozen.argmax(-1), eager.argmax(-1))
     assert float((frozen - eager).abs().max()) <= 1e-5
+
+
+def test_pad_folding_is_exact(classifier_module, artifacts):
+    # symmetric TF "SAME" pads (the stride-1 depthwise convolutions) move into the
+    # convolutions' own padding: same answers within 1e-5 on real photos
+    from photos import PHOTOS
+    from torchfaas.toolkit import open_image
+
+    plain = classifier_module.build_network(artifacts / classifier_module.WEIGHTS, fold_pads=False)
+    folded = classifier_module.build_network(artifacts / classifier_module.WEIGHTS, fold_pads=False)
+    assert classifier_module.fold_same_pads(folded) == 12
+    assert classifier_module.fold_same_pads(folded) == 0  # nothing left to fold
+    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]
+    pixels = torch.from_numpy(np.stack(items))
+    with torch.inference_mode():
+        a = classifier_module.ServedModel(plain)(pixels)
+        b = classifier_module.ServedModel(folded)(pixels)
+    assert float((a - b).abs().max()) <= 1e-5
