@@ -52,9 +52,6 @@ def test_topk_and_response_fields(classifier):
     assert len(classifier.post(photo_bytes("chelsea.png"), "image/png").json["predictions"]) == 5  # default
 
 
-@pytest.mark.xfail(strict=True, reason="Classifier.__init__ sets self.batch_workers = 1 (its warm-up "
-                   "bookkeeping), shadowing the declared class attribute 2: the runtime runs one batch "
-                   "worker and the start-up line says 1 (functions/classifier/handler.py)")
 def test_the_classifier_runs_the_batch_workers_it_declares(classifier):
     module_class = type(classifier.handler)
     assert module_class.batch_workers == 2
