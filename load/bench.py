@@ -439,11 +439,19 @@ def prepare_bf16(artifacts: Path, build: Path) -> Path:
 
     dest = artifacts.parent / f"{artifacts.name}-bf16"
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("weights.pt", "labels.json", "model.pt2"):
-        source = artifacts / name
-        if source.is_file() and (not (dest / name).is_file()
-                                 or (dest / name).stat().st_mtime < source.stat().st_mtime):
-            shutil.copy2(source, dest / name)
+    for name in ("weights.pt", "labels.json"):
+        shutil.copy2(artifacts / name, dest / name)
+    # the fp32 package with its key and hash, so the build step reuses it instead of recompiling
+    fp32 = json.loads((artifacts / "manifest.json").read_text())
+    if (artifacts / "model.pt2").is_file() and fp32.get("aoti_key"):
+        shutil.copy2(artifacts / "model.pt2", dest / "model.pt2")
+        try:
+            manifest = json.loads((dest / "manifest.json").read_text())
+        except (OSError, ValueError):
+            manifest = {"files": {}}
+        manifest.update({k: v for k, v in fp32.items() if k.startswith("aoti_")})
+        manifest.setdefault("files", {})["model.pt2"] = fp32["files"]["model.pt2"]
+        (dest / "manifest.json").write_text(json.dumps(manifest))
     subprocess.run([sys.executable, "-m", "torchfaas.prepare"], cwd=build, check=True,
                    env={**os.environ, "ARTIFACTS_DIR": str(dest), "MODEL_PRECISION": "bf16"},
                    stdout=subprocess.DEVNULL)
