@@ -13,7 +13,11 @@ Fast path (docs/benchmarks.md has the numbers):
   dimension (model.pt2, hash-checked through the manifest). `load()` opens it
   with the low-level loader; MODEL_BACKEND=auto|aoti|eager picks the backend,
   and `auto` falls back to the eager network (channels_last) when the package
-  is missing or does not load.
+  is missing or does not load. The package is frozen (prepacked oneDNN
+  convolutions) and its symmetric SAME pads are folded into the convolutions.
+- precision: MODEL_PRECISION=bf16 adds model-bf16.pt2 at build time, gated on
+  its top-1 agreement with fp32 (>= 97% of real photos and crops), served only
+  on CPUs with native bf16, else fp32 with the reason in the model_loaded line.
 - input: the model takes uint8 NHWC pixels, so preprocessing is decode, one
   crop+resize pass and one copy into an array; a JPEG much larger than needed
   is decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, `Image.draft`)
