@@ -197,3 +197,37 @@ def test_a_client_gone_before_preprocessing_costs_nothing(fn):
     assert fn.handler.batches == []
     (line,) = fn.lines("gone-early")
     assert line["client_gone"] is True
+
+
+def test_on_a_real_server_only_the_poisoned_request_fails_and_each_is_logged_once(function_process):
+    """The same through waitress and a real process: the stand-in's b"boom" makes
+    predict() raise for its whole batch, b"sleep:S" holds the model so the next
+    eight requests queue and share one batch."""
+    import uuid
+
+    import requests
+    from faultkit import lines_for, wait_line
+    from support.metrics import parse_samples
+
+    fn = function_process("standin", env={"BATCH_SIZE": "8", "BATCH_DELAY_MS": "50"})
+    tag = uuid.uuid4().hex[:6]
+    bodies = [b"ok-%d" % i for i in range(8)]
+    bodies[2] = b"boom"
+    ids = [f"real-poison-{tag}-{i}" for i in range(8)]
+    with ThreadPoolExecutor(9) as pool:
+        held = pool.submit(fn.post, b"sleep:0.8", "application/octet-stream")
+        time.sleep(0.2)  # the model holds the first request; the eight below queue behind it
+        futures = [pool.submit(fn.post, body, "application/octet-stream", headers={"X-Request-Id": rid})
+                   for body, rid in zip(bodies, ids)]
+        statuses = [f.result(30).status_code for f in futures]
+        assert held.result(30).status_code == 200
+    assert statuses == [200, 200, 500, 200, 200, 200, 200, 200], statuses
+    for rid, status in zip(ids, statuses):
+        wait_line(fn, rid)
+    time.sleep(0.2)
+    for rid, status in zip(ids, statuses):
+        found = lines_for(fn, rid)
+        assert len(found) == 1 and found[0]["status"] == status and found[0]["batch_retried"] is True, found
+    samples = parse_samples(requests.get(fn.url + "/metrics", timeout=5).content)
+    value = {s.name: s.value for s in samples}
+    assert value["torchfaas_batch_failures_total"] == 4 and value["torchfaas_batch_retries_total"] == 6
