@@ -169,10 +169,41 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         handler.predict([preprocess_one() for _ in range(best_batch)])
 
     results["preprocess_per_s"] = prep_rate
+    results["stages_ms"] = handler_stage_cpu_ms(handler, payloads, best_batch)
     results["pipeline_limit"] = parallel_rate(pipeline, best_batch, workers, seconds)
     log(f"  {precision} preprocess only: {prep_rate:.1f} images/s; pipeline x{workers} at batch {best_batch}: "
         f"{results['pipeline_limit']:.1f} images/s")
     return results
+
+
+def handler_stage_cpu_ms(handler, payloads: list, batch: int, repeats: int = 60) -> dict:
+    """CPU ms per request of the handler's own stages, on this thread (thread_time, so
+    less sensitive to other processes than wall time): the request's preprocess (body ->
+    uint8 pixels: decode, crop, resize), its share of a forward pass at `batch`, and
+    postprocess + log fields (topk=5). The served CPU per request minus these is the
+    server's own work: HTTP, JSON, batching hand-offs, the log line, metrics."""
+    import statistics
+
+    from torchfaas import InferenceRequest
+
+    def request(i):
+        return InferenceRequest(body=payloads[i % len(payloads)], content_type="image/jpeg", headers={},
+                                query={"topk": "5"}, request_id=f"bench-{i}")
+
+    def cpu(fn):
+        started = time.thread_time()
+        fn()
+        return (time.thread_time() - started) * 1000
+
+    requests_, items = [request(i) for i in range(batch)], []
+    pre = [cpu(lambda: items.append(handler.preprocess(requests_[i % batch]))) for i in range(repeats)]
+    batch_items = items[:batch]
+    outputs = handler.predict(batch_items)
+    model = [cpu(lambda: handler.predict(batch_items)) / batch for _ in range(max(5, repeats // batch))]
+    post = [cpu(lambda: (handler.postprocess(outputs[0], requests_[0]), handler.log_fields(outputs[0])))
+            for _ in range(repeats)]
+    return {"preprocess": statistics.median(pre), "model": statistics.median(model),
+            "postprocess": statistics.median(post), "batch": batch}
 
 
 # -- 3 + 4: closed-loop HTTP load ----------------------------------------------
@@ -394,6 +425,16 @@ def report(res: dict) -> str:
         lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s (decode + crop/resize, 1 thread)")
         lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + "
                      f"forward, {limits['workers']} streams)")
+        stages = limits.get("stages_ms")
+        if stages:
+            by_c = {r["concurrency"]: r for r in variant.get("served", [])}
+            served_cpu = by_c[max(by_c)]["cpu_ms_per_request"] if by_c else float("nan")
+            rest = served_cpu - stages["preprocess"] - stages["model"] - stages["postprocess"]
+            lines.append(f"  server CPU per request at c{max(by_c) if by_c else '?'}: {served_cpu:.2f} ms = "
+                         f"preprocess {stages['preprocess']:.2f} + model {stages['model']:.2f} "
+                         f"(b{stages['batch']}) + postprocess {stages['postprocess']:.2f} + the server's own "
+                         f"{rest:.2f} (HTTP, JSON, batching, log line, metrics)")
+            variant["server_own_ms"] = rest
         if variant.get("agreement") is not None:
             lines.append(f"  bf16 top-1 agreement  : {variant['agreement']:.2%} with fp32 over "
                          f"{variant['agreement_inputs']} real photo crops (build gate >= 97%)")
