@@ -63,16 +63,7 @@ def check_parser() -> argparse.ArgumentParser:
 def check(argv: list, environ=None) -> int:
     argv, behave_args = _split(argv)
     args = check_parser().parse_args(argv)
-    env = dict(os.environ if environ is None else environ)
-    # An explicit source on the command line replaces the other one from the environment.
-    if args.loki_url:
-        env["LOKI_URL"] = args.loki_url
-        env.pop("LOG_FILE", None)
-    if args.log_file:
-        env["LOG_FILE"] = args.log_file
-        env.pop("LOKI_URL", None)
-    if args.at is not None:
-        env["SLO_AT"] = args.at
+    env = _source_env(args, environ)
     if args.report is not None:
         env["SLO_REPORT"] = args.report
     if args.html is not None:
@@ -161,6 +152,8 @@ def compare(argv: list, environ=None) -> int:
 
 
 def _source_env(args, environ) -> dict:
+    """The environment with the command line's source and time applied: an explicit
+    source on the command line replaces the other one from the environment."""
     env = dict(os.environ if environ is None else environ)
     if args.loki_url:
         env["LOKI_URL"] = args.loki_url
