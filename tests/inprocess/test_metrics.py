@@ -17,18 +17,16 @@ def samples(metrics: Metrics) -> list:
     return parse_samples(body)
 
 
-def loaded_function(tenants: str = "acme,globex") -> InProcessFunction:
-    """A loaded function (the real runtime behind its metrics), its model named as
-    the classifier's would be."""
+def loaded(tenants: str = "acme,globex") -> Metrics:
+    """Metrics of a model named as the classifier's would be, loaded into a fresh
+    identity, with a real loaded runtime behind the scrape-time gauges."""
     fn = InProcessFunction(StandIn(), function_name="classifier", tenants=tenants)
     assert fn.load()
-    fn.close()  # only the metrics are used
-    fn.function.model.loaded("efficientnet-lite0", "v3", "0123456789ab")
-    return fn
-
-
-def loaded(tenants: str = "acme,globex") -> Metrics:
-    return loaded_function(tenants).metrics
+    fn.close()  # only its state (in-flight, readiness, load times) is read
+    model = CurrentModel(ModelIdentity("classifier"))
+    metrics = Metrics(model, TenantLabels(tenants, "X-Tenant-Id"), fn.runtime)
+    model.loaded("efficientnet-lite0", "v3", "0123456789ab")
+    return metrics
 
 
 def test_tenant_mapping():
@@ -167,3 +165,17 @@ def test_every_series_names_the_loaded_model(standin):
     for s in standin.samples():
         assert (s.labels["function"], s.labels["model_name"], s.labels["model_version"]) == \
             ("standin", "standin", "v-test"), s
+
+
+def test_zero_series_exist_as_soon_as_the_model_loads():
+    """Not at the first scrape: a request answered before it would otherwise be the
+    series' first sample (rate() would miss it)."""
+    from prometheus_client import generate_latest
+
+    model = CurrentModel(ModelIdentity("classifier"))
+    metrics = Metrics(model, TenantLabels("", "X-Tenant-Id"))
+    assert b'status="200"' not in generate_latest(metrics.registry)  # nothing for "unknown"
+    model.loaded("efficientnet-lite0", "v3")
+    metrics.observe_request(200, 0.01, {})  # answered before Prometheus scraped once
+    body = generate_latest(metrics.registry).decode()
+    assert 'status="500",tenant="none"} 0.0' in body and 'status="200",tenant="none"} 1.0' in body

@@ -23,7 +23,16 @@ class ModelIdentity:
 class CurrentModel:
     def __init__(self, identity: ModelIdentity):
         self.identity = identity
+        self._listeners = []
+
+    def subscribe(self, listener) -> None:
+        """`listener(identity)` runs at once and whenever a model loads (e.g. the
+        metrics expose a new version's series at 0 before its first request)."""
+        self._listeners.append(listener)
+        listener(self.identity)
 
     def loaded(self, model_name: str, model_version: str, artifact_hash: str = "") -> ModelIdentity:
         self.identity = ModelIdentity(self.identity.function, model_name, model_version, artifact_hash)
+        for listener in self._listeners:
+            listener(self.identity)
         return self.identity

@@ -97,7 +97,6 @@ class Metrics:
         self.model = model
         self.runtime = runtime
         self.tenants = tenants
-        self._zeroed_for: ModelIdentity | None = None
         r = self.registry
         base = list(BASE_LABELS)
         self.requests = Counter(
@@ -123,15 +122,13 @@ class Metrics:
             "skipped=true: taken out before their batch ran, never computed.",
             base + ["skipped"], registry=r)
         r.register(_StateCollector(self))
-        self._base()  # MODEL_VERSION pinned: cold-start 503s count from the start
+        # a loaded model's series exist at 0 before its first request (and with
+        # MODEL_VERSION pinned, before the load: cold-start 503s count from the start)
+        model.subscribe(self._zero_series)
 
     # -- model -------------------------------------------------------------
     def _base(self) -> tuple[str, str, str]:
         identity = self.model.identity
-        if identity is not self._zeroed_for:
-            self._zeroed_for = identity
-            if identity.model_version != "unknown":
-                self._zero_series(identity)
         return identity.function, identity.model_name, identity.model_version
 
     def _zero_series(self, identity: ModelIdentity):
@@ -141,7 +138,10 @@ class Metrics:
         up at 3 hides those 3 requests. Success and the server errors the SLO
         counts (500, 503, 504), for every tenant label, and the per-request
         histograms start at 0 instead; other statuses appear on first use.
+        Nothing is invented for a model not yet known ("unknown" version).
         """
+        if identity.model_version == "unknown":
+            return
         base = identity.function, identity.model_name, identity.model_version
         for tenant in (*self.tenants.allowed, TENANT_NONE, TENANT_OTHER):
             for status in ZERO_STATUSES:
@@ -168,7 +168,6 @@ class Metrics:
             self.client_gone.labels(*base, "true" if fields.get("error") == "client_gone" else "false").inc()
 
     def render(self) -> tuple[bytes, str]:
-        self._base()  # a model loaded since the last scrape: its zero series first
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
