@@ -118,7 +118,7 @@ def test_ruler_alerts_burn_per_function_and_model_version():
     for alert in alerts:
         expr = alert["expr"]
         assert expr.count("sum by (namespace, app, model_version)") == 4, alert["alert"]
-        assert expr.count('| json | __error__="" | event="inference"') == 4
+        assert len(re.findall(r'\| json [a-z_, ]+ \| __error__="" \| event="inference"', expr)) == 4
         assert re.search(r"\)\s*>\s*\([0-9.]+ \* 0.01\)\s+and\s+\(", expr)  # both windows must burn
         assert ("status >= 500" in expr) or ("latency_ms > 250" in expr)
         assert "request_id" not in expr
@@ -157,3 +157,20 @@ def test_scheduled_workflow_runs_make_slo_against_loki():
     # the SLO tool alone (behave, no torch), installed from its own folder before `make slo`
     install = steps.index(next(s for s in steps if "pip install" in s.get("run", "")))
     assert "./slo" in steps[install]["run"].split() and install < steps.index(run)
+
+
+def test_rules_and_dashboard_queries_extract_only_the_fields_they_use():
+    """`| json` with no field list parses every field of every line (request ids,
+    traces); each metric query names the few it needs. The dashboard's log panel,
+    which shows whole lines, is the one full parse."""
+    texts = {"rules": (REPO / "loki/rules/fake/torchfaas-slo.yaml").read_text(),
+             "dashboard": (REPO / "loki/grafana/dashboards/torchfaas-slo.json").read_text()}
+    for name, text in texts.items():
+        metric_queries = [line for line in text.splitlines() if "| json" in line and (
+            "count_over_time" in line or "rate(" in line or "quantile_over_time" in line)]
+        assert metric_queries, name
+        for line in metric_queries:
+            assert "| json |" not in line, f"{name}: {line.strip()}"
+            for field in ("status", "latency_ms", "model_version", "top1_class"):
+                if re.search(rf"(by \([^)]*\b{field}\b|\| {field} |unwrap {field})", line):
+                    assert re.search(rf"\| json [a-z_, ]*\b{field}\b", line), f"{name}: {field} not extracted: {line.strip()}"
