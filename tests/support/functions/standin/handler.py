@@ -18,7 +18,8 @@ What a request does is chosen by its body:
 
     b"bad..."        preprocess raises BadRequest (a client mistake, 400)
     b"preboom..."    preprocess raises RuntimeError (a fault in the handler, 500)
-    b"boom..."       predict raises for the whole batch (500 for every member)
+    b"boom..."       predict raises for any batch it is in: the runtime re-runs the batch
+                     in halves, so only the boom request gets the 500
     b"postboom..."   postprocess raises KeyError (500)
     b"unjson..."     postprocess returns a body that is not JSON-serialisable (500)
     b"logboom..."    log_fields raises (500)
