@@ -24,7 +24,9 @@ from types import SimpleNamespace
 
 from . import queries, report, settings
 from .contracts import ContractResult, fmt, window_name
+from .hooks import Hooks
 from .psi import biggest_movers, psi
+from .steps import step_table
 from .vectors import by_label
 
 PROMOTE, HOLD, CANNOT_JUDGE = "promote", "hold", "cannot judge"
@@ -282,15 +284,12 @@ def write_reports(directory: str, doc: dict) -> list:
 
 # -- behave hooks -----------------------------------------------------------------------
 
-class CompareHooks:
-    """before_all reads the environment (settings + COMPARE_BASELINE/CANDIDATE/REPORT);
-    after_all prints the verdict and writes the three reports."""
+class CompareHooks(Hooks):
+    """The check's hooks (before_scenario, after_step), with their own before_all (settings
+    + COMPARE_BASELINE/CANDIDATE/REPORT) and after_all (the verdict and three reports)."""
 
     def __init__(self, env=None):
-        self.env = os.environ if env is None else env
-
-    def as_dict(self):
-        return {name: getattr(self, name) for name in ("before_all", "before_scenario", "after_step", "after_all")}
+        super().__init__(os.environ if env is None else env)
 
     def before_all(self, context):
         context.slo_results, context.slo_errors = [], []
@@ -308,15 +307,6 @@ class CompareHooks:
         print(f"comparing {context.candidate} (candidate) with {context.baseline} (baseline) at "
               f"{context.slo.at:g} against {context.slo.backend.describe()}")
 
-    def before_scenario(self, context, scenario):
-        if context.slo is None:
-            scenario.skip("no backend configured")
-
-    def after_step(self, context, step):
-        failed = getattr(step.status, "name", str(step.status)) in ("failed", "error")
-        if failed and step.exception is not None and not isinstance(step.exception, AssertionError):
-            context.slo_errors.append(f"{step.name}: {type(step.exception).__name__}: {step.exception}")
-
     def after_all(self, context):
         source = context.slo.backend.describe() if context.slo else "nothing (not configured)"
         at = context.slo.at if context.slo else 0.0
@@ -333,19 +323,7 @@ class CompareHooks:
 
 # -- behave steps -----------------------------------------------------------------------
 
-STEPS = []  # (keyword, text, function), like steps.STEPS
-
-
-def _step(keyword):
-    def decorator(text):
-        def add(func):
-            STEPS.append((keyword, text, func))
-            return func
-        return add
-    return decorator
-
-
-when, then = _step("when"), _step("then")
+STEPS, _given, when, then = step_table()
 
 
 def register(registry=None) -> None:

@@ -10,19 +10,23 @@ import re
 
 from . import contracts
 
-STEPS = []  # (keyword, step text, function), in definition order
+def step_table():
+    """A table of (keyword, step text, function), in definition order, and the given/when/
+    then decorators that fill it (the runner registers a table's steps with behave)."""
+    table = []
+
+    def step(keyword):
+        def decorator(text):
+            def add(func):
+                table.append((keyword, text, func))
+                return func
+            return add
+        return decorator
+
+    return table, step("given"), step("when"), step("then")
 
 
-def _step(keyword):
-    def decorator(text):
-        def add(func):
-            STEPS.append((keyword, text, func))
-            return func
-        return add
-    return decorator
-
-
-given, when, then = _step("given"), _step("when"), _step("then")
+STEPS, given, when, then = step_table()
 
 
 def register(registry=None) -> None:
