@@ -23,7 +23,6 @@ numbers are one run each, so the ratios are if anything conservative.
 """
 import argparse
 import asyncio
-import io
 import json
 import os
 import signal

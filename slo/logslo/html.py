@@ -240,7 +240,7 @@ def compare_page(doc: dict) -> str:
 
 def slo_page(doc: dict) -> str:
     passed = doc["passed"]
-    body = [f"<h1>SLO report</h1>",
+    body = ["<h1>SLO report</h1>",
             f'<div class="verdict {"ok" if passed else "bad"}" id="verdict">'
             + ("ALL SLO CONTRACTS HOLD" if passed else f"{doc['violations']} SLO CHECK(S) VIOLATED") + "</div>",
             f'<p class="muted">evaluated at {_e(_stamp(doc["evaluated_at"]))} from {_e(doc["source"])}</p>',

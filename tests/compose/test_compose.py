@@ -11,11 +11,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support.alloy_syntax import find, parse
 from support.dockerfile import image_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,8 +23,6 @@ COMPOSE_DIR = REPO / "loki" / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 LABELS = {"namespace", "app", "container"}
 
-sys.path.insert(0, str(REPO / "tests" / "slo"))
-from alloy_syntax import find, parse  # noqa: E402
 
 
 def need(tool: str) -> str:

@@ -7,15 +7,13 @@ CI (`CI` set), where .ci/run installs them.
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import image_build  # noqa: E402
-import image_standins  # noqa: E402
+# image_build and image_standins sit beside this file: pytest puts this folder on
+# sys.path for its conftest and tests (rootdir-relative "prepend" import mode)
+import image_build
+import image_standins
 
 FACTS = image_build.FACTS
 REPORTS = image_build.REPO / "reports" / "image"

@@ -11,7 +11,6 @@ waits for the requests it has in flight and exits at once (when idle, right at
     python watchdog_standin.py PORT UPSTREAM_URL HEALTHCHECK_S -- python index.py
 """
 import http.server
-import os
 import signal
 import subprocess
 import sys

@@ -15,7 +15,6 @@ import pytest
 import logslo
 from logslo import compare
 from logslo.file_backend import FileBackend
-from logslo.settings import Settings
 from test_slo_logql import T0, request
 from test_slo_runner import REPO, loki_json
 

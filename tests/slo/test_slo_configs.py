@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alloy_syntax import find, parse
+from support.alloy_syntax import find, parse
 
 REPO = Path(__file__).resolve().parents[2]
 LOKI = REPO / "loki"

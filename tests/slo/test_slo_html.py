@@ -2,7 +2,6 @@
 headless Chromium (Debian package `chromium`; .ci/run installs it): the page renders,
 the charts are there, no JavaScript error, no network request, a screenshot is made."""
 
-import json
 import re
 import shutil
 import subprocess
@@ -10,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from test_slo_compare import T0, bad_canary, baseline, compare_file
-from test_slo_runner import FEATURES, run_slo
+from test_slo_compare import bad_canary, baseline, compare_file
+from test_slo_runner import run_slo
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 import requests
-from localrun import (CLASSIFIER, CLASSIFIER_ARTIFACTS, REPO, TEMPLATE, free_port,  # noqa: F401
-                      prepare_artifacts, shrinkwrap)
+from localrun import CLASSIFIER, TEMPLATE, free_port
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 # name -> function folder: the stand-ins the tests build, beside the real ones
