@@ -545,7 +545,11 @@ class Classifier(ModelHandler):
 
         image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         self.predict([image])
-        self.warmup_thread = threading.Thread(target=self._warm_sizes, name="classifier-warmup", daemon=True,
+        # not a daemon: a process stopped during the warm-up (SIGTERM right after ready)
+        # waits for it at exit; a daemon thread still inside the compiled model while
+        # the interpreter finalizes aborted the process ("terminate called without an
+        # active exception", exit -6; 1 of 8 quick start-stop cycles)
+        self.warmup_thread = threading.Thread(target=self._warm_sizes, name="classifier-warmup", daemon=False,
                                               args=(image, range(2, self.warmup_sizes + 1)))
         self.warmup_thread.start()
 
