@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from localrun import CLASSIFIER as FUNCTION, REPO, free_port, import_build, shrinkwrap
+from localrun import CLASSIFIER as FUNCTION, REPO, free_port, import_build, shrinkwrap, stop_process
 from stats import percentile
 
 SEED = REPO / "load" / "seed_handler" / "app.py"
@@ -291,13 +290,7 @@ class Server:
         self.ready_at = wait_ready(port, self.proc)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def function_server(build: Path, artifacts: Path, extra_env: dict, stdout) -> Server:

@@ -14,6 +14,7 @@ import importlib.machinery
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,19 @@ def import_build(build_dir: Path, packages: tuple[str, ...] = ("torchfaas", "fun
         except BaseException:
             del sys.modules[name]
             raise
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """SIGTERM (the function drains and logs `shutdown`), SIGKILL if it outlives
+    `timeout`; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def free_port() -> int:

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from localrun import free_port
+from localrun import free_port, stop_process
 from traffic import Picker, RequestIds, bad_requests, build_corpus
 
 
@@ -80,16 +79,10 @@ class Function:
         raise RuntimeError("the function never became ready")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc)
         self._log.close()
         self._err.close()
-        return self.proc.returncode
+        return code
 
     def lines(self) -> list[dict]:
         out = []

@@ -157,7 +157,8 @@ def test_predict_raising_never_wedges_the_worker():
     batcher.stop()
 
 
-def test_a_withdrawn_queued_item_frees_its_slot_and_is_never_computed():
+def held_predict():
+    """A predict that records what it computed and holds the worker until `release`."""
     started = []
     release = threading.Event()
 
@@ -165,6 +166,12 @@ def test_a_withdrawn_queued_item_frees_its_slot_and_is_never_computed():
         started.extend(items)
         release.wait(5)
         return items
+
+    return predict, started, release
+
+
+def test_a_withdrawn_queued_item_frees_its_slot_and_is_never_computed():
+    predict, started, release = held_predict()
 
     batcher = make(predict, max_batch_size=4, max_delay_s=0, queue_size=2)
     busy = batcher.submit("busy")
@@ -189,13 +196,7 @@ def test_predict_returning_the_wrong_number_of_outputs_is_a_fault():
 
 
 def test_timed_out_item_is_skipped_if_not_started():
-    started = []
-    release = threading.Event()
-
-    def predict(items):
-        started.extend(items)
-        release.wait(5)
-        return items
+    predict, started, release = held_predict()
 
     batcher = make(predict, max_batch_size=1, max_delay_s=0)
     busy = batcher.submit("busy")
