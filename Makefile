@@ -91,6 +91,15 @@ bench: install
 	@mkdir -p reports
 	$(PY) load/bench.py --json reports/bench.json $(BENCH_ARGS)
 
+# torchfaas fp32 against the peer servers (LitServe, TorchServe, BentoML), each serving the
+# same EfficientNet-Lite0 with its own dynamic batching at its best setting (load/peers/),
+# one at a time, interleaved over rounds; each peer's venv under .peers/<name>/ (created on
+# the first run, ~1 GB each). ~12 min. PEER_BENCH_ARGS e.g. "--rounds 1 --servers torchfaas,litserve"
+.PHONY: bench-peers
+bench-peers: install
+	@mkdir -p reports
+	$(PY) load/peer_bench.py --json reports/peers.json $(PEER_BENCH_ARGS)
+
 # SLO contracts (slo/features) with the SLO tool (slo/: the `torchfaas-slo` command)
 # against Loki (LOKI_URL) or a JSONL log (LOG_FILE), at SLO_AT (unix seconds, default now);
 # JSON report to SLO_REPORT; SLO_TAGS filters scenarios (e.g. SLO_TAGS="not @production-mix").

@@ -205,10 +205,10 @@ def handler_stage_cpu_ms(handler, payloads: list, batch: int, repeats: int = 60)
 
 
 # -- 3 + 4: closed-loop HTTP load ----------------------------------------------
-def build_requests(jpegs: dict) -> list[bytes]:
+def build_requests(jpegs: dict, path: str = "/?topk=5", content_type: str = "image/jpeg") -> list[bytes]:
     out = []
     for body in jpegs.values():
-        head = (f"POST /?topk=5 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         out.append(head + body)
     return out

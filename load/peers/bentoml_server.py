@@ -1,0 +1,70 @@
+"""EfficientNet-Lite0 behind BentoML 1.4.40 (load/peer_bench.py starts it in .peers/bentoml).
+
+    .peers/bentoml/bin/python load/peers/bentoml_server.py --port 3000
+
+runs `bentoml serve bentoml_server:EfficientNetLite0` here (one API server process per
+worker under BentoML's process manager). BentoML's service APIs take JSON or multipart,
+not a raw image body: POST /classify {"images": ["<base64 JPEG>"]} (a batchable API
+takes a list; one image per request here), answered with a list of one answer.
+BentoML's own adaptive batching (@bentoml.api(batchable=True)): each worker's
+dispatcher merges concurrent calls into one call of up to max_batch_size images,
+waiting as its latency model allows within max_latency_ms. Preprocessing (decode +
+crop + resize) runs in the batched call; model and preprocessing: common.py.
+
+Best setting on 2 cores (docs/benchmarks.md "Against the peer servers"): BEST below.
+"""
+import base64
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    """The launcher: exec `bentoml serve` on this module (before the heavy imports below,
+    so that the cold start measured from here is BentoML's own)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args()
+    bentoml_cli = Path(sys.executable).parent / "bentoml"
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    os.execv(str(bentoml_cli), [str(bentoml_cli), "serve", "bentoml_server:EfficientNetLite0",
+                                "--working-dir", str(HERE), "--host", "127.0.0.1", "--port", str(args.port)])
+
+
+if __name__ == "__main__":
+    main()
+
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
+
+# The best of the settings tried (c16 throughput, then c1 p50); override with PEER_*.
+BEST = dict(
+    workers=2,            # PEER_WORKERS: @bentoml.service(workers=...), processes
+    threads=1,            # PEER_THREADS: torch threads per worker (workers x threads = 2 cores)
+    max_batch=4,          # PEER_MAX_BATCH: @bentoml.api(max_batch_size=...)
+    max_latency_ms=1000,  # PEER_MAX_LATENCY_MS: @bentoml.api(max_latency_ms=...)
+)
+WORKERS = common.env_int("PEER_WORKERS", BEST["workers"])
+THREADS = common.env_int("PEER_THREADS", BEST["threads"])
+MAX_BATCH = common.env_int("PEER_MAX_BATCH", BEST["max_batch"])
+MAX_LATENCY_MS = common.env_int("PEER_MAX_LATENCY_MS", BEST["max_latency_ms"])
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+import bentoml  # noqa: E402
+
+
+@bentoml.service(workers=WORKERS, traffic={"timeout": 60})
+class EfficientNetLite0:
+    def __init__(self) -> None:
+        print(f"bentoml worker: workers {WORKERS}, torch threads {THREADS}, max_batch_size {MAX_BATCH}, "
+              f"max_latency_ms {MAX_LATENCY_MS}", file=sys.stderr, flush=True)
+        self.model = common.Classifier(THREADS, warmup_batches=(1, MAX_BATCH))
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=MAX_LATENCY_MS)
+    def classify(self, images: list[str]) -> list[dict]:
+        return self.model.classify([base64.b64decode(image) for image in images])
+

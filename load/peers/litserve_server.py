@@ -1,0 +1,73 @@
+"""EfficientNet-Lite0 behind LitServe 0.2.19 (load/peer_bench.py starts it in .peers/litserve).
+
+    .peers/litserve/bin/python load/peers/litserve_server.py --port 8000
+
+LitServe's API for images is JSON: POST /predict {"image": "<base64 JPEG>"} (a raw
+body goes through `await request.json()` in LitServe's handler and fails). Its own
+dynamic batching: the inference workers collect up to `max_batch_size` decoded
+requests, waiting at most `batch_timeout` seconds, then call predict() once.
+Preprocessing (decode + crop + resize) runs per request in decode_request, inside
+the inference worker, as LitServe's examples do; model and preprocessing: common.py.
+
+Best setting on 2 cores (peer_bench.py --servers litserve --peer-env ..., quiet machine,
+see docs/benchmarks.md "Against the peer servers"): BEST below.
+"""
+import argparse
+import base64
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+# The best of the settings tried (c16 throughput, then c1 p50); override with PEER_*.
+BEST = dict(
+    workers=2,          # PEER_WORKERS: inference worker processes (workers_per_device on cpu)
+    threads=1,          # PEER_THREADS: torch threads per worker (workers x threads = 2 cores)
+    max_batch=4,        # PEER_MAX_BATCH: LitAPI(max_batch_size=...)
+    batch_timeout=0.005,  # PEER_BATCH_TIMEOUT_S: LitAPI(batch_timeout=...) in seconds
+)
+WORKERS = common.env_int("PEER_WORKERS", BEST["workers"])
+THREADS = common.env_int("PEER_THREADS", BEST["threads"])
+MAX_BATCH = common.env_int("PEER_MAX_BATCH", BEST["max_batch"])
+BATCH_TIMEOUT = common.env_float("PEER_BATCH_TIMEOUT_S", BEST["batch_timeout"])
+
+import litserve as ls  # noqa: E402
+
+
+class EfficientNetAPI(ls.LitAPI):
+    def setup(self, device):
+        self.model = common.Classifier(THREADS, warmup_batches=(1, MAX_BATCH))
+
+    def decode_request(self, request):
+        return common.to_pixels(base64.b64decode(request["image"]))
+
+    def batch(self, inputs):
+        return inputs  # a list of uint8 images; common.to_batch stacks them
+
+    def predict(self, pixels):
+        return self.model.answers(self.model.forward(pixels if isinstance(pixels, list) else [pixels]))
+
+    def unbatch(self, output):
+        return output
+
+    def encode_response(self, output):
+        return output[0] if isinstance(output, list) else output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    api = EfficientNetAPI(max_batch_size=MAX_BATCH, batch_timeout=BATCH_TIMEOUT)
+    server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=WORKERS, timeout=60)
+    print(f"litserve: workers {WORKERS}, torch threads {THREADS}, max_batch_size {MAX_BATCH}, "
+          f"batch_timeout {BATCH_TIMEOUT}", file=sys.stderr, flush=True)
+    # one API server process per inference worker is LitServe's default (num_api_servers=None)
+    server.run(host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("LITSERVE_DISABLE_USAGE_STATS", "1")
+    main()
