@@ -519,6 +519,10 @@ def main() -> int:
            "variants": {}}
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
         build = shrinkwrap(FUNCTION, Path(tmp) / "classifier")
+        import_build(build)
+        from torchfaas import Settings
+        # the in-process limits allocate as the served function does (server.main)
+        Settings().apply_torch_allocator()
         dirs = {"fp32": artifacts}
         if "bf16" in precisions:
             log("bf16 artifacts (prepared once, then reused)")

@@ -150,6 +150,7 @@ def main() -> int:
     try:
         settings = Settings()
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
+        settings.apply_torch_allocator()  # before the handler imports torch
         handler = load_handler(settings.handler_module)
         function = assemble(settings, handler, log_stream, events, process_started)
         # the settings in force, the handler's defaults filled in

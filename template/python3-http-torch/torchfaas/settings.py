@@ -89,6 +89,11 @@ class Settings:
     tenant_header: str = env("TENANT_HEADER", "X-Tenant-Id")
     # the commit the image was built from (Dockerfile build arg); in GET / and model_loaded
     source_commit: str = env("SOURCE_COMMIT", "", documented="empty")
+    # PyTorch's own variable, on by default here: tensors of 2 MiB and more are
+    # allocated on transparent huge pages (madvise). A forward pass allocates its
+    # activations afresh each time; on 4 KiB pages that cost ~400 page faults per
+    # request, most of the kernel time of a served request (docs/benchmarks.md).
+    torch_huge_pages: int = env("THP_MEM_ALLOC_ENABLE", 1, int)
 
     def __post_init__(self):
         if self.threads <= 0:
@@ -110,6 +115,11 @@ class Settings:
         if self.batch_workers > 0:
             return self
         return replace(self, batch_workers=max(1, batch_workers))
+
+    def apply_torch_allocator(self):
+        """Hand PyTorch its allocator variables: it reads them once, at its first
+        allocation, so call this before anything imports torch."""
+        os.environ["THP_MEM_ALLOC_ENABLE"] = str(self.torch_huge_pages)
 
     def public(self) -> dict:
         """The settings worth a line in the start-up log."""
