@@ -103,6 +103,18 @@ def best_setting(name: str) -> dict:
     return {}
 
 
+def setting_of(best: dict, env: dict) -> dict:
+    """BEST with the PEER_* overrides of a tuning run (PEER_MAX_BATCH -> max_batch,
+    PEER_BATCH_TIMEOUT_S -> batch_timeout, ...)."""
+    out = dict(best)
+    for name, value in env.items():
+        key = name.lower().removeprefix("peer_")
+        if key not in best and key.rsplit("_", 1)[0] in best:
+            key = key.rsplit("_", 1)[0]
+        out[key] = value
+    return out
+
+
 # -- the process tree ---------------------------------------------------------------
 def tree_pids(root: int) -> list[int]:
     """root and every descendant (from /proc/*/stat: BentoML's workers start their own
@@ -401,7 +413,7 @@ def main() -> int:
         peer_env.setdefault(peer, {})[key] = value
     pythons = {n: ensure_venv(n) for n in names if n in PEERS}
     jpegs = real_jpegs()
-    settings = {n: {**best_setting(n), **peer_env.get(n, {})} for n in names if n in PEERS}
+    settings = {n: setting_of(best_setting(n), peer_env.get(n, {})) for n in names if n in PEERS}
     loadavg = os.getloadavg()
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
            "loadavg_start": " ".join(f"{x:.2f}" for x in loadavg), "command": " ".join(sys.argv),

@@ -41,12 +41,20 @@ if __name__ == "__main__":
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
-# The best of the settings tried (c16 throughput, then c1 p50); override with PEER_*.
+# The best of the settings tried, by c16 throughput (peer_bench.py --servers bentoml --rounds 1
+# --levels 1,16 --duration 6 --peer-env bentoml:PEER_...=..., 2026-11-25; c16 req/s / c1 p50 ms):
+#   2 workers x 1 thread, max_batch_size 4 : 94.3 / 17.7 (quiet); paired busier 62.8, 45.3
+#   2 workers x 1 thread, max_batch_size 2 : paired busier 60.0, 40.2
+#   2 workers x 1 thread, max_batch_size 8 : 79.0 / 18.8 (quiet)
+#   1 worker x 2 threads, max_batch_size 4 : 64.2 / 23.1 (quiet); batch 8: 58.7 / 23.5
+#   max_latency_ms 200: the dispatcher rejects requests it cannot serve in time (3773 errors
+#   in 8 s at c16), 1000: some under load; BentoML's default 60000 kept.
+# Override with PEER_*.
 BEST = dict(
     workers=2,            # PEER_WORKERS: @bentoml.service(workers=...), processes
     threads=1,            # PEER_THREADS: torch threads per worker (workers x threads = 2 cores)
     max_batch=4,          # PEER_MAX_BATCH: @bentoml.api(max_batch_size=...)
-    max_latency_ms=1000,  # PEER_MAX_LATENCY_MS: @bentoml.api(max_latency_ms=...)
+    max_latency_ms=60000,  # PEER_MAX_LATENCY_MS: @bentoml.api(max_latency_ms=...), BentoML's default
 )
 WORKERS = common.env_int("PEER_WORKERS", BEST["workers"])
 THREADS = common.env_int("PEER_THREADS", BEST["threads"])

@@ -30,7 +30,13 @@ sys.path.insert(0, str(HERE))
 LABELS = HERE.parent.parent / "functions" / "classifier" / "imagenet_labels.json"
 
 MODEL = "efficientnet-lite0"
-# The best of the settings tried (c16 throughput, then c1 p50); override with PEER_*.
+# The best of the settings tried, by c16 throughput (peer_bench.py --servers torchserve --rounds 1
+# --levels 1,16 --duration 6 --peer-env torchserve:PEER_...=..., 2026-11-25; c16 req/s / c1 p50 ms):
+#   2 workers x 1 thread, batchSize 4, maxBatchDelay 5 ms : 82.7 / 25.0 (quiet); paired busier 44.0, 32.0
+#   2 workers x 1 thread, batchSize 2                      : 79.7 / 24.6 (quiet); paired busier 34.0, 28.7
+#   2 workers x 1 thread, batchSize 8, maxBatchDelay 10 ms : 73.0 / 30.3 (quiet)
+#   1 worker x 2 threads, batchSize 4                      : 69.3 / 19.9 (quiet): lower c1 latency, less throughput
+# Override with PEER_*.
 BEST = dict(
     workers=2,        # PEER_WORKERS: minWorkers = maxWorkers (Python worker processes)
     threads=1,        # PEER_THREADS: torch threads per worker (workers x threads = 2 cores)
