@@ -147,6 +147,21 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the machine's processes spent (all cores, /proc/stat user + nice + system;
+    interrupts are left out, they are not in any process's own time either) plus steal
+    (the host took it)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """This process (the load generator and its sampler thread)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _kib(path: str, key: str) -> int:
     try:
         for line in Path(path).read_text().splitlines():
@@ -308,15 +323,21 @@ def load_levels(served: Served, jpegs: dict, levels: list, warmup: float, durati
     requests = build_requests({k: served.encode(v) for k, v in jpegs.items()}, served.path, served.content_type)
     out = []
     for concurrency in levels:
-        cpu0 = tree_cpu_seconds(served.proc.pid)
+        cpu0, busy0, own0 = tree_cpu_seconds(served.proc.pid), machine_busy_seconds(), own_cpu_seconds()
+        wall0 = time.perf_counter()
         result = closed_loop(served.port, requests, concurrency, warmup, duration)
+        wall = time.perf_counter() - wall0
         result["server_cpu_s"] = tree_cpu_seconds(served.proc.pid) - cpu0
+        result["client_cpu_s"] = own_cpu_seconds() - own0
+        # contention: CPU the rest of the machine used meanwhile, in cores (0 on a quiet machine)
+        others = machine_busy_seconds() - busy0 - result["server_cpu_s"] - result["client_cpu_s"]
+        result["other_cores"] = max(0.0, others / wall)
         # as bench.py: CPU per request over the whole run, warm-up included
         total = result["requests"] * (warmup + duration) / duration
         result["cpu_ms_per_request"] = result["server_cpu_s"] * 1000 / max(1, total)
         log(f"  {served.name} c={concurrency}: {result['throughput']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
             f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']}, "
-            f"CPU {result['cpu_ms_per_request']:.2f} ms/request")
+            f"CPU {result['cpu_ms_per_request']:.2f} ms/request, other processes {result['other_cores']:.2f} cores")
         out.append(result)
     return out
 
@@ -332,6 +353,7 @@ def summarise(runs: list[dict], levels: list) -> dict:
             "p99_ms": statistics.median(r["p99_ms"] for r in rows),
             "errors": sum(r["errors"] for r in rows),
             "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in rows),
+            "other_cores": statistics.median(r.get("other_cores", 0.0) for r in rows),
             "throughput_all": [round(r["throughput"], 1) for r in rows]}
     out["cold_start_s"] = statistics.median(run["cold_start_s"] for run in runs)
     out["peak_rss_mib"] = statistics.median(run["peak_rss_kib"] for run in runs) / 1024
@@ -344,12 +366,14 @@ def report(res: dict) -> str:
     lines = [f"# torchfaas vs peer servers ({res['when']}, {res['cpus']} CPUs, load average at start "
              f"{res['loadavg_start']}, {res['rounds']} rounds, medians)", ""]
     lines.append(f"  {'':10s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} "
-                 f"{'cpu ms/req':>10s}")
+                 f"{'cpu ms/req':>10s} {'others':>6s}")
     for name, summary in res["summary"].items():
         for c in levels:
             r = summary["levels"][c]
             lines.append(f"  {name:10s} {c:4d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
-                         f"{r['errors']:6d} {r['cpu_ms_per_request']:10.2f}")
+                         f"{r['errors']:6d} {r['cpu_ms_per_request']:10.2f} {r['other_cores']:6.2f}")
+    lines.append("  (cpu ms/req: the server's whole process tree; others: cores used by every other process "
+                 "meanwhile, load generator excluded: 0 on a quiet machine)")
     lines.append("")
     lines.append(f"  {'':10s} {'cold start s':>12s} {'peak RSS MiB':>13s} {'peak PSS MiB':>13s}  setting")
     for name, summary in res["summary"].items():
