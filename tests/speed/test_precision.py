@@ -55,6 +55,29 @@ def test_gate_inputs_are_real_photos_and_crops_of_them(classifier_module):
     assert float(abs(inputs[:, 1:].astype(int) - inputs[:, :-1].astype(int)).mean()) < 20
 
 
+def test_bf16_network_folds_stride2_pads_exactly(classifier_module):
+    net = classifier_module.build_network()
+    folded = classifier_module.fold_batchnorms(net)
+    reference = classifier_module.fold_batchnorms(net)
+    assert classifier_module.fold_stride2_pads(folded) == 5  # the stem and 4 depthwise convolutions
+    pixels = torch.rand(2, 3, 224, 224) * 2 - 1
+    with torch.no_grad():
+        assert float((folded(pixels) - reference(pixels)).abs().max()) < 1e-4
+
+
+def test_dc_preserving_rounding_keeps_filter_sums(classifier_module):
+    weight = classifier_module.fold_batchnorms(classifier_module.build_network())._blocks[0]._depthwise_conv.weight
+    rounded = classifier_module.dc_preserving_bf16(weight)
+    nearest = weight.detach().to(torch.bfloat16)
+    assert rounded.dtype == torch.bfloat16 and rounded.shape == weight.shape
+    # every weight is one of its two bf16 neighbours, at most 3 per filter not the nearest
+    assert int((rounded.view(torch.int16).int() - nearest.view(torch.int16).int()).abs().max()) <= 1
+    assert int((rounded != nearest).flatten(1).sum(1).max()) <= 3
+    sums = lambda w: (w.double() - weight.detach().double()).sum((1, 2, 3)).abs()  # noqa: E731
+    assert bool((sums(rounded) <= sums(nearest)).all())
+    assert float(sums(rounded).mean()) < float(sums(nearest).mean()) / 4
+
+
 def test_bf16_package_passed_its_gate_and_is_hash_checked(classifier_module, bf16_artifacts):
     manifest = read_verified_manifest(bf16_artifacts)  # raises on any hash mismatch
     assert "model-bf16.pt2" in manifest["files"] and "model.pt2" in manifest["files"]
