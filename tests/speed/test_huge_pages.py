@@ -2,8 +2,10 @@
 transparent huge pages, so a request costs a few page faults instead of hundreds.
 
 Measured on the real process by the kernel's own count of its minor page faults
-(/proc/PID/stat), not by timing: the default must fault far less per request than
-the same function with the setting off, and hold huge pages at all.
+(/proc/PID/stat), not by timing. With the setting on, a request costs a few dozen
+faults (16-43 seen) and the process holds huge pages; off, it holds none, and its
+faults per request depend on how glibc's heaps happen to settle (15 to 1898 seen
+in ten runs, mostly 250-500), so only the "on" count is bounded here.
 """
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +16,8 @@ from photos import PHOTOS
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 CONCURRENCY = 8  # batches of several images: activations of 2 MiB and more
 REQUESTS = 96
+# a request's activations on 4 KiB pages are ~250-500 faults; on huge pages a few dozen
+MAX_FAULTS_PER_REQUEST = 100
 
 
 def host_allows_thp() -> bool:
@@ -56,4 +60,4 @@ def test_huge_pages_cut_page_faults_per_request(function_process, artifacts):
     print(f"page faults per request: {on_faults:.0f} with huge pages ({on_huge} KiB), "
           f"{off_faults:.0f} without ({off_huge} KiB)")
     assert on_huge > 0 and off_huge == 0
-    assert on_faults < off_faults / 3
+    assert on_faults < MAX_FAULTS_PER_REQUEST
