@@ -92,3 +92,23 @@ def test_pad_folding_is_exact(classifier_module, artifacts):
         a = classifier_module.ServedModel(plain)(pixels)
         b = classifier_module.ServedModel(folded)(pixels)
     assert float((a - b).abs().max()) <= 1e-5
+
+
+def test_fp32_package_network_folds_stride2_pads_exactly(classifier_module, artifacts):
+    # the fp32 package compiles fp32_network(): the stride-2 convolutions' asymmetric
+    # pads (stem and 4 depthwise) folded into one-tap-larger kernels; the same answers
+    from photos import PHOTOS
+    from torchfaas.toolkit import open_image
+
+    net = classifier_module.build_network(artifacts / classifier_module.WEIGHTS)
+    folded = classifier_module.fp32_network(net)
+    assert classifier_module.fold_stride2_pads(folded) == 0  # all folded
+    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]
+    pixels = torch.from_numpy(np.stack(items))
+    with torch.inference_mode():
+        a = classifier_module.ServedModel(net)(pixels)
+        b = classifier_module.ServedModel(folded)(pixels)
+    assert float((a - b).abs().max()) <= 1e-5
+    assert classifier_module.fold_stride2_pads(net) == 5  # fp32_network() folded a copy
+    assert json.loads((artifacts / "manifest.json").read_text())["aoti_key"] == classifier_module.package_key(
+        classifier_module.sha256_of(artifacts / classifier_module.WEIGHTS))
