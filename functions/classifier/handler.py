@@ -133,17 +133,22 @@ class ServedModelBF16(ServedModel):
         return self.net(x).float().softmax(dim=-1)
 
 
+def separate_pads(net: torch.nn.Module):
+    """(convolution, (left, right, top, bottom)) for every convolution of `net` whose TF
+    "SAME" zero pad is still a separate ZeroPad2d before it."""
+    for module in net.modules():
+        pad = getattr(module, "static_padding", None)
+        if isinstance(pad, torch.nn.ZeroPad2d) and tuple(module.padding) == (0, 0):
+            yield module, pad.padding
+
+
 def fold_same_pads(net: torch.nn.Module) -> int:
     """Fold TF "SAME" zero pads into the convolutions' own padding, in place, where
     symmetric (every stride-1 convolution; the stride-2 ones pad (0, 1) and keep
     their pad). Exact: the same zeros, applied by the convolution instead of a
     separate copy of the activations. Returns how many pads were folded."""
     folded = 0
-    for module in net.modules():
-        pad = getattr(module, "static_padding", None)
-        if not isinstance(pad, torch.nn.ZeroPad2d) or tuple(module.padding) != (0, 0):
-            continue
-        left, right, top, bottom = pad.padding
+    for module, (left, right, top, bottom) in separate_pads(net):
         if left == right and top == bottom:
             module.padding = (top, left)
             module.static_padding = torch.nn.Identity()
@@ -178,11 +183,7 @@ def fold_stride2_pads(net: torch.nn.Module) -> int:
     import torch.nn.functional as F
 
     folded = 0
-    for module in net.modules():
-        pad = getattr(module, "static_padding", None)
-        if not isinstance(pad, torch.nn.ZeroPad2d) or tuple(module.padding) != (0, 0):
-            continue
-        left, right, top, bottom = pad.padding
+    for module, (left, right, top, bottom) in separate_pads(net):
         if (left, right) != (top, bottom) or right != left + 1 or tuple(module.stride) != (2, 2):
             continue
         with torch.no_grad():
