@@ -36,6 +36,11 @@ from localrun import CLASSIFIER as FUNCTION, REPO, free_port, import_build, shri
 from stats import percentile
 
 SEED = REPO / "load" / "seed_handler" / "app.py"
+# what every process the bench starts inherits: the environment it was given, not
+# the torch allocator settings main() applies to its own in-process limits (the seed
+# handler and the bare-load baseline run as they would anywhere; the function sets
+# its own)
+ORIGINAL_ENV = dict(os.environ)
 # the runtime with no model: answers {"length": n} through the same path (ids,
 # batching, JSON, the log line, metrics), so what it costs per request is the
 # runtime's own work
@@ -289,7 +294,7 @@ class Server:
     def __init__(self, argv: list[str], cwd: Path, env: dict, port: int, stdout):
         self.port = port
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=stdout,
+        self.proc = subprocess.Popen(argv, cwd=cwd, env={**ORIGINAL_ENV, **env}, stdout=stdout,
                                      stderr=subprocess.DEVNULL)
         self.ready_at = wait_ready(port, self.proc)
 
@@ -344,7 +349,7 @@ print("loaded", flush=True)
 def bare_load_seconds(artifacts: Path, package: str = "model.pt2") -> float:
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", BARE_LOAD, str(artifacts), package], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=ORIGINAL_ENV)
     proc.stdout.readline()
     elapsed = time.perf_counter() - started
     proc.wait()
