@@ -451,6 +451,9 @@ def report(res: dict) -> str:
         for r in served:
             lines.append(f"  {name:15s} {r['concurrency']:4d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
                          f"{r['p99_ms']:8.1f} {r['errors']:6d} {r['cpu_ms_per_request']:10.2f}")
+    if len(res.get("seed_runs", [])) > 1:
+        lines.append(f"  seed: best of {len(res['seed_runs'])} process starts per level (the p50 too); "
+                     "c16 req/s by start: " + " / ".join(f"{run[-1]['throughput']:.1f}" for run in res["seed_runs"]))
     lines.append("")
     lines.append("## Cold start (median)")
     for precision in precisions:
@@ -512,6 +515,8 @@ def main() -> int:
     parser.add_argument("--limit-seconds", type=float, default=1.0, help="seconds per in-process window")
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--cold-repeats", type=int, default=3)
+    parser.add_argument("--seed-runs", type=int, default=3,
+                        help="process starts of the seed-style handler; the best of them counts")
     parser.add_argument("--precisions", default="fp32,bf16", help="MODEL_PRECISION variants, side by side")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the served function (tuning runs)")
@@ -575,12 +580,20 @@ def main() -> int:
             res["runtime_only"] = load_levels(standin, requests, levels[-1:], args.warmup, args.duration)
         finally:
             standin.stop()
-        log("seed-style handler")
-        seed = seed_server(artifacts)
-        try:
-            res["seed"] = load_levels(seed, requests, levels, args.warmup, args.duration)
-        finally:
-            seed.stop()
+        # Its CPU per request moves 25-35% between process starts (on 4 KiB pages the
+        # page faults per request depend on how glibc's heaps settle): the best of a
+        # few starts, level by level, so the ratios are if anything conservative.
+        res["seed_runs"] = []
+        for run in range(args.seed_runs):
+            log(f"seed-style handler, start {run + 1} of {args.seed_runs}")
+            seed = seed_server(artifacts)
+            try:
+                res["seed_runs"].append(load_levels(seed, requests, levels, args.warmup, args.duration))
+            finally:
+                seed.stop()
+        res["seed"] = [max(same_level, key=lambda r: r["throughput"]) for same_level in zip(*res["seed_runs"])]
+        for result, same_level in zip(res["seed"], zip(*res["seed_runs"])):
+            result["p50_ms"] = min(r["p50_ms"] for r in same_level)
         for precision in precisions:
             log(f"cold start, {precision}")
             res["variants"][precision]["cold_start"] = measure_cold_start(build, dirs[precision],
