@@ -311,8 +311,11 @@ def function_server(build: Path, artifacts: Path, extra_env: dict, stdout) -> Se
 
 def seed_server(artifacts: Path) -> Server:
     port = free_port()
+    # one torch thread per forward pass: the seed's better setting on 2 cores with its 4
+    # waitress threads (c16 62.4 vs 49.2 req/s, c1 p50 27.7 vs 31.3 ms against torch's
+    # default of one per core), and what it inherited in the runs docs/benchmarks.md records
     return Server([sys.executable, str(SEED), "--artifacts", str(artifacts), "--port", str(port)],
-                  REPO, {}, port, subprocess.DEVNULL)
+                  REPO, {"OMP_NUM_THREADS": "1"}, port, subprocess.DEVNULL)
 
 
 def load_levels(server: Server, requests: list, levels: list, warmup: float, duration: float) -> list:
