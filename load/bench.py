@@ -5,7 +5,10 @@ One run measures, on this machine:
   2. the in-process pipeline limit: decode + preprocess + forward per image;
   3. the served function under closed-loop load (concurrency 1, 4, 16, real JPEGs):
      throughput, p50, p99;
-  4. the same load against the seed-style handler (load/seed_handler): the baseline;
+     and the runtime alone (a stand-in model) under the same load at the top level,
+     which splits the server's CPU per request into stages;
+  4. the same load against the seed-style handler (load/seed_handler): the baseline,
+     best of --seed-runs process starts;
   5. cold start (process start to /ready 200) against `import torch` + artifact load;
   6. JSON logging cost as a share of a request's CPU time;
 and prints the ratios the speed targets are stated in (docs/benchmarks.md).
