@@ -16,6 +16,7 @@ from photos import PHOTOS
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 CONCURRENCY = 8  # batches of several images: activations of 2 MiB and more
 REQUESTS = 96
+WINDOWS = 3
 # a request's activations on 4 KiB pages are ~250-500 faults; on huge pages a few dozen
 MAX_FAULTS_PER_REQUEST = 100
 
@@ -36,17 +37,23 @@ def huge_kib(pid: int) -> int:
 
 
 def faults_per_request(fn) -> float:
+    """The fewest faults per request over WINDOWS windows after a warm-up: one-off
+    allocations (the background warm-up of batch sizes, oneDNN's primitive cache for a
+    new batch size, a busy machine delaying them) land in one window, not in all."""
     jpegs = [PHOTOS[name].read_bytes() for name in ("china.jpg", "flower.jpg", "rocket.jpg")]
 
     def post(i):
         response = fn.post(jpegs[i % len(jpegs)])
         assert response.status_code == 200, response.text
 
+    windows = []
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         list(pool.map(post, range(REQUESTS)))  # warm-up: every batch size, allocator caches
-        before = minor_faults(fn.proc.pid)
-        list(pool.map(post, range(REQUESTS)))
-    return (minor_faults(fn.proc.pid) - before) / REQUESTS
+        for _ in range(WINDOWS):
+            before = minor_faults(fn.proc.pid)
+            list(pool.map(post, range(REQUESTS // 2)))
+            windows.append((minor_faults(fn.proc.pid) - before) / (REQUESTS // 2))
+    return min(windows)
 
 
 @pytest.mark.skipif(not host_allows_thp(), reason="the host's transparent huge pages are off (never)")
