@@ -321,15 +321,20 @@ def seed_server(artifacts: Path) -> Server:
                   REPO, {"OMP_NUM_THREADS": "1"}, port, subprocess.DEVNULL)
 
 
+def cpu_ms_per_request(result: dict, warmup: float, duration: float) -> float:
+    """The server's CPU per request over the whole run, warm-up included (closed_loop
+    counts only the measured window's requests)."""
+    total = result["requests"] * (warmup + duration) / duration
+    return result["server_cpu_s"] * 1000 / max(1, total)
+
+
 def load_levels(server: Server, requests: list, levels: list, warmup: float, duration: float) -> list:
     out = []
     for concurrency in levels:
         cpu0 = cpu_seconds(server.proc.pid)
         result = closed_loop(server.port, requests, concurrency, warmup, duration)
         result["server_cpu_s"] = cpu_seconds(server.proc.pid) - cpu0
-        # CPU per request over the whole run, warm-up included
-        total = result["requests"] * (warmup + duration) / duration
-        result["cpu_ms_per_request"] = result["server_cpu_s"] * 1000 / max(1, total)
+        result["cpu_ms_per_request"] = cpu_ms_per_request(result, warmup, duration)
         log(f"  c={concurrency}: {result['throughput']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
             f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']}, "
             f"server CPU {result['cpu_ms_per_request']:.2f} ms/request")
@@ -597,9 +602,9 @@ def main() -> int:
                 res["seed_runs"].append(load_levels(seed, requests, levels, args.warmup, args.duration))
             finally:
                 seed.stop()
-        res["seed"] = [max(same_level, key=lambda r: r["throughput"]) for same_level in zip(*res["seed_runs"])]
-        for result, same_level in zip(res["seed"], zip(*res["seed_runs"])):
-            result["p50_ms"] = min(r["p50_ms"] for r in same_level)
+        res["seed"] = [{**max(same_level, key=lambda r: r["throughput"]),
+                        "p50_ms": min(r["p50_ms"] for r in same_level)}
+                       for same_level in zip(*res["seed_runs"])]
         for precision in precisions:
             log(f"cold start, {precision}")
             res["variants"][precision]["cold_start"] = measure_cold_start(build, dirs[precision],

@@ -37,8 +37,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench import build_requests, closed_loop, cpu_seconds, function_server, real_jpegs
-from localrun import CLASSIFIER, REPO, free_port, shrinkwrap
+from bench import build_requests, closed_loop, cpu_ms_per_request, cpu_seconds, function_server, real_jpegs
+from localrun import CLASSIFIER, REPO, free_port, shrinkwrap, stop_process
 
 PEERS_DIR = REPO / ".peers"
 SERVERS_DIR = REPO / "load" / "peers"
@@ -270,12 +270,7 @@ class Served:
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, timeout=10)
         deadline = time.time() + 10
         for pid in children:  # whatever is left of the tree we started
             while time.time() < deadline and Path(f"/proc/{pid}").exists() and not _zombie(pid):
@@ -332,9 +327,7 @@ def load_levels(served: Served, jpegs: dict, levels: list, warmup: float, durati
         # contention: CPU the rest of the machine used meanwhile, in cores (0 on a quiet machine)
         others = machine_busy_seconds() - busy0 - result["server_cpu_s"] - result["client_cpu_s"]
         result["other_cores"] = max(0.0, others / wall)
-        # as bench.py: CPU per request over the whole run, warm-up included
-        total = result["requests"] * (warmup + duration) / duration
-        result["cpu_ms_per_request"] = result["server_cpu_s"] * 1000 / max(1, total)
+        result["cpu_ms_per_request"] = cpu_ms_per_request(result, warmup, duration)
         log(f"  {served.name} c={concurrency}: {result['throughput']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
             f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']}, "
             f"CPU {result['cpu_ms_per_request']:.2f} ms/request, other processes {result['other_cores']:.2f} cores")

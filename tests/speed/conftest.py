@@ -41,3 +41,13 @@ def aoti_handler(make_handler, artifacts):
 @pytest.fixture(scope="session")
 def eager_handler(make_handler, artifacts):
     return make_handler(artifacts, "eager")
+
+
+@pytest.fixture(scope="session")
+def photo_items(classifier_module):
+    """Every real photo of load/photos.py as the served preprocessing gives it (uint8
+    224x224x3), in name order."""
+    from photos import PHOTOS
+    from torchfaas.toolkit import open_image
+
+    return [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]

@@ -17,6 +17,13 @@ from torchfaas.toolkit.compiled import prepacked_calls, wrapper_calls
 CONVOLUTIONS = 49
 
 
+def max_difference(module, net_a, net_b, items) -> float:
+    """Largest difference between two networks' served answers (probabilities) on `items`."""
+    pixels = torch.from_numpy(np.stack(items))
+    with torch.inference_mode():
+        return float((module.ServedModel(net_a)(pixels) - module.ServedModel(net_b)(pixels)).abs().max())
+
+
 def test_served_package_calls_only_prepacked_convolutions(artifacts):
     calls = wrapper_calls(artifacts / "model.pt2")
     packed, plain = prepacked_calls(artifacts / "model.pt2")
@@ -65,50 +72,31 @@ def test_warmup_runs_every_batch_size_the_batcher_can_form(classifier_module, ao
     assert type(aoti_handler).batch_workers == aoti_handler.batch_workers == 2  # the runtime's default intact
 
 
-def test_frozen_answers_match_eager_within_tolerance(classifier_module, aoti_handler, eager_handler):
+def test_frozen_answers_match_eager_within_tolerance(photo_items, aoti_handler, eager_handler):
     # real photos, batch of all of them: the frozen graph keeps the eager answers
-    from photos import PHOTOS
-    from torchfaas.toolkit import open_image
-
-    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]
+    items = photo_items
     frozen, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
     assert torch.equal(frozen.argmax(-1), eager.argmax(-1))
     assert float((frozen - eager).abs().max()) <= 1e-5
 
 
-def test_pad_folding_is_exact(classifier_module, artifacts):
+def test_pad_folding_is_exact(classifier_module, artifacts, photo_items):
     # symmetric TF "SAME" pads (the stride-1 depthwise convolutions) move into the
     # convolutions' own padding: same answers within 1e-5 on real photos
-    from photos import PHOTOS
-    from torchfaas.toolkit import open_image
-
     plain = classifier_module.build_network(artifacts / classifier_module.WEIGHTS, fold_pads=False)
     folded = classifier_module.build_network(artifacts / classifier_module.WEIGHTS, fold_pads=False)
     assert classifier_module.fold_same_pads(folded) == 12
     assert classifier_module.fold_same_pads(folded) == 0  # nothing left to fold
-    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]
-    pixels = torch.from_numpy(np.stack(items))
-    with torch.inference_mode():
-        a = classifier_module.ServedModel(plain)(pixels)
-        b = classifier_module.ServedModel(folded)(pixels)
-    assert float((a - b).abs().max()) <= 1e-5
+    assert max_difference(classifier_module, plain, folded, photo_items) <= 1e-5
 
 
-def test_fp32_package_network_folds_stride2_pads_exactly(classifier_module, artifacts):
+def test_fp32_package_network_folds_stride2_pads_exactly(classifier_module, artifacts, photo_items):
     # the fp32 package compiles fp32_network(): the stride-2 convolutions' asymmetric
     # pads (stem and 4 depthwise) folded into one-tap-larger kernels; the same answers
-    from photos import PHOTOS
-    from torchfaas.toolkit import open_image
-
     net = classifier_module.build_network(artifacts / classifier_module.WEIGHTS)
     folded = classifier_module.fp32_network(net)
     assert classifier_module.fold_stride2_pads(folded) == 0  # all folded
-    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]
-    pixels = torch.from_numpy(np.stack(items))
-    with torch.inference_mode():
-        a = classifier_module.ServedModel(net)(pixels)
-        b = classifier_module.ServedModel(folded)(pixels)
-    assert float((a - b).abs().max()) <= 1e-5
+    assert max_difference(classifier_module, net, folded, photo_items) <= 1e-5
     assert classifier_module.fold_stride2_pads(net) == 5  # fp32_network() folded a copy
     assert json.loads((artifacts / "manifest.json").read_text())["aoti_key"] == classifier_module.package_key(
         classifier_module.sha256_of(artifacts / classifier_module.WEIGHTS))
