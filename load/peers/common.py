@@ -6,8 +6,8 @@ preprocessing, written without torchfaas so that it runs in each peer's own venv
   no download), eager PyTorch under torch.inference_mode, channels_last (measured below);
 - preprocessing: exactly functions/classifier/handler.py's `to_pixels` (the TF eval
   crop: centre square of 224/(224+32) of the shorter side in full-image coordinates,
-  libjpeg draft decoding for JPEGs much larger than needed, one bicubic resize to
-  224x224), then the Lite models' normalisation (x - 127) / 128, which the classifier
+  libjpeg draft decoding for JPEGs much larger than needed, the crop resized to 224x224
+  by PyTorch's antialiased bicubic uint8 kernel), then the Lite models' normalisation (x - 127) / 128, which the classifier
   does inside its compiled graph and the peers do here in torch.
   tests/unit/test_peer_preprocessing.py checks the tensors are the same on real photos;
 - answers: top-5 as {"predictions": [{"label", "class_index", "probability"}]}, labels
@@ -73,8 +73,10 @@ def to_pixels(data: bytes) -> np.ndarray:
     image.load()
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     if scale != 1.0:
-        box = tuple(v / scale for v in box)
-    return np.asarray(rgb.resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.BICUBIC, box=box))
+        box = tuple(min(round(v / scale), limit) for v, limit in zip(box, rgb.size * 2))
+    x = torch.from_numpy(np.array(rgb.crop(box))).permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bicubic", antialias=True)
+    return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
 
 
 def to_batch(pixels: list[np.ndarray]) -> torch.Tensor:

@@ -1,14 +1,16 @@
 """The fast path gives the reference path's answers (not a timing test).
 
-Reference: full decode, `to_input_tensor` below (float, normalised in NumPy/torch),
-the eager network in NCHW with a separate softmax: the classifier as first
-written. Fast: `to_pixels` (JPEG draft decoding, uint8) and the AOTInductor
-package, which does the normalisation and the softmax itself.
+Reference: full decode, PIL's crop then its bicubic resize (TF's eval order:
+crop, then resize the crop), `to_input_tensor` below (float, normalised in
+NumPy/torch), the eager network in NCHW with a separate softmax: the classifier
+as first written. Fast: `to_pixels` (JPEG draft decoding, PyTorch's uint8
+antialiased bicubic kernel) and the AOTInductor package, which does the
+normalisation and the softmax itself.
 
 Stated tolerance (docs/benchmarks.md):
-- images decoded at full scale (every bundled photo): the same uint8 pixels,
-  so only float arithmetic differs: top-1 identical, every class probability
-  within 1e-4 of the reference;
+- images decoded at full scale (every bundled photo): every uint8 value within 1
+  of PIL's (the two kernels round differently), so top-1 identical and every
+  class probability within 5e-3 of the reference (observed: <= 1.8e-3);
 - JPEGs large enough for draft decoding (here the photos upscaled 3-6x):
   top-1 identical, every class probability within 0.04 (observed: <= 0.025).
 """
@@ -21,9 +23,16 @@ from PIL import Image
 from photos import PHOTOS
 from torchfaas.toolkit import decode_rgb, open_image
 
-EXACT_TOL = 1e-4
+EXACT_TOL = 1e-4  # the same pixels through the compiled and the eager network
+RESIZE_TOL = 5e-3  # pixels within 1 of PIL's: observed <= 1.8e-3
 DRAFT_TOL = 0.04
 MAX_PIXELS = 50_000_000
+
+
+def pil_pixels(module, rgb_image) -> np.ndarray:
+    """The TF eval crop, then PIL's bicubic resize of it: uint8 [224, 224, 3]."""
+    crop = rgb_image.crop(module.center_crop_box(*rgb_image.size))
+    return np.asarray(crop.resize((module.IMAGE_SIZE, module.IMAGE_SIZE), resample=3))  # BICUBIC
 
 
 def to_input_tensor(module, rgb_image) -> torch.Tensor:
@@ -32,8 +41,7 @@ def to_input_tensor(module, rgb_image) -> torch.Tensor:
     The served path (`to_pixels`) gives the same pixels as uint8 and leaves the
     normalisation to the model.
     """
-    box = module.center_crop_box(*rgb_image.size)
-    resized = rgb_image.resize((module.IMAGE_SIZE, module.IMAGE_SIZE), resample=3, box=box)  # BICUBIC
+    resized = pil_pixels(module, rgb_image)
     pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32))
     return pixels.sub_(module.MEAN).div_(module.STD).permute(2, 0, 1)
 
@@ -66,15 +74,14 @@ def upscaled_jpeg(name: str, factor: int) -> bytes:
 def test_real_photos_same_pixels_and_answers(name, classifier_module, aoti_handler, reference):
     data = PHOTOS[name].read_bytes()
     image = decode_rgb(open_image(data, MAX_PIXELS))
-    box = classifier_module.center_crop_box(*image.size)
-    expected_pixels = np.asarray(image.resize((224, 224), resample=3, box=box))
+    expected_pixels = pil_pixels(classifier_module, image).astype(np.int16)
     pixels = classifier_module.to_pixels(open_image(data, MAX_PIXELS))
     assert pixels.dtype == np.uint8 and pixels.shape == (224, 224, 3)
-    assert np.array_equal(pixels, expected_pixels)
+    assert int(np.abs(pixels - expected_pixels).max()) <= 1
 
     ref, got = reference(data), fast(aoti_handler, classifier_module, data)
     assert int(got.argmax()) == int(ref.argmax())
-    assert float((got - ref).abs().max()) <= EXACT_TOL
+    assert float((got - ref).abs().max()) <= RESIZE_TOL
     assert abs(float(got.sum()) - 1) < 1e-4
 
 

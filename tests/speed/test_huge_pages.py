@@ -16,7 +16,7 @@ from photos import PHOTOS
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 CONCURRENCY = 8  # batches of several images: activations of 2 MiB and more
 REQUESTS = 96
-WINDOWS = 3
+WINDOWS = 5
 # a request's activations on 4 KiB pages are ~250-500 faults; on huge pages a few dozen
 MAX_FAULTS_PER_REQUEST = 100
 

@@ -81,8 +81,11 @@ class CompiledModel:
             raise AOTIError(f"AOTInductor {what} failed (error {code})")
 
     def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        # the compiled kernels index their inputs as contiguous, and nothing checks strides
+        # on this path: a transposed view would be read as garbage, not refused
+        tensors = [t.contiguous() for t in tensors]
         # new handles the model takes ownership of ("steals"), as torch's runner does
-        handles = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
+        handles = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(tensors)
         inputs = (ctypes.c_void_p * len(handles))(*(self._get_pointer(h, None) for h in handles))
         outputs = (ctypes.c_void_p * self._num_outputs)()
         self._check(self._run(self._container, inputs, len(handles), outputs, self._num_outputs,
