@@ -67,6 +67,17 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("?" where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
 def real_jpegs() -> dict[str, bytes]:
     from photos import PHOTOS
 
@@ -423,7 +434,8 @@ def ratios_of(res: dict, precision: str) -> dict:
 def report(res: dict) -> str:
     precisions = list(res["variants"])
     first = res["variants"][precisions[0]]["limits"]
-    lines = [f"# torchfaas bench ({res['when']}, {res['cpus']} CPUs, torch threads {first['torch_threads']})", ""]
+    lines = [f"# torchfaas bench ({res['when']}, {res['cpus']} CPUs, torch threads {first['torch_threads']})",
+             f"# CPU: {res.get('cpu_model', '?')}; native bf16: {res.get('bf16_feature') or 'none'}", ""]
     for precision in precisions:
         variant = res["variants"][precision]
         limits = variant["limits"]
@@ -544,14 +556,17 @@ def main() -> int:
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     jpegs = real_jpegs()
     requests = build_requests(jpegs)
-    res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "env": extra_env,
-           "variants": {}}
+    res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+           "env": extra_env, "variants": {}}
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
         build = shrinkwrap(FUNCTION, Path(tmp) / "classifier")
         import_build(build)
         from torchfaas import Settings
         # the in-process limits allocate as the served function does (server.main)
         Settings().apply_torch_allocator()
+        from torchfaas.toolkit.compiled import bf16_feature
+        # ratios only compare within one run: the header says which machine it was
+        res["bf16_feature"] = bf16_feature()
         dirs = {"fp32": artifacts}
         if "bf16" in precisions:
             log("bf16 artifacts (prepared once, then reused)")
