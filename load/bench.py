@@ -7,8 +7,8 @@ One run measures, on this machine:
      throughput, p50, p99;
      and the runtime alone (a stand-in model) under the same load at the top level,
      which splits the server's CPU per request into stages;
-  4. the same load against the seed-style handler (load/seed_handler): the baseline,
-     best of --seed-runs process starts;
+  4. the same load against the seed-style handler (load/seed_handler): the baseline;
+     3 and 4 start every server --rounds times, interleaved, and count the best start;
   5. cold start (process start to /ready 200) against `import torch` + artifact load;
   6. JSON logging cost as a share of a request's CPU time;
 and prints the ratios the speed targets are stated in (docs/benchmarks.md).
@@ -22,7 +22,7 @@ MODEL_PRECISION=bf16. On a CPU without native bf16 that variant serves fp32 (and
 The load generator is a small asyncio HTTP/1.1 client (keep-alive, prebuilt
 requests) so that it takes as little of the shared CPUs as possible; it loads
 both servers the same way. Limits (1, 2) are the best of a few repeats, served
-numbers are one run each, so the ratios are if anything conservative.
+numbers the best of --rounds process starts, for every server alike.
 """
 import argparse
 import asyncio
@@ -339,6 +339,12 @@ def cpu_ms_per_request(result: dict, warmup: float, duration: float) -> float:
     return result["server_cpu_s"] * 1000 / max(1, total)
 
 
+def best_of_starts(runs: list[list[dict]]) -> list[dict]:
+    """Per load level, the start with the highest throughput, with the lowest p50 of any start."""
+    return [{**max(same_level, key=lambda r: r["throughput"]), "p50_ms": min(r["p50_ms"] for r in same_level)}
+            for same_level in zip(*runs)]
+
+
 def load_levels(server: Server, requests: list, levels: list, warmup: float, duration: float) -> list:
     out = []
     for concurrency in levels:
@@ -474,9 +480,13 @@ def report(res: dict) -> str:
         for r in served:
             lines.append(f"  {name:15s} {r['concurrency']:4d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
                          f"{r['p99_ms']:8.1f} {r['errors']:6d} {r['cpu_ms_per_request']:10.2f}")
-    if len(res.get("seed_runs", [])) > 1:
-        lines.append(f"  seed: best of {len(res['seed_runs'])} process starts per level (the p50 too); "
-                     "c16 req/s by start: " + " / ".join(f"{run[-1]['throughput']:.1f}" for run in res["seed_runs"]))
+    starts = [(f"torchfaas {p}", res["variants"][p].get("served_runs", [])) for p in precisions] + \
+        [("seed", res.get("seed_runs", []))]
+    if max(len(runs) for _, runs in starts) > 1:
+        lines.append(f"  every server: best of {len(starts[0][1])} process starts per level (the p50 too), "
+                     "interleaved round by round; top-level req/s by start:")
+        for name, runs in starts:
+            lines.append(f"    {name:15s} " + " / ".join(f"{run[-1]['throughput']:.1f}" for run in runs))
     lines.append("")
     lines.append("## Cold start (median)")
     for precision in precisions:
@@ -538,8 +548,9 @@ def main() -> int:
     parser.add_argument("--limit-seconds", type=float, default=1.0, help="seconds per in-process window")
     parser.add_argument("--levels", default="1,4,16")
     parser.add_argument("--cold-repeats", type=int, default=3)
-    parser.add_argument("--seed-runs", type=int, default=3,
-                        help="process starts of the seed-style handler; the best of them counts")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="process starts of every served variant and the seed-style handler, "
+                             "interleaved; the best of them counts, level by level")
     parser.add_argument("--precisions", default="fp32,bf16", help="MODEL_PRECISION variants, side by side")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the served function (tuning runs)")
@@ -582,21 +593,41 @@ def main() -> int:
                 variant["limits"] = measure_in_process(build, dirs[precision], jpegs, args.limit_seconds, precision)
         if not args.served_only:
             res["logging_ms"] = logging_cpu_ms(build)
-        for precision in precisions:
-            variant = res["variants"][precision]
-            log(f"served function, MODEL_PRECISION={precision}")
-            log_path = Path(tmp) / f"function-{precision}.log"
-            with open(log_path, "w") as out:
-                server = function_server(build, dirs[precision], {"MODEL_PRECISION": precision, **extra_env}, out)
-                try:
-                    variant["served"] = load_levels(server, requests, levels, args.warmup, args.duration)
-                finally:
-                    server.stop()
-            lines = log_path.read_text().splitlines()
-            loaded = [json.loads(x) for x in lines if '"model_loaded"' in x]
-            variant["model_loaded"] = {k: loaded[0].get(k) for k in ("backend", "precision", "precision_reason")} \
-                if loaded else None
-            log(f"  model_loaded {variant['model_loaded']}, {len(lines)} log lines")
+        # Served: every server (each precision, and the seed-style handler) is started
+        # --rounds times, interleaved round by round, and the best start of each counts,
+        # level by level. CPU per request moves between process starts (the seed's by
+        # 25-35%: on 4 KiB pages its page faults depend on how glibc's heaps settle) and
+        # this machine's speed drifts over minutes: interleaving exposes every server to
+        # the same drift, and best-of-N treats them alike.
+        servers = [(f"torchfaas {p}", p) for p in precisions] + ([] if args.served_only else [("seed", None)])
+        runs: dict[str, list] = {name: [] for name, _ in servers}
+        for round_ in range(args.rounds):
+            for name, precision in servers[round_ % len(servers):] + servers[:round_ % len(servers)]:
+                log(f"{name}, round {round_ + 1} of {args.rounds}")
+                if precision is None:
+                    seed = seed_server(artifacts)
+                    try:
+                        runs[name].append(load_levels(seed, requests, levels, args.warmup, args.duration))
+                    finally:
+                        seed.stop()
+                    continue
+                variant = res["variants"][precision]
+                log_path = Path(tmp) / f"function-{precision}-{round_}.log"
+                with open(log_path, "w") as out:
+                    server = function_server(build, dirs[precision], {"MODEL_PRECISION": precision, **extra_env}, out)
+                    try:
+                        runs[name].append(load_levels(server, requests, levels, args.warmup, args.duration))
+                    finally:
+                        server.stop()
+                lines = log_path.read_text().splitlines()
+                loaded = [json.loads(x) for x in lines if '"model_loaded"' in x]
+                variant["model_loaded"] = {k: loaded[0].get(k) for k in ("backend", "precision", "precision_reason")} \
+                    if loaded else None
+                log(f"  model_loaded {variant['model_loaded']}, {len(lines)} log lines")
+        for name, precision in servers:
+            target = res["variants"][precision] if precision else res
+            target["served_runs" if precision else "seed_runs"] = runs[name]
+            target["served" if precision else "seed"] = best_of_starts(runs[name])
         if args.served_only:
             return 0
         log("runtime only (stand-in model)")
@@ -606,20 +637,6 @@ def main() -> int:
             res["runtime_only"] = load_levels(standin, requests, levels[-1:], args.warmup, args.duration)
         finally:
             standin.stop()
-        # Its CPU per request moves 25-35% between process starts (on 4 KiB pages the
-        # page faults per request depend on how glibc's heaps settle): the best of a
-        # few starts, level by level, so the ratios are if anything conservative.
-        res["seed_runs"] = []
-        for run in range(args.seed_runs):
-            log(f"seed-style handler, start {run + 1} of {args.seed_runs}")
-            seed = seed_server(artifacts)
-            try:
-                res["seed_runs"].append(load_levels(seed, requests, levels, args.warmup, args.duration))
-            finally:
-                seed.stop()
-        res["seed"] = [{**max(same_level, key=lambda r: r["throughput"]),
-                        "p50_ms": min(r["p50_ms"] for r in same_level)}
-                       for same_level in zip(*res["seed_runs"])]
         for precision in precisions:
             log(f"cold start, {precision}")
             res["variants"][precision]["cold_start"] = measure_cold_start(build, dirs[precision],
