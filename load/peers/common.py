@@ -7,8 +7,9 @@ preprocessing, written without torchfaas so that it runs in each peer's own venv
 - preprocessing: exactly functions/classifier/handler.py's `to_pixels` (the TF eval
   crop: centre square of 224/(224+32) of the shorter side in full-image coordinates,
   libjpeg draft decoding for JPEGs much larger than needed, the crop resized to 224x224
-  by PyTorch's antialiased bicubic uint8 kernel), then the Lite models' normalisation (x - 127) / 128, which the classifier
-  does inside its compiled graph and the peers do here in torch.
+  by PyTorch's antialiased bicubic uint8 kernel), then the Lite models' normalisation
+  (x - 127) / 128, which the classifier does inside its compiled graph and the peers do
+  here in torch.
   tests/unit/test_peer_preprocessing.py checks the tensors are the same on real photos;
 - answers: top-5 as {"predictions": [{"label", "class_index", "probability"}]}, labels
   the first ImageNet synonym, as the classifier answers.
