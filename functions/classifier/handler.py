@@ -99,7 +99,9 @@ BF16_MIN_AGREEMENT = 0.97
 HERE = Path(__file__).resolve().parent
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
-AOTI_RECIPE = "uint8-nhwc-softmax-frozen-padfold-v3"
+# "convpack": convolution weights packed at build time despite the dynamic batch
+# (toolkit.compiled.conv_weights_packed_for_dynamic_batch).
+AOTI_RECIPE = "uint8-nhwc-softmax-frozen-padfold-v3-convpack"
 # The fp32 package's key adds this: bump it when the fp32 network compiled changes.
 # "s2padfold": the stride-2 pads folded into the kernels (fold_stride2_pads), as in bf16.
 FP32_RECIPE = "fp32-s2padfold"

@@ -33,6 +33,33 @@ def test_served_package_calls_only_prepacked_convolutions(artifacts):
     assert manifest["aoti_prepacked_convolutions"] == CONVOLUTIONS
 
 
+# one forward pass per batch size, in a fresh process with oneDNN's trace on
+REORDER_PROBE = """
+import sys
+import torch
+from torchfaas.toolkit.compiled import CompiledModel
+model = CompiledModel(sys.argv[1])
+for batch in (1, 3, 4, 8):
+    model(torch.zeros(batch, 224, 224, 3, dtype=torch.uint8))
+"""
+
+
+def test_served_package_reorders_no_weight_at_any_batch_size(artifacts):
+    """Inductor leaves convolution weights plain when the batch is dynamic, and oneDNN then
+    reorders all 49 of them at every forward pass (`conv_weights_packed_for_dynamic_batch`
+    packs them at build time): counted in oneDNN's own trace, not timed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    trace = subprocess.run([sys.executable, "-c", REORDER_PROBE, str(artifacts / "model.pt2")], env=env,
+                           capture_output=True, text=True, check=True, timeout=300).stdout
+    convolutions = trace.count("exec,cpu,convolution")
+    assert convolutions == 4 * CONVOLUTIONS, trace[-2000:]  # the trace is on: every pass counted
+    assert trace.count("exec,cpu,reorder") == 0, [line for line in trace.splitlines() if "reorder" in line][:5]
+
+
 def test_recipe_asks_for_freezing(classifier_module):
     assert classifier_module.AOTI_CONFIGS.get("freezing") is True
 
