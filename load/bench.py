@@ -547,7 +547,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     parser.add_argument("--limit-seconds", type=float, default=1.0, help="seconds per in-process window")
     parser.add_argument("--levels", default="1,4,16")
-    parser.add_argument("--cold-repeats", type=int, default=3)
+    parser.add_argument("--cold-repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3,
                         help="process starts of every served variant and the seed-style handler, "
                              "interleaved; the best of them counts, level by level")
