@@ -60,6 +60,37 @@ def test_served_package_reorders_no_weight_at_any_batch_size(artifacts):
     assert trace.count("exec,cpu,reorder") == 0, [line for line in trace.splitlines() if "reorder" in line][:5]
 
 
+ANSWERS_PROBE = """
+import sys
+import numpy as np
+import torch
+from torchfaas.toolkit.compiled import CompiledModel
+pixels = torch.from_numpy(np.load(sys.argv[2]))
+np.save(sys.argv[3], CompiledModel(sys.argv[1])(pixels)[0].numpy())
+"""
+
+
+def test_packed_weights_still_serve_where_onednn_takes_another_isa(artifacts, photo_items, tmp_path):
+    """The weights are packed for the build machine's ISA. A node whose oneDNN picks
+    another one (here oneDNN held to AVX2 by ONEDNN_MAX_CPU_ISA) reorders them per pass,
+    as before the packing, and gives the same answers."""
+    import os
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "pixels.npy", np.stack(photo_items))
+    answers = {}
+    for isa in ("", "AVX2"):
+        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+        out = tmp_path / f"answers-{isa or 'default'}.npy"
+        subprocess.run([sys.executable, "-c", ANSWERS_PROBE, str(artifacts / "model.pt2"), str(tmp_path / "pixels.npy"),
+                        str(out)], env=env, check=True, timeout=300)
+        answers[isa] = np.load(out)
+    assert answers[""].shape == (len(photo_items), 1000)
+    assert (answers[""].argmax(1) == answers["AVX2"].argmax(1)).all()
+    assert float(np.abs(answers[""] - answers["AVX2"]).max()) < 1e-5
+
+
 def test_recipe_asks_for_freezing(classifier_module):
     assert classifier_module.AOTI_CONFIGS.get("freezing") is True
 
