@@ -625,9 +625,10 @@ def main() -> int:
                     if loaded else None
                 log(f"  model_loaded {variant['model_loaded']}, {len(lines)} log lines")
         for name, precision in servers:
-            target = res["variants"][precision] if precision else res
-            target["served_runs" if precision else "seed_runs"] = runs[name]
-            target["served" if precision else "seed"] = best_of_starts(runs[name])
+            if precision is None:
+                res["seed_runs"], res["seed"] = runs[name], best_of_starts(runs[name])
+            else:
+                res["variants"][precision].update(served_runs=runs[name], served=best_of_starts(runs[name]))
         if args.served_only:
             return 0
         log("runtime only (stand-in model)")

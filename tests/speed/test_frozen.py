@@ -7,6 +7,9 @@ generated C++ wrapper inside the .pt2 zip, so they fail if freezing silently
 stops applying, whatever the timing noise.
 """
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,17 +47,19 @@ for batch in (1, 3, 4, 8):
 """
 
 
+def run_probe(code: str, *args, **env) -> str:
+    """`code` in a fresh Python process (this one's sys.path, one OpenMP thread, `env`
+    added): its stdout. oneDNN reads its variables once per process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True,
+                          text=True, check=True, timeout=300).stdout
+
+
 def test_served_package_reorders_no_weight_at_any_batch_size(artifacts):
     """Inductor leaves convolution weights plain when the batch is dynamic, and oneDNN then
     reorders all 49 of them at every forward pass (`conv_weights_packed_for_dynamic_batch`
     packs them at build time): counted in oneDNN's own trace, not timed."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    trace = subprocess.run([sys.executable, "-c", REORDER_PROBE, str(artifacts / "model.pt2")], env=env,
-                           capture_output=True, text=True, check=True, timeout=300).stdout
+    trace = run_probe(REORDER_PROBE, artifacts / "model.pt2", ONEDNN_VERBOSE="1")
     convolutions = trace.count("exec,cpu,convolution")
     assert convolutions == 4 * CONVOLUTIONS, trace[-2000:]  # the trace is on: every pass counted
     assert trace.count("exec,cpu,reorder") == 0, [line for line in trace.splitlines() if "reorder" in line][:5]
@@ -74,17 +79,11 @@ def test_packed_weights_still_serve_where_onednn_takes_another_isa(artifacts, ph
     """The weights are packed for the build machine's ISA. A node whose oneDNN picks
     another one (here oneDNN held to AVX2 by ONEDNN_MAX_CPU_ISA) reorders them per pass,
     as before the packing, and gives the same answers."""
-    import os
-    import subprocess
-    import sys
-
     np.save(tmp_path / "pixels.npy", np.stack(photo_items))
     answers = {}
     for isa in ("", "AVX2"):
-        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
         out = tmp_path / f"answers-{isa or 'default'}.npy"
-        subprocess.run([sys.executable, "-c", ANSWERS_PROBE, str(artifacts / "model.pt2"), str(tmp_path / "pixels.npy"),
-                        str(out)], env=env, check=True, timeout=300)
+        run_probe(ANSWERS_PROBE, artifacts / "model.pt2", tmp_path / "pixels.npy", out, ONEDNN_MAX_CPU_ISA=isa)
         answers[isa] = np.load(out)
     assert answers[""].shape == (len(photo_items), 1000)
     assert (answers[""].argmax(1) == answers["AVX2"].argmax(1)).all()
