@@ -31,46 +31,53 @@ def run_under_watchdog(build: Path, routing_s: float, app_env: dict) -> tuple[li
     env = {**os.environ, "PORT": str(app_port), "HOST": "127.0.0.1", "FUNCTION_NAME": "standin", **app_env}
     watchdog = subprocess.Popen(
         [sys.executable, str(HERE / "watchdog_standin.py"), str(port), f"http://127.0.0.1:{app_port}",
-         str(routing_s), "--", sys.executable, "index.py"], cwd=build, env=env, stdout=subprocess.PIPE)
+         str(routing_s), "--", sys.executable, "index.py"], cwd=build, env=env, stdout=subprocess.PIPE,
+        start_new_session=True)  # its own process group: the function with it, for killpg
     raw_lines: list[bytes] = []
     reader = threading.Thread(target=lambda: raw_lines.extend(watchdog.stdout), daemon=True)
     reader.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(url + "/ready", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, "never ready"
-        time.sleep(0.1)
-    results = []  # (seconds after SIGTERM, request id, status or the error)
     stop = threading.Event()
-    sigterm_at = [None]
-
-    def client():
-        while not stop.is_set():
-            rid = "wd-" + uuid.uuid4().hex[:8]
-            sent = time.monotonic()
+    clients = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
             try:
-                status = requests.post(url + "/", data=b"ok", headers={"X-Request-Id": rid,
-                                       "Content-Type": "application/octet-stream"}, timeout=10).status_code
-            except requests.ConnectionError:
-                status = "refused"  # the watchdog stopped accepting: routing is over
-                stop.set()
-            at = sent - sigterm_at[0] if sigterm_at[0] else -1.0
-            results.append((at, rid, status))
-            time.sleep(0.02)
+                if requests.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.1)
+        results = []  # (seconds after SIGTERM, request id, status or the error)
+        sigterm_at = [None]
 
-    clients = [threading.Thread(target=client) for _ in range(3)]
-    for t in clients:
-        t.start()
-    time.sleep(0.5)
-    sigterm_at[0] = time.monotonic()
-    watchdog.send_signal(signal.SIGTERM)
-    watchdog.wait(60)
-    stop.set()
+        def client():
+            while not stop.is_set():
+                rid = "wd-" + uuid.uuid4().hex[:8]
+                sent = time.monotonic()
+                try:
+                    status = requests.post(url + "/", data=b"ok", headers={"X-Request-Id": rid,
+                                           "Content-Type": "application/octet-stream"}, timeout=10).status_code
+                except requests.ConnectionError:
+                    status = "refused"  # the watchdog stopped accepting: routing is over
+                    stop.set()
+                at = sent - sigterm_at[0] if sigterm_at[0] else -1.0
+                results.append((at, rid, status))
+                time.sleep(0.02)
+
+        clients += [threading.Thread(target=client, daemon=True) for _ in range(3)]
+        for t in clients:
+            t.start()
+        time.sleep(0.5)
+        sigterm_at[0] = time.monotonic()
+        watchdog.send_signal(signal.SIGTERM)
+        watchdog.wait(60)
+    finally:  # a watchdog that never gets ready or never exits fails the test, and leaves nothing running
+        stop.set()
+        if watchdog.poll() is None:
+            os.killpg(watchdog.pid, signal.SIGKILL)
+            watchdog.wait()
     for t in clients:
         t.join(15)
     reader.join(5)
