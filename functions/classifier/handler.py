@@ -64,11 +64,17 @@ class ClassifierSettings:
     model_precision: str = env("MODEL_PRECISION", "fp32", _precision)
     # JPEGs are decoded at 1/2-1/8 scale while the crop keeps this many x 224 pixels
     jpeg_draft_margin: float = env("JPEG_DRAFT_MARGIN", 2.0, float)
+    # a batch of more images runs as near-equal forward passes of at most this many
+    # (0: one pass per batch). Where 8 images' activations overflow the CPU's cache, one
+    # pass of 8 costs 7-17% more per image than two of 4 (docs/benchmarks.md)
+    max_forward_batch: int = env("MAX_FORWARD_BATCH", 6, int)
     max_topk: int = env("MAX_TOPK", 20, int)
 
     def __post_init__(self):
         _backend(self.model_backend)  # set in code rather than by MODEL_BACKEND: checked too
         _precision(self.model_precision)
+        if self.max_forward_batch < 0:
+            raise ValueError(f"MAX_FORWARD_BATCH must be 0 (one pass) or more, not {self.max_forward_batch}")
 
 
 SETTINGS = ClassifierSettings()
@@ -371,6 +377,14 @@ def resize_bicubic(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     resized = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", antialias=True)
     # the kernel answers in NCHW: HWC order again, in memory too (np.stack keeps a layout)
     return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
+
+
+def forward_passes(count: int, most: int) -> list[tuple[int, int]]:
+    """[start, stop) of each forward pass for a batch of `count`: as few passes of at
+    most `most` images as there can be, their sizes within one of each other."""
+    passes = max(1, -(-count // most)) if most > 0 else 1
+    bounds = [count * k // passes for k in range(passes + 1)]
+    return list(zip(bounds, bounds[1:]))
 
 
 def parse_topk(query, limit: int) -> int:
@@ -709,10 +723,12 @@ class Classifier(ModelHandler):
         return to_pixels(open_image(data, self.max_pixels), self.own.jpeg_draft_margin)
 
     def predict(self, items: list) -> list:
-        batch = torch.from_numpy(np.stack(items))  # one copy: uint8 [B, 224, 224, 3]
-        with torch.inference_mode():
-            probabilities = self.model(batch)
-        return list(probabilities)
+        outputs = []
+        for start, stop in forward_passes(len(items), self.own.max_forward_batch):
+            batch = torch.from_numpy(np.stack(items[start:stop]))  # one copy: uint8 [B, 224, 224, 3]
+            with torch.inference_mode():
+                outputs.extend(self.model(batch))
+        return outputs
 
     def postprocess(self, output: torch.Tensor, request) -> dict:
         probs, indices = output.topk(request.params["topk"])

@@ -122,6 +122,42 @@ def test_compiled_model_has_a_dynamic_batch_dimension(classifier_module, aoti_ha
         assert torch.allclose(out, singles.repeat(3, 1)[:size], atol=1e-5)
 
 
+@pytest.mark.parametrize("most", [1, 4, 6, 0])
+def test_forward_passes_cover_the_batch_in_near_equal_parts(classifier_module, most):
+    for count in range(1, 20):
+        passes = classifier_module.forward_passes(count, most)
+        sizes = [stop - start for start, stop in passes]
+        assert passes[0][0] == 0 and passes[-1][1] == count  # every image, in order, once
+        assert all(a[1] == b[0] for a, b in zip(passes, passes[1:]))
+        assert max(sizes) - min(sizes) <= 1
+        assert max(sizes) <= most or most == 0
+        assert len(passes) == (-(-count // most) if most else 1)  # as few as there can be
+
+
+def test_a_negative_max_forward_batch_is_refused(classifier_module):
+    with pytest.raises(ValueError, match="MAX_FORWARD_BATCH"):
+        classifier_module.ClassifierSettings(max_forward_batch=-1)
+
+
+def test_a_batch_above_max_forward_batch_runs_as_smaller_passes_with_the_same_answers(
+        classifier_module, aoti_handler, photo_items):
+    items = (photo_items * 2)[:8]
+    model, own = aoti_handler.model, aoti_handler.own
+
+    def predict(most: int) -> tuple[torch.Tensor, list[int]]:
+        calls = []
+        aoti_handler.model = lambda batch: calls.append(len(batch)) or model(batch)
+        aoti_handler.own = classifier_module.ClassifierSettings(max_forward_batch=most)
+        return torch.stack(aoti_handler.predict(items)), calls
+
+    try:
+        (whole, whole_calls), (split, split_calls) = predict(0), predict(6)
+    finally:
+        aoti_handler.model, aoti_handler.own = model, own
+    assert (whole_calls, split_calls) == ([8], [4, 4])
+    assert torch.allclose(split, whole, atol=1e-5)
+
+
 def test_eager_fallback_matches_the_compiled_model(classifier_module, aoti_handler, eager_handler):
     assert (aoti_handler.backend, eager_handler.backend) == ("aoti", "eager")
     items = [classifier_module.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
