@@ -128,13 +128,12 @@ def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats
 
 def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float,
                        precision: str = "fp32") -> dict:
+    import_build(build)
+    import function.handler as handler_module  # before torch: see main()
     import numpy as np
     import torch
-
-    import_build(build)
     from torchfaas import Settings
     from torchfaas.toolkit import open_image, read_verified_manifest
-    import function.handler as handler_module
 
     results = {"torch_threads": None, "model": {}, "pipeline": {}, "precision": precision}
     handlers = {}
@@ -572,6 +571,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
         build = shrinkwrap(FUNCTION, Path(tmp) / "classifier")
         import_build(build)
+        # The handler first, as in the served process: it sets OMP_NUM_THREADS before torch
+        # is imported, and OpenMP reads it once. Imported after torch (as until 2026-12-02),
+        # the compiled kernels ran 2-thread OpenMP teams in each of the 2 streams: bf16 b1 x2
+        # read 9 images/s instead of 243.
+        import function.handler  # noqa: F401
         from torchfaas import Settings
         # the in-process limits allocate as the served function does (server.main)
         Settings().apply_torch_allocator()
