@@ -574,7 +574,7 @@ def main() -> int:
         # The handler first, as in the served process: it sets OMP_NUM_THREADS before torch
         # is imported, and OpenMP reads it once. Imported after torch (as until 2026-12-02),
         # the compiled kernels ran 2-thread OpenMP teams in each of the 2 streams: bf16 b1 x2
-        # read 9 images/s instead of 243.
+        # read 9 images/s instead of 203-243.
         import function.handler  # noqa: F401
         from torchfaas import Settings
         # the in-process limits allocate as the served function does (server.main)
