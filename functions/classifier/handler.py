@@ -724,9 +724,9 @@ class Classifier(ModelHandler):
 
     def predict(self, items: list) -> list:
         outputs = []
-        for start, stop in forward_passes(len(items), self.own.max_forward_batch):
-            batch = torch.from_numpy(np.stack(items[start:stop]))  # one copy: uint8 [B, 224, 224, 3]
-            with torch.inference_mode():
+        with torch.inference_mode():
+            for start, stop in forward_passes(len(items), self.own.max_forward_batch):
+                batch = torch.from_numpy(np.stack(items[start:stop]))  # one copy: uint8 [B, 224, 224, 3]
                 outputs.extend(self.model(batch))
         return outputs
 

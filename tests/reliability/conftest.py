@@ -4,6 +4,12 @@ from support.classifier import LIMITS_ENV
 
 
 @pytest.fixture(scope="module")
-def classifier(function_process):
+def classifier_env() -> dict:
+    """More environment for the module's classifier process: a module overrides this."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def classifier(function_process, classifier_env):
     """One classifier process per module, with the tests' small limits."""
-    return function_process("classifier", env={**LIMITS_ENV, "TENANTS": "acme"})
+    return function_process("classifier", env={**LIMITS_ENV, "TENANTS": "acme", **classifier_env})

@@ -13,7 +13,7 @@ import pytest
 import requests
 from faultkit import raw_post, rss_kib, wait_line
 from photos import photo_bytes
-from support.classifier import LIMITS_ENV, MAX_PIXELS
+from support.classifier import MAX_PIXELS
 from support.contract import SAFE_ID, assert_json_error
 from support.corpus import check_answer, corpus, jpeg_with_size, png_bomb, webp_with_size
 
@@ -44,9 +44,9 @@ def cases():
 
 
 @pytest.fixture(scope="module")
-def classifier(function_process):
-    """This module's own classifier process: the suite's limits, steady allocators."""
-    return function_process("classifier", env={**LIMITS_ENV, "TENANTS": "acme", **ALLOCATOR_ENV})
+def classifier_env() -> dict:
+    """This module's classifier process runs with steady allocators (above)."""
+    return ALLOCATOR_ENV
 
 
 def send(fn, name, body, content_type, params, rid):
