@@ -76,8 +76,11 @@ def to_pixels(data: bytes) -> np.ndarray:
     if scale != 1.0:
         box = tuple(min(round(v / scale), limit) for v, limit in zip(box, rgb.size * 2))
     x = torch.from_numpy(np.array(rgb.crop(box))).permute(2, 0, 1)[None]
-    resized = torch.nn.functional.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bicubic", antialias=True)
-    return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
+    # the classifier's resize_bicubic: interpolate()'s op writing straight into HWC memory
+    out = torch.empty((1, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=torch.uint8)
+    torch.ops.aten._upsample_bicubic2d_aa.out(x, [IMAGE_SIZE, IMAGE_SIZE], False, None, None,
+                                              out=out.permute(0, 3, 1, 2))
+    return out[0].numpy()
 
 
 def to_batch(pixels: list[np.ndarray]) -> torch.Tensor:
