@@ -540,7 +540,33 @@ def report(res: dict) -> str:
             shown = f"{value:.1%}" if key == "logging_share" else f"{value:.2f}x"
             want = f"{target:.0%}" if key == "logging_share" else f"{target}x"
             lines.append(f"  {precision} {text:43s} {shown:>8s}  (target {op} {want})  {'ok' if ok else 'MISSED'}")
+    budget = cpu_budget(res)
+    if budget:
+        lines += ["", "## What the throughput targets leave per request (both sides use the 2 CPUs; CPU ms)"] + budget
     return "\n".join(lines)
+
+
+def cpu_budget(res: dict) -> list[str]:
+    """Served c16 >= Nx the seed-style handler means at most the seed's CPU per request / N
+    when both keep the 2 CPUs busy: set beside what the in-process pipeline alone costs
+    (its cheapest sustained window) and the runtime's own work (the stand-in model)."""
+    seed = {r["concurrency"]: r for r in res.get("seed", [])}
+    runtime = {r["concurrency"]: r for r in res.get("runtime_only", [])}
+    out = []
+    for precision, variant in res["variants"].items():
+        target = next((t for key, _, _, t in TARGETS[precision] if key == "c16_vs_seed"), None)
+        windows = variant.get("pipeline_windows")
+        served = {r["concurrency"]: r for r in variant.get("served", [])}
+        top = max(served) if served else None
+        if not (target and windows and top in seed and top in runtime):
+            continue
+        pipeline = min(w["cpu_ms_per_image"] for w in windows)
+        own = runtime[top]["cpu_ms_per_request"]
+        out.append(f"  {precision}: >= {target:g}x the seed leaves {seed[top]['cpu_ms_per_request'] / target:.2f} "
+                   f"(seed {seed[top]['cpu_ms_per_request']:.2f} / {target:g}); served "
+                   f"{served[top]['cpu_ms_per_request']:.2f}; the pipeline alone {pipeline:.2f} per image "
+                   f"+ the runtime's own {own:.2f} = {pipeline + own:.2f}")
+    return out
 
 
 def prepare_bf16(artifacts: Path, build: Path) -> Path:
