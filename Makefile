@@ -85,7 +85,7 @@ clean:
 	rm -rf build artifacts reports .pytest_cache
 
 # speed: model limit, pipeline limit, served vs seed-style handler at c=1/4/16,
-# cold start, logging cost and the target ratios (docs/benchmarks.md); ~7 min (every served variant and the seed started 3 times, interleaved).
+# cold start, logging cost and the target ratios (docs/benchmarks.md); ~10 min (every served variant and the seed started 3 times, interleaved, each variant's pipeline limit taken right after its starts).
 # BENCH_ARGS e.g. "--duration 15" or "--env BATCH_SIZE=4"
 bench: install
 	@mkdir -p reports
