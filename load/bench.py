@@ -103,28 +103,35 @@ def best_rate(fn, items_per_call: int, seconds: float, repeats: int = 3) -> floa
     return best
 
 
-def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats: int = 3) -> float:
-    """Items per second with `workers` threads calling fn side by side (best of repeats)."""
+def parallel_window(fn, workers: int, seconds: float) -> tuple[int, float, float]:
+    """`workers` threads calling fn side by side for about `seconds`: (calls, wall
+    seconds, this process's CPU seconds)."""
     import threading
 
+    counts = [0] * workers
+    stop_at = time.perf_counter() + seconds
+
+    def loop(k):
+        while time.perf_counter() < stop_at:
+            fn()
+            counts[k] += 1
+
+    started, cpu = time.perf_counter(), time.process_time()
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts), time.perf_counter() - started, time.process_time() - cpu
+
+
+def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats: int = 3) -> float:
+    """Items per second with `workers` threads calling fn side by side (best of repeats)."""
     fn()
     best = 0.0
     for _ in range(repeats):
-        counts = [0] * workers
-        stop_at = time.perf_counter() + seconds
-
-        def loop(k):
-            while time.perf_counter() < stop_at:
-                fn()
-                counts[k] += 1
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=loop, args=(k,)) for k in range(workers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        best = max(best, sum(counts) * items_per_call / (time.perf_counter() - started))
+        calls, wall, _ = parallel_window(fn, workers, seconds)
+        best = max(best, calls * items_per_call / wall)
     return best
 
 
@@ -208,10 +215,10 @@ class Pipeline:
         self.fn, self.batch, self.workers = fn, batch, workers
 
     def window(self, seconds: float) -> dict:
-        cpu = time.process_time()  # this process does nothing else meanwhile
-        rate = parallel_rate(self.fn, self.batch, self.workers, seconds, repeats=1)
-        images = rate * seconds
-        return {"images_per_s": rate, "cpu_ms_per_image": (time.process_time() - cpu) * 1000 / images}
+        # the process's CPU time: it does nothing else meanwhile
+        calls, wall, cpu = parallel_window(self.fn, self.workers, seconds)
+        images = calls * self.batch
+        return {"images_per_s": images / wall, "cpu_ms_per_image": cpu * 1000 / images}
 
 
 def handler_stage_cpu_ms(handler, payloads: list, batch: int, repeats: int = 60) -> dict:
