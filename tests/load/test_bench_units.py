@@ -1,0 +1,48 @@
+"""load/bench.py's pure parts: the sustained pipeline window's accounting and the CPU
+budget the report sets beside each throughput target."""
+import hashlib
+import time
+
+import pytest
+
+import bench
+
+
+def test_pipeline_window_counts_images_per_call_and_the_wall_time():
+    # sleeping calls: 2 workers x 3 images every ~20 ms -> ~300 images/s, next to no CPU
+    window = bench.Pipeline(lambda: time.sleep(0.02), batch=3, workers=2).window(0.4)
+    assert 200 < window["images_per_s"] < 310
+    assert window["cpu_ms_per_image"] < 1.0
+
+
+def test_pipeline_window_charges_the_cpu_of_both_workers():
+    payload = bytes(4_000_000)
+
+    def call():  # hashing releases the GIL: both workers compute at once
+        hashlib.sha256(payload).digest()
+
+    started = time.thread_time()
+    for _ in range(5):
+        call()
+    per_call_ms = (time.thread_time() - started) * 1000 / 5
+    window = bench.Pipeline(call, batch=2, workers=2).window(0.4)
+    # CPU per image is one call's CPU over its 2 images, however the 2 CPUs were shared
+    assert window["cpu_ms_per_image"] == pytest.approx(per_call_ms / 2, rel=0.5)
+
+
+def level(concurrency, throughput, cpu_ms):
+    return {"concurrency": concurrency, "throughput": throughput, "cpu_ms_per_request": cpu_ms}
+
+
+def test_cpu_budget_sets_the_seed_share_beside_the_pipeline_and_the_runtime():
+    res = {"seed": [level(1, 20, 50.0), level(16, 30, 60.0)],
+           "runtime_only": [level(16, 300, 1.5)],
+           "variants": {
+               "fp32": {"served": [level(1, 40, 25.0), level(16, 90, 21.0)],
+                        "pipeline_windows": [{"images_per_s": 120, "cpu_ms_per_image": 16.0},
+                                             {"images_per_s": 130, "cpu_ms_per_image": 14.5}]},
+               "bf16": {"served": [level(16, 100, 17.0)]}}}  # no sustained window: no line
+    lines = bench.cpu_budget(res)
+    assert len(lines) == 1
+    assert lines[0].startswith("  fp32: >= 3x the seed leaves 20.00 (seed 60.00 / 3); served 21.00;")
+    assert lines[0].endswith("the pipeline alone 14.50 per image + the runtime's own 1.50 = 16.00")
