@@ -20,9 +20,11 @@ ENV = {"SLOW_PREDICT_S": "0.1", "BATCH_SIZE": "4", "DRAIN_SECONDS": "1.5", "WORK
 
 
 def refused(exc: Exception) -> bool:
-    """requests wraps ECONNREFUSED in ConnectionError(MaxRetryError(NewConnectionError))."""
+    """The connection was never made, so no request was sent: ECONNREFUSED, or a reset
+    while connecting (a handshake that landed in the backlog as the listener closed).
+    requests wraps both in ConnectionError(MaxRetryError(NewConnectionError))."""
     text = repr(exc)
-    return "Connection refused" in text or "Errno 111" in text
+    return "Connection refused" in text or "Errno 111" in text or "Failed to establish a new connection" in text
 
 
 @pytest.mark.parametrize("keep_alive", [False, True], ids=["new-connections", "keep-alive"])
