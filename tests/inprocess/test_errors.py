@@ -213,6 +213,44 @@ def test_a_batch_that_fails_fails_only_its_own_members_and_each_is_logged(make_f
     assert fn.post(b"after").status_code == 200
 
 
+def test_preprocessed_in_the_batch_worker_a_bad_input_fails_alone(make_function):
+    """preprocess_in_batch_worker: requests queue raw and the worker preprocesses
+    them; a client mistake (400) and a preprocess fault (500) in the same batch fail
+    alone, each with its one line, and the rest share one forward pass."""
+    gate = threading.Event()
+    handler = StandIn(predict_gate=gate)
+    handler.preprocess_in_batch_worker = True
+    fn = make_function(handler, batch_delay_ms=100, batch_workers=1)
+    first = threading.Thread(target=fn.post, args=(b"first",))
+    first.start()
+    while not fn.handler.batches:
+        time.sleep(0.005)
+    ids = [f"worker-pre-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    bodies = [b"bad input", b"preboom", b"ok-1", b"ok-2"]
+
+    def release_when_queued():
+        while fn.runtime.queue_depth() < 4:
+            time.sleep(0.005)
+        gate.set()
+
+    threading.Thread(target=release_when_queued, daemon=True).start()
+    responses = fn.concurrently([lambda rid=rid, body=body: fn.post(body, headers={"X-Request-Id": rid})
+                                 for rid, body in zip(ids, bodies)], workers=4)
+    first.join(10)
+    assert [res.status_code for res in responses] == [400, 500, 200, 200]
+    assert_json_error(responses[0], 400, "invalid_input")
+    assert_json_error(responses[1], 500, "internal_error")
+    assert SECRET not in responses[1].text
+    lines = [fn.lines_for(rid) for rid in ids]
+    assert all(len(found) == 1 for found in lines), lines
+    assert "preprocess failed" in lines[1][0]["trace"]
+    # the good two shared one pass, without the failed ones, and say what the batch's preprocessing took
+    assert sorted(fn.handler.batches[1]) == [b"ok-1", b"ok-2"]
+    assert lines[2][0]["batch_size"] == 2 and lines[2][0]["preprocess_ms"] >= 0
+    assert fn.runtime.batcher.stats.batch_failures == 0
+    assert fn.post(b"after").status_code == 200
+
+
 def test_repeated_faults_do_not_wedge_the_batcher(make_function):
     """50 failing batches in a row, then normal traffic is served normally."""
     fn = make_function(batch_delay_ms=100)

@@ -279,6 +279,40 @@ def test_two_workers_run_two_batches_at_once_and_both_stop():
     assert not any(t.is_alive() for t in batcher._threads)
 
 
+def test_prepare_fn_runs_in_the_worker_and_a_failing_item_fails_alone():
+    threads, predicted = set(), []
+
+    def prepare(raw):
+        threads.add(threading.current_thread().name)
+        if raw == "corrupt":
+            raise ValueError("not an image")
+        time.sleep(0.01)
+        return raw.upper()
+
+    def predict(items):
+        predicted.append(list(items))
+        return [f"out-{item}" for item in items]
+
+    batcher = make(predict, prepare_fn=prepare, max_batch_size=8, max_delay_s=1.0)
+    futures = one_batch(batcher, ["a", "corrupt", "b"])
+    assert futures[0].result(5)[0] == "out-A" and futures[2].result(5)[0] == "out-B"
+    with pytest.raises(ValueError, match="not an image"):
+        futures[1].result(5)
+    assert predicted == [["A", "B"]]  # prepared items only, one forward pass
+    assert threads == {"batcher-0"}
+    _, info = futures[0].result()
+    # the batch's preparation (2 good items x 10 ms) is its own field, not queue time
+    assert info.prepare_ms >= 20 and info.queue_ms < info.prepare_ms
+    assert batcher.stats.batch_failures == 0  # a bad input is not a failed batch
+    batcher.stop()
+
+
+def test_without_prepare_fn_there_is_no_prepare_time():
+    batcher = make(lambda items: items)
+    assert batcher.submit("x").result(5)[1].prepare_ms is None
+    batcher.stop()
+
+
 @pytest.mark.parametrize("bad", [
     {"max_batch_size": 0}, {"max_batch_size": 2.5}, {"queue_size": 0}, {"workers": 0},
     {"workers": True}, {"max_delay_s": -1}, {"max_delay_s": float("nan")}, {"max_delay_s": "2"},
@@ -289,6 +323,8 @@ def test_arguments_are_checked_at_the_boundary(bad):
         Batcher(lambda items: items, **args)
     with pytest.raises(TypeError):
         Batcher("not callable", max_batch_size=1, max_delay_s=0, queue_size=1, workers=1)
+    with pytest.raises(TypeError):
+        Batcher(lambda items: items, max_batch_size=1, max_delay_s=0, queue_size=1, workers=1, prepare_fn=3)
 
 
 def test_from_settings_is_what_production_runs(monkeypatch):

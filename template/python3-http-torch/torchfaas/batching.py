@@ -20,6 +20,13 @@ items withdrawn meanwhile are not re-run. Answers from a re-run carry
 `BatchInfo.retried`, and `future.retried` says so for failures too; `stats`
 counts failed batches and re-runs for the metrics.
 
+With `prepare_fn`, an item is submitted raw and prepared (preprocessed) in the
+worker, item by item, just before its batch's forward pass: a failing
+preparation fails only its own item, and `BatchInfo.prepare_ms` says how long
+the batch's preparation took. For CPU-bound preprocessing (image decoding) this
+keeps one busy thread per worker instead of one per request: measured in
+docs/benchmarks.md.
+
 Waiting only pays when another item is on its way. A request thread that calls
 `arriving()` before its (slow) preprocessing tells the batcher one more item is
 coming; with `adaptive=True` the worker stops waiting as soon as no announced
@@ -46,6 +53,8 @@ class BatchInfo:
     inference_ms: float
     # the first batch of this item failed; this answer comes from a smaller re-run
     retried: bool = False
+    # the batch's preparation in the worker (prepare_fn), None without one
+    prepare_ms: float | None = None
 
 
 class BatchFuture(Future):
@@ -81,9 +90,11 @@ _STOP = object()
 
 class Batcher:
     def __init__(self, predict_fn, *, max_batch_size: int, max_delay_s: float, queue_size: int,
-                 workers: int, adaptive: bool = True):
+                 workers: int, adaptive: bool = True, prepare_fn=None):
         if not callable(predict_fn):
             raise TypeError("predict_fn must be callable")
+        if prepare_fn is not None and not callable(prepare_fn):
+            raise TypeError("prepare_fn must be callable or None")
         for name, value in (("max_batch_size", max_batch_size), ("queue_size", queue_size),
                             ("workers", workers)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -91,6 +102,7 @@ class Batcher:
         if not isinstance(max_delay_s, (int, float)) or not math.isfinite(max_delay_s) or max_delay_s < 0:
             raise ValueError(f"max_delay_s must be a finite number >= 0, not {max_delay_s!r}")
         self._predict = predict_fn
+        self._prepare = prepare_fn
         self.max_batch_size = max_batch_size
         self.max_delay_s = float(max_delay_s)
         self.queue_size = queue_size
@@ -105,11 +117,11 @@ class Batcher:
                          for i in range(workers)]
 
     @classmethod
-    def from_settings(cls, predict_fn, settings) -> "Batcher":
+    def from_settings(cls, predict_fn, settings, prepare_fn=None) -> "Batcher":
         """The batcher production runs: BATCH_SIZE, BATCH_DELAY_MS, QUEUE_SIZE, BATCH_WORKERS."""
         return cls(predict_fn, max_batch_size=settings.batch_size,
                    max_delay_s=settings.batch_delay_ms / 1000, queue_size=settings.queue_size,
-                   workers=settings.batch_workers)
+                   workers=settings.batch_workers, prepare_fn=prepare_fn)
 
     def start(self) -> "Batcher":
         for thread in self._threads:
@@ -203,15 +215,30 @@ class Batcher:
                 return
             # cancelled (the request timed out) before its batch started: not computed
             batch = [q for q in collected if q.future.set_running_or_notify_cancel()]
+            prepare_ms = None
+            if batch and self._prepare is not None:
+                started = time.perf_counter()
+                batch = self._prepared(batch)
+                prepare_ms = (time.perf_counter() - started) * 1000
             if batch:
-                self._run_batch(batch)
+                self._run_batch(batch, prepare_ms)
 
-    def _run_batch(self, batch: list):
-        failure = self._attempt(batch, retried=False)
+    def _prepared(self, batch: list) -> list:
+        """The batch's items prepared; an item whose preparation raises gets the exception."""
+        ready = []
+        for queued in batch:
+            try:
+                ready.append(_Queued(self._prepare(queued.item), queued.future, queued.submitted))
+            except Exception as exc:  # the item's own fault (bad input): not a batch failure
+                queued.future.set_exception(exc)
+        return ready
+
+    def _run_batch(self, batch: list, prepare_ms: float | None = None):
+        failure = self._attempt(batch, retried=False, prepare_ms=prepare_ms)
         if failure is not None:
-            self._isolate(batch, failure)
+            self._isolate(batch, failure, prepare_ms)
 
-    def _attempt(self, batch: list, retried: bool) -> Exception | None:
+    def _attempt(self, batch: list, retried: bool, prepare_ms: float | None = None) -> Exception | None:
         """One forward pass: answer every item, or return what predict raised."""
         started = time.perf_counter()
         try:
@@ -224,11 +251,11 @@ class Batcher:
         inference_ms = (time.perf_counter() - started) * 1000
         for queued, output in zip(batch, outputs):
             queued.future.retried = retried
-            queued.future.set_result((output, BatchInfo(
-                len(batch), (started - queued.submitted) * 1000, inference_ms, retried)))
+            queue_ms = (started - queued.submitted) * 1000 - (prepare_ms or 0.0)
+            queued.future.set_result((output, BatchInfo(len(batch), queue_ms, inference_ms, retried, prepare_ms)))
         return None
 
-    def _isolate(self, batch: list, failure: Exception):
+    def _isolate(self, batch: list, failure: Exception, prepare_ms: float | None = None):
         """`batch` failed: re-run it in halves, level by level (every half of a level
         before any smaller one, so clean halves are answered first), until only the
         items that fail on their own are left; they get their exception. An item
@@ -250,7 +277,7 @@ class Batcher:
                     self.stats.add("batch_retries")
                     for queued in half_part:
                         queued.future.retried = True
-                    exc_half = self._attempt(half_part, retried=True)
+                    exc_half = self._attempt(half_part, retried=True, prepare_ms=prepare_ms)
                     if exc_half is not None:
                         next_level.append((half_part, exc_half))
             level = next_level

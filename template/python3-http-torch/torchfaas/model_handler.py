@@ -9,13 +9,18 @@ owns the request lifecycle (ids, limits, batching, errors, the log line):
     load_info() -> dict                       extra fields for the model_loaded line
     warmup()                                  once after load, still before ready
     preprocess(request)                       per request, in the request's thread
+                                              (or the batch worker's: see below)
     predict(items) -> list                    per batch: preprocessed items -> outputs
     postprocess(output, request) -> dict      the JSON response body
     log_fields(output) -> dict                extra fields for the log line (top1_class, ...)
     metadata() -> dict                        extra fields for GET /
 
 Class attributes: `model_name`, `model_version` (None: the manifest's hash names
-the version) and `batch_workers` (batches run side by side; BATCH_WORKERS wins).
+the version), `batch_workers` (batches run side by side; BATCH_WORKERS wins) and
+`preprocess_in_batch_worker` (False: each request preprocesses in its own thread
+before it queues; True: it queues raw and the batch worker preprocesses it just
+before the forward pass, for CPU-bound preprocessing such as image decoding; never
+for preprocessing that waits on I/O, which would stall the forward passes).
 Tools for writing one (image decoding and limits, manifests, AOTInductor
 packages) are in `torchfaas.toolkit`.
 """
@@ -46,6 +51,8 @@ class ModelHandler:
     model_version: str | None = None
     # batches run side by side: more than 1 suits a model that frees the GIL
     batch_workers: int = 1
+    # where preprocess() runs (see the module docstring)
+    preprocess_in_batch_worker: bool = False
 
     def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
         """Build time: write artifacts (and their manifest) into `artifacts_dir`."""

@@ -58,7 +58,8 @@ class Runtime:
             t1 = time.perf_counter()
             if self.is_model_handler:
                 self.handler.warmup()
-                self.batcher = Batcher.from_settings(self.handler.predict, self.settings).start()
+                prepare = self.handler.preprocess if self.handler.preprocess_in_batch_worker else None
+                self.batcher = Batcher.from_settings(self.handler.predict, self.settings, prepare).start()
             warmup_ms = (time.perf_counter() - t1) * 1000
         except Exception as exc:
             self.state = FAILED
@@ -137,17 +138,21 @@ class Runtime:
             raise ClientGone("the client hung up before inference")
         if self.batcher.depth() >= self.settings.queue_size:
             raise QueueFull  # before preprocessing: an overloaded replica says so cheaply
-        # announced while preprocessing: the batcher waits for this item only if
-        # one is on its way (a lone request never sits out BATCH_DELAY_MS)
-        with self.batcher.arriving():
-            item = self.handler.preprocess(request)
-            future = self.batcher.submit(item)
+        if self.handler.preprocess_in_batch_worker:
+            future = self.batcher.submit(request)  # preprocessed by the batch worker
+        else:
+            # announced while preprocessing: the batcher waits for this item only if
+            # one is on its way (a lone request never sits out BATCH_DELAY_MS)
+            with self.batcher.arriving():
+                future = self.batcher.submit(self.handler.preprocess(request))
         self._wait(future, client_gone)
         if future.retried and log_fields is not None:
             log_fields["batch_retried"] = True  # a failure raises below: the line still says so
         output, info = future.result()
         fields = {"batch_size": info.batch_size, "queue_ms": round(info.queue_ms, 2),
                   "inference_ms": round(info.inference_ms, 2), **self.handler.log_fields(output)}
+        if info.prepare_ms is not None:
+            fields["preprocess_ms"] = round(info.prepare_ms, 2)
         if info.retried:
             fields["batch_retried"] = True
         body = self.handler.postprocess(output, request)
