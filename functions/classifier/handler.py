@@ -493,8 +493,8 @@ class Classifier(ModelHandler):
     # BATCH_WORKERS overrides it.
     batch_workers = 2
     # Decoding and resizing run in the batch worker, right before the forward
-    # pass, rather than in 16 request threads contending for 2 cores: at c16
-    # bf16 serves 8-15% more, fp32 2-6%, with a 15-25% lower p99
+    # pass, rather than in 16 request threads contending for 2 cores: 6-24%
+    # more at c4, up to 10% more at c16, 0.5-1.2 ms less CPU per request
     # (docs/benchmarks.md). Decoding never waits on I/O: the body is in memory.
     preprocess_in_batch_worker = True
 
