@@ -176,29 +176,35 @@ def test_a_fault_is_a_json_500_with_the_trace_only_in_the_log(make_function, bod
     assert fn.post(b"fine").status_code == 200  # still serving
 
 
+def post_as_one_batch(fn, gate: threading.Event, ids: list, bodies: list) -> list:
+    """POST `bodies` (with `ids`) so that they share one batch: a first request holds
+    the model (the stand-in waits on `gate`) until all of them are queued."""
+    first = threading.Thread(target=fn.post, args=(b"first",))
+    first.start()
+    while not fn.handler.batches:
+        time.sleep(0.005)
+
+    def release_when_queued():
+        while fn.runtime.queue_depth() < len(bodies):
+            time.sleep(0.005)
+        gate.set()
+
+    threading.Thread(target=release_when_queued, daemon=True).start()
+    responses = fn.concurrently([lambda rid=rid, body=body: fn.post(body, headers={"X-Request-Id": rid})
+                                 for rid, body in zip(ids, bodies)], workers=len(bodies))
+    first.join(10)
+    return responses
+
+
 def test_a_batch_that_fails_fails_only_its_own_members_and_each_is_logged(make_function):
     """predict() raising for a batch: the request that makes it fail gets a JSON 500,
     its batchmates are re-run without it and answered (poison isolation); each
     request has one line, and requests in other batches are unaffected."""
     gate = threading.Event()
     fn = make_function(StandIn(predict_gate=gate), batch_delay_ms=100)
-    # a first request holds the model, so the next four queue and share one batch
-    first = threading.Thread(target=fn.post, args=(b"first",))
-    first.start()
-    while not fn.handler.batches:
-        time.sleep(0.005)
     ids = [f"batchmate-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
     bodies = [b"boom"] + [b"ok-%d" % i for i in range(3)]
-
-    def release_when_queued():
-        while fn.runtime.queue_depth() < 4:
-            time.sleep(0.005)
-        gate.set()
-
-    threading.Thread(target=release_when_queued, daemon=True).start()
-    responses = fn.concurrently([lambda rid=rid, body=body: fn.post(body, headers={"X-Request-Id": rid})
-                                 for rid, body in zip(ids, bodies)], workers=4)
-    first.join(10)
+    responses = post_as_one_batch(fn, gate, ids, bodies)
     assert responses[0].status_code == 500
     for res in responses:
         assert res.status_code in (200, 500)
@@ -221,22 +227,9 @@ def test_preprocessed_in_the_batch_worker_a_bad_input_fails_alone(make_function)
     handler = StandIn(predict_gate=gate)
     handler.preprocess_in_batch_worker = True
     fn = make_function(handler, batch_delay_ms=100, batch_workers=1)
-    first = threading.Thread(target=fn.post, args=(b"first",))
-    first.start()
-    while not fn.handler.batches:
-        time.sleep(0.005)
     ids = [f"worker-pre-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
     bodies = [b"bad input", b"preboom", b"ok-1", b"ok-2"]
-
-    def release_when_queued():
-        while fn.runtime.queue_depth() < 4:
-            time.sleep(0.005)
-        gate.set()
-
-    threading.Thread(target=release_when_queued, daemon=True).start()
-    responses = fn.concurrently([lambda rid=rid, body=body: fn.post(body, headers={"X-Request-Id": rid})
-                                 for rid, body in zip(ids, bodies)], workers=4)
-    first.join(10)
+    responses = post_as_one_batch(fn, gate, ids, bodies)
     assert [res.status_code for res in responses] == [400, 500, 200, 200]
     assert_json_error(responses[0], 400, "invalid_input")
     assert_json_error(responses[1], 500, "internal_error")
