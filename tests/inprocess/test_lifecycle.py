@@ -12,6 +12,7 @@ from support.contract import assert_json_error
 from support.damaged_artifacts import KINDS, RunsACommand, assert_failure_message, damaged_copy
 from support.functions.standin.handler import StandIn
 from support.inprocess import InProcessFunction
+from torchfaas.artifacts import verify_in_background
 
 
 def test_ready_only_after_the_model_is_loaded_and_warmed_up(make_function):
@@ -81,13 +82,16 @@ def test_inflight_requests_are_counted_for_the_drain(make_function):
 
 
 # -- damaged artifacts: never served ------------------------------------------
+@pytest.mark.parametrize("early_check", [False, True], ids=["checked-at-load", "checked-in-background"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_damaged_artifact_fails_the_load_with_one_line(tmp_path, kind):
+def test_a_damaged_artifact_fails_the_load_with_one_line(tmp_path, kind, early_check):
     module = classifier_module()
     marker = tmp_path / "pwned"
     artifacts = damaged_copy(tmp_path / "artifacts", kind, marker)
+    # server.main() starts the check before the handler's imports (verify_in_background)
+    check = verify_in_background(artifacts) if early_check else None
     fn = InProcessFunction(module.Classifier(module.ClassifierSettings(model_backend="eager")),
-                           function_name="classifier", artifacts_dir=str(artifacts))
+                           artifact_check=check, function_name="classifier", artifacts_dir=str(artifacts))
     assert fn.load() is False
     assert fn.get("/ready").status_code == 503
     assert_json_error(fn.post(b"x", "image/jpeg"), 503, "not_ready")

@@ -3,18 +3,21 @@
 
 Every kind of damage (support/damaged_artifacts.py), the line's message and the
 refused malicious pickle are checked in-process (tests/inprocess/test_lifecycle.py);
-what only a process shows, the exit code, is checked here for one kind.
+what only a process shows, the exit code, is checked here: for a pickle whose hashes
+were rewritten (refused by the loader) and for a flipped byte (refused by the hash
+check, which a process runs in a thread while the handler imports torch).
 """
 import time
 
+import pytest
 import requests
 from support.damaged_artifacts import assert_failure_message, damaged_copy
 
 FAIL_FAST_S = 60  # generous: importing torch alone takes seconds on a busy 2-core box
 
 
-def test_bad_artifact_fails_start_up_fast_with_one_line_and_exit_code_1(tmp_path, function_process):
-    kind = "weights-code-pickle-rehashed"
+@pytest.mark.parametrize("kind", ["weights-code-pickle-rehashed", "weights-byte-flipped"])
+def test_bad_artifact_fails_start_up_fast_with_one_line_and_exit_code_1(tmp_path, function_process, kind):
     marker = tmp_path / "pwned"
     artifacts = damaged_copy(tmp_path / "artifacts", kind, marker)
     started = time.monotonic()

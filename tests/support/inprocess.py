@@ -13,12 +13,13 @@ from torchfaas.settings import Settings
 
 
 class InProcessFunction:
-    """`InProcessFunction(handler, batch_size=2, ...)`: keyword arguments are Settings fields."""
+    """`InProcessFunction(handler, batch_size=2, ...)`: keyword arguments are Settings fields;
+    `artifact_check` is passed to assemble() (the check server.main() starts early)."""
 
-    def __init__(self, handler, **settings):
+    def __init__(self, handler, artifact_check=None, **settings):
         self.handler = handler
         self.stream = io.StringIO()  # the log; EventLog writes each line under a lock
-        self.function = assemble(Settings(**settings), handler, self.stream)
+        self.function = assemble(Settings(**settings), handler, self.stream, artifact_check=artifact_check)
         self.app, self.runtime, self.metrics = self.function.app, self.function.runtime, self.function.metrics
         self.settings = self.function.settings
         self._local = threading.local()

@@ -5,7 +5,8 @@ import re
 
 import pytest
 from PIL import Image
-from torchfaas.artifacts import ArtifactError, manifest_version, read_verified_manifest, write_manifest
+from torchfaas.artifacts import (ArtifactError, manifest_version, read_verified_manifest, sha256_of,
+                                 verify_in_background, write_manifest)
 from torchfaas.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from torchfaas.toolkit import image_bytes_from, open_image
 from torchfaas.identity import CurrentModel, ModelIdentity
@@ -49,6 +50,24 @@ def test_manifest_detects_tampering(tmp_path):
     (tmp_path / "w.bin").write_bytes(b"weightz")
     with pytest.raises(ArtifactError, match="sha256"):
         read_verified_manifest(tmp_path)
+
+
+def test_sha256_of_matches_hashlib_for_empty_and_multi_megabyte_files(tmp_path):
+    import hashlib
+
+    for name, data in (("empty", b""), ("big", bytes(range(256)) * 12_289)):  # 3 MiB + 256 bytes
+        (tmp_path / name).write_bytes(data)
+        assert sha256_of(tmp_path / name) == hashlib.sha256(data).hexdigest()
+
+
+def test_the_background_check_answers_what_the_check_itself_does(tmp_path):
+    assert verify_in_background(tmp_path) is None  # no manifest: nothing to check
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    manifest = write_manifest(tmp_path, ["w.bin"], model_name="m")
+    assert verify_in_background(tmp_path).result(timeout=10) == manifest
+    (tmp_path / "w.bin").write_bytes(b"weightz")
+    with pytest.raises(ArtifactError, match="sha256"):
+        verify_in_background(tmp_path).result(timeout=10)
 
 
 def test_log_line_shape():

@@ -27,12 +27,15 @@ class Function:
 
 
 def assemble(settings: Settings, handler, log_stream, events: EventLog | None = None,
-             process_started: float | None = None) -> Function:
-    """Everything but the model load (`function.runtime.load()`) and the server."""
+             process_started: float | None = None, artifact_check=None) -> Function:
+    """Everything but the model load (`function.runtime.load()`) and the server.
+
+    `artifact_check`: `artifacts.verify_in_background()` started earlier, which
+    the load then waits for instead of hashing the artifacts itself."""
     if events is None:
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
     runtime = Runtime(settings, handler, events, events.model,
-                      time.time() if process_started is None else process_started)
+                      time.time() if process_started is None else process_started, artifact_check)
     metrics = Metrics(events.model, TenantLabels(settings.tenants, settings.tenant_header), runtime)
     return Function(runtime.settings, events.model, events, runtime, metrics,
                     create_app(runtime, events, metrics))

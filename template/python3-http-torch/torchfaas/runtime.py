@@ -23,7 +23,8 @@ CLIENT_POLL_S = 0.05
 
 
 class Runtime:
-    def __init__(self, settings, handler, events, model: CurrentModel, process_started: float):
+    def __init__(self, settings, handler, events, model: CurrentModel, process_started: float,
+                 artifact_check=None):
         self.is_model_handler = isinstance(handler, ModelHandler)
         # BATCH_WORKERS unset: the handler's own number
         self.settings = settings.with_handler_defaults(handler.batch_workers) if self.is_model_handler \
@@ -32,6 +33,8 @@ class Runtime:
         self.events = events
         self.model = model
         self.process_started = process_started
+        # artifacts.verify_in_background() started before the handler's imports, or None
+        self._artifact_check = artifact_check
         self.state = STARTING
         self.batcher: Batcher | None = None
         self._inflight = 0
@@ -82,7 +85,8 @@ class Runtime:
         manifest = None
         if (artifacts_dir / artifacts.MANIFEST).is_file():
             # checked before anything is deserialised: a swapped file never loads
-            manifest = artifacts.read_verified_manifest(artifacts_dir)
+            check, self._artifact_check = self._artifact_check, None
+            manifest = check.result() if check is not None else artifacts.read_verified_manifest(artifacts_dir)
         elif artifacts_dir.is_dir() and any(artifacts_dir.iterdir()):
             # deleting the manifest must not be a way around the hash check
             raise artifacts.ArtifactError(f"no {artifacts.MANIFEST} in {artifacts_dir}: "

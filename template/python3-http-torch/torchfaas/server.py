@@ -18,6 +18,7 @@ import time
 
 import waitress
 
+from .artifacts import verify_in_background
 from .assembly import Function, assemble
 from .handler_loader import load_handler
 from .identity import CurrentModel, ModelIdentity
@@ -155,8 +156,10 @@ def main() -> int:
         settings = Settings()
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
         settings.apply_torch_allocator()  # before the handler imports torch
+        # hashed on the other core while the handler imports torch
+        artifact_check = verify_in_background(settings.artifacts_dir)
         handler = load_handler(settings.handler_module)
-        function = assemble(settings, handler, log_stream, events, process_started)
+        function = assemble(settings, handler, log_stream, events, process_started, artifact_check)
         # the settings in force, the handler's defaults filled in
         events.emit("startup", "starting", settings=function.settings.public(),
                     python=sys.version.split()[0])
