@@ -85,7 +85,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(SETTINGS.torch_threads))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchfaas.toolkit import (MANIFEST, compile_package, CompiledModel, cpu_supports,  # noqa: E402
-                               decode_rgb, image_bytes_from, open_image, package_isa,
+                               decode_rgb_array, image_bytes_from, open_image, package_isa,
                                portable_x86_configs, sha256_of, write_manifest)
 from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls  # noqa: E402
 
@@ -361,10 +361,12 @@ def to_pixels(image, draft_margin: float = SETTINGS.jpeg_draft_margin) -> np.nda
     width, height = image.size
     box = center_crop_box(width, height)  # in full-resolution coordinates
     scale = draft_jpeg(image, draft_margin)
-    rgb = decode_rgb(image)
+    pixels = decode_rgb_array(image)
+    height, width = pixels.shape[:2]
     if scale != 1.0:  # the same crop in the decoded pixels, to the nearest one
-        box = tuple(min(round(v / scale), limit) for v, limit in zip(box, rgb.size * 2))
-    return resize_bicubic(np.asarray(rgb.crop(box)), IMAGE_SIZE)
+        box = tuple(min(round(v / scale), limit) for v, limit in zip(box, (width, height) * 2))
+    left, top, right, bottom = box
+    return resize_bicubic(pixels[top:bottom, left:right], IMAGE_SIZE)  # the crop: a view
 
 
 def resize_bicubic(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:

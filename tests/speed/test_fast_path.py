@@ -165,3 +165,51 @@ def test_eager_fallback_matches_the_compiled_model(classifier_module, aoti_handl
     compiled, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
     assert torch.equal(compiled.argmax(-1), eager.argmax(-1))
     assert float((compiled - eager).abs().max()) <= EXACT_TOL
+
+
+def jpeg_variants() -> dict[str, bytes]:
+    """A real photo saved the ways JPEGs arrive: 4:4:4 and 4:2:0, progressive, greyscale,
+    large enough for 1/2 and 1/4 draft decoding, and one with junk before its end
+    marker (libjpeg warns "extraneous bytes"; Pillow decodes it all the same)."""
+    photo = Image.open(PHOTOS["china.jpg"]).convert("RGB")
+    out = {}
+    for name, image, options in (("444", photo, {"subsampling": 0}), ("420", photo, {"subsampling": 2}),
+                                 ("progressive", photo, {"progressive": True}), ("grey", photo.convert("L"), {}),
+                                 ("draft-2", photo.resize((1600, 1067)), {}),
+                                 ("draft-4", photo.resize((3200, 2134)), {})):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90, **options)
+        out[name] = buffer.getvalue()
+    out["extraneous-bytes"] = out["420"][:-2] + b"\x00\x00\x00" + out["420"][-2:]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(jpeg_variants()))
+def test_jpegs_decode_to_pillows_exact_pixels_through_simplejpeg(name, classifier_module, monkeypatch):
+    """decode_rgb_array: the same pixels as Pillow's own decode (at the draft scale the
+    classifier picks), and simplejpeg really decodes them (else the fast path is gone
+    without a trace); the JPEG with a libjpeg warning, which simplejpeg refuses,
+    falls back to Pillow rather than becoming a 400."""
+    import simplejpeg
+    from torchfaas.toolkit import images
+
+    data = jpeg_variants()[name]
+    expected_image = open_image(data, MAX_PIXELS)
+    scale = classifier_module.draft_jpeg(expected_image)
+    expected = np.asarray(decode_rgb(expected_image))
+
+    decode, answered = simplejpeg.decode_jpeg, []
+
+    def counting(*args, **kwargs):  # counts the decodes simplejpeg completed
+        answered.append(decode(*args, **kwargs))
+        return answered[-1]
+
+    monkeypatch.setattr(images.simplejpeg, "decode_jpeg", counting)
+    image = open_image(data, MAX_PIXELS)
+    assert classifier_module.draft_jpeg(image) == scale
+    pixels = images.decode_rgb_array(image)
+    assert pixels.shape == expected.shape and pixels.dtype == np.uint8
+    assert np.array_equal(pixels, expected)
+    assert len(answered) == (0 if name == "extraneous-bytes" else 1), answered
+    if name.startswith("draft"):
+        assert scale == int(name[-1])

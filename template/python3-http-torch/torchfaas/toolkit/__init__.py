@@ -1,6 +1,6 @@
 """The handler author's toolkit: what a model handler uses, the runtime does not.
 
-    from torchfaas.toolkit import image_bytes_from, open_image, decode_rgb   # images
+    from torchfaas.toolkit import image_bytes_from, open_image, decode_rgb_array   # images
     from torchfaas.toolkit import write_manifest, read_verified_manifest     # artifacts
     from torchfaas.toolkit import compile_package, CompiledModel, ...        # AOTInductor
 
@@ -17,7 +17,8 @@ time, `CompiledModel` at cold start, `portable_x86_configs()`, `package_isa()`,
 None of this is on the runtime's request path: the runtime imports no module here.
 """
 from ..artifacts import MANIFEST, ArtifactError, read_verified_manifest, sha256_of, write_manifest  # noqa: F401
-from .images import RAW_TYPES, decode_rgb, image_bytes_from, media_type, open_image  # noqa: F401
+from .images import (RAW_TYPES, decode_rgb, decode_rgb_array, image_bytes_from, media_type,  # noqa: F401
+                     open_image)
 
 _COMPILED = {"AOTIError", "CompiledModel", "compile_package", "cpu_supports", "package_isa",
              "portable_x86_configs", "ISA_ORDER"}

@@ -10,6 +10,8 @@ import binascii
 import io
 import json
 
+import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -78,3 +80,28 @@ def decode_rgb(image: Image.Image) -> Image.Image:
         return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError, SyntaxError):
         raise BadRequest("image data is truncated or corrupt", code="invalid_image") from None
+
+
+def decode_rgb_array(image: Image.Image) -> np.ndarray:
+    """Decode a lazily opened image (open_image) to uint8 [H, W, 3] RGB pixels, at the
+    scale its `draft()` chose if any; truncated or corrupt data is a 400.
+
+    A YCbCr or greyscale JPEG is decoded by simplejpeg: libjpeg-turbo writing RGB
+    straight into the array, outside the GIL, where Pillow decodes into its own
+    4-bytes-per-pixel image and copies that out again. Same library, same IDCT and
+    upsampling: the same pixels (checked in tests/speed/test_fast_path.py) for about
+    60% of the CPU (docs/benchmarks.md). Anything else, and a JPEG that simplejpeg
+    refuses (it treats libjpeg's warnings as errors), is decoded by Pillow, which
+    decides whether it is a 400.
+    """
+    if image.format == "JPEG" and image.mode in ("RGB", "L") and isinstance(image.fp, io.BytesIO):
+        scale = image.decoderconfig[0] if image.decoderconfig else 1  # set by draft()
+        width, height = image.size  # draft() already divided it, rounding up as libjpeg does
+        try:
+            pixels = simplejpeg.decode_jpeg(image.fp.getbuffer(), "RGB", min_width=width, min_height=height,
+                                            min_factor=scale)
+        except ValueError:
+            pixels = None
+        if pixels is not None and pixels.shape == (height, width, 3):
+            return pixels
+    return np.asarray(decode_rgb(image))
