@@ -362,9 +362,9 @@ def to_pixels(image, draft_margin: float = SETTINGS.jpeg_draft_margin) -> np.nda
     box = center_crop_box(width, height)  # in full-resolution coordinates
     scale = draft_jpeg(image, draft_margin)
     pixels = decode_rgb_array(image)
-    height, width = pixels.shape[:2]
     if scale != 1.0:  # the same crop in the decoded pixels, to the nearest one
-        box = tuple(min(round(v / scale), limit) for v, limit in zip(box, (width, height) * 2))
+        rows, cols = pixels.shape[:2]
+        box = tuple(min(round(v / scale), limit) for v, limit in zip(box, (cols, rows) * 2))
     left, top, right, bottom = box
     return resize_bicubic(pixels[top:bottom, left:right], IMAGE_SIZE)  # the crop: a view
 

@@ -89,9 +89,9 @@ def to_pixels(data: bytes) -> np.ndarray:
     box = center_crop_box(width, height)
     scale = draft_jpeg(image)
     pixels = decode_rgb_array(image, data)
-    height, width = pixels.shape[:2]
     if scale != 1.0:
-        box = tuple(min(round(v / scale), limit) for v, limit in zip(box, (width, height) * 2))
+        rows, cols = pixels.shape[:2]
+        box = tuple(min(round(v / scale), limit) for v, limit in zip(box, (cols, rows) * 2))
     left, top, right, bottom = box
     x = torch.from_numpy(pixels[top:bottom, left:right]).permute(2, 0, 1)[None]
     # the classifier's resize_bicubic: interpolate()'s op writing straight into HWC memory

@@ -14,6 +14,7 @@ Stated tolerance (docs/benchmarks.md):
 - JPEGs large enough for draft decoding (here the photos upscaled 3-6x):
   top-1 identical, every class probability within 0.04 (observed: <= 0.018).
 """
+import functools
 import io
 
 import numpy as np
@@ -167,6 +168,7 @@ def test_eager_fallback_matches_the_compiled_model(classifier_module, aoti_handl
     assert float((compiled - eager).abs().max()) <= EXACT_TOL
 
 
+@functools.cache  # collection and each of its 7 cases ask: encoded once
 def jpeg_variants() -> dict[str, bytes]:
     """A real photo saved the ways JPEGs arrive: 4:4:4 and 4:2:0, progressive, greyscale,
     large enough for 1/2 and 1/4 draft decoding, and one with junk before its end
