@@ -11,6 +11,7 @@ from torchfaas.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from torchfaas.toolkit import image_bytes_from, open_image
 from torchfaas.identity import CurrentModel, ModelIdentity
 from torchfaas.logs import EventLog, rfc3339_ms
+from torchfaas.request_body import request_body
 from torchfaas.request_id import request_id_from, sanitise
 
 
@@ -19,6 +20,37 @@ def test_request_id_order_and_sanitising():
     assert request_id_from({"X-Request-Id": "b c\n"}) == "bc"
     assert re.fullmatch(r"[0-9a-f]{32}", request_id_from({"X-Request-Id": "\n\t"}))
     assert sanitise("x" * 100, 10) == "x" * 10
+
+
+def _flask_request(body: bytes, headers: dict, max_length: int = 1 << 20):
+    """A Flask request as waitress builds it: a body received in full, wsgi.input_terminated."""
+    from flask import Flask, request
+    from werkzeug.test import EnvironBuilder
+    app = Flask("t")
+    app.config["MAX_CONTENT_LENGTH"] = max_length
+    environ = EnvironBuilder(method="POST", data=body, headers=headers).get_environ()
+    if "Content-Length" not in headers:
+        environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input_terminated"] = True
+    return app.request_context(environ), request
+
+
+def test_request_body_reads_the_whole_body_once_and_keeps_werkzeug_limits():
+    from werkzeug.exceptions import RequestEntityTooLarge
+    photo = bytes(range(256)) * 800  # 200 KB: more than werkzeug's 64 KiB pieces
+    ctx, request = _flask_request(photo, {"Content-Length": str(len(photo))})
+    with ctx:
+        assert request_body(request) == photo
+    ctx, request = _flask_request(b"", {"Content-Length": "0"})
+    with ctx:
+        assert request_body(request) == b""
+    # no length (a server that streams the body): werkzeug's own read, bounded by the limit
+    ctx, request = _flask_request(b"abc", {}, max_length=10)
+    with ctx:
+        assert request_body(request) == b"abc"
+    ctx, request = _flask_request(b"x" * 11, {"Content-Length": "11"}, max_length=10)
+    with ctx, pytest.raises(RequestEntityTooLarge):
+        request_body(request)
 
 
 def test_image_bytes_from_each_accepted_body():

@@ -16,6 +16,7 @@ from .batching import QueueFull
 from .errors import STATUS_CODES, ApiError, BadRequest, MethodNotAllowed, NotFound
 from .logs import level_for_status
 from .model_handler import InferenceRequest
+from .request_body import request_body
 from .request_id import request_id_from, sanitise
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -131,7 +132,7 @@ def create_app(runtime, events, metrics) -> Flask:
         except UnicodeDecodeError:  # raw non-UTF-8 bytes in the request line (found by fuzzing)
             raise BadRequest("query string is not valid UTF-8", code="invalid_query") from None
         inference_request = InferenceRequest(
-            body=request.get_data(), content_type=request.content_type or "",
+            body=request_body(request), content_type=request.content_type or "",
             headers=request.headers, query=query, request_id=g.request_id,
             method=request.method, path=request.path)
         body, fields = runtime.infer(inference_request,

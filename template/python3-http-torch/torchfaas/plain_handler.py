@@ -7,10 +7,12 @@ handler.py works unchanged, with two fixes: a bytes body is returned as bytes
 import json
 import os
 
+from .request_body import request_body
+
 
 class Event:
     def __init__(self, request):
-        self.body = request.get_data()
+        self.body = request_body(request)
         self.headers = request.headers
         self.method = request.method
         self.query = request.args
