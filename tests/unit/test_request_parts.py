@@ -22,7 +22,7 @@ def test_request_id_order_and_sanitising():
     assert sanitise("x" * 100, 10) == "x" * 10
 
 
-def _flask_request(body: bytes, headers: dict, max_length: int = 1 << 20):
+def _flask_request(body: bytes, headers: dict, max_length: int = 1 << 20, stream=None):
     """A Flask request as waitress builds it: a body received in full, wsgi.input_terminated."""
     from flask import Flask, request
     from werkzeug.test import EnvironBuilder
@@ -31,14 +31,29 @@ def _flask_request(body: bytes, headers: dict, max_length: int = 1 << 20):
     environ = EnvironBuilder(method="POST", data=body, headers=headers).get_environ()
     if "Content-Length" not in headers:
         environ.pop("CONTENT_LENGTH", None)
+    if stream is not None:
+        environ["wsgi.input"] = stream
     environ["wsgi.input_terminated"] = True
     return app.request_context(environ), request
 
 
-def test_request_body_reads_the_whole_body_once_and_keeps_werkzeug_limits():
+def test_request_body_reads_the_whole_body_once_and_keeps_werkzeug_limits(tmp_path):
     from werkzeug.exceptions import RequestEntityTooLarge
     photo = bytes(range(256)) * 800  # 200 KB: more than werkzeug's 64 KiB pieces
-    ctx, request = _flask_request(photo, {"Content-Length": str(len(photo))})
+    sized = {"Content-Length": str(len(photo))}
+    # waitress's in-memory buffer (a body under 512 KiB): handed over, not copied
+    ctx, request = _flask_request(photo, sized)
+    with ctx:
+        body = request_body(request)
+        assert body == photo and body is request.environ["wsgi.input"].getvalue()
+    # a larger body waits in a temporary file: read
+    (tmp_path / "body").write_bytes(photo)
+    with open(tmp_path / "body", "rb") as spooled:
+        ctx, request = _flask_request(photo, sized, stream=spooled)
+        with ctx:
+            assert request_body(request) == photo
+    # a buffer holding more than the body: only the body
+    ctx, request = _flask_request(photo, sized, stream=io.BytesIO(photo + b"next"))
     with ctx:
         assert request_body(request) == photo
     ctx, request = _flask_request(b"", {"Content-Length": "0"})

@@ -1,17 +1,27 @@
-"""The request body, read in one copy."""
+"""The request body, handed over without copying it."""
 
 
 def request_body(request) -> bytes:
     """The whole body of a Flask `request`.
 
     waitress hands the app a body it has already received in full, with its length
-    in CONTENT_LENGTH (a chunked body's too, once de-chunked), so it is read in one
-    call. Flask's `get_data()` reads it through werkzeug's LimitedStream in 64 KiB
-    pieces into a growing bytearray and copies it again, holding the GIL: 78-95 µs
-    for a 200 KB photo against 14 µs (docs/benchmarks.md).
+    in CONTENT_LENGTH (a chunked body's too, once de-chunked), and keeps one under
+    its inbuf_overflow (512 KiB) in a BytesIO that holds exactly the body, whose
+    getvalue() is that buffer itself. Flask's `get_data()` instead reads it through
+    werkzeug's LimitedStream in 64 KiB pieces and copies it again, and even one
+    read() copies it, holding the GIL: ~63 µs of CPU for a 110-200 KB photo in the
+    served process against ~2 µs (docs/benchmarks.md).
     """
     request.stream  # werkzeug's checks first: a 413 past MAX_CONTENT_LENGTH
     length = request.content_length
     if length is None:  # a server that streams bodies of unknown length
         return request.get_data()
-    return request.environ["wsgi.input"].read(length) if length else b""
+    if not length:
+        return b""
+    stream = request.environ["wsgi.input"]
+    if hasattr(stream, "getvalue") and stream.tell() == 0:
+        whole = stream.getvalue()
+        if len(whole) == length:
+            stream.seek(length)  # consumed, as a read would leave it
+            return whole
+    return stream.read(length)  # a file (a larger body) or another server's stream
