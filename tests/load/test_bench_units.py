@@ -46,3 +46,19 @@ def test_cpu_budget_sets_the_seed_share_beside_the_pipeline_and_the_runtime():
     assert len(lines) == 1
     assert lines[0].startswith("  fp32: >= 3x the seed leaves 20.00 (seed 60.00 / 3); served 21.00;")
     assert lines[0].endswith("the pipeline alone 14.50 per image + the runtime's own 1.50 = 16.00")
+
+
+def test_the_served_cpu_split_adds_up_and_separates_the_streams_from_serving():
+    variant = {"served": [level(1, 90, 10.6), level(16, 180, 10.3)],
+               "pipeline_windows": [{"images_per_s": 240, "cpu_ms_per_image": 8.1},
+                                    {"images_per_s": 248, "cpu_ms_per_image": 8.0}],
+               "limits": {"workers": 2,
+                          "stages_ms": {"preprocess": 2.1, "model": 6.0, "postprocess": 0.0, "batch": 4}}}
+    line = bench.served_cpu_split(variant, [level(16, 300, 0.7)])
+    # 10.3 = 2.1 + 6.0 + 0.0 - 0.1 (streams against alone: the pipeline's 8.0) + 0.7 + 1.6 (serving)
+    assert line.startswith("  server CPU per request at c16: 10.30 ms = preprocess 2.10 + model 6.00 (b4)")
+    assert "postprocess 0.00 - 0.10 decode and forward passes in 2 streams" in line
+    assert "the pipeline's 8.00 per image" in line
+    assert "+ the runtime's own 0.70" in line and "+ 1.60 serving beside the model" in line
+    assert variant["serving_beside_ms"] == pytest.approx(1.6)
+    assert variant["server_own_ms"] == pytest.approx(2.2)
