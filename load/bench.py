@@ -541,6 +541,11 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def pipeline_cpu_ms_per_image(variant: dict) -> float:
+    """The in-process pipeline's CPU per image: its cheapest sustained window (nan: none)."""
+    return min((w["cpu_ms_per_image"] for w in variant.get("pipeline_windows") or []), default=float("nan"))
+
+
 def served_cpu_split(variant: dict, runtime_only: list) -> str:
     """The served function's CPU per request at its top level, by where it goes: the
     stages alone, what the pipeline's streams cost beyond them, the runtime's own work
@@ -554,7 +559,7 @@ def served_cpu_split(variant: dict, runtime_only: list) -> str:
     runtime = {r["concurrency"]: r for r in runtime_only}.get(top)
     runtime_ms = runtime["cpu_ms_per_request"] if runtime else float("nan")
     stage_sum = stages["preprocess"] + stages["model"] + stages["postprocess"]
-    pipeline = min((w["cpu_ms_per_image"] for w in variant.get("pipeline_windows", [])), default=float("nan"))
+    pipeline = pipeline_cpu_ms_per_image(variant)
     variant["server_own_ms"], variant["runtime_own_ms"] = served_cpu - stage_sum, runtime_ms
     variant["serving_beside_ms"] = served_cpu - pipeline - runtime_ms
 
@@ -584,7 +589,7 @@ def cpu_budget(res: dict) -> list[str]:
         top = max(served) if served else None
         if not (target and windows and top in seed and top in runtime):
             continue
-        pipeline = min(w["cpu_ms_per_image"] for w in windows)
+        pipeline = pipeline_cpu_ms_per_image(variant)
         own = runtime[top]["cpu_ms_per_request"]
         out.append(f"  {precision}: >= {target:g}x the seed leaves {seed[top]['cpu_ms_per_request'] / target:.2f} "
                    f"(seed {seed[top]['cpu_ms_per_request']:.2f} / {target:g}); served "
