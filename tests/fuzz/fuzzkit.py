@@ -21,11 +21,16 @@ properties:
   object on one line, carrying the request id the response echoes;
 - the answer is JSON (errors: {"error": {...}, "request_id": ...}, no trace).
 
-Memory is checked by the campaign (fuzz_request.py), which samples RSS.
+Memory: `replay_rss_growth()` replays inputs (a campaign's corpus) until RSS has
+settled, then many times more, each time under a new request id and tenant; RSS
+must stay put (fuzz_request.py runs it after every campaign).
 """
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
+import gc
 import importlib.util
 import io
 import json
@@ -228,3 +233,59 @@ def check(target: Target, data: bytes) -> int:
         if status >= 400 and (set(payload) != {"error", "request_id"} or b"Traceback" in body):
             raise PropertyViolation(f"error body off contract: {where}: {body[:300]!r}")
     return status
+
+
+def with_identity(data: bytes, request_id: bytes, tenant: bytes) -> bytes:
+    """The same fuzz input sent under another request id value and tenant."""
+    head = data[:4].ljust(4, b"\0")
+    at, fields = 4, []
+    for _ in range(HEADER_FIELDS):
+        value, at = _field(data, at)
+        fields.append(value)
+    header = fields[0][:1] or b"\x01"  # keeps the header it chose (X-Request-Id or X-Call-Id)
+    return encode(data[at:], route=head[0], content_type=head[1], mode=head[2], query=head[3],
+                  request_id=header + request_id, tenant=tenant, extra=fields[2], raw_query=fields[3])
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+
+
+def settled_rss_mib() -> float:
+    """RSS once garbage is collected and malloc has handed its free pages back: what
+    the process still holds, not what its allocator kept from its largest input."""
+    gc.collect()
+    _LIBC.malloc_trim(0)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def replay_rss_growth(target: Target, inputs: list[bytes], executions: int = 6000,
+                      settle_passes: int = 3) -> dict:
+    """RSS growth per request over `executions` requests replaying `inputs`, in two halves.
+
+    A leak grows with every request; what a campaign's RSS also shows is the
+    allocator's high-water mark, set by the largest input so far (a 4-megapixel
+    WebP takes ~100 MiB while it is decoded, and glibc keeps much of it). The
+    settle passes reach that mark; every later pass sends the same inputs under a
+    new request id and tenant, so memory kept per request or per client value
+    grows while the high-water mark cannot move. A leak grows in both halves; a
+    one-off step (a lazily made cache, an allocator's new arena) in one only, so
+    `leak_kib_per_request` is the smaller half's growth.
+    """
+    if not inputs:
+        raise ValueError("no inputs to replay")
+    half = max(1, -(-executions // (2 * len(inputs))))  # passes per half
+    samples = []
+    for n in range(settle_passes + 2 * half):
+        if n in (settle_passes, settle_passes + half):
+            samples.append(settled_rss_mib())
+        for i, data in enumerate(inputs):
+            check(target, with_identity(data, f"replay-{n}-{i}".encode(), f"tenant-{n}".encode()))
+    samples.append(settled_rss_mib())
+    per_half = half * len(inputs)
+    first, second = samples[1] - samples[0], samples[2] - samples[1]
+    return {"inputs": len(inputs), "executions": 2 * per_half, "rss_mib": [round(v, 1) for v in samples],
+            "leak_kib_per_request": round(max(0.0, min(first, second)) * 1024 / per_half, 3)}

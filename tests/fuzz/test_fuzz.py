@@ -4,6 +4,7 @@ coverage-guided campaign (tests/fuzz/fuzz_request.py, atheris) on every CI run.
 `make fuzz DURATION=600` runs a long campaign; any input that breaks a property
 lands in tests/fuzz/crashes/ and is replayed here from then on.
 """
+import io
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuzzkit import ARTIFACTS, Target, check, encode
+from fuzzkit import ARTIFACTS, CLASSIFIER, Target, check, encode, replay_rss_growth
+from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 CRASHES = sorted(p for p in (HERE / "crashes").glob("*") if p.is_file() and not p.name.startswith("."))
@@ -57,3 +59,33 @@ def test_a_short_coverage_guided_campaign_breaks_no_property(tmp_path):
     assert proc.returncode == 0 and not summary["crash_inputs"], proc.stdout[-5000:]
     assert summary["executions"] >= 200, summary  # it really ran
     assert summary["coverage_edges"] and summary["corpus_inputs"] > 20, summary
+    assert summary["replay"]["executions"] >= 6000 and summary["replay"]["inputs"] > 20, summary["replay"]
+
+
+def small_jpeg(path: Path) -> bytes:
+    with Image.open(path) as image:
+        image.thumbnail((128, 128))
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_the_leak_check_finds_memory_kept_per_request(target):
+    """The campaign's leak check, on the same replay with and without the app keeping 16 KiB
+    per request. Compared with each other: pytest keeps every log record of a test too."""
+    photos = [encode(small_jpeg(p), content_type=1) for p in sorted((CLASSIFIER / "testdata").glob("*.jpg"))]
+    kept, app = [], target.app
+
+    def leaking_app(environ, start_response):
+        kept.append(bytearray(16384))
+        return app(environ, start_response)
+
+    clean = replay_rss_growth(target, photos, executions=600, settle_passes=1)
+    target.app = leaking_app
+    try:
+        leaking = replay_rss_growth(target, photos, executions=600, settle_passes=1)
+    finally:
+        target.app = app
+    assert len(kept) == (1 + 2 * 75) * len(photos), leaking
+    found = leaking["leak_kib_per_request"] - clean["leak_kib_per_request"]
+    assert 12 <= found <= 20, (clean, leaking)  # 16 KiB, give or take the allocator
