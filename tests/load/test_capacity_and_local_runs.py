@@ -75,3 +75,15 @@ def test_with_function_stops_the_function_when_killed(classifier_build, tmp_path
     assert not _port_open(port)
     lines = (tmp_path / "function.log").read_text().splitlines()
     assert json.loads(lines[-1])["event"] == "shutdown"
+
+
+def test_decode_memory_prints_each_format_answered(tmp_path):
+    """load/decode_memory.py (README, "Memory"): one row per format, each image answered."""
+    result = subprocess.run([sys.executable, str(LOAD / "decode_memory.py"), "--megapixels", "1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300, env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["jpeg", "jpeg-progressive", "png", "webp"], result.stdout
+    for row in rows:
+        status, rss, peak, kept = int(row[4]), float(row[5]), float(row[7]), float(row[9])
+        assert status == 200 and rss > 100 and peak >= kept - 1, result.stdout  # VmHWM never under VmRSS

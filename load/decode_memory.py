@@ -1,0 +1,88 @@
+"""How much memory one image takes while the served classifier decodes it, by format.
+
+    .venv/bin/python load/decode_memory.py [--megapixels 25 4] [--env MAX_PIXELS=25000000]
+
+Starts the classifier as `make bench` does (its defaults: MAX_PIXELS 25 MP, 10 MiB
+bodies), a fresh process for each size and format, and sends it one real photo
+(load/photos.py, scaled up) after three photos of a usual size. Prints how far the process's peak RSS rose above its
+RSS just before (the kernel's VmHWM, reset through /proc/PID/clear_refs) and how
+much of that it still holds after the answer (glibc keeps freed memory in its
+arenas for the next request). The two batch workers can decode two images at once.
+For sizing a pod's memory limit (README, "Memory").
+"""
+import argparse
+import http.client
+import io
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import function_server
+from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, shrinkwrap
+from photos import PHOTOS
+from PIL import Image
+
+FORMATS = {  # name: (PIL format, save arguments, Content-Type)
+    "jpeg": ("JPEG", {"quality": 60}, "image/jpeg"),
+    "jpeg-progressive": ("JPEG", {"quality": 60, "progressive": True}, "image/jpeg"),
+    "png": ("PNG", {"optimize": False}, "image/png"),
+    "webp": ("WEBP", {"quality": 60}, "image/webp"),
+}
+
+
+def encoded(megapixels: float, fmt: str) -> bytes:
+    with Image.open(PHOTOS["chelsea.png"]) as photo:
+        photo = photo.convert("RGB")
+        scale = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
+        big = photo.resize((int(photo.width * scale), int(photo.height * scale)), Image.BICUBIC)  # <= the limit
+    kind, options, _ = FORMATS[fmt]
+    out = io.BytesIO()
+    big.save(out, format=kind, **options)
+    return out.getvalue()
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def one_request(pid: int, port: int, body: bytes, content_type: str) -> dict:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = status_kib(pid, "VmRSS")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("POST", "/", body=body, headers={"Content-Type": content_type})
+    status = conn.getresponse().status
+    conn.close()
+    return {"status": status, "rss_mib": before / 1024, "peak_rise_mib": (status_kib(pid, "VmHWM") - before) / 1024,
+            "kept_mib": (status_kib(pid, "VmRSS") - before) / 1024}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--megapixels", type=float, nargs="+", default=[25.0, 4.0])
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the function")
+    args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    with tempfile.TemporaryDirectory() as tmp:
+        build = shrinkwrap(CLASSIFIER, Path(tmp) / "classifier")
+        warm = encoded(0.25, "jpeg")
+        print(f"{'image':>24} {'body':>9} {'status':>6} {'RSS before':>10} {'peak rise':>10} {'kept':>8}")
+        for megapixels in args.megapixels:
+            for fmt, (_, _, content_type) in FORMATS.items():
+                body = encoded(megapixels, fmt)
+                server = function_server(build, CLASSIFIER_ARTIFACTS, env, subprocess.DEVNULL)
+                try:
+                    for _ in range(3):  # a warm server: its first requests set up threads' arenas
+                        one_request(server.proc.pid, server.port, warm, "image/jpeg")
+                    r = one_request(server.proc.pid, server.port, body, content_type)
+                finally:
+                    server.stop()
+                print(f"{fmt + f' {megapixels:g} MP':>24} {len(body) / 1024:>7.0f}Ki {r['status']:>6} "
+                      f"{r['rss_mib']:>6.0f} MiB {r['peak_rise_mib']:>6.0f} MiB {r['kept_mib']:>4.0f} MiB", flush=True)
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
