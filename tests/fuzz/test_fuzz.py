@@ -71,21 +71,21 @@ def small_jpeg(path: Path) -> bytes:
 
 
 def test_the_leak_check_finds_memory_kept_per_request(target):
-    """The campaign's leak check, on the same replay with and without the app keeping 16 KiB
+    """The campaign's leak check, on the same replay with and without the app keeping 64 KiB
     per request. Compared with each other: pytest keeps every log record of a test too."""
     photos = [encode(small_jpeg(p), content_type=1) for p in sorted((CLASSIFIER / "testdata").glob("*.jpg"))]
     kept, app = [], target.app
 
     def leaking_app(environ, start_response):
-        kept.append(bytearray(16384))
+        kept.append(bytearray(65536))
         return app(environ, start_response)
 
-    clean = replay_rss_growth(target, photos, executions=600, settle_passes=1)
+    clean = replay_rss_growth(target, photos, executions=600, settle_passes=3)
     target.app = leaking_app
     try:
-        leaking = replay_rss_growth(target, photos, executions=600, settle_passes=1)
+        leaking = replay_rss_growth(target, photos, executions=600, settle_passes=3)
     finally:
         target.app = app
-    assert len(kept) == (1 + 2 * 75) * len(photos), leaking
+    assert len(kept) == (3 + 2 * 75) * len(photos), leaking
     found = leaking["leak_kib_per_request"] - clean["leak_kib_per_request"]
-    assert 12 <= found <= 20, (clean, leaking)  # 16 KiB, give or take the allocator
+    assert 45 <= found <= 83, (clean, leaking)  # 64 KiB, within 30%: the allocator reuses free pages
