@@ -1,11 +1,16 @@
 """THP_MEM_ALLOC_ENABLE (on by default): the served model's activations come from
-transparent huge pages, so a request costs a few page faults instead of hundreds.
+transparent huge pages, so a request costs a few dozen page faults, not hundreds.
 
 Measured on the real process by the kernel's own count of its minor page faults
-(/proc/PID/stat), not by timing. With the setting on, a request costs a few dozen
-faults (16-43 seen) and the process holds huge pages; off, it holds none, and its
-faults per request depend on how glibc's heaps happen to settle (15 to 1898 seen
-in ten runs, mostly 250-500), so only the "on" count is bounded here.
+(/proc/PID/stat), not by timing. With the setting on the process holds huge pages;
+off, none. Faults per request (the fewest of 5 windows) vary with how glibc's
+heaps settle in each start, on or off: on, 0-71 in 11 local starts (median 4) and
+121 in one CI run; off, 0-577 (0 in 5 of 12 starts, 59-577 in the rest). A
+per-thread count puts nearly all of them in the two batch workers, which decode
+and run the model: what huge pages leave is most likely the decode buffers (an
+820 KB array per 640x427 photo) re-faulted after glibc trimmed their heap. So the huge
+pages are asserted exactly, the faults against a bound that the "on" runs have
+kept with room (MAX_FAULTS_PER_REQUEST) and about half of the "off" starts break.
 """
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +22,8 @@ THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 CONCURRENCY = 8  # batches of several images: activations of 2 MiB and more
 REQUESTS = 96
 WINDOWS = 5
-# a request's activations on 4 KiB pages are ~250-500 faults; on huge pages a few dozen
-MAX_FAULTS_PER_REQUEST = 100
+# on huge pages: 0-121 seen; on 4 KiB pages: 0-577, above 200 in about half the starts
+MAX_FAULTS_PER_REQUEST = 200
 
 
 def host_allows_thp() -> bool:
