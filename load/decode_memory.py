@@ -4,11 +4,11 @@
 
 Starts the classifier as `make bench` does (its defaults: MAX_PIXELS 25 MP, 10 MiB
 bodies), a fresh process for each size and format, and sends it one real photo
-(load/photos.py, scaled up) after three photos of a usual size. Prints how far the process's peak RSS rose above its
-RSS just before (the kernel's VmHWM, reset through /proc/PID/clear_refs) and how
-much of that it still holds after the answer (glibc keeps freed memory in its
-arenas for the next request). The two batch workers can decode two images at once.
-For sizing a pod's memory limit (README, "Memory").
+(load/photos.py, scaled up) after three photos of a usual size. Prints how far the
+process's peak RSS rose above its RSS just before (the kernel's VmHWM, reset through
+/proc/PID/clear_refs) and how much of that it still holds after the answer (glibc
+keeps freed memory in its arenas for the next request). The two batch workers can
+decode two images at once. For sizing a pod's memory limit (README, "Memory").
 """
 import argparse
 import http.client
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench import function_server
-from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, shrinkwrap
+from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, proc_kib, shrinkwrap
 from photos import PHOTOS
 from PIL import Image
 
@@ -42,22 +42,15 @@ def encoded(megapixels: float, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def one_request(pid: int, port: int, body: bytes, content_type: str) -> dict:
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = status_kib(pid, "VmRSS")
+    before = proc_kib(pid, "VmRSS")
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     conn.request("POST", "/", body=body, headers={"Content-Type": content_type})
     status = conn.getresponse().status
     conn.close()
-    return {"status": status, "rss_mib": before / 1024, "peak_rise_mib": (status_kib(pid, "VmHWM") - before) / 1024,
-            "kept_mib": (status_kib(pid, "VmRSS") - before) / 1024}
+    return {"status": status, "rss_mib": before / 1024, "peak_rise_mib": (proc_kib(pid, "VmHWM") - before) / 1024,
+            "kept_mib": (proc_kib(pid, "VmRSS") - before) / 1024}
 
 
 def main() -> int:
@@ -83,6 +76,7 @@ def main() -> int:
                 print(f"{fmt + f' {megapixels:g} MP':>24} {len(body) / 1024:>7.0f}Ki {r['status']:>6} "
                       f"{r['rss_mib']:>6.0f} MiB {r['peak_rise_mib']:>6.0f} MiB {r['kept_mib']:>4.0f} MiB", flush=True)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,6 +90,18 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30) -> int:
     return proc.returncode
 
 
+def proc_kib(pid: int, key: str, file: str = "status") -> int:
+    """A `key: N kB` figure of /proc/PID/<file> (VmRSS, VmHWM in status; Pss in
+    smaps_rollup); 0 once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from bench import build_requests, closed_loop, cpu_ms_per_request, cpu_seconds, function_server, real_jpegs
-from localrun import CLASSIFIER, REPO, free_port, shrinkwrap, stop_process
+from localrun import CLASSIFIER, REPO, free_port, proc_kib, shrinkwrap, stop_process
 
 PEERS_DIR = REPO / ".peers"
 SERVERS_DIR = REPO / "load" / "peers"
@@ -163,16 +163,6 @@ def own_cpu_seconds() -> float:
     return t.user + t.system
 
 
-def _kib(path: str, key: str) -> int:
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 class MemorySampler:
     """Peak RSS and PSS (KiB) summed over the tree, sampled every `every` s in a thread."""
 
@@ -190,8 +180,8 @@ class MemorySampler:
 
     def sample(self):
         pids = tree_pids(self.root)
-        self.peak_rss = max(self.peak_rss, sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids))
-        self.peak_pss = max(self.peak_pss, sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids))
+        self.peak_rss = max(self.peak_rss, sum(proc_kib(p, "VmRSS") for p in pids))
+        self.peak_pss = max(self.peak_pss, sum(proc_kib(p, "Pss", "smaps_rollup") for p in pids))
 
     def stop(self):
         self._stop.set()

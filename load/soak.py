@@ -34,15 +34,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from localrun import free_port, stop_process
+from localrun import free_port, proc_kib, stop_process
 from traffic import Picker, RequestIds, bad_requests, build_corpus
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_kib(pid, "VmRSS") / 1024
 
 
 def rss_growth(samples: list[tuple[float, float]], warmup_s: float, window_s: float):
