@@ -448,11 +448,15 @@ def logging_cpu_ms(build: Path, count: int = 20000) -> float:
 
 
 # -- report --------------------------------------------------------------------
+def by_concurrency(rows: list) -> dict:
+    """Load-level results keyed by their concurrency."""
+    return {r["concurrency"]: r for r in rows}
+
+
 def ratios_of(res: dict, precision: str) -> dict:
     variant = res["variants"][precision]
     limits, served = variant["limits"], variant["served"]
-    by_c = {r["concurrency"]: r for r in served}
-    seed_c = {r["concurrency"]: r for r in res["seed"]}
+    by_c, seed_c = by_concurrency(served), by_concurrency(res["seed"])
     lo, hi = min(by_c), max(by_c)  # the targets are stated at 1 and 16
     ratios = {"c16_vs_seed": by_c[hi]["throughput"] / seed_c[hi]["throughput"],
               "c16_vs_pipeline": by_c[hi]["throughput"] / limits["pipeline_limit"],
@@ -553,10 +557,10 @@ def served_cpu_split(variant: dict, runtime_only: list) -> str:
     socket loop and the batch workers sharing 2 cores, their caches and the GIL.
     Until 2026-12-03 the last two differences were one "side by side" figure."""
     limits, stages = variant["limits"], variant["limits"]["stages_ms"]
-    by_c = {r["concurrency"]: r for r in variant.get("served", [])}
+    by_c = by_concurrency(variant.get("served", []))
     top = max(by_c) if by_c else None
     served_cpu = by_c[top]["cpu_ms_per_request"] if by_c else float("nan")
-    runtime = {r["concurrency"]: r for r in runtime_only}.get(top)
+    runtime = by_concurrency(runtime_only).get(top)
     runtime_ms = runtime["cpu_ms_per_request"] if runtime else float("nan")
     stage_sum = stages["preprocess"] + stages["model"] + stages["postprocess"]
     pipeline = pipeline_cpu_ms_per_image(variant)
@@ -579,13 +583,12 @@ def cpu_budget(res: dict) -> list[str]:
     """Served c16 >= Nx the seed-style handler means at most the seed's CPU per request / N
     when both keep the 2 CPUs busy: set beside what the in-process pipeline alone costs
     (its cheapest sustained window) and the runtime's own work (the stand-in model)."""
-    seed = {r["concurrency"]: r for r in res.get("seed", [])}
-    runtime = {r["concurrency"]: r for r in res.get("runtime_only", [])}
+    seed, runtime = by_concurrency(res.get("seed", [])), by_concurrency(res.get("runtime_only", []))
     out = []
     for precision, variant in res["variants"].items():
         target = next((t for key, _, _, t in TARGETS[precision] if key == "c16_vs_seed"), None)
         windows = variant.get("pipeline_windows")
-        served = {r["concurrency"]: r for r in variant.get("served", [])}
+        served = by_concurrency(variant.get("served", []))
         top = max(served) if served else None
         if not (target and windows and top in seed and top in runtime):
             continue

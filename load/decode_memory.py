@@ -31,14 +31,18 @@ FORMATS = {  # name: (PIL format, save arguments, Content-Type)
 }
 
 
-def encoded(megapixels: float, fmt: str) -> bytes:
+def scaled_photo(megapixels: float) -> Image.Image:
+    """A real photo resized to at most `megapixels` (the limit is inclusive)."""
     with Image.open(PHOTOS["chelsea.png"]) as photo:
         photo = photo.convert("RGB")
         scale = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
-        big = photo.resize((int(photo.width * scale), int(photo.height * scale)), Image.BICUBIC)  # <= the limit
+        return photo.resize((int(photo.width * scale), int(photo.height * scale)), Image.BICUBIC)
+
+
+def encoded(image: Image.Image, fmt: str) -> bytes:
     kind, options, _ = FORMATS[fmt]
     out = io.BytesIO()
-    big.save(out, format=kind, **options)
+    image.save(out, format=kind, **options)
     return out.getvalue()
 
 
@@ -61,11 +65,12 @@ def main() -> int:
     env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory() as tmp:
         build = shrinkwrap(CLASSIFIER, Path(tmp) / "classifier")
-        warm = encoded(0.25, "jpeg")
+        warm = encoded(scaled_photo(0.25), "jpeg")
         print(f"{'image':>24} {'body':>9} {'status':>6} {'RSS before':>10} {'peak rise':>10} {'kept':>8}")
         for megapixels in args.megapixels:
+            photo = scaled_photo(megapixels)
             for fmt, (_, _, content_type) in FORMATS.items():
-                body = encoded(megapixels, fmt)
+                body = encoded(photo, fmt)
                 server = function_server(build, CLASSIFIER_ARTIFACTS, env, subprocess.DEVNULL)
                 try:
                     for _ in range(3):  # a warm server: its first requests set up threads' arenas

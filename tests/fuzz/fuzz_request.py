@@ -38,11 +38,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+# the runtime, load/ (photos, localrun) and fuzzkit, as pytest's pythonpath has them
+sys.path[:0] = [str(REPO / "template/python3-http-torch"), str(REPO / "load"), str(HERE)]
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_THREADS": "1"}  # as CI's campaign ran it
 
 
 def write_seeds(folder: Path) -> int:
     """Real photos, small, in every format and encoding the harness knows."""
-    sys.path[:0] = [str(REPO / "load"), str(HERE)]
     from fuzzkit import encode
     from photos import PHOTOS
     from PIL import Image
@@ -79,7 +81,6 @@ def fuzz(argv: list[str]) -> None:
     import numpy  # noqa: F401  not instrumented: import before the hook
     import torch  # noqa: F401
 
-    sys.path[:0] = [str(REPO / "template/python3-http-torch"), str(HERE)]
     with atheris.instrument_imports(include=["torchfaas", "fuzzed_classifier_handler", "PIL", "werkzeug",
                                              "flask", "fuzzkit"]):
         import PIL.Image
@@ -109,7 +110,6 @@ def fuzz(argv: list[str]) -> None:
 
 def replay(folders: list[str]) -> None:
     """Runs in the child: the leak check over the inputs in `folders`."""
-    sys.path[:0] = [str(REPO / "template/python3-http-torch"), str(HERE)]
     import fuzzkit as harness
     inputs = [p.read_bytes() for folder in folders for p in sorted(Path(folder).iterdir()) if p.is_file()]
     target = harness.Target()
@@ -122,7 +122,7 @@ def replay(folders: list[str]) -> None:
 def leak_check(folders: list[Path]) -> dict:
     limit = float(os.environ.get("FUZZ_LEAK_KIB_PER_REQUEST", "2"))
     proc = subprocess.run([sys.executable, __file__, "--replay", *map(str, folders)], capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "TORCH_THREADS": "1"})
+                          text=True, env=CHILD_ENV)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPLAY SUMMARY ")]
     if proc.returncode != 0 or not lines:  # a property broke on replay, or the replay did not run
         return {"error": (proc.stdout + proc.stderr)[-3000:], "limit_kib_per_request": limit, "leaks": True}
@@ -161,7 +161,7 @@ def main() -> int:
     print(f"fuzzing the request path for {args.seconds} s ({n_seeds} seeds, corpus {corpus})", flush=True)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace",
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "TORCH_THREADS": "1"})
+                            env=CHILD_ENV)
     last, tail = None, []
     for line in proc.stderr:
         tail = (tail + [line.rstrip()])[-60:]

@@ -38,6 +38,8 @@ import os
 import sys
 from pathlib import Path
 
+from localrun import proc_kib
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFIER = REPO / "functions" / "classifier"
 ARTIFACTS = Path(os.environ.get("FUZZ_ARTIFACTS_DIR") or REPO / "artifacts" / "classifier")
@@ -255,11 +257,7 @@ def settled_rss_mib() -> float:
     the process still holds, not what its allocator kept from its largest input."""
     gc.collect()
     _LIBC.malloc_trim(0)
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    return proc_kib(os.getpid(), "VmRSS") / 1024
 
 
 def replay_rss_growth(target: Target, inputs: list[bytes], executions: int = 6000,

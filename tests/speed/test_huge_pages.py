@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from localrun import proc_kib
 from photos import PHOTOS
 
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -32,13 +33,6 @@ def host_allows_thp() -> bool:
 
 def minor_faults(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
-
-
-def huge_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("AnonHugePages:"):
-            return int(line.split()[1])
-    return 0
 
 
 def faults_per_request(fn) -> float:
@@ -65,10 +59,10 @@ def faults_per_request(fn) -> float:
 def test_huge_pages_cut_page_faults_per_request(function_process, artifacts):
     with function_process("classifier") as on:
         on_faults = faults_per_request(on)
-        on_huge = huge_kib(on.proc.pid)
+        on_huge = proc_kib(on.proc.pid, "AnonHugePages", "smaps_rollup")
     with function_process("classifier", env={"THP_MEM_ALLOC_ENABLE": "0"}) as off:
         off_faults = faults_per_request(off)
-        off_huge = huge_kib(off.proc.pid)
+        off_huge = proc_kib(off.proc.pid, "AnonHugePages", "smaps_rollup")
     print(f"page faults per request: {on_faults:.0f} with huge pages ({on_huge} KiB), "
           f"{off_faults:.0f} without ({off_huge} KiB)")
     assert on_huge > 0 and off_huge == 0
