@@ -17,6 +17,15 @@ RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$
 
 .PHONY: install run test shrinkwrap build deploy clean slo load capacity demo bench compare review
 
+# `$(call exit_with,N)` ends make with status N (compare, review: 0 promote, 1 hold,
+# 2 inconclusive, 3 broken run). GNU make exits 2 whenever a recipe fails, so the status
+# goes through `$(exit N)`, a function of mk/exit_status.c that make compiles with the C
+# compiler and loads itself; without a compiler, make exits 2 for any non-zero status.
+-load build/mk/exit_status.so
+build/mk/exit_status.so: mk/exit_status.c
+	@mkdir -p $(@D) && $(CC) -shared -fPIC -O2 -o $@ $< 2>/dev/null || true
+exit_with = $(if $(filter-out 0,$(1)),$(exit $(1)))@exit $(1)
+
 install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
 # CPU torch first: with it installed, the unpinned `torch` the model packages ask
@@ -113,16 +122,28 @@ slo:
 		SLO_HTML="$(SLO_HTML)" $(VENV)/bin/torchfaas-slo slo/features
 
 # make compare BASELINE=<model_version> CANDIDATE=<model_version> [LOG_FILE=... | LOKI_URL=...]
-# [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare, thresholds
-# in the feature text) over the same window; exit 0 promote, 1 hold, 2 cannot judge.
+# [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare: bounds and
+# confidence level in the feature text) over the same window; exit 0 promote, 1 hold,
+# 2 inconclusive, 3 broken run (make itself exits with that code: see mk/exit_status.c).
 # report.md, report.json, report.html in COMPARE_REPORT (default reports/compare).
 COMPARE_REPORT ?= reports/compare
-compare:
+.PHONY: compare-run
+compare: compare-run
+	$(call exit_with,$(file < build/compare.status))
+compare-run:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
-	@LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
+	@mkdir -p build; LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
 		COMPARE_BASELINE="$(BASELINE)" COMPARE_CANDIDATE="$(CANDIDATE)" COMPARE_REPORT="$(COMPARE_REPORT)" \
-		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare slo/compare
+		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare slo/compare; \
+		echo $$? > build/compare.status
+
+# how often the comparison contracts hold identical code and catch a +25% latency, +3 points
+# of 5xx and a 20% class skew, replayed from a committed log of identical code (slo/calibration)
+.PHONY: judge-calibration
+judge-calibration:
+	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
+	$(VENV)/bin/torchfaas-slo calibrate --json reports/judge-calibration.json $(CALIBRATION_ARGS)
 
 # -- load (load/): Locust profiles, capacity finder, the demo ------------------
 # HOST=http://... targets a running function or the gateway
@@ -152,11 +173,16 @@ capacity: install shrinkwrap
 	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) \
 		--json reports/capacity/capacity.json $(CAPACITY_ARGS)
 
-# make review BASE=<git ref>: BASE (a git worktree) and the working tree, each built and
-# run locally under the same Locust traffic (REVIEW_USERS, REVIEW_SECONDS, REVIEW_SEED),
-# then make compare on the merged log; reports in reports/review (load/review.sh)
-review: install
-	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' MAKE='$(MAKE)' bash load/review.sh
+# make review BASE=<git ref>: BASE (a git worktree) and the working tree, built and served
+# side by side, one Locust traffic split between them at random (REVIEW_USERS, REVIEW_SECONDS,
+# REVIEW_SEED), then the comparison contracts; reports in reports/review (load/review.sh);
+# exit 0 promote, 1 hold, 2 inconclusive, 3 broken run
+.PHONY: review-run
+review: review-run
+	$(call exit_with,$(file < build/review.status))
+review-run: install
+	@mkdir -p build; PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' bash load/review.sh; \
+		echo $$? > build/review.status
 
 # function + short load + log summary + SLO contracts, all local (DEMO_USERS, DEMO_SECONDS)
 demo: install shrinkwrap

@@ -82,6 +82,9 @@ def add_options(parser):
     group.add_argument("--sent-log", default=_env("SENT_LOG", ""),
                        help="write one JSON line per request sent (request id, name, status, ms)")
     group.add_argument("--seed", type=int, default=_env("LOAD_SEED"), help="seed the payload choice")
+    group.add_argument("--split-hosts", default=_env("LOAD_SPLIT_HOSTS", ""),
+                       help="comma-separated base URLs: each request goes to one of them, chosen at random "
+                            "with --seed (make review: base and candidate served side by side)")
 
 
 def _option(environment, name: str, default=None):
@@ -176,6 +179,8 @@ def on_init(environment, **_kw):
             lambda client_id, data, **_kw: on_worker_report(environment, client_id, data))
     seed = _option(environment, "seed")
     environment.picker = traffic.Picker(CORPUS, seed=seed)
+    hosts = [h.strip().rstrip("/") for h in (_option(environment, "split_hosts", "") or "").split(",") if h.strip()]
+    environment.splitter = traffic.Splitter(hosts, seed=seed) if hosts else None
     environment.request_ids = traffic.RequestIds()
 
 
@@ -204,7 +209,7 @@ class ClassifierUser(FastHttpUser):
     def _photo(self, payload: traffic.Payload):
         request_id = self.environment.request_ids.next()
         topk = self.environment.picker.random.choice((1, 3, 5))
-        with self.client.post(f"/?topk={topk}", data=payload.body, name=f"POST / {payload.fmt}",
+        with self.client.post(self._url(f"/?topk={topk}"), data=payload.body, name=f"POST / {payload.fmt}",
                               headers={"Content-Type": payload.content_type, "X-Request-Id": request_id},
                               catch_response=True) as response:
             problem = None
@@ -222,13 +227,19 @@ class ClassifierUser(FastHttpUser):
     def _bad(self, bad: traffic.BadRequest):
         request_id = self.environment.request_ids.next()
         path = "/?" + bad.query if bad.query else "/"
-        with self.client.post(path, data=bad.body, name=BAD_PREFIX + bad.kind,
+        with self.client.post(self._url(path), data=bad.body, name=BAD_PREFIX + bad.kind,
                               headers={"Content-Type": bad.content_type, "X-Request-Id": request_id},
                               catch_response=True) as response:
             problem = None
             if response.status_code != bad.expected_status:
                 problem = f"expected HTTP {bad.expected_status}, got {response.status_code}"
             self._finish(response, request_id, problem, bad.kind)
+
+    def _url(self, path: str) -> str:
+        """`path` on this request's host: with --split-hosts an absolute URL on the host
+        the splitter draws (Locust's clients take absolute URLs as they are)."""
+        splitter = getattr(self.environment, "splitter", None)
+        return splitter.next() + path if splitter else path
 
     def _finish(self, response, request_id: str, problem: str | None, what: str):
         if problem:
@@ -240,7 +251,7 @@ class ClassifierUser(FastHttpUser):
             headers = response.headers or {}
             sent_log.write(request_id=request_id, echoed_id=headers.get("X-Request-Id"),
                            call_id=headers.get("X-Call-Id"), name=response.request_meta["name"],
-                           payload=what, status=response.status_code,
+                           payload=what, status=response.status_code, url=response.request_meta.get("url"),
                            ms=round(response.request_meta["response_time"], 1), ok=problem is None)
 
 

@@ -4,24 +4,27 @@
 #   1. a git worktree of BASE in a temporary folder; both BASE and the working tree are
 #      shrinkwrapped (each with its own load/localrun.py and template) and their model
 #      artifacts prepared (the compile is reused when the recipe did not change)
-#   2. each runs locally under the same Locust traffic, one after the other (same seed,
-#      same users, same duration), with MODEL_VERSION=base-<sha> / candidate-<sha>
+#   2. both run locally AT THE SAME TIME (base on PORT, candidate on PORT+1), with
+#      MODEL_VERSION=base-<sha> / candidate-<sha>, and one Locust traffic is split
+#      between them request by request (each request to one side at random, seeded):
+#      a real canary shares its window with the stable version, so whatever the
+#      machine does during the run (another job, a slow minute) hits both sides alike
 #   3. the two logs are merged and `make compare` judges the candidate against the base
 #      (slo/compare); report.md, report.json, report.html in REVIEW_DIR (reports/review)
 #
-# Exit: compare's (0 promote, 1 hold, 2 cannot judge), or 3 if a side could not be
-# built or run. Needs PY, PORT, FUNCTION, MAKE from the Makefile; REVIEW_USERS (4),
-# REVIEW_SECONDS (30), REVIEW_SEED (7).
+# Exit: compare's (0 promote, 1 hold, 2 inconclusive, 3 broken), or 3 if a side could
+# not be built or run. Needs PY, PORT, FUNCTION, MAKE from the Makefile; REVIEW_USERS
+# (16), REVIEW_SECONDS (90), REVIEW_SEED (7): about 2,000 requests a version on a 2-core
+# machine, the size the calibration (make judge-calibration) measures the judge at.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 base_ref=${BASE:?set BASE=<git ref>, e.g. make review BASE=origin/main}
 out=${REVIEW_DIR:-reports/review}
-users=${REVIEW_USERS:-4}
-seconds=${REVIEW_SECONDS:-30}
+users=${REVIEW_USERS:-16}
+seconds=${REVIEW_SECONDS:-90}
 seed=${REVIEW_SEED:-7}
 fn=${FUNCTION:-classifier}
-make_cmd=${MAKE:-make}
 
 base_sha=$(git rev-parse --short=12 "$base_ref^{commit}") || { echo "review: no commit $base_ref" >&2; exit 3; }
 cand_sha=$(git rev-parse --short=12 HEAD)
@@ -55,35 +58,47 @@ build() {
         || { echo "review: preparing the $side's model failed; see $out/$side-prepare.log" >&2; return 1; }
 }
 
-# load SIDE VERSION: run the side's build under the shared traffic; its log in $out/SIDE/
-load() {
-    local side=$1 version=$2
+# serving SIDE PORT VERSION: sets `serving` to the command that starts the side's build on
+# PORT (its log in $out/SIDE/), runs the command given after it, then stops the side
+serving() {
+    local side=$1 port=$2 version=$3
+    serving=(env PY="$PY" FN_BUILD="$tmp/$side-build" PORT="$port"
+        FN_ENV="PORT=$port HOST=127.0.0.1 FUNCTION_NAME=$fn ARTIFACTS_DIR=$tmp/$side-artifacts MODEL_VERSION=$version"
+        load/with_function.sh "$out/$side")
+}
+
+# both sides up, then one Locust run whose requests are split between them at random
+load_both() {
+    local base_port=$PORT cand_port=$((PORT + 1))
+    local base_url="http://127.0.0.1:$base_port" cand_url="http://127.0.0.1:$cand_port"
     echo
-    echo "== $side ($version): $users users for ${seconds}s, seed $seed"
-    PY="$PY" FN_BUILD="$tmp/$side-build" PORT="$PORT" \
-    FN_ENV="PORT=$PORT HOST=127.0.0.1 FUNCTION_NAME=$fn ARTIFACTS_DIR=$tmp/$side-artifacts MODEL_VERSION=$version" \
-        load/with_function.sh "$out/$side" \
+    echo "== base ($base_version) on $base_url and candidate ($cand_version) on $cand_url, side by side:"
+    echo "   $users users for ${seconds}s, each request to one side at random (seed $seed)"
+    serving base "$base_port" "$base_version"
+    local base_cmd=("${serving[@]}")
+    serving candidate "$cand_port" "$cand_version"
+    "${base_cmd[@]}" "${serving[@]}" \
         "$PY" -m locust -f load/locustfile.py --headless --only-summary \
-        --host "http://127.0.0.1:$PORT" --profile steady --peak-users "$users" --duration "$seconds" \
-        --seed "$seed" --max-p95-ms 0 --max-p99-ms 0 --max-fail-ratio 1 \
-        --csv "$out/$side/locust" --sent-log "$out/$side/sent.jsonl"
+        --host "$base_url" --split-hosts "$base_url,$cand_url" --profile steady --peak-users "$users" \
+        --duration "$seconds" --seed "$seed" --max-p95-ms 0 --max-p99-ms 0 --max-fail-ratio 1 \
+        --csv "$out/locust" --sent-log "$out/sent.jsonl"
     local code=$?
-    [ "$code" -lt 2 ] || { echo "review: the $side run failed (exit $code); see $out/$side/function.stderr.log" >&2; return 1; }
+    [ "$code" -lt 2 ] || { echo "review: the run failed (exit $code); see $out/*/function.stderr.log" >&2; return 1; }
 }
 
 echo "== building base and candidate"
 build base "$tmp/base" || exit 3
 build candidate "$PWD" || exit 3
-load base "$base_version" || exit 3
-load candidate "$cand_version" || exit 3
+load_both || exit 3
 
 cat "$out/base/function.log" "$out/candidate/function.log" > "$out/merged.log"
 at=$(date +%s)
 echo
 echo "== compare (make compare) over $out/merged.log"
-"$make_cmd" --no-print-directory compare BASELINE="$base_version" CANDIDATE="$cand_version" \
-    LOG_FILE="$out/merged.log" SLO_AT="$at" COMPARE_REPORT="$out"
+COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split at random, request by request, between the base and the candidate served side by side" \
+SLO_P99_MS="${SLO_P99_MS:-250}" "$PY" -m logslo compare "${COMPARE_FEATURES:-slo/compare}" \
+    --baseline "$base_version" --candidate "$cand_version" --log-file "$out/merged.log" --at "$at" --report-dir "$out"
 code=$?
 echo
-echo "review: $out/report.md, $out/report.html (exit $code: 0 promote, 1 hold, 2 cannot judge)"
+echo "review: $out/report.md, $out/report.html (exit $code: 0 promote, 1 hold, 2 inconclusive, 3 broken)"
 exit "$code"

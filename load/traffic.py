@@ -100,6 +100,22 @@ class Picker:
         return self.random.choices(self.corpus, cum_weights=self.cum_weights)[0]
 
 
+class Splitter:
+    """Which host each request goes to: one of `hosts`, uniformly at random, reproducible
+    with a seed. Random rather than alternating, so no periodic pattern in the payload
+    sequence can line up with one host."""
+
+    def __init__(self, hosts: list[str], seed: int | None = None):
+        if len(hosts) < 2:
+            raise ValueError(f"a split needs at least two hosts, got {hosts!r}")
+        self.hosts = list(hosts)
+        # its own generator: the payload sequence stays the one --seed gives without a split
+        self.random = random.Random(None if seed is None else f"split-{seed}")
+
+    def next(self) -> str:
+        return self.random.choice(self.hosts)
+
+
 class RequestIds:
     """`<prefix>-<n>-<random>`: unique, sortable per run, safe for the runtime's sanitiser."""
 

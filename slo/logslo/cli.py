@@ -17,8 +17,12 @@ LOKI_TOKEN are read from the environment only (secrets stay out of the command l
     torchfaas-slo compare [FEATURES ...] --baseline V --candidate V [--log-file F | --loki-url URL]
                           [--at T] [--report-dir DIR] [--tags EXPR]
 
-exit 0 promote, 1 hold, 2 cannot judge (too few requests, no data, Loki failing,
-a missing/empty/unreadable log, a usage error).
+exit 0 promote, 1 hold, 2 inconclusive (the data cannot tell: too few requests, an
+interval straddling a bound), 3 broken run (no data for a version, Loki failing, a
+missing/empty/unreadable log, a usage error).
+
+`calibrate` replays a committed log of identical code through the comparison contracts
+and prints their false-hold and detection rates (see calibration.py).
 
 `commits` prints, as JSON, the commits (SOURCE_COMMIT of the image) each model version
 seen in the window was built from: {"sha256-...": ["0123abc..."]}.
@@ -89,7 +93,7 @@ def compare_parser() -> argparse.ArgumentParser:
         prog=f"{PROG} compare",
         description="Judge a candidate model version against a baseline over the same window, from the same "
                     "log or Loki, with the comparison contracts (Gherkin .feature files). Exit 0 promote, "
-                    "1 hold, 2 cannot judge.",
+                    "1 hold, 2 inconclusive, 3 broken run.",
         epilog="Arguments after `--` go to behave unchanged.")
     parser.add_argument("features", nargs="*", metavar="FEATURES",
                         help="comparison contracts: folders or .feature files (default: ./compare)")
@@ -119,21 +123,21 @@ def compare(argv: list, environ=None) -> int:
     if missing:
         print(f"{PROG} compare: set {' and '.join(missing)} (--baseline/--candidate: the two model versions)",
               file=sys.stderr)
-        return 2
+        return 3
     if env["COMPARE_BASELINE"] == env["COMPARE_CANDIDATE"]:
         print(f"{PROG} compare: the baseline and the candidate are the same version", file=sys.stderr)
-        return 2
+        return 3
     features = args.features or ["compare"]
     nowhere = [path for path in features if not os.path.exists(path)]
     if nowhere:
         print(f"{PROG} compare: no features folder or file {', '.join(map(repr, nowhere))}", file=sys.stderr)
-        return 2
+        return 3
     from . import settings
     try:
         settings.check(env)
     except settings.SettingsError as err:
         print(f"{PROG} compare: {err}", file=sys.stderr)
-        return 2
+        return 3
     from . import compare as comparing
     from .runner import run
     report_json = os.path.join(env["COMPARE_REPORT"], "report.json")
@@ -147,7 +151,7 @@ def compare(argv: list, environ=None) -> int:
             verdict = json.load(handle)["verdict"]
     except (OSError, ValueError, KeyError):
         print(f"{PROG} compare: no verdict (behave exit {code}); see the output above", file=sys.stderr)
-        return 2
+        return 3
     return comparing.EXIT_CODES[verdict]
 
 
@@ -207,7 +211,14 @@ def commits(argv: list, environ=None) -> int:
     return 0
 
 
-COMMANDS = {"check": check, "compare": compare, "commits": commits}
+def calibrate(argv: list, environ=None) -> int:
+    """How often the comparison contracts hold identical code, and catch real changes
+    (calibration.py)."""
+    from . import calibration
+    return calibration.main(argv)
+
+
+COMMANDS = {"check": check, "compare": compare, "commits": commits, "calibrate": calibrate}
 
 
 def main(argv=None) -> int:

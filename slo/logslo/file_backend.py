@@ -86,6 +86,15 @@ class FileBackend:
                 matrix.setdefault(key, []).append((t / NS, value))
         return matrix
 
+    def lines(self, logs: LogQuery, start: float, end: float):
+        """The fields of each line the log query keeps in (start, end], in time order:
+        what a log query to Loki returns (the comparison's per-request samples)."""
+        start_ns, end_ns = int(round(start * NS)), int(round(end * NS))
+        for entry in sorted(self.log.entries, key=lambda e: e.time_ns):
+            if start_ns < entry.time_ns <= end_ns and all(entry.stream.get(k, "") == v for k, v in logs.stream) \
+                    and all(_passes(f, entry.fields) for f in logs.filters):
+                yield entry.fields
+
     # -- evaluation -------------------------------------------------------------------
     def _eval(self, query: Query, at_ns: int) -> Vector:
         if isinstance(query, RangeAggregation):

@@ -34,7 +34,8 @@ class Hooks:
             context.slo = None
             context.slo_errors.append(str(err))
             return
-        print(f"SLO contracts evaluated at {context.slo.at:g} against {context.slo.backend.describe()}")
+        print(f"SLO contracts evaluated at {report.evaluation_time(context.slo.at)} "
+              f"against {context.slo.backend.describe()}")
 
     def before_scenario(self, context, scenario):
         if context.slo is None:

@@ -195,14 +195,75 @@ def _series(timeline: dict, key: str) -> dict:
     return {version: [(t, v) for t, v in points] for version, points in (timeline or {}).get(key, {}).items()}
 
 
+def interval_chart(contracts: list, width=920) -> str:
+    """Each judged contract as a row: its interval (bar), its estimate (dot) and its bound
+    (red line), each row on its own scale: what decided the verdict, at a glance."""
+    from .compare import value_text
+    rows = [j for j in contracts if j["unit"] != "requests" and j.get("estimate") is not None]
+    if not rows:
+        return ""
+    row_h, left, right = 44, 330, 20
+    height = row_h * len(rows) + 20
+    parts = [f'<svg class="chart" data-chart="intervals" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img"><title>each contract: interval, estimate, bound</title>']
+    colour = {"hold": "#d62728", "promote": "#2ca02c"}
+    for i, j in enumerate(rows):
+        top = 10 + i * row_h
+        low = j["low"] if j["low"] is not None else min(j["estimate"], 0) - abs(j["bound"])
+        high = j["high"] if j["high"] is not None else max(j["estimate"], j["bound"]) + 2 * abs(j["bound"])
+        lo_x, hi_x = min(low, j["bound"], 0.0), max(high, j["bound"] * 1.2, j["estimate"])
+        span = (hi_x - lo_x) or 1.0
+
+        def x(v):
+            return left + (width - left - right) * (min(max(v, lo_x), hi_x) - lo_x) / span
+
+        c = colour.get(j["verdict"], "#b58900")
+        parts.append(f'<text x="4" y="{top + 18}" font-size="12">{_e(j["contract"][:48])}</text>')
+        parts.append(f'<text x="4" y="{top + 33}" font-size="11" fill="#666">{_e(j["verdict"])}: '
+                     f'{_e(value_text(j["estimate"], j["unit"]))}, bound {_e(value_text(j["bound"], j["unit"]))}</text>')
+        parts.append(f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{top + 20}" y2="{top + 20}" '
+                     f'stroke="{c}" stroke-width="6" stroke-linecap="round" opacity="0.55"/>')
+        parts.append(f'<circle cx="{x(j["estimate"]):.1f}" cy="{top + 20}" r="5" fill="{c}"/>')
+        parts.append(f'<line x1="{x(j["bound"]):.1f}" x2="{x(j["bound"]):.1f}" y1="{top + 4}" y2="{top + 36}" '
+                     f'stroke="#d62728" stroke-dasharray="4 3"/>')
+        if lo_x <= 0 <= hi_x:
+            parts.append(f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top + 8}" y2="{top + 32}" stroke="#999"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def judgement_table(doc: dict) -> str:
+    from .compare import interval_text, power_text, value_text, what_would_decide
+    rows = ["<table class=\"verdicts\"><tr><th>contract</th><th>estimate [interval]</th><th>bound</th>"
+            "<th>verdict</th></tr>"]
+    for j in doc["contracts"]:
+        klass = {"promote": "ok", "hold": "bad"}.get(j["verdict"], "unknown")
+        word = "at least" if j["unit"] == "requests" else "at most"
+        why = f": {what_would_decide(j, doc)}" if j["verdict"] == "inconclusive" else ""
+        note = f'<br><span class="muted">{_e(j["note"])}</span>' if j.get("note") else ""
+        power = f'<br><span class="muted">{_e(power_text(j))}</span>' if power_text(j) else ""
+        logql = "".join(f"<code>{_e(q)}</code><br>" for q in j.get("logql", []))
+        rows.append(f"<tr><td>{_e(j['contract'])}{note}<details><summary class=\"muted\">LogQL</summary>{logql}"
+                    f"</details></td><td class=\"num\">{_e(interval_text(j))}{power}</td><td class=\"num\">"
+                    f"{_e(word)} {_e(value_text(j['bound'], j['unit']))}</td>"
+                    f"<td class=\"{klass}\">{_e(j['verdict'])}{_e(why)}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
 def compare_page(doc: dict) -> str:
     base, cand = doc["baseline"], doc["candidate"]
     klass = {"promote": "ok", "hold": "bad"}.get(doc["verdict"], "unknown")
     figures, deltas = doc.get("figures") or {}, doc.get("deltas") or {}
+    confidence = next((j["confidence"] for j in doc["contracts"] if j.get("confidence")), None)
     body = [f"<h1>Candidate {_e(cand)} vs baseline {_e(base)}</h1>",
             f'<div class="verdict {klass}" id="verdict">{_e(doc["verdict"].upper())}</div>',
             f'<p class="muted">evaluated at {_e(_stamp(doc["evaluated_at"]))}, window {_e(doc.get("window_s"))} s, '
-            f'from {_e(doc["source"])}</p>', "<h2>Verdicts</h2>", verdict_table(doc["contracts"])]
+            f'from {_e(doc["source"])}</p>']
+    if doc.get("traffic"):
+        body.append(f'<p>Traffic: {_e(doc["traffic"])}.</p>')
+    body += [f"<h2>Verdicts{f' ({confidence:.0%} intervals)' if confidence else ''}</h2>",
+             judgement_table(doc), interval_chart(doc["contracts"])]
     for error in doc.get("errors", []):
         body.append(f'<p class="bad">error (not judged): {_e(error)}</p>')
     if figures:
@@ -230,8 +291,6 @@ def compare_page(doc: dict) -> str:
     shares = {v: figures.get(v, {}).get("class_shares", {}) for v in (base, cand)}
     classes = list(dict.fromkeys(list(shares[base])[:10] + list(shares[cand])[:10]))
     body.append(bar_chart("class-mix", "share of successful predictions, baseline vs candidate", classes, shares, "%"))
-    psi_bound = next((r["bound"] for r in doc["contracts"] if "PSI" in r["contract"]), None)
-    body.append(psi_gauge(deltas.get("class_mix_psi"), psi_bound))
     if doc.get("logql"):
         body.append("<h2>LogQL</h2><table>" + "".join(
             f"<tr><td>{_e(k)}</td><td><code>{_e(q)}</code></td></tr>" for k, q in doc["logql"].items()) + "</table>")

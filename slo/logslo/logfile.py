@@ -77,20 +77,28 @@ class LogFile:
         if not line:
             return
         try:
-            # Numbers stay strings in their original spelling, like Loki's json parser.
-            record = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
-        except ValueError:
-            self.not_json += 1
-            return
-        if not isinstance(record, dict):
-            self.not_json += 1
-            return
-        try:
-            time_ns = parse_rfc3339_ns(str(record.get("timestamp", "")))
+            entry = self.parse(line)
         except ValueError:
             self.no_timestamp += 1
             return
+        if entry is None:
+            self.not_json += 1
+        else:
+            self.entries.append(entry)
+
+    @staticmethod
+    def parse(line: str) -> Entry | None:
+        """One line as an Entry; None if it is not a JSON object, ValueError if it has no
+        usable `timestamp`."""
+        try:
+            # Numbers stay strings in their original spelling, like Loki's json parser.
+            record = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        except ValueError:
+            return None
+        if not isinstance(record, dict):
+            return None
+        time_ns = parse_rfc3339_ns(str(record.get("timestamp", "")))
         fields: dict = {}
         _flatten("", record, fields)
         function = fields.get("function", "")
-        self.entries.append(Entry(time_ns, {"app": function, "container": function}, fields))
+        return Entry(time_ns, {"app": function, "container": function}, fields)

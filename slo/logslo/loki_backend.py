@@ -16,8 +16,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .logql import Query
+from .logfile import LogFile
+from .logql import LogQuery, Query
 from .vectors import Matrix, Vector, label_set
+
+NS = 1_000_000_000
+PAGE = 5000  # Loki's default max_entries_limit_per_query
 
 
 class LokiError(RuntimeError):
@@ -71,6 +75,29 @@ class LokiBackend:
             label_set(s["metric"]): [(float(t), float(v)) for t, v in s["values"]]
             for s in data["result"]
         }
+
+    def lines(self, logs: LogQuery, start: float, end: float):
+        """The fields of each line the log query keeps in (start, end], oldest first, read in
+        pages of PAGE lines (`direction=forward`, the next page starting at the last line's
+        time; lines already read at that nanosecond are skipped), as logcli pages."""
+        start_ns, end_ns = int(round(start * NS)) + 1, int(round(end * NS)) + 1  # Loki: [start, end)
+        seen_at_start: set = set()
+        while True:
+            params = {"start": str(start_ns), "end": str(end_ns), "limit": str(PAGE), "direction": "forward"}
+            data = self._get("/loki/api/v1/query_range", logs, params)
+            if data["resultType"] != "streams":
+                raise LokiError(f"Loki answered {data['resultType']!r} to a log query: {self._text(logs)}")
+            page = sorted((int(ts), line) for stream in data["result"] for ts, line in stream["values"])
+            fresh = [(ts, line) for ts, line in page if not (ts == start_ns and line in seen_at_start)]
+            for _, line in fresh:
+                entry = LogFile.parse(line)
+                if entry is not None:
+                    yield entry.fields
+            if len(page) < PAGE or not fresh:
+                return
+            last = page[-1][0]
+            seen_at_start = {line for ts, line in page if ts == last} | (seen_at_start if last == start_ns else set())
+            start_ns = last
 
     # -- HTTP -------------------------------------------------------------------------
     @staticmethod

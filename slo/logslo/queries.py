@@ -24,6 +24,12 @@ def inference_logs(function: str, *filters: LabelFilter, unwrap: str | None = No
     return LogQuery(stream=(("app", function),), filters=filters, unwrap=unwrap, fields=tuple(fields))
 
 
+def version_requests(function: str, version: str) -> LogQuery:
+    """Every request line of one model version (a log query: Loki answers the lines, the
+    comparison reads each request's latency, status and class from them)."""
+    return inference_logs(function, LabelFilter(VERSION, "=", version))
+
+
 def requests(function: str, window_s: int, by: tuple | None = None, offset_s: int = 0) -> Sum:
     """How many requests (sum, or sum by labels) in the window."""
     logs = inference_logs(function, keep=by)

@@ -6,10 +6,16 @@ import json
 import time
 
 
+def evaluation_time(at: float) -> str:
+    """`1796537400 (2026-12-06T04:10:00Z)`: the unix seconds whole, as SLO_AT takes them
+    back (`{:g}` printed 1.79654e+09), and the same instant in ISO 8601 UTC."""
+    seconds = str(int(at)) if float(at).is_integer() else repr(float(at))
+    return f"{seconds} ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))})"
+
+
 def human(results: list, source: str, at: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
     failed = [r for r in results if not r.passed]
-    lines = [f"SLO report at {stamp} ({at:g}) from {source}", ""]
+    lines = [f"SLO report at {evaluation_time(at)} from {source}", ""]
     lines += [r.line() for r in results]
     lines.append("")
     if failed:

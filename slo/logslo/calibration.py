@@ -1,0 +1,208 @@
+"""How often the comparison contracts are wrong, measured on real request lines.
+
+`torchfaas-slo calibrate` (make judge-calibration) replays a committed log of one
+`make review` run whose two sides served identical code (slo/calibration/): every
+inference line of both sides is one pool. A trial draws two disjoint samples of
+`--requests` lines from it, labels them baseline and candidate, optionally changes the
+candidate, and decides the contracts of a comparison feature file (slo/compare), with
+the same step functions `torchfaas-slo compare` runs:
+
+    identical    nothing changed: every hold is a false alarm
+    latency      every candidate request 25% slower
+    5xx          3% of the candidate's requests answered 500 (+3 points)
+    class mix    20% of the candidate's answers moved to the pool's most common class
+
+It prints, per scenario, how often the whole comparison held, was inconclusive or
+promoted, and which contracts held, and exits 1 when a target is missed: false holds
+above 2.5%, any detection below 97.5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from . import compare
+from .steps import parse_percent
+
+SCENARIOS = ("identical", "latency +25%", "5xx +3 points", "class mix 20% moved")
+TARGETS = {"identical": ("at most", 0.025), "latency +25%": ("at least", 0.975),
+           "5xx +3 points": ("at least", 0.975), "class mix 20% moved": ("at least", 0.975)}
+
+
+def read_pool(path: str) -> list:
+    """The inference lines of a JSONL log (gzip or plain), as dicts."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        lines = [json.loads(line) for line in handle if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "inference" and "latency_ms" in line]
+
+
+def feature_contracts(path: str) -> tuple:
+    """(confidence, [(step function, args), ...]) for the `Then` steps of a comparison
+    feature file, matched against the steps `torchfaas-slo compare` registers."""
+    import parse
+    confidence = compare.DEFAULT_CONFIDENCE
+    found = []
+    with open(path, encoding="utf-8") as handle:
+        for raw in handle:
+            words = raw.strip().split(" ", 1)
+            if len(words) != 2 or words[0] not in ("Given", "And", "Then", "But"):
+                continue
+            text = words[1]
+            level = parse.parse("a confidence level of {level}", text)
+            if level:
+                confidence = parse_percent(level["level"])
+                continue
+            for keyword, pattern, func in compare.STEPS:
+                if keyword != "then":
+                    continue
+                match = parse.parse(pattern, text)
+                if match:
+                    found.append((func, match.named))
+                    break
+    if not found:
+        raise ValueError(f"no comparison contract in {path}")
+    return confidence, found
+
+
+def samples_of(lines: list) -> compare.Sample:
+    sample = compare.Sample()
+    for line in lines:
+        sample.add({k: str(v) for k, v in line.items() if v is not None})
+    return sample
+
+
+def comparison_of(base: compare.Sample, cand: compare.Sample) -> SimpleNamespace:
+    """What the contract functions read of a Comparison, for two samples."""
+    return SimpleNamespace(baseline="baseline", candidate="candidate", versions=("baseline", "candidate"),
+                           samples={"baseline": base, "candidate": cand}, logql=defaultdict(str))
+
+
+def decide(contracts: tuple, base: compare.Sample, cand: compare.Sample) -> tuple:
+    """(overall verdict, {contract: verdict}) of the feature's contracts on two samples."""
+    confidence, steps = contracts
+    context = SimpleNamespace(slo_results=[], state=SimpleNamespace(
+        comparison=comparison_of(base, cand), confidence=confidence))
+    for func, args in steps:
+        try:
+            func(context, **args)
+        except AssertionError:
+            pass  # a hold: recorded in slo_results like any verdict
+    return compare.verdict(context.slo_results, []), {j.contract: j.verdict for j in context.slo_results}
+
+
+def change(scenario: str, lines: list, rng: random.Random, target_class: str) -> list:
+    """The candidate's lines with the scenario's change applied (copies)."""
+    out = [dict(line) for line in lines]
+    if scenario == "latency +25%":
+        for line in out:
+            line["latency_ms"] = float(line["latency_ms"]) * 1.25
+    elif scenario == "5xx +3 points":
+        for line in out:
+            if rng.random() < 0.03:
+                line.update(status=500, error="internal")
+                line.pop("top1_class", None)
+    elif scenario == "class mix 20% moved":
+        for line in out:
+            if line.get("status") == 200 and rng.random() < 0.20:
+                line["top1_class"] = target_class
+    return out
+
+
+@dataclass
+class Tally:
+    trials: int = 0
+    verdicts: Counter = field(default_factory=Counter)
+    holds_by_contract: Counter = field(default_factory=Counter)
+    undecided_by_contract: Counter = field(default_factory=Counter)
+
+    def rate(self, verdict: str) -> float:
+        return self.verdicts[verdict] / self.trials if self.trials else 0.0
+
+
+def run(pool: list, contracts: tuple, requests: int, trials: dict, seed: int = 1) -> dict:
+    """{scenario: Tally}: `trials[scenario]` trials of two disjoint samples of `requests`."""
+    if 2 * requests > len(pool):
+        raise ValueError(f"the pool holds {len(pool)} requests: too few for two samples of {requests}")
+    rng = random.Random(seed)
+    target = Counter(line.get("top1_class") for line in pool if line.get("status") == 200).most_common(1)[0][0]
+    tallies = {}
+    for scenario in SCENARIOS:
+        tally = Tally()
+        for _ in range(trials.get(scenario, 0)):
+            drawn = rng.sample(pool, 2 * requests)
+            base, cand = drawn[:requests], change(scenario, drawn[requests:], rng, target)
+            overall, by_contract = decide(contracts, samples_of(base), samples_of(cand))
+            tally.trials += 1
+            tally.verdicts[overall] += 1
+            tally.holds_by_contract.update(name for name, v in by_contract.items() if v == compare.HOLD)
+            tally.undecided_by_contract.update(name for name, v in by_contract.items() if v == compare.INCONCLUSIVE)
+        tallies[scenario] = tally
+    return tallies
+
+
+def missed_targets(tallies: dict) -> list:
+    missed = []
+    for scenario, (word, target) in TARGETS.items():
+        tally = tallies.get(scenario)
+        if not tally or not tally.trials:
+            continue
+        rate = tally.rate(compare.HOLD)
+        if (word == "at most" and rate > target) or (word == "at least" and rate < target):
+            missed.append(f"{scenario}: held in {rate:.1%} of {tally.trials} trials, target {word} {target:.1%}")
+    return missed
+
+
+def table(tallies: dict, requests: int, pool: int) -> str:
+    lines = [f"calibration: {requests} requests a version, drawn from {pool} real request lines of identical code",
+             "", "| scenario | trials | hold | inconclusive | promote | target (hold) | contracts that held | "
+             "contracts left inconclusive |", "|---|---:|---:|---:|---:|---|---|---|"]
+    for scenario, tally in tallies.items():
+        word, target = TARGETS[scenario]
+        held = ", ".join(f"{name} {count}" for name, count in tally.holds_by_contract.most_common()) or "-"
+        undecided = ", ".join(f"{name} {count}" for name, count in tally.undecided_by_contract.most_common()) or "-"
+        lines.append(f"| {scenario} | {tally.trials} | {tally.rate(compare.HOLD):.1%} | "
+                     f"{tally.rate(compare.INCONCLUSIVE):.1%} | {tally.rate(compare.PROMOTE):.1%} | "
+                     f"{word} {target:.1%} | {held} | {undecided} |")
+    return "\n".join(lines)
+
+
+def main(argv: list) -> int:
+    parser = argparse.ArgumentParser(prog="torchfaas-slo calibrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--log", default="slo/calibration/identical-code.jsonl.gz",
+                        help="a log of one run whose two sides served identical code")
+    parser.add_argument("--features", default="slo/compare/canary.feature", help="the comparison contracts")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="requests a version per trial (default 2000: about what make review serves a version by default)")
+    parser.add_argument("--trials", type=int, default=400, help="trials of identical code")
+    parser.add_argument("--detection-trials", type=int, default=200, help="trials of each changed candidate")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="write the figures here too")
+    args = parser.parse_args(argv)
+    pool = read_pool(args.log)
+    trials = {s: (args.trials if s == "identical" else args.detection_trials) for s in SCENARIOS}
+    tallies = run(pool, feature_contracts(args.features), args.requests, trials, args.seed)
+    print(table(tallies, args.requests, len(pool)))
+    missed = missed_targets(tallies)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"requests": args.requests, "pool": len(pool), "missed": missed,
+                       "scenarios": {s: {"trials": t.trials, **{v: t.rate(v) for v in
+                                                                (compare.HOLD, compare.INCONCLUSIVE, compare.PROMOTE)},
+                                         "holds_by_contract": dict(t.holds_by_contract),
+                                         "inconclusive_by_contract": dict(t.undecided_by_contract)}
+                                     for s, t in tallies.items()}}, handle, indent=2)
+    for line in missed:
+        print(f"TARGET MISSED: {line}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
