@@ -129,14 +129,14 @@ slo:
 COMPARE_REPORT ?= reports/compare
 .PHONY: compare-run
 compare: compare-run
-	$(call exit_with,$(file < build/compare.status))
+	$(call exit_with,$(file < $(COMPARE_REPORT)/make.status))
 compare-run:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
-	@mkdir -p build; LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
+	@mkdir -p $(COMPARE_REPORT); LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
 		COMPARE_BASELINE="$(BASELINE)" COMPARE_CANDIDATE="$(CANDIDATE)" COMPARE_REPORT="$(COMPARE_REPORT)" \
 		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare slo/compare; \
-		echo $$? > build/compare.status
+		echo $$? > $(COMPARE_REPORT)/make.status
 
 # how often the comparison contracts hold identical code and catch a +25% latency, +3 points
 # of 5xx and a 20% class skew, replayed from a committed log of identical code (slo/calibration)
@@ -178,11 +178,12 @@ capacity: install shrinkwrap
 # REVIEW_SEED), then the comparison contracts; reports in reports/review (load/review.sh);
 # exit 0 promote, 1 hold, 2 inconclusive, 3 broken run
 .PHONY: review-run
+REVIEW_DIR ?= reports/review
 review: review-run
-	$(call exit_with,$(file < build/review.status))
+	$(call exit_with,$(file < $(REVIEW_DIR)/make.status))
 review-run: install
-	@mkdir -p build; PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' bash load/review.sh; \
-		echo $$? > build/review.status
+	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' REVIEW_DIR='$(REVIEW_DIR)' bash load/review.sh; \
+		code=$$?; mkdir -p $(REVIEW_DIR); echo $$code > $(REVIEW_DIR)/make.status
 
 # function + short load + log summary + SLO contracts, all local (DEMO_USERS, DEMO_SECONDS)
 demo: install shrinkwrap

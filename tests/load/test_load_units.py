@@ -53,6 +53,22 @@ def test_bad_requests_cover_the_client_mistakes(corpus):
     assert all(400 <= b.expected_status < 500 for b in bad.values())
 
 
+def test_splitter_sends_each_request_to_one_host_at_random_reproducibly():
+    """make review's split: about half each, no period to line up with the payload
+    sequence, the same sequence for the same seed, and the payload picker untouched."""
+    hosts = ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]
+    first = [traffic.Splitter(hosts, seed=7).next() for _ in range(1)]
+    one, two = traffic.Splitter(hosts, seed=7), traffic.Splitter(hosts, seed=7)
+    sequence = [one.next() for _ in range(2000)]
+    assert sequence == [two.next() for _ in range(2000)] and sequence[:1] == first
+    share = sequence.count(hosts[0]) / len(sequence)
+    assert 0.45 < share < 0.55
+    alternations = sum(a != b for a, b in zip(sequence, sequence[1:])) / (len(sequence) - 1)
+    assert 0.45 < alternations < 0.55  # random, not alternating (which would be 1.0)
+    with pytest.raises(ValueError):
+        traffic.Splitter(hosts[:1])
+
+
 def test_request_ids_are_unique_and_safe():
     ids = traffic.RequestIds("lt-test")
     made = [ids.next() for _ in range(1000)]

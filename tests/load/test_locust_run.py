@@ -90,3 +90,33 @@ def test_an_unknown_profile_is_refused(classifier_fn, tmp_path):
     result = run_locust(classifier_fn.url, tmp_path, "--profile", "sawtooth", "--duration", "1")
     assert result.returncode != 0
     assert "unknown load profile 'sawtooth'" in result.stderr
+
+
+def test_split_hosts_share_one_run_between_two_functions(classifier_fn, classifier_build, tmp_path):
+    """make review's traffic: one Locust run, each request to one of two functions served at
+    the same time; every request reaches exactly one of them and is logged there once."""
+    from localrun import CLASSIFIER_ARTIFACTS
+    from support.function_process import FunctionProcess
+
+    env = {"ARTIFACTS_DIR": str(CLASSIFIER_ARTIFACTS), "MODEL_VERSION": "split-b"}
+    with FunctionProcess(classifier_build, env=env) as other:
+        result = run_locust(classifier_fn.url, tmp_path, "--profile", "steady", "--peak-users", "4",
+                            "--duration", "6", "--seed", "3", "--split-hosts", f"{classifier_fn.url},{other.url}",
+                            "--max-p99-ms", "60000", "--max-fail-ratio", "0.0")
+        assert result.returncode == 0, result.stderr[-3000:]
+        sent = [json.loads(line) for line in (tmp_path / "sent.jsonl").read_text().splitlines()]
+        ids = [s["request_id"] for s in sent]
+        deadline = time.monotonic() + 10
+        while True:  # every request answered is logged by one of them
+            here = {line["request_id"]: line for line in classifier_fn.events("inference")}
+            there = {line["request_id"]: line for line in other.events("inference")}
+            if set(ids) <= set(here) | set(there) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert len(sent) >= 8
+    assert not set(here) & set(there), "a request reached both functions"
+    assert set(here) | set(there) >= set(ids)
+    assert here and there, "one side got no traffic"
+    for s in sent:  # the sent log says which side answered
+        side = there if s["request_id"] in there else here
+        assert s["url"].startswith(other.url if side is there else classifier_fn.url)

@@ -86,3 +86,35 @@ def test_tenant_and_credentials_headers(fake_loki):
     headers = loki.requests[0]["headers"]
     assert headers["x-scope-orgid"] == "team-ml"
     assert headers["authorization"] == "Basic dTpw"
+
+
+def test_log_query_is_read_in_pages_without_losing_or_repeating_lines(fake_loki, monkeypatch):
+    """The comparison reads every request of a version: pages of PAGE lines, `direction=forward`,
+    the next page from the last line's nanosecond, where several lines share one timestamp."""
+    import json as _json
+
+    from logslo import loki_backend
+    monkeypatch.setattr(loki_backend, "PAGE", 4)
+    base = 1_700_000_000 * 10**9
+    # 11 lines, three pairs sharing a nanosecond, one of them across a page boundary
+    stamps = [base + d for d in (1, 2, 2, 3, 4, 4, 5, 6, 6, 7, 8)]
+    lines = [_json.dumps({"timestamp": "2023-11-14T22:13:20.000Z", "event": "inference", "n": i, "latency_ms": i})
+             for i in range(len(stamps))]
+
+    def answer(path, params):
+        start, end, limit = int(params["start"]), int(params["end"]), int(params["limit"])
+        assert params["direction"] == "forward" and path.endswith("/query_range")
+        page = [[str(t), line] for t, line in zip(stamps, lines) if start <= t < end][:limit]
+        return ok({"resultType": "streams", "result": [{"stream": {"app": "classifier"}, "values": page}]})
+
+    loki = fake_loki(answer)
+    logs = queries.version_requests("classifier", "v1")
+    got = list(LokiBackend(loki.url).lines(logs, 1_699_999_999, 1_700_000_001))
+    assert [int(f["n"]) for f in got] == list(range(len(lines)))
+    assert len(loki.requests) >= 3 and loki.requests[0]["params"]["query"] == logs.render()
+
+
+def test_a_metric_answer_to_a_log_query_is_an_error(fake_loki):
+    loki = fake_loki(lambda path, params: ok({"resultType": "vector", "result": []}))
+    with pytest.raises(LokiError, match="log query"):
+        list(LokiBackend(loki.url).lines(queries.version_requests("classifier", "v1"), 0, 1))

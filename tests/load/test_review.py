@@ -1,0 +1,46 @@
+"""`make review`: base and candidate served at the same time under one split traffic, and
+its verdict's exit code through make (0 promote, 1 hold, 2 inconclusive, 3 broken)."""
+import json
+import os
+import subprocess
+
+from localrun import REPO, free_port
+
+from logslo.logfile import parse_rfc3339_ns
+
+
+def make_review(tmp_path, *args, seconds="8", users="4"):
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    env.update(REVIEW_DIR=str(tmp_path / "review"), REVIEW_SECONDS=seconds, REVIEW_USERS=users)
+    return subprocess.run(["make", "-s", "--no-print-directory", "review", f"PORT={free_port()}", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def inference_times(path):
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+    return sorted(parse_rfc3339_ns(line["timestamp"]) / 1e9 for line in lines if line.get("event") == "inference")
+
+
+def test_review_serves_both_sides_at_once_and_a_short_run_is_inconclusive(tmp_path):
+    """A few seconds of traffic cannot tell identical code apart: inconclusive (2, through
+    make), with each side's requests interleaved in time and the split in the report."""
+    done = make_review(tmp_path, "BASE=HEAD")
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out[-4000:]
+    review = tmp_path / "review"
+    base, cand = inference_times(review / "base" / "function.log"), inference_times(review / "candidate" / "function.log")
+    assert len(base) >= 5 and len(cand) >= 5, out[-4000:]
+    # served side by side: each side answered requests while the other was answering too
+    assert base[0] < cand[-1] and cand[0] < base[-1]
+    overlap = min(base[-1], cand[-1]) - max(base[0], cand[0])
+    assert overlap > 0.7 * (max(base[-1], cand[-1]) - min(base[0], cand[0]))
+    doc = json.loads((review / "report.json").read_text())
+    assert doc["verdict"] == "inconclusive" and "split at random" in doc["traffic"]
+    md = (review / "report.md").read_text()
+    assert "INCONCLUSIVE" in md and "requests a version would decide it" in md
+
+
+def test_review_of_a_missing_commit_is_a_broken_run(tmp_path):
+    done = make_review(tmp_path, "BASE=no-such-ref-anywhere")
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "no commit no-such-ref-anywhere" in done.stderr
