@@ -74,8 +74,10 @@ echo
 # @production-mix bands describe production traffic, not six demo photos;
 # @needs-history scenarios compare with an earlier window a fresh log lacks
 echo "== SLO contracts on $out/function.log (make slo)"
+slo_at=$(date +%s)
+slo_tags=${SLO_TAGS:-not @production-mix and not @needs-history}
 "$make_cmd" --no-print-directory slo LOG_FILE="$out/function.log" SLO_REPORT="$out/slo.json" \
-    SLO_HTML="$out/report.html" SLO_TAGS="${SLO_TAGS:-not @production-mix and not @needs-history}"
+    SLO_HTML="$out/report.html" SLO_AT="$slo_at" SLO_TAGS="$slo_tags"
 slo_code=$?
 
 echo
@@ -85,6 +87,7 @@ echo "  requests sent:           $out/sent.jsonl"
 echo "  Locust reports:          $out/locust.html, $out/locust_stats.csv, $out/locust_stats_history.csv"
 [ -f "$out/slo.json" ] && echo "  SLO report:              $out/slo.json"
 [ -f "$out/report.html" ] && echo "  HTML report:             $out/report.html"
+echo "  the same SLO check again: make slo LOG_FILE=$out/function.log SLO_AT=$slo_at SLO_TAGS=\"$slo_tags\""
 
 code=0
 [ "$slo_code" -ne 0 ] && { echo "demo: FAILED - an SLO contract is violated (see the SLO report above)"; code=1; }

@@ -48,6 +48,7 @@ class Sample:
 
     latency_ms: list = field(default_factory=list)
     faults: int = 0  # 5xx
+    rejections: int = 0  # 4xx
     classes: Counter = field(default_factory=Counter)  # top-1 class of each 200
     first_ns: int | None = None
     last_ns: int | None = None
@@ -69,6 +70,7 @@ class Sample:
             return  # not a request the contracts count (no latency_ms: dropped by unwrap too)
         self.latency_ms.append(latency)
         self.faults += status >= 500
+        self.rejections += 400 <= status < 500
         if status == 200 and fields.get("top1_class"):
             self.classes[fields["top1_class"]] += 1
         try:
@@ -209,11 +211,13 @@ def latency_quantile(c: Comparison, phi: float, at_most_pct: float, confidence: 
                    f"{fmt(judge.quantile(sorted(base), phi), 'ms')}", log_scale=True)
 
 
-def fault_ratio(c: Comparison, at_most_points: float, confidence: float) -> Judgement:
+def status_ratio(c: Comparison, kind: str, at_most_points: float, confidence: float) -> Judgement:
+    """The candidate's 5xx (or 4xx) ratio minus the baseline's."""
+    count = {"5xx": lambda s: s.faults, "4xx": lambda s: s.rejections}[kind]
     b, k = c.samples[c.baseline], c.samples[c.candidate]
-    interval = judge.ratio_difference(b.faults, b.requests, k.faults, k.requests, confidence)
-    return _judged("5xx ratio of the candidate minus the baseline's", "points", at_most_points / 100, interval, c,
-                   [c.logql["5xx ratio"]], f"{k.faults}/{k.requests} vs {b.faults}/{b.requests}")
+    interval = judge.ratio_difference(count(b), b.requests, count(k), k.requests, confidence)
+    return _judged(f"{kind} ratio of the candidate minus the baseline's", "points", at_most_points / 100, interval,
+                   c, [c.logql[f"{kind} ratio"]], f"{count(k)}/{k.requests} vs {count(b)}/{b.requests}")
 
 
 def class_mix(c: Comparison, at_most_pct: float, confidence: float) -> Judgement:
@@ -528,7 +532,13 @@ def step_latency_quantile(context, pct, bound):
 @then("the candidate's server-error ratio (5xx) is at most {bound:g} points above the baseline's")
 @then("the candidate's server-error ratio (5xx) is at most {bound:g} point above the baseline's")
 def step_5xx(context, bound):
-    _judge(context, fault_ratio(_comparison(context), bound, context.state.confidence))
+    _judge(context, status_ratio(_comparison(context), "5xx", bound, context.state.confidence))
+
+
+@then("the candidate's client-error ratio (4xx) is at most {bound:g} points above the baseline's")
+@then("the candidate's client-error ratio (4xx) is at most {bound:g} point above the baseline's")
+def step_4xx(context, bound):
+    _judge(context, status_ratio(_comparison(context), "4xx", bound, context.state.confidence))
 
 
 @then("the candidate's class mix differs from the baseline's in at most {bound:g}% of answers")

@@ -105,18 +105,31 @@ def test_usage_errors_say_what_is_wrong(tmp_path, capsys):
     assert code != 0 and "no .feature files" in out
 
 
-def test_the_package_needs_behave_and_nothing_else():
+def test_the_package_needs_behave_and_the_judges_statistics_nothing_else():
+    """behave (and its parse) for the contracts, numpy + scipy for the comparison's
+    statistics: no torch. The SLO check itself never imports the statistics."""
     project = tomllib.loads((SLO / "pyproject.toml").read_text())["project"]
-    assert [d.split(">")[0].split("=")[0].strip() for d in project["dependencies"]] == ["behave"]
+    assert [d.split(">")[0].split("=")[0].strip() for d in project["dependencies"]] == ["behave", "parse", "numpy",
+                                                                                      "scipy"]
     assert project["scripts"] == {"torchfaas-slo": "logslo.cli:main"}
-    imported = set()
+    imported = {}
     for path in (SLO / "logslo").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
+                names = {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and not node.level:
-                imported.add(node.module.split(".")[0])
-    assert imported - set(sys.stdlib_module_names) == {"behave"}
+                names = {node.module.split(".")[0]}
+            else:
+                continue
+            for name in names - set(sys.stdlib_module_names):
+                imported.setdefault(name, set()).add(path.stem)
+    assert set(imported) == {"behave", "parse", "numpy", "scipy"}
+    assert imported["numpy"] | imported["scipy"] <= {"judge", "html", "calibration"}
+    done = subprocess.run([sys.executable, "-c", "import sys, logslo.cli, logslo.hooks, logslo.steps, "
+                           "logslo.file_backend, logslo.loki_backend, logslo.html; "
+                           "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SLO)})
+    assert done.stdout.strip() == "[]", done.stderr
 
 
 def test_the_projects_contracts_live_in_the_slo_folder():
