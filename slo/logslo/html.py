@@ -225,7 +225,7 @@ def interval_chart(contracts: list, width=920) -> str:
                      f'stroke="{c}" stroke-width="6" stroke-linecap="round" opacity="0.55"/>')
         parts.append(f'<circle cx="{x(j["estimate"]):.1f}" cy="{top + 20}" r="5" fill="{c}"/>')
         parts.append(f'<line x1="{x(j["bound"]):.1f}" x2="{x(j["bound"]):.1f}" y1="{top + 4}" y2="{top + 36}" '
-                     f'stroke="#d62728" stroke-dasharray="4 3"/>')
+                     f'class="slo-line" stroke="#d62728" stroke-dasharray="4 3"/>')
         if lo_x <= 0 <= hi_x:
             parts.append(f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="{top + 8}" y2="{top + 32}" stroke="#999"/>')
     parts.append("</svg>")
