@@ -83,8 +83,9 @@ def add_options(parser):
                        help="write one JSON line per request sent (request id, name, status, ms)")
     group.add_argument("--seed", type=int, default=_env("LOAD_SEED"), help="seed the payload choice")
     group.add_argument("--split-hosts", default=_env("LOAD_SPLIT_HOSTS", ""),
-                       help="comma-separated base URLs: each request goes to one of them, chosen at random "
-                            "with --seed (make review: base and candidate served side by side)")
+                       help="comma-separated base URLs: each request goes to one of them, in random blocks per "
+                            "payload so each gets the same mix (seeded by --seed; make review: base and candidate "
+                            "served side by side)")
 
 
 def _option(environment, name: str, default=None):
@@ -209,7 +210,7 @@ class ClassifierUser(FastHttpUser):
     def _photo(self, payload: traffic.Payload):
         request_id = self.environment.request_ids.next()
         topk = self.environment.picker.random.choice((1, 3, 5))
-        with self.client.post(self._url(f"/?topk={topk}"), data=payload.body, name=f"POST / {payload.fmt}",
+        with self.client.post(self._url(f"/?topk={topk}", payload.label), data=payload.body, name=f"POST / {payload.fmt}",
                               headers={"Content-Type": payload.content_type, "X-Request-Id": request_id},
                               catch_response=True) as response:
             problem = None
@@ -227,7 +228,7 @@ class ClassifierUser(FastHttpUser):
     def _bad(self, bad: traffic.BadRequest):
         request_id = self.environment.request_ids.next()
         path = "/?" + bad.query if bad.query else "/"
-        with self.client.post(self._url(path), data=bad.body, name=BAD_PREFIX + bad.kind,
+        with self.client.post(self._url(path, bad.kind), data=bad.body, name=BAD_PREFIX + bad.kind,
                               headers={"Content-Type": bad.content_type, "X-Request-Id": request_id},
                               catch_response=True) as response:
             problem = None
@@ -235,11 +236,11 @@ class ClassifierUser(FastHttpUser):
                 problem = f"expected HTTP {bad.expected_status}, got {response.status_code}"
             self._finish(response, request_id, problem, bad.kind)
 
-    def _url(self, path: str) -> str:
+    def _url(self, path: str, kind: str) -> str:
         """`path` on this request's host: with --split-hosts an absolute URL on the host
-        the splitter draws (Locust's clients take absolute URLs as they are)."""
+        the splitter gives this kind of request (Locust's clients take absolute URLs as they are)."""
         splitter = getattr(self.environment, "splitter", None)
-        return splitter.next() + path if splitter else path
+        return splitter.next(kind) + path if splitter else path
 
     def _finish(self, response, request_id: str, problem: str | None, what: str):
         if problem:

@@ -53,18 +53,22 @@ def test_bad_requests_cover_the_client_mistakes(corpus):
     assert all(400 <= b.expected_status < 500 for b in bad.values())
 
 
-def test_splitter_sends_each_request_to_one_host_at_random_reproducibly():
-    """make review's split: about half each, no period to line up with the payload
-    sequence, the same sequence for the same seed, and the payload picker untouched."""
+def test_splitter_gives_every_host_the_same_mix_in_random_order_reproducibly():
+    """make review's split: each kind of request alternates between the hosts in random
+    blocks, so both get the same payload mix, no period lines up with the payload
+    sequence, and the same seed gives the same split."""
     hosts = ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]
-    first = [traffic.Splitter(hosts, seed=7).next() for _ in range(1)]
+    kinds = [random.Random(i).choice("abcdefg") for i in range(3000)]
     one, two = traffic.Splitter(hosts, seed=7), traffic.Splitter(hosts, seed=7)
-    sequence = [one.next() for _ in range(2000)]
-    assert sequence == [two.next() for _ in range(2000)] and sequence[:1] == first
-    share = sequence.count(hosts[0]) / len(sequence)
-    assert 0.45 < share < 0.55
-    alternations = sum(a != b for a, b in zip(sequence, sequence[1:])) / (len(sequence) - 1)
-    assert 0.45 < alternations < 0.55  # random, not alternating (which would be 1.0)
+    sequence = [one.next(kind) for kind in kinds]
+    assert sequence == [two.next(kind) for kind in kinds]
+    for kind in set(kinds):
+        sides = [host for host, k in zip(sequence, kinds) if k == kind]
+        assert abs(sides.count(hosts[0]) - sides.count(hosts[1])) <= 1, kind
+        firsts = sides[::2]  # each block's first host: random, not always the same
+        assert 0.3 < firsts.count(hosts[0]) / len(firsts) < 0.7
+    other = [traffic.Splitter(hosts, seed=8).next(kind) for kind in kinds]
+    assert other != sequence
     with pytest.raises(ValueError):
         traffic.Splitter(hosts[:1])
 
