@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support.alloy_syntax import find, parse
+from support.system_tools import require
 from support.dockerfile import image_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,12 +27,7 @@ LABELS = {"namespace", "app", "container"}
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is missing (.ci/run installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
+    return require(tool, suite="tests/compose")[tool]
 
 
 @pytest.fixture(scope="module")
