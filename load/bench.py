@@ -28,6 +28,7 @@ numbers the best of --rounds process starts, for every server alike.
 """
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -35,9 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
-from localrun import CLASSIFIER as FUNCTION, REPO, free_port, import_build, shrinkwrap, stop_process
+from localrun import CLASSIFIER as FUNCTION
+from localrun import REPO, free_port, import_build, shrinkwrap, stop_process
 from stats import percentile
 
 SEED = REPO / "load" / "seed_handler" / "app.py"
@@ -138,9 +141,10 @@ def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats
 def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float,
                        precision: str = "fp32") -> tuple[dict, "Pipeline"]:
     import_build(build)
-    import function.handler as handler_module  # before torch: see main()
     import numpy as np
     import torch
+
+    import function.handler as handler_module  # before torch: see main()
     from torchfaas import Settings
     from torchfaas.toolkit import open_image, read_verified_manifest
 
@@ -166,7 +170,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         rates = {}
         for batch in (1, 2, 4, 8, 16):
             items = [pixels] * batch
-            rates[batch] = best_rate(lambda: handler.predict(items), batch, seconds)
+            rates[batch] = best_rate(partial(handler.predict, items), batch, seconds)
             log(f"  {precision} model {backend} batch {batch}: {rates[batch]:.1f} images/s")
         results["model"][backend] = rates
     served = "aoti" if "aoti" in handlers else "eager"
@@ -178,7 +182,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         parallel = {}
         for batch in (1, 2, 4, 8):
             items = [pixels] * batch
-            parallel[batch] = parallel_rate(lambda: handler.predict(items), batch, workers, seconds)
+            parallel[batch] = parallel_rate(partial(handler.predict, items), batch, workers, seconds)
             log(f"  {precision} model {served} x{workers} streams, batch {batch}: {parallel[batch]:.1f} images/s")
         results["model"][f"{served} x{workers}"] = parallel
         rates = parallel
@@ -188,9 +192,10 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
 
     payloads = list(jpegs.values())
 
-    def preprocess_one(i=[0]):
-        i[0] += 1
-        return handler_module.to_pixels(open_image(payloads[i[0] % len(payloads)], settings.max_pixels))
+    turn = itertools.count(1)
+
+    def preprocess_one():
+        return handler_module.to_pixels(open_image(payloads[next(turn) % len(payloads)], settings.max_pixels))
 
     prep_rate = best_rate(preprocess_one, 1, seconds)
 
@@ -241,7 +246,7 @@ def handler_stage_cpu_ms(handler, payloads: list, batch: int, repeats: int = 60)
         return (time.thread_time() - started) * 1000
 
     requests_, items = [request(i) for i in range(batch)], []
-    pre = [cpu(lambda: items.append(handler.preprocess(requests_[i % batch]))) for i in range(repeats)]
+    pre = [cpu(partial(lambda i: items.append(handler.preprocess(requests_[i % batch])), i)) for i in range(repeats)]
     batch_items = items[:batch]
     outputs = handler.predict(batch_items)
     model = [cpu(lambda: handler.predict(batch_items)) / batch for _ in range(max(5, repeats // batch))]
@@ -484,7 +489,8 @@ def report(res: dict) -> str:
             lines.append(f"  model {backend:5s}: " + ", ".join(f"b{b} {r:.0f}/s" for b, r in rates.items()))
         lines.append(f"  model-only limit      : {limits['model_limit']:.1f} images/s "
                      f"({limits['served_backend']}, batch {limits['best_batch']}, {limits['workers']} streams)")
-        lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s (decode + crop/resize, 1 thread)")
+        lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s "
+                     "(decode + crop/resize, 1 thread)")
         windows = variant.get("pipeline_windows", [])
         lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + "
                      f"forward, {limits['workers']} streams; best of {len(windows)} windows as long as a "
@@ -663,7 +669,7 @@ def main() -> int:
         # is imported, and OpenMP reads it once. Imported after torch (as until 2026-12-02),
         # the compiled kernels ran 2-thread OpenMP teams in each of the 2 streams: bf16 b1 x2
         # read 9 images/s instead of 203-243.
-        import function.handler  # noqa: F401
+        import function.handler  # noqa: F401 imported for its side effect, named above
         from torchfaas import Settings
         # the in-process limits allocate as the served function does (server.main)
         Settings().apply_torch_allocator()

@@ -18,10 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
 from bench import function_server
 from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, proc_kib, shrinkwrap
 from photos import PHOTOS
-from PIL import Image
 
 FORMATS = {  # name: (PIL format, save arguments, Content-Type)
     "jpeg": ("JPEG", {"quality": 60}, "image/jpeg"),

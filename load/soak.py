@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+
 from localrun import free_port, proc_kib, stop_process
 from traffic import Picker, RequestIds, bad_requests, build_corpus
 

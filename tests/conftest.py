@@ -2,9 +2,10 @@
 from pathlib import Path
 
 import pytest
+
 from localrun import CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
-from support.function_process import TEST_FUNCTIONS, FunctionProcess
 from support import system_tools
+from support.function_process import TEST_FUNCTIONS, FunctionProcess
 
 
 @pytest.fixture(scope="session")

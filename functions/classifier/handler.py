@@ -82,12 +82,23 @@ SETTINGS = ClassifierSettings()
 # reads once, when torch is first imported: set it before that.
 os.environ.setdefault("OMP_NUM_THREADS", str(SETTINGS.torch_threads))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchfaas.toolkit import (MANIFEST, compile_package, CompiledModel, cpu_supports,  # noqa: E402
-                               decode_rgb_array, image_bytes_from, open_image, package_isa,
-                               portable_x86_configs, sha256_of, write_manifest)
-from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls  # noqa: E402
+import numpy as np  # noqa: E402 after OMP_NUM_THREADS is set
+import torch  # noqa: E402 after OMP_NUM_THREADS is set
+
+from torchfaas.toolkit import (  # noqa: E402 with the imports above
+    MANIFEST,
+    CompiledModel,
+    compile_package,
+    cpu_supports,
+    decode_rgb_array,
+    image_bytes_from,
+    open_image,
+    package_isa,
+    portable_x86_configs,
+    sha256_of,
+    write_manifest,
+)
+from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls  # noqa: E402 with the imports above
 
 # resize_bicubic() hands torch the read-only pixels PIL decoded; torch only reads them,
 # so its once-per-process "not writable" warning is noise on stderr
@@ -588,7 +599,7 @@ class Classifier(ModelHandler):
             pixels = gate_inputs(photos)
             if have_fp32_package:
                 fp32 = CompiledModel(artifacts_dir / PACKAGE)
-                reference = lambda x: fp32(x)[0]  # noqa: E731
+                reference = lambda x: fp32(x)[0]  # noqa: E731 the other branch assigns a function
             else:
                 reference = ServedModel(net)
             bf16 = CompiledModel(path)

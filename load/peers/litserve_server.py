@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common  # noqa: E402 after sys.path points at this folder
 
 # The best of the settings tried, by c16 throughput (peer_bench.py --servers litserve --rounds 1
 # --levels 1,16 --duration 6 --peer-env litserve:PEER_...=..., 2026-11-25; c16 req/s / c1 p50 ms):
@@ -46,7 +46,7 @@ BATCH_TIMEOUT = common.env_float("PEER_BATCH_TIMEOUT_S", BEST["batch_timeout"])
 FAST_QUEUE = os.environ.get("PEER_FAST_QUEUE", str(int(BEST["fast_queue"]))) == "1"
 API_SERVERS = common.env_int("PEER_API_SERVERS", BEST["api_servers"])
 
-import litserve as ls  # noqa: E402
+import litserve as ls  # noqa: E402 after its settings above are read
 
 
 class EfficientNetAPI(ls.LitAPI):

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from support.alloy_syntax import find, parse
-from support.system_tools import require
 from support.dockerfile import image_env
+from support.system_tools import require
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "loki" / "compose"

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import requests
+
 from faultkit import raw_post, rss_kib, wait_line
 from photos import photo_bytes
 from support.classifier import MAX_PIXELS

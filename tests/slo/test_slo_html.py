@@ -7,8 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from support.system_tools import require
 from test_slo_compare import bad_canary, baseline, compare_file
 from test_slo_runner import run_slo
@@ -31,7 +29,8 @@ def render(page: Path, tmp_path: Path):
                           "--dump-dom", url], capture_output=True, text=True, timeout=120)
     shot = tmp_path / "screenshot.png"
     done = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}-shot", "--window-size=1100,2200",
-                           "--hide-scrollbars", f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
+                           "--hide-scrollbars", f"--screenshot={shot}", url],
+                          capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0 and done.returncode == 0, dom.stderr[-2000:] + done.stderr[-2000:]
     return dom.stdout, dom.stderr, shot
 

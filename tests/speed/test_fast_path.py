@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from photos import PHOTOS
 from torchfaas.toolkit import decode_rgb, open_image
 
@@ -193,6 +194,7 @@ def test_jpegs_decode_to_pillows_exact_pixels_through_simplejpeg(name, classifie
     without a trace); the JPEG with a libjpeg warning, which simplejpeg refuses,
     falls back to Pillow rather than becoming a 400."""
     import simplejpeg
+
     from torchfaas.toolkit import images
 
     data = jpeg_variants()[name]

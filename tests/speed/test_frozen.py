@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from torchfaas.toolkit.compiled import prepacked_calls, wrapper_calls
 
 # EfficientNet-Lite0: stem + 16 blocks (1 with 2 convs, 15 with 3) + head

@@ -6,16 +6,14 @@ relabelling intact: only the Kubernetes pod discovery is swapped for a file that
 lists the local function processes with the labels pod discovery would give them.
 """
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
+
 from localrun import REPO, free_port
 from support.system_tools import require
 

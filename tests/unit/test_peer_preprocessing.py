@@ -14,8 +14,9 @@ import io
 import numpy as np
 import pytest
 import torch
-from localrun import REPO
 from PIL import Image
+
+from localrun import REPO
 from photos import PHOTOS
 from support.classifier import classifier_module
 from torchfaas.toolkit import open_image

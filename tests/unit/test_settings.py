@@ -8,6 +8,7 @@ import importlib.util
 import re
 
 import pytest
+
 from localrun import CLASSIFIER, REPO
 from support.dockerfile import image_env
 from torchfaas import Settings

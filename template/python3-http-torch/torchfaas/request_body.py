@@ -12,7 +12,7 @@ def request_body(request) -> bytes:
     read() copies it, holding the GIL: ~63 µs of CPU for a 110-200 KB photo in the
     served process against ~2 µs (docs/benchmarks.md).
     """
-    request.stream  # werkzeug's checks first: a 413 past MAX_CONTENT_LENGTH
+    request.stream  # noqa: B018 reading the property runs werkzeug's checks first: a 413 past MAX_CONTENT_LENGTH
     length = request.content_length
     if length is None:  # a server that streams bodies of unknown length
         return request.get_data()

@@ -32,7 +32,6 @@ from .settings import Settings
 from .waitress_channel import LoggedChannel
 
 
-
 class Server:
     def __init__(self, function: Function):
         settings = self.settings = function.settings
