@@ -8,7 +8,7 @@ bodies), a fresh process for each size and format, and sends it one real photo
 process's peak RSS rose above its RSS just before (the kernel's VmHWM, reset through
 /proc/PID/clear_refs) and how much of that it still holds after the answer (glibc
 keeps freed memory in its arenas for the next request). The two batch workers can
-decode two images at once. For sizing a pod's memory limit (README, "Memory").
+decode two images at once. For sizing a pod's memory limit (docs/settings.md, "Memory").
 """
 import argparse
 import http.client

@@ -78,7 +78,7 @@ def test_with_function_stops_the_function_when_killed(classifier_build, tmp_path
 
 
 def test_decode_memory_prints_each_format_answered():
-    """load/decode_memory.py (README, "Memory"): one row per format, each image answered."""
+    """load/decode_memory.py (docs/settings.md, "Memory"): one row per format, each image answered."""
     result = subprocess.run([sys.executable, str(LOAD / "decode_memory.py"), "--megapixels", "1"],
                             cwd=REPO, capture_output=True, text=True, timeout=300, env=clean_env())
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]

@@ -308,7 +308,7 @@ def test_rules_load_and_answer_per_version_traffic(scenario):
         time.sleep(0.5)
     bad = [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not bad and len(rules) == 25
-    # retirement: the busiest hour of the last day per version (README)
+    # retirement: the busiest hour of the last day per version (docs/metrics.md)
     retire = prom.wait_for("max_over_time(model_version:torchfaas_requests:rate1h[24h]) * 3600",
                            lambda r: {s["metric"]["model_version"] for s in r} == {"v1", "v2"})
     print("\nbusiest hour over 24h, requests (PromQL):",
