@@ -127,7 +127,9 @@ clean:
 
 ## bench: the benchmark: model and pipeline limits, served c=1/4/16, cold start (~10 min)
 # speed: model limit, pipeline limit, served vs seed-style handler at c=1/4/16,
-# cold start, logging cost and the target ratios (docs/benchmarks.md); ~10 min (every served variant and the seed started 3 times, interleaved, each variant's pipeline limit taken right after its starts).
+# cold start, logging cost and the target ratios (docs/benchmarks.md, "What each figure means");
+# ~10 min (every served variant and the seed started 3 times, interleaved, each variant's
+# pipeline limit taken right after its starts).
 # BENCH_ARGS e.g. "--duration 15" or "--env BATCH_SIZE=4"
 bench: install
 	@mkdir -p reports

@@ -13,7 +13,7 @@ One run measures, on this machine:
      3 and 4 start every server --rounds times, interleaved, and count the best start;
   5. cold start (process start to /ready 200) against `import torch` + artifact load;
   6. JSON logging cost as a share of a request's CPU time;
-and prints the ratios the speed targets are stated in (docs/benchmarks.md).
+and prints the ratios the speed targets are stated in (docs/benchmarks.md, "Targets").
 1-3 and 5 run for each MODEL_PRECISION (fp32, bf16) in the same run, side by side:
 the bf16 artifacts are prepared once next to the fp32 ones (artifacts/classifier-bf16,
 the fp32 package reused; the build's accuracy gate runs there) and served with
@@ -356,7 +356,7 @@ def seed_server(artifacts: Path) -> Server:
     port = free_port()
     # one torch thread per forward pass: the seed's better setting on 2 cores with its 4
     # waitress threads (c16 62.4 vs 49.2 req/s, c1 p50 27.7 vs 31.3 ms against torch's
-    # default of one per core), and what it inherited in the runs docs/benchmarks.md records
+    # default of one per core), as docs/benchmarks.md, "What each figure means", describes it
     return Server([sys.executable, str(SEED), "--artifacts", str(artifacts), "--port", str(port)],
                   REPO, {"OMP_NUM_THREADS": "1"}, port, subprocess.DEVNULL)
 

@@ -7,7 +7,7 @@ as first written. Fast: `to_pixels` (JPEG draft decoding, PyTorch's uint8
 antialiased bicubic kernel) and the AOTInductor package, which does the
 normalisation and the softmax itself.
 
-Stated tolerance (docs/benchmarks.md):
+Stated tolerance (docs/benchmarks.md, "Correctness of the fast path"):
 - images decoded at full scale (every bundled photo): every uint8 value within 1
   of PIL's (the two kernels round differently), so top-1 identical and every
   class probability within 5e-3 of the reference (observed: <= 1.8e-3);

@@ -2,7 +2,7 @@
 
 Inductor applies `freezing` only under `torch.no_grad()`; with grad enabled the
 option is ignored without a word and the package calls the plain ATen
-convolution 49 times, 1.5-2x slower (docs/benchmarks.md). These tests read the
+convolution 49 times, 1.5-2x slower (docs/benchmarks.md, "The fast path"). These tests read the
 generated C++ wrapper inside the .pt2 zip, so they fail if freezing silently
 stops applying, whatever the timing noise.
 """

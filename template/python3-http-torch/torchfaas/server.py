@@ -46,12 +46,12 @@ class Server:
             channel_request_lookahead=1,
             # a photo in a few reads of the socket, not 8 KiB (waitress's default) per
             # pass of the main loop: measured 0.63 vs 0.75 ms of server CPU per
-            # request with a stand-in model and the real JPEGs (docs/benchmarks.md)
+            # request with a stand-in model and the real JPEGs (docs/benchmarks.md, "The fast path")
             recv_bytes=256 * 1024,
             # an answer leaves in one send() by the socket loop, not as two (waitress's
             # default of 1 sends the header and then the body from the request thread,
             # two TCP segments that wake the client twice): with a stand-in model 0.95 vs
-            # 1.08 ms of server CPU per request at c1 (docs/benchmarks.md). Bodies past
+            # 1.08 ms of server CPU per request at c1 (docs/benchmarks.md, "The fast path"). Bodies past
             # this size are still sent as they are written. (waitress marks the option
             # deprecated; the pinned 3.0.2 has it, an upgrade that drops it fails at start.)
             send_bytes=64 * 1024,

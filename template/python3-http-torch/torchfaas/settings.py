@@ -92,7 +92,7 @@ class Settings:
     # PyTorch's own variable, on by default here: tensors of 2 MiB and more are
     # allocated on transparent huge pages (madvise). A forward pass allocates its
     # activations afresh each time; on 4 KiB pages that cost ~400 page faults per
-    # request, most of the kernel time of a served request (docs/benchmarks.md).
+    # request, most of the kernel time of a served request (docs/benchmarks.md, "The fast path").
     torch_huge_pages: int = env("THP_MEM_ALLOC_ENABLE", 1, int)
 
     def __post_init__(self):
