@@ -133,17 +133,17 @@ clean:
 # BENCH_ARGS e.g. "--duration 15" or "--env BATCH_SIZE=4"
 bench: install
 	@mkdir -p reports
-	$(PY) load/bench.py --json reports/bench.json $(BENCH_ARGS)
+	PYTHONPATH=load $(PY) load/benchmark/bench.py --json reports/bench.json $(BENCH_ARGS)
 
 ## bench-peers: torchfaas against LitServe, TorchServe and BentoML on the same model (~12 min)
 # torchfaas fp32 against the peer servers (LitServe, TorchServe, BentoML), each serving the
-# same EfficientNet-Lite0 with its own dynamic batching at its best setting (load/peers/),
+# same EfficientNet-Lite0 with its own dynamic batching at its best setting (load/benchmark/peers/),
 # one at a time, interleaved over rounds; each peer's venv under .peers/<name>/ (created on
 # the first run, ~1 GB each). ~12 min. PEER_BENCH_ARGS e.g. "--rounds 1 --servers torchfaas,litserve"
 .PHONY: bench-peers
 bench-peers: install
 	@mkdir -p reports
-	$(PY) load/peer_bench.py --json reports/peers.json $(PEER_BENCH_ARGS)
+	PYTHONPATH=load $(PY) load/benchmark/peer_bench.py --json reports/peers.json $(PEER_BENCH_ARGS)
 
 ## slo: check the SLO contracts on LOG_FILE=... or LOKI_URL=...; HTML report in reports/slo
 # SLO contracts (slo/features) with the SLO tool (slo/: the `torchfaas-slo` command)

@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 behind LitServe 0.2.19 (load/peer_bench.py starts it in .peers/litserve).
+"""EfficientNet-Lite0 behind LitServe 0.2.19 (load/benchmark/peer_bench.py starts it in .peers/litserve).
 
-    .peers/litserve/bin/python load/peers/litserve_server.py --port 8000
+    .peers/litserve/bin/python load/benchmark/peers/litserve_server.py --port 8000
 
 LitServe's API for images is JSON: POST /predict {"image": "<base64 JPEG>"} (a raw
 body goes through `await request.json()` in LitServe's handler and fails). Its own

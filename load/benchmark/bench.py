@@ -9,7 +9,7 @@ One run measures, on this machine:
      throughput, p50, p99;
      and the runtime alone (a stand-in model) under the same load at the top level,
      which splits the server's CPU per request into stages;
-  4. the same load against the seed-style handler (load/seed_handler): the baseline;
+  4. the same load against the seed-style handler (load/benchmark/seed_handler): the baseline;
      3 and 4 start every server --rounds times, interleaved, and count the best start;
   5. cold start (process start to /ready 200) against `import torch` + artifact load;
   6. JSON logging cost as a share of a request's CPU time;
@@ -19,7 +19,8 @@ the bf16 artifacts are prepared once next to the fp32 ones (artifacts/classifier
 the fp32 package reused; the build's accuracy gate runs there) and served with
 MODEL_PRECISION=bf16. On a CPU without native bf16 that variant serves fp32 (and says so).
 
-    .venv/bin/python load/bench.py [--duration 8] [--json reports/bench.json] [--precisions fp32]
+    PYTHONPATH=load .venv/bin/python load/benchmark/bench.py [--duration 8] [--json reports/bench.json] \\
+        [--precisions fp32]
 
 The load generator is a small asyncio HTTP/1.1 client (keep-alive, prebuilt
 requests) so that it takes as little of the shared CPUs as possible; it loads
@@ -43,7 +44,7 @@ from localrun import CLASSIFIER as FUNCTION
 from localrun import REPO, free_port, import_build, shrinkwrap, stop_process
 from stats import percentile
 
-SEED = REPO / "load" / "seed_handler" / "app.py"
+SEED = REPO / "load" / "benchmark" / "seed_handler" / "app.py"
 # what every process the bench starts inherits: the environment it was given, not
 # the torch allocator settings main() applies to its own in-process limits (the seed
 # handler and the bare-load baseline run as they would anywhere; the function sets

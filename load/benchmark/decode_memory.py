@@ -1,6 +1,6 @@
 """How much memory one image takes while the served classifier decodes it, by format.
 
-    .venv/bin/python load/decode_memory.py [--megapixels 25 4] [--env MAX_PIXELS=25000000]
+    PYTHONPATH=load .venv/bin/python load/benchmark/decode_memory.py [--megapixels 25 4] [--env MAX_PIXELS=25000000]
 
 Starts the classifier as `make bench` does (its defaults: MAX_PIXELS 25 MP, 10 MiB
 bodies), a fresh process for each size and format, and sends it one real photo

@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 behind BentoML 1.4.40 (load/peer_bench.py starts it in .peers/bentoml).
+"""EfficientNet-Lite0 behind BentoML 1.4.40 (load/benchmark/peer_bench.py starts it in .peers/bentoml).
 
-    .peers/bentoml/bin/python load/peers/bentoml_server.py --port 3000
+    .peers/bentoml/bin/python load/benchmark/peers/bentoml_server.py --port 3000
 
 runs `bentoml serve bentoml_server:EfficientNetLite0` here (one API server process per
 worker under BentoML's process manager). BentoML's service APIs take JSON or multipart,
