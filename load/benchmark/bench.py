@@ -752,10 +752,15 @@ def main() -> int:
                                                                           args.cold_repeats, precision)
     text = report(res)
     print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    write_json(args.json, res)
     return 0
+
+
+def write_json(path: str | None, res: dict) -> None:
+    """The run's raw numbers as JSON at `path` (--json), if one was given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(res, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,15 @@ import threading
 import time
 from pathlib import Path
 
-from bench import build_requests, closed_loop, cpu_ms_per_request, cpu_seconds, function_server, real_jpegs
+from bench import (
+    build_requests,
+    closed_loop,
+    cpu_ms_per_request,
+    cpu_seconds,
+    function_server,
+    real_jpegs,
+    write_json,
+)
 from localrun import CLASSIFIER, REPO, free_port, proc_kib, shrinkwrap, stop_process
 
 PEERS_DIR = REPO / ".peers"
@@ -490,9 +498,7 @@ def main() -> int:
     print(f"\n  load average at start {res['loadavg_start']}, at end {res['loadavg_end']}")
     for name, answers in res["top1"].items():
         print(f"  top-1 {name}: " + ", ".join(f"{p} {a[1]} ({a[0]})" for p, a in answers.items()))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    write_json(args.json, res)
     return 0
 
 
