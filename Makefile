@@ -15,7 +15,8 @@ FAAS_CLI ?= faas-cli
 # minus the watchdog
 RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
 
-.PHONY: install run test shrinkwrap build deploy clean slo load capacity demo bench compare review
+.PHONY: help install run invoke test lint system-tools ci shrinkwrap build deploy clean slo load capacity demo \
+	bench compare review
 
 # `$(call exit_with,N)` ends make with status N (compare, review: 0 promote, 1 hold,
 # 2 inconclusive, 3 broken run). GNU make exits 2 whenever a recipe fails, so the status
@@ -26,6 +27,15 @@ build/mk/exit_status.so: mk/exit_status.c
 	@mkdir -p $(@D) && $(CC) -shared -fPIC -O2 -o $@ $< 2>/dev/null || true
 exit_with = $(if $(filter-out 0,$(1)),$(exit $(1)))@exit $(1)
 
+# `make help` prints every `## target: what it does` line of this file, in order:
+# every entry point has one
+## help: this list
+help:
+	@awk '/^## [a-z-]+: /{sub(/^## /, ""); n = index($$0, ": "); \
+		printf "  make %-13s %s\n", substr($$0, 1, n - 1), substr($$0, n + 2)}' $(firstword $(MAKEFILE_LIST))
+	@echo "  every target takes FUNCTION=<a folder of functions/> (default classifier)"
+
+## install: .venv with CPU torch and the pinned dependencies, and the function's build-time artifacts
 install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
 # CPU torch first: with it installed, the unpinned `torch` the model packages ask
@@ -47,18 +57,43 @@ $(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py 
 
 # lay out build/<fn> as `faas-cli build --shrinkwrap` does: the template, then
 # the function's files over its function/ folder
+## shrinkwrap: lay out build/<function> as `faas-cli build --shrinkwrap` does
 shrinkwrap:
 	@$(PYTHON) load/localrun.py shrinkwrap functions/$(FUNCTION) $(FN_BUILD)
 
+## run: the function on http://127.0.0.1:8080 (PORT=) as in the image, minus the watchdog; Ctrl-C stops it
 # stdout carries only the function's JSON lines (`make run | jq .`): the set-up's
 # output goes to stderr and the recipe is not echoed
 run:
 	@$(MAKE) --no-print-directory install shrinkwrap >&2
 	@cd $(FN_BUILD) && $(RUN_ENV) exec $(PY) index.py
 
-test: install
+## invoke: post the example request (EXAMPLE=file, EXAMPLE_TYPE=type) to the function `make run` serves
+EXAMPLE ?= functions/$(FUNCTION)/testdata/cat.jpg
+EXAMPLE_TYPE ?= image/jpeg
+invoke:
+	@curl -sS --fail-with-body -H 'Content-Type: $(EXAMPLE_TYPE)' --data-binary @$(EXAMPLE) \
+		'http://127.0.0.1:$(PORT)/?topk=3' && echo
+
+## test: what CI runs: lint, then every suite (installs the system tools when root with apt)
+# Suites whose system tools are missing skip, and the run ends with one line saying so
+# and how to install them (INSTALL_SYSTEM_TOOLS=0: never install).
+test: install system-tools lint
 	$(PY) -m pytest tests -q
 
+## lint: ruff over the whole tree (rules in pyproject.toml)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+## system-tools: install the Debian tools some suites need (root with apt), else say what is missing
+system-tools:
+	@bash .ci/install-system-tools --if-root
+
+## ci: exactly what CI runs (.ci/run: the system tools with sudo if needed, then make test)
+ci:
+	bash .ci/run
+
+## fuzz: coverage-guided fuzzing of the request path (DURATION=seconds, default 600)
 # coverage-guided fuzzing of the request path (atheris, in-process, the real classifier):
 # make fuzz [DURATION=seconds, default 600]; prints executions, coverage and crash
 # inputs, which land in tests/fuzz/crashes/ and are replayed by `make test` from then on
@@ -67,6 +102,7 @@ fuzz: install
 	@mkdir -p reports/fuzz
 	$(PY) tests/fuzz/fuzz_request.py --seconds $(or $(DURATION),600) --work reports/fuzz
 
+## soak: steady load at 80% of capacity with bad inputs; fails on RSS growth or a lost line
 # soak: the function under steady load at ~80% of its measured capacity with ~5% bad
 # inputs; prints RSS over time, p99 per minute and lost log lines, fails if RSS grows
 # > 32 MiB after warm-up or a line is lost. make soak [DURATION=seconds, default 600]
@@ -76,13 +112,16 @@ soak: install shrinkwrap
 	$(PY) load/soak.py --build $(FN_BUILD) --artifacts $(ARTIFACTS) --duration $(or $(DURATION),600) \
 		--report-dir reports/soak $(SOAK_ARGS)
 
+## build: faas-cli build -f stack.yml (the image, with SOURCE_COMMIT)
 # SOURCE_COMMIT: the commit the image is built from (stack.yml's build_args)
 build:
 	SOURCE_COMMIT=$$(git rev-parse HEAD 2>/dev/null) $(FAAS_CLI) build -f stack.yml
 
+## deploy: faas-cli deploy -f stack.yml
 deploy:
 	$(FAAS_CLI) deploy -f stack.yml
 
+## image: build the image with podman and run it as faas-netes does (root, podman; minutes)
 # the image as `faas-cli build` builds it, built with podman against local stand-ins
 # for the base images and run as faas-netes runs it (tests/image; needs root, podman,
 # runc, debootstrap; `make test` includes it, `-m "not image"` leaves it out)
@@ -90,25 +129,31 @@ deploy:
 image: install
 	$(PY) -m pytest tests/image -q -m image
 
+## clean: remove build/, artifacts/, reports/
 clean:
 	rm -rf build artifacts reports .pytest_cache
 
+## bench: the benchmark: model and pipeline limits, served c=1/4/16, cold start (~10 min)
 # speed: model limit, pipeline limit, served vs seed-style handler at c=1/4/16,
-# cold start, logging cost and the target ratios (docs/benchmarks.md); ~10 min (every served variant and the seed started 3 times, interleaved, each variant's pipeline limit taken right after its starts).
+# cold start, logging cost and the target ratios (docs/benchmarks.md, "What each figure means");
+# ~10 min (every served variant and the seed started 3 times, interleaved, each variant's
+# pipeline limit taken right after its starts).
 # BENCH_ARGS e.g. "--duration 15" or "--env BATCH_SIZE=4"
 bench: install
 	@mkdir -p reports
-	$(PY) load/bench.py --json reports/bench.json $(BENCH_ARGS)
+	PYTHONPATH=load $(PY) load/benchmark/bench.py --json reports/bench.json $(BENCH_ARGS)
 
+## bench-peers: torchfaas against LitServe, TorchServe and BentoML on the same model (~12 min)
 # torchfaas fp32 against the peer servers (LitServe, TorchServe, BentoML), each serving the
-# same EfficientNet-Lite0 with its own dynamic batching at its best setting (load/peers/),
+# same EfficientNet-Lite0 with its own dynamic batching at its best setting (load/benchmark/peers/),
 # one at a time, interleaved over rounds; each peer's venv under .peers/<name>/ (created on
 # the first run, ~1 GB each). ~12 min. PEER_BENCH_ARGS e.g. "--rounds 1 --servers torchfaas,litserve"
 .PHONY: bench-peers
 bench-peers: install
 	@mkdir -p reports
-	$(PY) load/peer_bench.py --json reports/peers.json $(PEER_BENCH_ARGS)
+	PYTHONPATH=load $(PY) load/benchmark/peer_bench.py --json reports/peers.json $(PEER_BENCH_ARGS)
 
+## slo: check the SLO contracts on LOG_FILE=... or LOKI_URL=...; HTML report in reports/slo
 # SLO contracts (slo/features) with the SLO tool (slo/: the `torchfaas-slo` command)
 # against Loki (LOKI_URL) or a JSONL log (LOG_FILE), at SLO_AT (unix seconds, default now);
 # JSON report to SLO_REPORT; SLO_TAGS filters scenarios (e.g. SLO_TAGS="not @production-mix").
@@ -121,16 +166,17 @@ slo:
 	@LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" SLO_TAGS="$(SLO_TAGS)" \
 		SLO_HTML="$(SLO_HTML)" $(VENV)/bin/torchfaas-slo slo/features
 
+## compare: judge CANDIDATE= against BASELINE= (exit 0 promote, 1 hold, 2 inconclusive, 3 broken run)
 # make compare BASELINE=<model_version> CANDIDATE=<model_version> [LOG_FILE=... | LOKI_URL=...]
 # [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare: bounds and
 # confidence level in the feature text) over the same window; exit 0 promote, 1 hold,
 # 2 inconclusive, 3 broken run (make itself exits with that code: see mk/exit_status.c).
 # report.md, report.json, report.html in COMPARE_REPORT (default reports/compare).
 COMPARE_REPORT ?= reports/compare
-.PHONY: compare-run
-compare: compare-run
+.PHONY: .compare-run
+compare: .compare-run
 	$(call exit_with,$(file < $(COMPARE_REPORT)/make.status))
-compare-run:
+.compare-run:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	@mkdir -p $(COMPARE_REPORT); LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
@@ -138,6 +184,7 @@ compare-run:
 		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare slo/compare; \
 		echo $$? > $(COMPARE_REPORT)/make.status
 
+## judge-calibration: the judge's false-hold and detection rates, replayed from real logs
 # how often the comparison contracts hold identical code and catch a +25% latency, +3 points
 # of 5xx and a 20% class skew, replayed from a committed log of identical code (slo/calibration)
 .PHONY: judge-calibration
@@ -155,6 +202,7 @@ LOCAL_FN = PY=$(PY) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' bash l
 with_fn = $(if $(LOAD_HOST),,$(LOCAL_FN) $(1))
 target_url = $(or $(LOAD_HOST),http://127.0.0.1:$(PORT))
 
+## load: a Locust profile (PROFILE=steady|step|spike) against HOST= or a local function
 # make load [HOST=...] [PROFILE=steady|step|spike] [USERS=n] [DURATION=s] [LOCUST_ARGS=...]
 # thresholds: MAX_P95_MS, MAX_P99_MS, MAX_FAIL_RATIO (exit 1 when broken)
 # WORKERS=n: Locust distributed, one master and n workers (load/distributed.py);
@@ -168,23 +216,26 @@ load: install shrinkwrap
 		$(if $(DURATION),--duration $(DURATION)) --csv reports/load/$(PROFILE) \
 		--html reports/load/$(PROFILE).html --sent-log reports/load/$(PROFILE)-sent.jsonl $(LOCUST_ARGS)
 
+## capacity: the concurrency and req/s one replica holds within the p99 SLO
 # make capacity [HOST=...] [PEAK_RPS=...] [SLO_P99_MS=250] [CAPACITY_ARGS=...]
 capacity: install shrinkwrap
 	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) \
 		--json reports/capacity/capacity.json $(CAPACITY_ARGS)
 
+## review: BASE=<git ref> and the working tree served side by side under one split load, judged
 # make review BASE=<git ref>: BASE (a git worktree) and the working tree, built and served
 # side by side, one Locust traffic split between them at random (REVIEW_USERS, REVIEW_SECONDS,
 # REVIEW_SEED), then the comparison contracts; reports in reports/review (load/review.sh);
 # exit 0 promote, 1 hold, 2 inconclusive, 3 broken run
-.PHONY: review-run
+.PHONY: .review-run
 REVIEW_DIR ?= reports/review
-review: review-run
+review: .review-run
 	$(call exit_with,$(file < $(REVIEW_DIR)/make.status))
-review-run: install
+.review-run: install
 	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' REVIEW_DIR='$(REVIEW_DIR)' bash load/review.sh; \
 		code=$$?; mkdir -p $(REVIEW_DIR); echo $$code > $(REVIEW_DIR)/make.status
 
+## demo: the function locally + 30 s of load + log summary + SLO report (reports/demo)
 # function + short load + log summary + SLO contracts, all local (DEMO_USERS, DEMO_SECONDS)
 demo: install shrinkwrap
 	@PY=$(PY) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' MAKE='$(MAKE)' bash load/demo.sh

@@ -232,7 +232,8 @@ def report(args, steps: list[Step]) -> int:
               f"{best.in_flight:.1f} in flight by Little's law)")
         print("\nset these labels on the function in stack.yml:\n")
         print(labels_yaml(labels, args.function))
-        print(f"\n# or, to scale on request rate instead: com.openfaas.scale.type: \"{other['com.openfaas.scale.type']}\""
+        print("\n# or, to scale on request rate instead: "
+              f"com.openfaas.scale.type: \"{other['com.openfaas.scale.type']}\""
               f" with com.openfaas.scale.target: \"{other['com.openfaas.scale.target']}\"")
         if not args.peak_rps and args.max_replicas is None:
             print("# max is a placeholder: pass --peak-rps (your busiest req/s) to size it")
@@ -279,7 +280,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import locust  # noqa: F401  gevent must monkey-patch before anything imports ssl
+    import locust  # noqa: F401 imported for its side effect: gevent must monkey-patch before anything imports ssl
     check_reachable(args.host)
     print(f"capacity finder: {args.host}, SLO p99 <= {args.slo_p99_ms:g} ms, failures <= {args.max_fail_ratio:.1%}, "
           f"{args.step_seconds:g} s per step after {args.warmup_seconds:g} s warm-up", flush=True)

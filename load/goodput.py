@@ -21,6 +21,7 @@ import time
 from collections import Counter
 
 import requests
+
 from photos import PHOTOS, photo_bytes
 
 RETRY_S = 0.05

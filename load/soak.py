@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+
 from localrun import free_port, proc_kib, stop_process
 from traffic import Picker, RequestIds, bad_requests, build_corpus
 
@@ -130,7 +131,7 @@ def measure_capacity(url: str, corpus, seconds: float, concurrency: int) -> floa
     return done[0] / (time.monotonic() - started)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", required=True, help="shrinkwrapped build folder (build/classifier)")
     parser.add_argument("--artifacts", required=True)
@@ -147,89 +148,95 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="summary file (default: REPORT_DIR/soak.json)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the function")
     args = parser.parse_args(argv)
-    report_dir = Path(args.report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    warmup_s = args.warmup_s if args.warmup_s is not None else max(20.0, 0.2 * args.duration)
+    if args.warmup_s is None:
+        args.warmup_s = max(20.0, 0.2 * args.duration)
+    return args
 
-    corpus = build_corpus(sizes={320: 3, 640: 5})
-    bads = bad_requests(corpus)
-    fn = Function(Path(args.build).resolve(), Path(args.artifacts).resolve(), report_dir / "function.log",
-                  dict(item.split("=", 1) for item in args.env))
-    results: list[tuple] = []  # (t, rid, status or None, latency_s, expected_status)
+
+def steady_rate(fn: Function, args: argparse.Namespace, corpus) -> tuple[float | None, float]:
+    """(measured capacity or None, the steady rate): --rate, else --load-factor x a capacity burst."""
+    if args.rate:
+        return None, args.rate
+    capacity = measure_capacity(fn.url, corpus, args.capacity_s, concurrency=16)
+    return capacity, max(1.0, args.load_factor * capacity)
+
+
+def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) -> tuple[list, list]:
+    """Send at `rate` for --duration, printing RSS every --sample-s and p99 per minute.
+
+    -> (results: (t, rid, status or None, latency_s, expected_status) per request,
+        rss: (t, MiB) samples).
+    """
+    results: list[tuple] = []
     rss: list[tuple[float, float]] = []
-    try:
-        fn.wait_ready()
-        if args.rate:
-            capacity, rate = None, args.rate
-        else:
-            capacity = measure_capacity(fn.url, corpus, args.capacity_s, concurrency=16)
-            rate = max(1.0, args.load_factor * capacity)
-        print(f"soak: capacity {capacity and round(capacity, 1)} req/s, steady load {rate:.1f} req/s "
-              f"for {args.duration:g} s, {args.bad_share:.0%} bad inputs, warm-up {warmup_s:g} s", flush=True)
-        ids = RequestIds("soak")
-        picker = Picker(corpus, seed=7)
-        rng = random.Random(11)
-        lock = threading.Lock()
-        local = threading.local()
+    ids = RequestIds("soak")
+    picker = Picker(corpus, seed=7)
+    rng = random.Random(11)
+    lock = threading.Lock()
+    local = threading.local()
 
-        def send(t_rel: float, rid: str, body: bytes, content_type: str, query: str, expected: int | None):
-            session = getattr(local, "session", None) or requests.Session()
-            local.session = session
-            started = time.perf_counter()
-            try:
-                res = session.post(fn.url + "/" + (f"?{query}" if query else ""), data=body, timeout=30,
-                                   headers={"Content-Type": content_type, "X-Request-Id": rid})
-                status = res.status_code
-            except requests.RequestException:
-                status = None
-                local.session = None
-            with lock:
-                results.append((t_rel, rid, status, time.perf_counter() - started, expected))
-
-        start = time.monotonic()
-        next_sample = 0.0
-        minute_reported = 0
-        pool = ThreadPoolExecutor(max(8, int(rate)))
-        n = 0
-        while True:
-            now = time.monotonic() - start
-            if now >= args.duration:
-                break
-            if now >= next_sample:
-                rss.append((round(now, 1), round(rss_mib(fn.proc.pid), 1)))
-                next_sample += args.sample_s
-                print(f"t={now:6.0f}s rss={rss[-1][1]:.1f} MiB sent={n}", flush=True)
-            minute = int(now // 60)
-            if minute > minute_reported:
-                with lock:
-                    lat = [r[3] for r in results if minute_reported * 60 <= r[0] < minute * 60 and r[2] == 200]
-                value = p99(lat)
-                print(f"minute {minute_reported + 1}: {len(lat)} answers, p99 "
-                      f"{value * 1000 if value else float('nan'):.0f} ms", flush=True)
-                minute_reported = minute
-            due = start + n / rate
-            if due > time.monotonic():
-                time.sleep(min(due - time.monotonic(), 0.05))
-                continue
-            if rng.random() < args.bad_share:
-                bad = rng.choice(bads)
-                item = (bad.body, bad.content_type, bad.query, bad.expected_status)
-            else:
-                payload = picker.payload()
-                item = (payload.body, payload.content_type, "", 200)
-            pool.submit(send, now, ids.next(), *item)
-            n += 1
-        pool.shutdown(wait=True)
-        rss.append((round(time.monotonic() - start, 1), round(rss_mib(fn.proc.pid), 1)))
+    def send(t_rel: float, rid: str, body: bytes, content_type: str, query: str, expected: int | None):
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        started = time.perf_counter()
+        try:
+            res = session.post(fn.url + "/" + (f"?{query}" if query else ""), data=body, timeout=30,
+                               headers={"Content-Type": content_type, "X-Request-Id": rid})
+            status = res.status_code
+        except requests.RequestException:
+            status = None
+            local.session = None
         with lock:
-            lat = [r[3] for r in results if r[0] >= minute_reported * 60 and r[2] == 200]
-        if lat:
-            print(f"minute {minute_reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms")
-    finally:
-        exit_code = fn.stop()
+            results.append((t_rel, rid, status, time.perf_counter() - started, expected))
 
-    # -- the verdict ---------------------------------------------------------
-    lines = fn.lines()
+    def latencies_200(first_s: float, end_s: float) -> list[float]:
+        """Latencies of the 200s sent in [first_s, end_s) of the run."""
+        with lock:
+            return [r[3] for r in results if first_s <= r[0] < end_s and r[2] == 200]
+
+    start = time.monotonic()
+    next_sample = 0.0
+    minute_reported = 0
+    pool = ThreadPoolExecutor(max(8, int(rate)))
+    n = 0
+    while True:
+        now = time.monotonic() - start
+        if now >= args.duration:
+            break
+        if now >= next_sample:
+            rss.append((round(now, 1), round(rss_mib(fn.proc.pid), 1)))
+            next_sample += args.sample_s
+            print(f"t={now:6.0f}s rss={rss[-1][1]:.1f} MiB sent={n}", flush=True)
+        minute = int(now // 60)
+        if minute > minute_reported:
+            lat = latencies_200(minute_reported * 60, minute * 60)
+            value = p99(lat)
+            print(f"minute {minute_reported + 1}: {len(lat)} answers, p99 "
+                  f"{value * 1000 if value else float('nan'):.0f} ms", flush=True)
+            minute_reported = minute
+        due = start + n / rate
+        if due > time.monotonic():
+            time.sleep(min(due - time.monotonic(), 0.05))
+            continue
+        if rng.random() < args.bad_share:
+            bad = rng.choice(bads)
+            item = (bad.body, bad.content_type, bad.query, bad.expected_status)
+        else:
+            payload = picker.payload()
+            item = (payload.body, payload.content_type, "", 200)
+        pool.submit(send, now, ids.next(), *item)
+        n += 1
+    pool.shutdown(wait=True)
+    rss.append((round(time.monotonic() - start, 1), round(rss_mib(fn.proc.pid), 1)))
+    lat = latencies_200(minute_reported * 60, float("inf"))
+    if lat:
+        print(f"minute {minute_reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms")
+    return results, rss
+
+
+def verdict(args: argparse.Namespace, lines: list[dict], results: list, rss: list, exit_code: int,
+            capacity: float | None, rate: float) -> dict:
+    """The run's summary, with `failures`: what broke a promise of the soak."""
     per_id: dict[str, int] = {}
     for line in lines:
         if line.get("event") == "inference":
@@ -241,8 +248,8 @@ def main(argv=None) -> int:
     server_errors = [r for r in answered if r[2] >= 500]
     # a bad input may meet a full queue first (429 is checked before preprocessing)
     wrong_bad = [r for r in answered if r[4] != 200 and r[2] not in (r[4], 429)]
-    after = [v for t, v in rss if t >= warmup_s]
-    baseline, final, growth = rss_growth(rss, warmup_s, args.window_s)
+    after = [v for t, v in rss if t >= args.warmup_s]
+    baseline, final, growth = rss_growth(rss, args.warmup_s, args.window_s)
     minutes = {}
     for r in answered:
         if r[2] == 200:
@@ -271,11 +278,30 @@ def main(argv=None) -> int:
     if exit_code != 0:
         failures.append(f"the function exited with {exit_code}")
     summary["failures"] = failures
+    return summary
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    report_dir = Path(args.report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    corpus = build_corpus(sizes={320: 3, 640: 5})
+    fn = Function(Path(args.build).resolve(), Path(args.artifacts).resolve(), report_dir / "function.log",
+                  dict(item.split("=", 1) for item in args.env))
+    try:
+        fn.wait_ready()
+        capacity, rate = steady_rate(fn, args, corpus)
+        print(f"soak: capacity {capacity and round(capacity, 1)} req/s, steady load {rate:.1f} req/s "
+              f"for {args.duration:g} s, {args.bad_share:.0%} bad inputs, warm-up {args.warmup_s:g} s", flush=True)
+        results, rss = run_load(fn, args, corpus, bad_requests(corpus), rate)
+    finally:
+        exit_code = fn.stop()
+    summary = verdict(args, fn.lines(), results, rss, exit_code, capacity, rate)
     print("SOAK SUMMARY " + json.dumps(summary), flush=True)
     Path(args.json or report_dir / "soak.json").write_text(json.dumps(summary, indent=2))
-    for failure in failures:
+    for failure in summary["failures"]:
         print("FAIL: " + failure, flush=True)
-    return 1 if failures else 0
+    return 1 if summary["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from PIL import Image
 
 from photos import PHOTOS
 
-
 # format -> (PIL format, Content-Type, save options, share of the traffic)
 FORMATS = {
     "jpeg": ("JPEG", "image/jpeg", {"quality": 85}, 6),

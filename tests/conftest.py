@@ -2,7 +2,9 @@
 from pathlib import Path
 
 import pytest
+
 from localrun import CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
+from support import system_tools
 from support.function_process import TEST_FUNCTIONS, FunctionProcess
 
 
@@ -60,3 +62,10 @@ def function_process(build):
     yield launch
     for fn in processes:
         fn.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line naming the suites skipped for want of a system tool and how to install it."""
+    line = system_tools.summary()
+    if line:
+        terminalreporter.write_line(line, yellow=True, bold=True)

@@ -7,7 +7,7 @@ is: centre crop of 224/(224+32) of the shorter side, bicubic resize to 224x224,
 then (pixel - 127) / 128 per channel (Lite models use inception-style
 normalisation, not the ImageNet mean/std of the B0-B7 models).
 
-Fast path (docs/benchmarks.md has the numbers):
+Fast path (docs/benchmarks.md, "The fast path", has the numbers):
 - model: `prepare()` compiles the network, with the normalisation in front and
   the softmax behind it, into an AOTInductor package with a dynamic batch
   dimension (model.pt2, hash-checked through the manifest). `load()` opens it
@@ -55,18 +55,18 @@ def _precision(raw: str) -> str:
 @dataclass(frozen=True)
 class ClassifierSettings:
     """The classifier's own environment variables (the runtime's are in torchfaas.Settings)."""
-    # intra-op threads per forward pass (docs/benchmarks.md: 1, with two batch workers)
+    # intra-op threads per forward pass: 1, with two batch workers (docs/benchmarks.md, "The fast path")
     torch_threads: int = env("TORCH_THREADS", 1, int)
     # aoti: the compiled package or fail; eager: no package; auto: package, else eager
     model_backend: str = env("MODEL_BACKEND", "auto", _backend)
     # bf16: prepare() also builds a bf16 package (gated on its agreement with fp32),
-    # load() serves it where the CPU has native bf16, else fp32 (docs/benchmarks.md)
+    # load() serves it where the CPU has native bf16, else fp32 (docs/benchmarks.md, "The fast path")
     model_precision: str = env("MODEL_PRECISION", "fp32", _precision)
     # JPEGs are decoded at 1/2-1/8 scale while the crop keeps this many x 224 pixels
     jpeg_draft_margin: float = env("JPEG_DRAFT_MARGIN", 2.0, float)
     # a batch of more images runs as near-equal forward passes of at most this many
     # (0: one pass per batch). Where 8 images' activations overflow the CPU's cache, one
-    # pass of 8 costs 7-17% more per image than two of 4 (docs/benchmarks.md)
+    # pass of 8 costs 7-17% more per image than two of 4 (docs/benchmarks.md, "The fast path")
     max_forward_batch: int = env("MAX_FORWARD_BATCH", 6, int)
     max_topk: int = env("MAX_TOPK", 20, int)
 
@@ -82,12 +82,23 @@ SETTINGS = ClassifierSettings()
 # reads once, when torch is first imported: set it before that.
 os.environ.setdefault("OMP_NUM_THREADS", str(SETTINGS.torch_threads))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchfaas.toolkit import (MANIFEST, compile_package, CompiledModel, cpu_supports,  # noqa: E402
-                               decode_rgb_array, image_bytes_from, open_image, package_isa,
-                               portable_x86_configs, sha256_of, write_manifest)
-from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls  # noqa: E402
+import numpy as np  # noqa: E402 after OMP_NUM_THREADS is set
+import torch  # noqa: E402 after OMP_NUM_THREADS is set
+
+from torchfaas.toolkit import (  # noqa: E402 with the imports above
+    MANIFEST,
+    CompiledModel,
+    compile_package,
+    cpu_supports,
+    decode_rgb_array,
+    image_bytes_from,
+    open_image,
+    package_isa,
+    portable_x86_configs,
+    sha256_of,
+    write_manifest,
+)
+from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls  # noqa: E402 with the imports above
 
 # resize_bicubic() hands torch the read-only pixels PIL decoded; torch only reads them,
 # so its once-per-process "not writable" warning is noise on stderr
@@ -120,7 +131,7 @@ BF16_RECIPE = "bf16-v2-fp32-blocks01-head-tail-dcround-s2padfold-gate-cropresize
 # convolution a prepacked oneDNN convolution (compile_package compiles under
 # no_grad, without which Inductor silently ignores "freezing"). Frozen is
 # 1.5-2x the model throughput of the unfrozen package here, with answers within
-# 1e-5 of it (docs/benchmarks.md); prepare() refuses a package whose
+# 1e-5 of it (docs/benchmarks.md, "The fast path"); prepare() refuses a package whose
 # convolutions are not prepacked.
 AOTI_CONFIGS: dict = {**portable_x86_configs(), "freezing": True}
 
@@ -373,7 +384,7 @@ def resize_bicubic(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [size, size, 3], antialiased bicubic: PIL's filter (a = -0.5,
     widened by the scale when shrinking), computed by PyTorch's vectorised uint8 kernel.
     Within 1 of PIL's `resize(BICUBIC)` on every value, at a third of its CPU time
-    (a 373x373 crop: 0.6 vs 1.9 ms; docs/benchmarks.md). The crop is resized on its
+    (a 373x373 crop: 0.6 vs 1.9 ms; docs/benchmarks.md, "The fast path"). The crop is resized on its
     own, as TF's eval pipeline does (decode_and_crop, then resize)."""
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a view: NCHW, channels_last strides
     out = torch.empty((1, size, size, 3), dtype=torch.uint8)
@@ -491,13 +502,13 @@ def log(message: str) -> None:
 class Classifier(ModelHandler):
     model_name = ARCH
     # Two batches at a time, one thread each: the compiled model frees the GIL,
-    # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md).
+    # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md, "The fast path").
     # BATCH_WORKERS overrides it.
     batch_workers = 2
     # Decoding and resizing run in the batch worker, right before the forward
     # pass, rather than in 16 request threads contending for 2 cores: 6-24%
     # more at c4, up to 10% more at c16, 0.5-1.2 ms less CPU per request
-    # (docs/benchmarks.md). Decoding never waits on I/O: the body is in memory.
+    # (docs/benchmarks.md, "The fast path"). Decoding never waits on I/O: the body is in memory.
     preprocess_in_batch_worker = True
 
     def __init__(self, settings: ClassifierSettings = SETTINGS):
@@ -588,7 +599,7 @@ class Classifier(ModelHandler):
             pixels = gate_inputs(photos)
             if have_fp32_package:
                 fp32 = CompiledModel(artifacts_dir / PACKAGE)
-                reference = lambda x: fp32(x)[0]  # noqa: E731
+                reference = lambda x: fp32(x)[0]  # noqa: E731 the other branch assigns a function
             else:
                 reference = ServedModel(net)
             bf16 = CompiledModel(path)
@@ -699,7 +710,7 @@ class Classifier(ModelHandler):
         # The first forward pass at each batch size sets up that shape's oneDNN
         # primitives: with the frozen package 10-30 ms of CPU more than later
         # passes (batch 2, 4, 6, 7, 8; batch 3 and 5 nothing measurable), shared
-        # by the package's model instances (docs/benchmarks.md). Batch 1 runs
+        # by the package's model instances (docs/benchmarks.md, "What limits the figures"). Batch 1 runs
         # here, before ready (it also pays the one-time set-up: thread pool,
         # allocator). Every other size the batcher can form (2..BATCH_SIZE) runs
         # once in a background thread right after: run before ready they cost

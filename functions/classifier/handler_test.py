@@ -7,6 +7,7 @@ trained with; all of them also feed the bf16 accuracy gate.
 from pathlib import Path
 
 import pytest
+
 from torchfaas import BadRequest, InferenceRequest, Settings
 from torchfaas.toolkit import read_verified_manifest
 

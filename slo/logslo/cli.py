@@ -104,7 +104,8 @@ def compare_parser() -> argparse.ArgumentParser:
     source.add_argument("--log-file", metavar="FILE", help="a JSONL log (env LOG_FILE; used when LOKI_URL is unset)")
     parser.add_argument("--at", metavar="UNIX_SECONDS", help="evaluation time (env SLO_AT; default now)")
     parser.add_argument("--report-dir", metavar="DIR",
-                        help="write report.md, report.json, report.html here (env COMPARE_REPORT; default reports/compare)")
+                        help="write report.md, report.json, report.html here "
+                             "(env COMPARE_REPORT; default reports/compare)")
     parser.add_argument("--tags", metavar="EXPR", help="behave tag expression (env SLO_TAGS)")
     return parser
 

@@ -50,7 +50,8 @@ class ContractResult:
         word = "at most" if self.comparison == "<=" else "at least"
         value = "no data" if self.measured is None else fmt(self.measured, self.unit)
         note = f" [{self.note}]" if self.note else ""
-        text = f"{'PASS' if self.passed else 'FAIL'}  {self.contract}: {value} (bound: {word} {fmt(self.bound, self.unit)}){note}"
+        bound = f"{word} {fmt(self.bound, self.unit)}"
+        text = f"{'PASS' if self.passed else 'FAIL'}  {self.contract}: {value} (bound: {bound}){note}"
         return text if self.passed else f"{text}\n      -> {self.miss}"
 
     def as_json(self) -> dict:
@@ -89,7 +90,8 @@ def latency_per_version(backend, function, at, window_s, phi, bound_ms) -> list:
     measured = by_label(backend.instant(latency, at), queries.VERSION)
     pct = f"p{phi * 100:g}"
     if not versions:
-        return [_no_traffic(f"{pct} latency of {function}", window_s, bound_ms, "ms", [latency.render(), traffic.render()])]
+        return [_no_traffic(f"{pct} latency of {function}", window_s, bound_ms, "ms",
+                            [latency.render(), traffic.render()])]
     return [
         ContractResult(f"{pct} latency of {function} model version {v}, {window_name(window_s)}",
                        measured.get(v), bound_ms, "<=", "ms", [latency.render(), traffic.render()],

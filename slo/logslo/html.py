@@ -18,11 +18,13 @@ from .contracts import fmt
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 16px}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222;
+  padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .verdict{display:inline-block;padding:6px 12px;border-radius:6px;font-weight:600;margin:8px 0}
 .ok{background:#e3f4e3;color:#17661b} .bad{background:#fde2e1;color:#9b1c1c} .unknown{background:#fff3cd;color:#7a5a00}
-table{border-collapse:collapse;margin:8px 0;width:100%} th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:8px 0;width:100%}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#666;font-size:12px} svg.chart{display:block;margin:8px 0;background:#fff;border:1px solid #eee}
 code{font-size:12px;word-break:break-all} details{margin:6px 0}
@@ -62,7 +64,8 @@ def line_chart(name: str, title: str, series: dict, unit: str = "ms", hlines=(),
              f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
              f'<text x="{left}" y="18" font-size="13" font-weight="600">{_e(title)}</text>']
     if not points:
-        parts.append(f'<text x="{left + w / 2}" y="{top + h / 2}" text-anchor="middle" fill="#888">no data</text></svg>')
+        parts.append(f'<text x="{left + w / 2}" y="{top + h / 2}" text-anchor="middle" fill="#888">'
+                     'no data</text></svg>')
         return "".join(parts)
     t0, t1 = min(t for t, _ in points), max(t for t, _ in points)
     if t1 == t0:
@@ -78,7 +81,8 @@ def line_chart(name: str, title: str, series: dict, unit: str = "ms", hlines=(),
     for i in range(5):  # grid and y ticks
         v = ymax * i / 4
         parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{left + w}" y2="{y(v):.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{_e(_tick(v, unit))}</text>')
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
+                     f'{_e(_tick(v, unit))}</text>')
     for i in range(5):  # time ticks
         t = t0 + (t1 - t0) * i / 4
         parts.append(f'<text x="{x(t):.1f}" y="{top + h + 16}" font-size="11" text-anchor="middle">'
@@ -120,21 +124,25 @@ def bar_chart(name: str, title: str, categories: list, groups: dict, unit: str =
         return "".join(parts)
     for c, category in enumerate(categories):
         y0 = top + c * row
-        parts.append(f'<text x="{left - 6}" y="{y0 + row / 2 + 2}" font-size="11" text-anchor="end">{_e(category)}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y0 + row / 2 + 2}" font-size="11" text-anchor="end">'
+                     f'{_e(category)}</text>')
         for g, (group, data) in enumerate(groups.items()):
             value = data.get(category) or 0.0
             colour = COLOURS[g % len(COLOURS)]
             bw = value / vmax * w
-            parts.append(f'<rect class="bar" x="{left}" y="{y0 + 4 + g * 14}" width="{bw:.1f}" height="12" fill="{colour}">'
-                         f'<title>{_e(group)}: {_e(fmt(value, unit))}</title></rect>'
-                         f'<text x="{left + bw + 4:.1f}" y="{y0 + 14 + g * 14}" font-size="10">{_e(fmt(value, unit))}</text>')
+            parts.append(f'<rect class="bar" x="{left}" y="{y0 + 4 + g * 14}" width="{bw:.1f}" height="12" '
+                         f'fill="{colour}"><title>{_e(group)}: {_e(fmt(value, unit))}</title></rect>'
+                         f'<text x="{left + bw + 4:.1f}" y="{y0 + 14 + g * 14}" font-size="10">'
+                         f'{_e(fmt(value, unit))}</text>')
     if bound:
         bx = left + bound / vmax * w
-        parts.append(f'<line class="slo-line" x1="{bx:.1f}" y1="{top}" x2="{bx:.1f}" y2="{height - 26}" stroke="#d62728" '
-                     f'stroke-dasharray="6 4"/><text x="{bx:.1f}" y="{height - 12}" font-size="11" fill="#d62728" '
-                     f'text-anchor="middle">bound {_e(fmt(bound, unit))}</text>')
+        parts.append(f'<line class="slo-line" x1="{bx:.1f}" y1="{top}" x2="{bx:.1f}" y2="{height - 26}" '
+                     f'stroke="#d62728" stroke-dasharray="6 4"/>'
+                     f'<text x="{bx:.1f}" y="{height - 12}" font-size="11" fill="#d62728" text-anchor="middle">'
+                     f'bound {_e(fmt(bound, unit))}</text>')
     for g, group in enumerate(groups):
-        parts.append(f'<rect x="{left + 160 * g}" y="{height - 20}" width="10" height="10" fill="{COLOURS[g % len(COLOURS)]}"/>'
+        parts.append(f'<rect x="{left + 160 * g}" y="{height - 20}" width="10" height="10" '
+                     f'fill="{COLOURS[g % len(COLOURS)]}"/>'
                      f'<text x="{left + 14 + 160 * g}" y="{height - 11}" font-size="11">{_e(group)}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -143,24 +151,26 @@ def bar_chart(name: str, title: str, categories: list, groups: dict, unit: str =
 def psi_gauge(value, bound) -> str:
     width, height, left, w = 920, 70, 20, 760
     scale = max(0.5, (value or 0) * 1.2, (bound or 0) * 2)
-    parts = [f'<svg class="chart" data-chart="psi" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="PSI">',
+    parts = [f'<svg class="chart" data-chart="psi" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="PSI">',
              f'<text x="{left}" y="16" font-size="13" font-weight="600">class mix shift (PSI): '
              f'{"no data" if value is None else f"{value:.4g}"}'
              f'{"" if bound is None else f" (bound {bound:g})"}</text>']
     for lo, hi, colour in ((0, 0.1, "#e3f4e3"), (0.1, 0.25, "#fff3cd"), (0.25, scale, "#fde2e1")):
         if lo < scale:
-            parts.append(f'<rect x="{left + lo / scale * w:.1f}" y="26" width="{(min(hi, scale) - lo) / scale * w:.1f}" '
-                         f'height="18" fill="{colour}"/>')
+            parts.append(f'<rect x="{left + lo / scale * w:.1f}" y="26" '
+                         f'width="{(min(hi, scale) - lo) / scale * w:.1f}" height="18" fill="{colour}"/>')
     if bound is not None:
-        parts.append(f'<line class="slo-line" x1="{left + bound / scale * w:.1f}" y1="22" x2="{left + bound / scale * w:.1f}" '
+        bx = left + bound / scale * w
+        parts.append(f'<line class="slo-line" x1="{bx:.1f}" y1="22" x2="{bx:.1f}" '
                      f'y2="48" stroke="#d62728" stroke-dasharray="4 3"/>')
     if value is not None:
         px = left + min(value, scale) / scale * w
         parts.append(f'<rect class="bar" x="{px - 2:.1f}" y="22" width="4" height="26" fill="#222"/>')
     parts.append(f'<text x="{left}" y="62" font-size="10" fill="#666">0</text>'
                  f'<text x="{left + w}" y="62" font-size="10" fill="#666" text-anchor="end">{scale:.2g}</text>'
-                 f'<text x="{left + w + 10}" y="40" font-size="10" fill="#666">&lt;0.1 stable, &gt;0.25 changed</text></svg>')
+                 f'<text x="{left + w + 10}" y="40" font-size="10" fill="#666">'
+                 '&lt;0.1 stable, &gt;0.25 changed</text></svg>')
     return "".join(parts)
 
 
@@ -274,7 +284,8 @@ def compare_page(doc: dict) -> str:
             b, c, d = figures.get(base, {}).get(key), figures.get(cand, {}).get(key), deltas.get(key)
             dtext = "-" if d is None else (fmt(d, "points") if unit == "%" else f"{d:+.4g}")
             body.append(f"<tr><td>{label}</td><td class=\"num\">{'-' if b is None else _e(fmt(b, unit))}</td>"
-                        f"<td class=\"num\">{'-' if c is None else _e(fmt(c, unit))}</td><td class=\"num\">{_e(dtext)}</td></tr>")
+                        f"<td class=\"num\">{'-' if c is None else _e(fmt(c, unit))}</td>"
+                        f"<td class=\"num\">{_e(dtext)}</td></tr>")
         body.append("</table>")
     timeline = doc.get("timeline") or {}
     slo_ms = timeline.get("slo_p99_ms")

@@ -65,7 +65,7 @@ class LogFile:
     no_timestamp: int = 0  # JSON lines without a usable `timestamp`: no entry time, skipped
 
     @classmethod
-    def read(cls, path: str) -> "LogFile":
+    def read(cls, path: str) -> LogFile:
         log = cls()
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:

@@ -9,7 +9,6 @@ rendered text is byte-for-byte the LogQL a real Loki answered in the fixtures.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Union
 
 STRING_OPS = ("=", "!=")
 NUMERIC_OPS = ("==", "=", "!=", ">", ">=", "<", "<=")
@@ -44,7 +43,7 @@ class LabelFilter:
 
     name: str
     op: str
-    value: Union[str, float]
+    value: str | float
 
     def __post_init__(self):
         allowed = STRING_OPS if self.is_string else NUMERIC_OPS
@@ -86,7 +85,7 @@ class LogQuery:
     def parser(self) -> str:
         return "json" if self.fields is None else "json " + ", ".join(self.fields)
 
-    def bare(self) -> "LogQuery":
+    def bare(self) -> LogQuery:
         """The same query with a bare `| json` (every field extracted)."""
         return replace(self, fields=None)
 
@@ -124,7 +123,7 @@ class RangeAggregation:
             if not set(self.by) <= known:
                 raise ValueError(f"by ({', '.join(self.by)}) needs {self.logs.parser()} to extract them")
 
-    def bare(self) -> "RangeAggregation":
+    def bare(self) -> RangeAggregation:
         return replace(self, logs=self.logs.bare())
 
     def render(self) -> str:
@@ -140,10 +139,10 @@ class RangeAggregation:
 class Sum:
     """`sum(x)` or `sum by (a, b) (x)`."""
 
-    inner: "Query"
+    inner: Query
     by: tuple | None = None
 
-    def bare(self) -> "Sum":
+    def bare(self) -> Sum:
         return replace(self, inner=self.inner.bare())
 
     def render(self) -> str:
@@ -156,11 +155,11 @@ class Sum:
 class Divide:
     """`a / b` (one-to-one on identical label sets) or `a / on() group_left b` (b is one series)."""
 
-    left: "Query"
-    right: "Query"
+    left: Query
+    right: Query
     on_nothing_group_left: bool = False
 
-    def bare(self) -> "Divide":
+    def bare(self) -> Divide:
         return replace(self, left=self.left.bare(), right=self.right.bare())
 
     def render(self) -> str:
@@ -168,4 +167,4 @@ class Divide:
         return self.left.render() + op + self.right.render()
 
 
-Query = Union[RangeAggregation, Sum, Divide]
+Query = RangeAggregation | Sum | Divide

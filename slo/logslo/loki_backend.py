@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -114,7 +113,7 @@ class LokiBackend:
         except urllib.error.HTTPError as err:
             detail = err.read().decode("utf-8", "replace").strip()[:500]
             raise LokiError(f"Loki at {self.url} answered HTTP {err.code} to {text!r}: {detail}") from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as err:
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             reason = getattr(err, "reason", err)
             raise LokiError(f"Loki at {self.url} is unreachable ({reason}); "
                             f"check LOKI_URL and the network (timeout {self.timeout_s:g}s)") from None

@@ -10,6 +10,7 @@ import re
 
 from . import contracts
 
+
 def step_table():
     """A table of (keyword, step text, function), in definition order, and the given/when/
     then decorators that fill it (the runner registers a table's steps with behave)."""

@@ -7,11 +7,9 @@ to [(unix_seconds, value), ...] (a range query). A label set is a sorted tuple o
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
-
-LabelSet = Tuple[Tuple[str, str], ...]
-Vector = Dict[LabelSet, float]
-Matrix = Dict[LabelSet, List[Tuple[float, float]]]
+LabelSet = tuple[tuple[str, str], ...]
+Vector = dict[LabelSet, float]
+Matrix = dict[LabelSet, list[tuple[float, float]]]
 
 
 def label_set(labels: dict, only: tuple | None = None) -> LabelSet:
@@ -33,6 +31,6 @@ def single_value(vector: Vector) -> float | None:
     return next(iter(vector.values()))
 
 
-def by_label(vector: Vector, name: str) -> Dict[str, float]:
+def by_label(vector: Vector, name: str) -> dict[str, float]:
     """{label value: number}, e.g. {"v1.2.1": 69.1} for a `by (model_version)` answer."""
     return {dict(key).get(name, ""): value for key, value in vector.items()}

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from support.alloy_syntax import find, parse
 from support.dockerfile import image_env
+from support.system_tools import require
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO / "loki" / "compose"
@@ -26,12 +28,7 @@ LABELS = {"namespace", "app", "container"}
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if not path:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is missing (.ci/run installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
+    return require(tool, suite="tests/compose")[tool]
 
 
 @pytest.fixture(scope="module")

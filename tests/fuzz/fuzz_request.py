@@ -45,9 +45,10 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_THREADS": "1"}  # as C
 
 def write_seeds(folder: Path) -> int:
     """Real photos, small, in every format and encoding the harness knows."""
+    from PIL import Image
+
     from fuzzkit import encode
     from photos import PHOTOS
-    from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     sources = dict(PHOTOS)
@@ -78,8 +79,8 @@ def write_seeds(folder: Path) -> int:
 def fuzz(argv: list[str]) -> None:
     """Runs in the child: atheris takes over the process."""
     import atheris
-    import numpy  # noqa: F401  not instrumented: import before the hook
-    import torch  # noqa: F401
+    import numpy  # noqa: F401 imported before the hook, so not instrumented
+    import torch  # noqa: F401 imported before the hook, so not instrumented
 
     with atheris.instrument_imports(include=["torchfaas", "fuzzed_classifier_handler", "PIL", "werkzeug",
                                              "flask", "fuzzkit"]):

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuzzkit import ARTIFACTS, CLASSIFIER, Target, check, encode, replay_rss_growth
 from PIL import Image
+
+from fuzzkit import ARTIFACTS, CLASSIFIER, Target, check, encode, replay_rss_growth
 
 HERE = Path(__file__).resolve().parent
 CRASHES = sorted(p for p in (HERE / "crashes").glob("*") if p.is_file() and not p.name.startswith("."))

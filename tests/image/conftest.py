@@ -2,7 +2,7 @@
 
 Select or deselect it with the `image` marker: `pytest -m image`, `pytest -m "not image"`.
 Without podman, debootstrap and root it skips on a developer's machine and fails under
-CI (`CI` set), where .ci/run installs them.
+CI (`CI` set), where .ci/install-system-tools installs them.
 """
 import os
 import shutil
@@ -14,6 +14,7 @@ import pytest
 # sys.path for its conftest and tests (rootdir-relative "prepend" import mode)
 import image_build
 import image_standins
+from support.system_tools import require
 
 FACTS = image_build.FACTS
 REPORTS = image_build.REPO / "reports" / "image"
@@ -31,22 +32,11 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{key}: {value}")
 
 
-def missing_tools() -> list[str]:
-    missing = [tool for tool in ("podman", "runc", "debootstrap") if not shutil.which(tool)]
-    if os.geteuid() != 0:
-        missing.append("root (debootstrap and podman's storage)")
-    return missing
-
-
 @pytest.fixture(scope="session")
 def classifier_image(tmp_path_factory):
     """The classifier built from the shrinkwrapped folder as faas-cli does: (image, build output)."""
-    missing = missing_tools()
-    if missing:
-        message = f"the image test needs {', '.join(missing)} (.ci/run installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    # root: debootstrap and podman's storage
+    require("podman", "runc", "debootstrap", suite="tests/image", root=True)
     status = image_standins.ensure_standins()
     for image, how in status.items():
         FACTS[f"base {image}"] = how

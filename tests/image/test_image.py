@@ -20,8 +20,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from image_build import (FACTS, READ_ONLY, TMP, image_config, image_env, podman_build, podman_limits,
-                         remove_container, shrinkwrap, stage_test_run)
+from image_build import (
+    FACTS,
+    READ_ONLY,
+    TMP,
+    image_config,
+    image_env,
+    podman_build,
+    podman_limits,
+    remove_container,
+    shrinkwrap,
+    stage_test_run,
+)
 from image_standins import podman, podman_env, serve
 
 pytestmark = pytest.mark.image
@@ -111,7 +121,8 @@ def test_image_size(classifier_image):
 def test_build_leftovers_stay_out_of_the_image(classifier_image):
     """No compiler, no pytest, none of torch's own test binaries; the artifacts are there."""
     script = ("set -e; ! command -v g++; ! python -c 'import pytest' 2>/dev/null; "
-              "t=$(python -c 'import importlib.util as u; print(u.find_spec(\"torch\").submodule_search_locations[0])'); "
+              "t=$(python -c 'import importlib.util as u; "
+              "print(u.find_spec(\"torch\").submodule_search_locations[0])'); "
               "test ! -e $t/test; test -x $t/bin/torch_shm_manager; test ! -e $t/bin/protoc; "
               "test -s function/artifacts/manifest.json; echo ok")
     result = podman("run", "--rm", *READ_ONLY, *TMP, classifier_image["image"], "sh", "-c", script,

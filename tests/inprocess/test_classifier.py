@@ -5,6 +5,7 @@ import json
 import uuid
 
 import pytest
+
 from photos import photo_bytes, reencode
 from support.corpus import check_answer, corpus
 

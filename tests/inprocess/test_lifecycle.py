@@ -7,6 +7,7 @@ import pickle
 import threading
 
 import pytest
+
 from support.classifier import classifier_module
 from support.contract import assert_json_error
 from support.damaged_artifacts import KINDS, RunsACommand, assert_failure_message, damaged_copy

@@ -2,6 +2,7 @@
 import uuid
 
 import pytest
+
 from photos import photo_bytes, reencode
 from support.classifier import MAX_BODY
 from support.contract import assert_request_line

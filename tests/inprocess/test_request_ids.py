@@ -4,6 +4,7 @@ not send through `requests` are sent over a socket in tests/reliability.)"""
 import re
 
 import pytest
+
 from support.contract import SAFE_ID
 
 

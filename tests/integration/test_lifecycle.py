@@ -61,6 +61,40 @@ def test_sigterm_during_a_request_completes_it_and_exits_zero(function_process):
         requests.get(fn.url + "/ready", timeout=2)
 
 
+def test_ctrl_c_when_idle_stops_at_once_and_says_so(function_process):
+    """SIGINT (Ctrl-C on `make run`) skips the drain, which is for the watchdog's routing."""
+    fn = function_process("standin", env={"DRAIN_SECONDS": "5"})
+    assert fn.post(b"before").status_code == 200
+    sent = time.monotonic()
+    fn.proc.send_signal(signal.SIGINT)
+    assert fn.wait_exit(10) == 0
+    assert time.monotonic() - sent < 2  # not the 5 s drain
+    time.sleep(0.2)  # the stderr reader
+    said = [line for line in fn.stderr_lines if "Ctrl-C" in line]
+    assert len(said) == 1 and "nothing in flight, stopping now" in said[0], fn.stderr_lines[-5:]
+    assert [line["request_id"] for line in fn.events("inference")] == [fn.events("inference")[0]["request_id"]]
+    assert fn.events("shutdown_started")[0]["signal"] == "SIGINT"
+    assert fn.lines()[-1]["event"] == "shutdown" and fn.lines()[-1]["unfinished"] == 0
+
+
+def test_ctrl_c_with_a_request_in_flight_answers_it_first(function_process):
+    fn = function_process("standin", env={"SLOW_PREDICT_S": "1", "DRAIN_SECONDS": "5"})
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(res=fn.post(b"in flight")))
+    worker.start()
+    time.sleep(0.3)  # the request is inside predict()
+    sent = time.monotonic()
+    fn.proc.send_signal(signal.SIGINT)
+    worker.join(10)
+    assert fn.wait_exit(10) == 0
+    assert time.monotonic() - sent < 3  # the request's second, not the 5 s drain
+    assert result["res"].status_code == 200
+    time.sleep(0.2)
+    said = [line for line in fn.stderr_lines if "Ctrl-C" in line]
+    assert len(said) == 1 and "finishing 1 request(s) in flight" in said[0], said
+    assert len(fn.events("inference")) == 1 and fn.lines()[-1]["event"] == "shutdown"
+
+
 def test_libraries_that_print_cannot_corrupt_stdout(function_process):
     with function_process("standin", env={"NOISY_LOAD": "1"}) as fn:
         assert fn.post(b"x").status_code == 200

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import requests
+
 from localrun import REPO, free_port
 
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 import requests
 import yaml
+
 from localrun import CLASSIFIER, TEMPLATE, shrinkwrap
 
 

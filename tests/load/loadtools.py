@@ -29,7 +29,8 @@ def run_locust(host: str, out: Path, *args: str, timeout: float = 60) -> subproc
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=clean_env())
 
 
-def run_distributed(workers: int, host: str, out: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_distributed(workers: int, host: str, out: Path, *args: str,
+                    timeout: float = 120) -> subprocess.CompletedProcess:
     """What `make load WORKERS=n` runs: load/distributed.py, one master and `workers` local workers."""
     cmd = [sys.executable, str(LOAD / "distributed.py"), "--workers", str(workers), "--max-wait", "60",
            "--", *locust_args(host, out, *args)]

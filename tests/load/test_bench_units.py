@@ -1,4 +1,4 @@
-"""load/bench.py's pure parts: the sustained pipeline window's accounting and the CPU
+"""load/benchmark/bench.py's pure parts: the sustained pipeline window's accounting and the CPU
 budget the report sets beside each throughput target."""
 import hashlib
 import time

@@ -78,9 +78,10 @@ def test_with_function_stops_the_function_when_killed(classifier_build, tmp_path
 
 
 def test_decode_memory_prints_each_format_answered():
-    """load/decode_memory.py (README, "Memory"): one row per format, each image answered."""
-    result = subprocess.run([sys.executable, str(LOAD / "decode_memory.py"), "--megapixels", "1"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300, env=clean_env())
+    """load/benchmark/decode_memory.py (docs/settings.md, "Memory"): one row per format, each image answered."""
+    result = subprocess.run([sys.executable, str(LOAD / "benchmark" / "decode_memory.py"), "--megapixels", "1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env=clean_env(PYTHONPATH=str(LOAD)))  # as `make bench` runs the benchmark's tools
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert [row[0] for row in rows] == ["jpeg", "jpeg-progressive", "png", "webp"], result.stdout

@@ -151,7 +151,8 @@ def test_log_summary_percentiles_are_the_ones_loki_gave():
 
 
 def load_sources():
-    return sorted(LOAD.glob("*.py")) + sorted(LOAD.glob("seed_handler/*.py"))
+    return [*sorted(LOAD.glob("*.py")), *sorted(LOAD.glob("benchmark/*.py")),
+            *sorted(LOAD.glob("benchmark/seed_handler/*.py"))]
 
 
 def test_load_tools_stand_on_their_own():

@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from localrun import CLASSIFIER_ARTIFACTS
 from support.prometheus import RULES, Prometheus
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from photos import PHOTOS, photo_bytes
 from support.function_process import FunctionProcess
 from support.prometheus import DASHBOARD
@@ -239,7 +240,8 @@ def test_p95_from_the_histogram_is_in_the_bucket_of_the_measured_p95(scenario):
               f"latencies {true_p95 * 1000:.1f} ms, bucket ({lower * 1000:g}, {upper * 1000:g}] ms")
         assert lower < from_histogram <= upper
         # the histogram's sum is the exact total of the logged latencies
-        total = prom.scalar(f'sum(torchfaas_request_latency_seconds_sum{{event="inference",model_version="{version}"}})')
+        selector = f'{{event="inference",model_version="{version}"}}'
+        total = prom.scalar(f"sum(torchfaas_request_latency_seconds_sum{selector})")
         assert total == pytest.approx(sum(measured_ms) / 1000, abs=0.001 * len(measured_ms))
 
 
@@ -285,14 +287,14 @@ def test_tenant_label_is_bounded_and_logged_sanitised(scenario):
 def test_queue_batch_and_confidence_histograms(scenario):
     prom = scenario["prom"]
     for version in ("v1", "v2"):
-        lines = [l for l in inference_lines(scenario[version]) if l["status"] == 200]
+        lines = [line for line in inference_lines(scenario[version]) if line["status"] == 200]
         sel = f'{{model_version="{version}"}}'
         assert prom.scalar(f"sum(torchfaas_batch_size_count{sel})") == len(lines)
-        assert prom.scalar(f"sum(torchfaas_batch_size_sum{sel})") == sum(l["batch_size"] for l in lines)
+        assert prom.scalar(f"sum(torchfaas_batch_size_sum{sel})") == sum(line["batch_size"] for line in lines)
         assert prom.scalar(f"sum(torchfaas_queue_seconds_count{sel})") == len(lines)
         assert prom.scalar(f"sum(torchfaas_top1_probability_count{sel})") == len(lines)
         assert prom.scalar(f"sum(torchfaas_top1_probability_sum{sel})") == pytest.approx(
-            sum(l["top1_prob"] for l in lines), abs=1e-3)
+            sum(line["top1_prob"] for line in lines), abs=1e-3)
     assert prom.scalar("max(torchfaas_inflight_requests)") == 0
 
 
@@ -306,7 +308,7 @@ def test_rules_load_and_answer_per_version_traffic(scenario):
         time.sleep(0.5)
     bad = [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not bad and len(rules) == 25
-    # retirement: the busiest hour of the last day per version (README)
+    # retirement: the busiest hour of the last day per version (docs/metrics.md)
     retire = prom.wait_for("max_over_time(model_version:torchfaas_requests:rate1h[24h]) * 3600",
                            lambda r: {s["metric"]["model_version"] for s in r} == {"v1", "v2"})
     print("\nbusiest hour over 24h, requests (PromQL):",

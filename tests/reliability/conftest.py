@@ -1,5 +1,6 @@
 """Fixtures of the fault suite: real processes (the real classifier, the stand-in)."""
 import pytest
+
 from support.classifier import LIMITS_ENV
 
 

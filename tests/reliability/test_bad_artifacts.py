@@ -11,6 +11,7 @@ import time
 
 import pytest
 import requests
+
 from support.damaged_artifacts import assert_failure_message, damaged_copy
 
 FAIL_FAST_S = 60  # generous: importing torch alone takes seconds on a busy 2-core box

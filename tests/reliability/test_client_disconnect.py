@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+
 from faultkit import lines_for, wait_line
 
 ENV = {"WORKER_THREADS": "2", "BATCH_SIZE": "8", "BATCH_DELAY_MS": "50"}

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 import requests
+
 from faultkit import lines_for, wait_line
 from support.metrics import parse_samples
 

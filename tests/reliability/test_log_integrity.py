@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 import requests
+
 from support.functions.standin.handler import blob
 
 N_REQUESTS = 400

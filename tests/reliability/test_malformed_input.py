@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import requests
+
 from faultkit import raw_post, rss_kib, wait_line
 from photos import photo_bytes
 from support.classifier import MAX_PIXELS
@@ -34,7 +35,7 @@ BAD_ROUNDS = 6
 # - PyTorch's huge-page blocks (THP_MEM_ALLOC_ENABLE) arrive 2 MiB at a time:
 #   steps of up to ~20 MiB in one round.
 # With both off the corpus moves the RSS ~1 MiB a round. The served defaults keep
-# them: two arenas cost fp32 throughput, and huge pages save CPU (README).
+# them: two arenas cost fp32 throughput, and huge pages save CPU (docs/settings.md).
 ALLOCATOR_ENV = {"MALLOC_ARENA_MAX": "2", "THP_MEM_ALLOC_ENABLE": "0"}
 
 
@@ -141,7 +142,7 @@ def test_hostile_id_headers_fall_back_in_order(classifier):
 
 def test_control_characters_in_headers_never_reach_the_log(classifier):
     """Control characters (ESC, NUL, DEL) in a header value are malformed HTTP: waitress
-    answers its own plain-text 400 before the app runs (no line, as the README says).
+    answers its own plain-text 400 before the app runs (no line, as docs/log-format.md says).
     Obsolete line folding is unfolded by waitress and sanitised by the app. Either way
     no raw control character or newline reaches the log and the process keeps serving."""
     before = len(classifier.raw_lines)

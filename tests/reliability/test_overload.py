@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 import requests
+
 from faultkit import threads_of
 from support.contract import assert_json_error
 from support.metrics import gauge

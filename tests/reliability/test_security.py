@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from faultkit import raw_http, wait_line
 from localrun import CLASSIFIER_ARTIFACTS, REPO, TEMPLATE
 from photos import photo_bytes

@@ -70,13 +70,13 @@ def test_sigterm_under_load_loses_nothing_and_exits_zero(function_process, keep_
     for line in lines:
         by_id.setdefault(line["request_id"], []).append(line)
     for rid, status in answered.items():
-        assert [l["status"] for l in by_id.get(rid, [])] == [status], rid
+        assert [found["status"] for found in by_id.get(rid, [])] == [status], rid
     # nothing logged that no client sent, and no request logged twice
     assert set(by_id) <= {rid for rid, _ in outcomes}
     assert all(len(v) == 1 for v in by_id.values())
     # served through the drain, then refused
     started = fn.events("shutdown_started")[0]["timestamp"]
-    assert any(l["status"] == 200 and l["timestamp"] > started for l in lines)
+    assert any(line["status"] == 200 and line["timestamp"] > started for line in lines)
     shutdown = fn.events("shutdown")
     assert len(shutdown) == 1 and shutdown[0]["unfinished"] == 0
     assert fn.lines()[-1]["event"] == "shutdown"

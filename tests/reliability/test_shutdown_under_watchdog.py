@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import requests
+
 from localrun import free_port
 
 HERE = Path(__file__).resolve().parent

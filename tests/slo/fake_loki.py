@@ -22,7 +22,8 @@ class FakeLoki:
             def do_GET(self):
                 url = urlparse(self.path)
                 params = {k: v[0] for k, v in parse_qs(url.query).items()}
-                fake.requests.append({"path": url.path, "params": params, "headers": {k.lower(): v for k, v in self.headers.items()}})
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fake.requests.append({"path": url.path, "params": params, "headers": headers})
                 if delay_s:
                     threading.Event().wait(delay_s)
                 status, body = answer(url.path, params)

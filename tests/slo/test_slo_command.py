@@ -3,9 +3,9 @@ flags and environment, a features folder with nothing but .feature files, the on
 shims for plain behave, and a package that needs behave and nothing else."""
 
 import ast
-import re
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib

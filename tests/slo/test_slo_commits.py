@@ -5,6 +5,7 @@ from the `model_loaded` lines (SOURCE_COMMIT of the image), read with the same L
 from a log file or from Loki.
 """
 import json
+from datetime import UTC
 
 from logslo import cli, queries
 
@@ -12,9 +13,9 @@ AT = 1_800_000_000.0
 
 
 def line(seconds_before: float, event: str, version: str, **fields) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    ts = datetime.fromtimestamp(AT - seconds_before, tz=timezone.utc)
+    ts = datetime.fromtimestamp(AT - seconds_before, tz=UTC)
     stamp = ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
     return json.dumps({"timestamp": stamp, "level": "INFO", "message": event, "event": event,
                        "function": "classifier", "model_name": "m", "model_version": version, **fields})

@@ -226,7 +226,8 @@ def test_same_verdict_and_figures_from_the_file_and_from_loki(tmp_path, fake_lok
         assert from_loki[key] == from_file[key], key
     # Loki was asked exactly the LogQL the file backend evaluated, nothing else
     asked = {(r["path"].rsplit("/", 1)[1], r["params"]["query"]) for r in loki.requests}
-    assert asked == {("query", q) for q in recording.instant_answers} | {("query_range", q) for q in recording.range_answers}
+    assert asked == ({("query", q) for q in recording.instant_answers}
+                     | {("query_range", q) for q in recording.range_answers})
     assert all("| json event" in q for _, q in asked)
 
 

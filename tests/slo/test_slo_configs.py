@@ -127,7 +127,8 @@ def test_ruler_alerts_burn_per_function_and_model_version():
 def test_grafana_dashboard_and_provisioning():
     dashboard = json.loads((LOKI / "grafana/dashboards/torchfaas-slo.json").read_text())
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    for needle in ("rate(", "status >= 500", "quantile_over_time(0.99", "top1_class", "sum by (model_version) (count_over_time"):
+    for needle in ("rate(", "status >= 500", "quantile_over_time(0.99", "top1_class",
+                   "sum by (model_version) (count_over_time"):
         assert needle in exprs
     assert all(t["datasource"]["uid"] == "loki" for p in dashboard["panels"] for t in p["targets"])
     datasource = load("grafana/provisioning/datasources/loki.yaml")["datasources"][0]
@@ -173,4 +174,5 @@ def test_rules_and_dashboard_queries_extract_only_the_fields_they_use():
             assert "| json |" not in line, f"{name}: {line.strip()}"
             for field in ("status", "latency_ms", "model_version", "top1_class"):
                 if re.search(rf"(by \([^)]*\b{field}\b|\| {field} |unwrap {field})", line):
-                    assert re.search(rf"\| json [a-z_, ]*\b{field}\b", line), f"{name}: {field} not extracted: {line.strip()}"
+                    assert re.search(rf"\| json [a-z_, ]*\b{field}\b", line), \
+                        f"{name}: {field} not extracted: {line.strip()}"

@@ -1,5 +1,5 @@
 """The HTML reports of `torchfaas-slo check --html` and `compare`, rendered in a real
-headless Chromium (Debian package `chromium`; .ci/run installs it): the page renders,
+headless Chromium (Debian package `chromium`; .ci/install-system-tools installs it): the page renders,
 the charts are there, no JavaScript error, no network request, a screenshot is made."""
 
 import re
@@ -7,8 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
+from support.system_tools import require
 from test_slo_compare import bad_canary, baseline, compare_file
 from test_slo_runner import run_slo
 
@@ -18,10 +17,8 @@ CHARTS = {"latency", "errors", "class-mix"}  # and: compare "intervals", slo "ps
 
 
 def chromium():
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("chromium is not installed (Debian package `chromium`; .ci/run installs it)")
-    return found
+    """Skips without Chromium (fails under CI, which installs it), as the other tool suites do."""
+    return require("chromium|chromium-browser", suite="tests/slo/test_slo_html.py")["chromium|chromium-browser"]
 
 
 def render(page: Path, tmp_path: Path):
@@ -32,7 +29,8 @@ def render(page: Path, tmp_path: Path):
                           "--dump-dom", url], capture_output=True, text=True, timeout=120)
     shot = tmp_path / "screenshot.png"
     done = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}-shot", "--window-size=1100,2200",
-                           "--hide-scrollbars", f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)
+                           "--hide-scrollbars", f"--screenshot={shot}", url],
+                          capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0 and done.returncode == 0, dom.stderr[-2000:] + done.stderr[-2000:]
     return dom.stdout, dom.stderr, shot
 

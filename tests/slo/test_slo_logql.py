@@ -1,6 +1,7 @@
 """LogQL rendering and the file backend's Loki semantics on small hand-made logs."""
 
 import json
+from datetime import UTC
 
 import pytest
 
@@ -14,8 +15,8 @@ T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
 
 
 def stamp(seconds: float) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    from datetime import datetime
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def request(at, version="v1", status=200, latency=10.0, cls="daisy", **extra):

@@ -1,4 +1,5 @@
 import pytest
+
 from localrun import CLASSIFIER_ARTIFACTS
 from support.classifier import classifier_module as load_classifier_module
 

@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import requests
+
 from photos import photo_bytes
 from torchfaas.toolkit import write_manifest
 
@@ -49,7 +50,8 @@ def test_auto_falls_back_to_eager(case, make_handler, request):
 
 @pytest.mark.parametrize("case", ["without_package", "broken_package"])
 def test_aoti_required_fails_instead_of_falling_back(case, make_handler, request):
-    with pytest.raises(Exception):
+    # any load error must come out; which one depends on how the package is missing or broken
+    with pytest.raises(Exception):  # noqa: B017 see above
         make_handler(request.getfixturevalue(case), "aoti")
 
 

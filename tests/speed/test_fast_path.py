@@ -7,7 +7,7 @@ as first written. Fast: `to_pixels` (JPEG draft decoding, PyTorch's uint8
 antialiased bicubic kernel) and the AOTInductor package, which does the
 normalisation and the softmax itself.
 
-Stated tolerance (docs/benchmarks.md):
+Stated tolerance (docs/benchmarks.md, "Correctness of the fast path"):
 - images decoded at full scale (every bundled photo): every uint8 value within 1
   of PIL's (the two kernels round differently), so top-1 identical and every
   class probability within 5e-3 of the reference (observed: <= 1.8e-3);
@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from photos import PHOTOS
 from torchfaas.toolkit import decode_rgb, open_image
 
@@ -193,6 +194,7 @@ def test_jpegs_decode_to_pillows_exact_pixels_through_simplejpeg(name, classifie
     without a trace); the JPEG with a libjpeg warning, which simplejpeg refuses,
     falls back to Pillow rather than becoming a 400."""
     import simplejpeg
+
     from torchfaas.toolkit import images
 
     data = jpeg_variants()[name]

@@ -2,7 +2,7 @@
 
 Inductor applies `freezing` only under `torch.no_grad()`; with grad enabled the
 option is ignored without a word and the package calls the plain ATen
-convolution 49 times, 1.5-2x slower (docs/benchmarks.md). These tests read the
+convolution 49 times, 1.5-2x slower (docs/benchmarks.md, "The fast path"). These tests read the
 generated C++ wrapper inside the .pt2 zip, so they fail if freezing silently
 stops applying, whatever the timing noise.
 """
@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from torchfaas.toolkit.compiled import prepacked_calls, wrapper_calls
 
 # EfficientNet-Lite0: stem + 16 blocks (1 with 2 convs, 15 with 3) + head

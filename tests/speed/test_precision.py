@@ -12,6 +12,7 @@ import sys
 import pytest
 import requests
 import torch
+
 from photos import PHOTOS, photo_bytes
 from support.function_process import FunctionProcess
 from torchfaas import Settings
@@ -44,7 +45,8 @@ def test_precision_setting_is_checked(classifier_module):
 
 def test_gate_inputs_are_real_photos_and_crops_of_them(classifier_module):
     photos = classifier_module.gate_photos()
-    assert {"skimage/motorcycle_left.png", "sklearn/china.jpg", "testdata/cat.jpg", "testdata/rocket.jpg"} <= set(photos)
+    expected = {"skimage/motorcycle_left.png", "sklearn/china.jpg", "testdata/cat.jpg", "testdata/rocket.jpg"}
+    assert expected <= set(photos)
     inputs = classifier_module.gate_inputs(photos)
     assert inputs.shape == (32 * len(photos), 224, 224, 3)
     # the first input of each photo is the crop the function serves
@@ -73,7 +75,7 @@ def test_dc_preserving_rounding_keeps_filter_sums(classifier_module):
     # every weight is one of its two bf16 neighbours, at most 3 per filter not the nearest
     assert int((rounded.view(torch.int16).int() - nearest.view(torch.int16).int()).abs().max()) <= 1
     assert int((rounded != nearest).flatten(1).sum(1).max()) <= 3
-    sums = lambda w: (w.double() - weight.detach().double()).sum((1, 2, 3)).abs()  # noqa: E731
+    sums = lambda w: (w.double() - weight.detach().double()).sum((1, 2, 3)).abs()  # noqa: E731 a one-line formula, used twice below
     assert bool((sums(rounded) <= sums(nearest)).all())
     assert float(sums(rounded).mean()) < float(sums(nearest).mean()) / 4
 

@@ -78,10 +78,12 @@ def _expression_end(tokens, i):
             if depth == 0:
                 return i
             depth -= 1
-        elif depth == 0 and i > start and kind == "ident" and tokens[i - 1][1] not in ("+", "-", "*", "/", "=", ",", "(", ".") \
-                and i + 1 < len(tokens) and tokens[i + 1][1] in ("=", "{") or (depth == 0 and i > start and kind == "ident"
-                                                                            and i + 1 < len(tokens) and tokens[i + 1][0] == "string"
-                                                                            and i + 2 < len(tokens) and tokens[i + 2][1] == "{"):
+        elif depth == 0 and i > start and kind == "ident" and (
+                # `name =` or `name {` not continuing an expression
+                tokens[i - 1][1] not in ("+", "-", "*", "/", "=", ",", "(", ".")
+                and i + 1 < len(tokens) and tokens[i + 1][1] in ("=", "{")
+                # or a labelled block: `name "label" {`
+                or i + 2 < len(tokens) and tokens[i + 1][0] == "string" and tokens[i + 2][1] == "{"):
             return i
         i += 1
     if depth:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import requests
+
 from localrun import CLASSIFIER, TEMPLATE, free_port
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"

@@ -6,17 +6,16 @@ relabelling intact: only the Kubernetes pod discovery is swapped for a file that
 lists the local function processes with the labels pod discovery would give them.
 """
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
+
 from localrun import REPO, free_port
+from support.system_tools import require
 
 PROM_DIR = REPO / "loki" / "prometheus"
 RULES = PROM_DIR / "rules" / "torchfaas.rules.yml"
@@ -26,14 +25,8 @@ DASHBOARD = PROM_DIR / "dashboard-metrics.json"
 
 
 def require_binary(name: str) -> str:
-    """The binary's path; skip when absent, except in CI, which installs it."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} not found (Debian package `prometheus`: apt-get install -y prometheus)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    """The binary's path (Debian package `prometheus`); skips without it, except in CI."""
+    return require(name, suite="tests/metrics")[name]
 
 
 class Prometheus:

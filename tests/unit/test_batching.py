@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from torchfaas import Settings
 from torchfaas.batching import Batcher, QueueFull
 

@@ -1,8 +1,8 @@
-"""The peer servers (load/peers/) preprocess exactly as the classifier does.
+"""The peer servers (load/benchmark/peers/) preprocess exactly as the classifier does.
 
-load/peer_bench.py compares torchfaas with LitServe, TorchServe and BentoML serving
+load/benchmark/peer_bench.py compares torchfaas with LitServe, TorchServe and BentoML serving
 the same model; that comparison only means something if they all see the same input
-tensor. load/peers/common.py re-implements the classifier's preprocessing without
+tensor. load/benchmark/peers/common.py re-implements the classifier's preprocessing without
 torchfaas (it runs in each peer's own venv), so it is checked here against the
 classifier's own `to_pixels` + the normalisation its compiled graph applies, on the
 real photos (JPEG and PNG) and on a large JPEG that takes the draft-decoding path.
@@ -14,8 +14,9 @@ import io
 import numpy as np
 import pytest
 import torch
-from localrun import REPO
 from PIL import Image
+
+from localrun import REPO
 from photos import PHOTOS
 from support.classifier import classifier_module
 from torchfaas.toolkit import open_image
@@ -25,7 +26,8 @@ MAX_PIXELS = 50_000_000
 
 @pytest.fixture(scope="module")
 def common():
-    spec = importlib.util.spec_from_file_location("peers_common_under_test", REPO / "load" / "peers" / "common.py")
+    common = REPO / "load" / "benchmark" / "peers" / "common.py"
+    spec = importlib.util.spec_from_file_location("peers_common_under_test", common)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

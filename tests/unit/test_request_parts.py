@@ -5,14 +5,21 @@ import re
 
 import pytest
 from PIL import Image
-from torchfaas.artifacts import (ArtifactError, manifest_version, read_verified_manifest, sha256_of,
-                                 verify_in_background, write_manifest)
+
+from torchfaas.artifacts import (
+    ArtifactError,
+    manifest_version,
+    read_verified_manifest,
+    sha256_of,
+    verify_in_background,
+    write_manifest,
+)
 from torchfaas.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from torchfaas.toolkit import image_bytes_from, open_image
 from torchfaas.identity import CurrentModel, ModelIdentity
 from torchfaas.logs import EventLog, rfc3339_ms
 from torchfaas.request_body import request_body
 from torchfaas.request_id import request_id_from, sanitise
+from torchfaas.toolkit import image_bytes_from, open_image
 
 
 def test_request_id_order_and_sanitising():

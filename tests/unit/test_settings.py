@@ -1,6 +1,6 @@
-"""One home per setting: the README's table of variables is what the code reads.
+"""One home per setting: the table of variables in docs/settings.md is what the code reads.
 
-Every variable in the README's "Environment variables" table exists in the
+Every variable in docs/settings.md's table exists in the
 runtime's `Settings` or the classifier's `ClassifierSettings` with the
 documented default, and every variable they read is in the table.
 """
@@ -8,6 +8,7 @@ import importlib.util
 import re
 
 import pytest
+
 from localrun import CLASSIFIER, REPO
 from support.dockerfile import image_env
 from torchfaas import Settings
@@ -16,11 +17,12 @@ from torchfaas.settings import env_fields
 ROW = re.compile(r"^\| `([A-Z_]+)` \| `([^`]*)`")
 
 
-def readme_table() -> dict:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+def documented_table() -> dict:
+    """docs/settings.md's table (its first section: the variables)."""
+    text = (REPO / "docs" / "settings.md").read_text()
+    section = text.split("\n## ", 1)[0]
     rows = dict(ROW.match(line).groups() for line in section.splitlines() if ROW.match(line))
-    assert len(rows) >= 20, "the README's table of variables was not found"
+    assert len(rows) >= 20, "the table of variables in docs/settings.md was not found"
     return rows
 
 
@@ -40,11 +42,11 @@ def same(documented: str, default) -> bool:
 
 def test_every_documented_variable_is_read_with_its_documented_default(classifier_settings):
     code = {**env_fields(Settings), **env_fields(classifier_settings)}
-    documented = readme_table()
-    assert set(documented) == set(code), (f"only in the README: {sorted(set(documented) - set(code))}; "
+    documented = documented_table()
+    assert set(documented) == set(code), (f"only in docs/settings.md: {sorted(set(documented) - set(code))}; "
                                           f"only in the code: {sorted(set(code) - set(documented))}")
     for name, text in documented.items():
-        assert same(text, code[name]), f"{name}: README says {text!r}, the code {code[name]!r}"
+        assert same(text, code[name]), f"{name}: docs/settings.md says {text!r}, the code {code[name]!r}"
 
 
 def test_no_variable_is_read_twice(classifier_settings):

@@ -6,7 +6,17 @@ function's own settings the same way) and the client errors to raise. Tools for
 writing a handler (image decoding, manifests, AOTInductor packages) are in
 `torchfaas.toolkit`.
 """
-from .errors import (ApiError, BadRequest, InferenceTimeout, MethodNotAllowed, NotFound,  # noqa: F401
-                     PayloadTooLarge, UnsupportedMediaType)
-from .model_handler import InferenceRequest, ModelHandler  # noqa: F401
-from .settings import Settings, env  # noqa: F401
+from .errors import (
+    ApiError,
+    BadRequest,
+    InferenceTimeout,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from .model_handler import InferenceRequest, ModelHandler
+from .settings import Settings, env
+
+__all__ = ["ApiError", "BadRequest", "InferenceTimeout", "MethodNotAllowed", "NotFound", "PayloadTooLarge",
+           "UnsupportedMediaType", "InferenceRequest", "ModelHandler", "Settings", "env"]

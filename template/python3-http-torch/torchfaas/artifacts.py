@@ -61,7 +61,7 @@ def verify_in_background(artifacts_dir: Path) -> Future | None:
 
     At cold start this runs before the handler imports torch: hashing and reading
     release the GIL, so the ~40-55 MB of SHA-256 (about 60-80 ms here) is done on
-    the other core while `import torch` runs, instead of after it (docs/benchmarks.md).
+    the other core while `import torch` runs, instead of after it (docs/benchmarks.md, "The fast path").
     """
     if not (Path(artifacts_dir) / MANIFEST).is_file():
         return None

@@ -25,7 +25,7 @@ worker, item by item, just before its batch's forward pass: a failing
 preparation fails only its own item, and `BatchInfo.prepare_ms` says how long
 the batch's preparation took. For CPU-bound preprocessing (image decoding) this
 keeps one busy thread per worker instead of one per request: measured in
-docs/benchmarks.md.
+docs/benchmarks.md, "The fast path".
 
 Waiting only pays when another item is on its way. A request thread that calls
 `arriving()` before its (slow) preprocessing tells the batcher one more item is

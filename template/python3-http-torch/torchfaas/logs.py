@@ -8,7 +8,7 @@ duplicate of the real stdout and fd 1 itself is pointed at stderr.
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -17,7 +17,7 @@ from .identity import CurrentModel
 
 def rfc3339_ms(epoch_seconds: float) -> str:
     """2026-11-21T04:00:00.123Z: what Loki/Promtail parse as RFC3339Nano."""
-    dt = datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch_seconds, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

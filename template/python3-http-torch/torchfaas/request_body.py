@@ -10,9 +10,9 @@ def request_body(request) -> bytes:
     getvalue() is that buffer itself. Flask's `get_data()` instead reads it through
     werkzeug's LimitedStream in 64 KiB pieces and copies it again, and even one
     read() copies it, holding the GIL: ~63 µs of CPU for a 110-200 KB photo in the
-    served process against ~2 µs (docs/benchmarks.md).
+    served process against ~2 µs (docs/benchmarks.md, "The fast path").
     """
-    request.stream  # werkzeug's checks first: a 413 past MAX_CONTENT_LENGTH
+    request.stream  # noqa: B018 reading the property runs werkzeug's checks first: a 413 past MAX_CONTENT_LENGTH
     length = request.content_length
     if length is None:  # a server that streams bodies of unknown length
         return request.get_data()

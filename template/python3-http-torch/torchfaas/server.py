@@ -8,6 +8,11 @@ SIGTERM (forwarded at once by of-watchdog, which keeps routing traffic for
 its healthcheck_interval): /ready turns 503, requests are still served for
 DRAIN_SECONDS, then the listener closes, every accepted request is finished
 and flushed, a `shutdown` line is written and the process exits 0.
+
+SIGINT (Ctrl-C on `make run`): the same without the DRAIN_SECONDS wait, which
+only serves the watchdog's routing (a local run has none): the process stops at
+once when nothing is in flight, else as soon as what is in flight is answered,
+and says so in one stderr line.
 """
 import logging
 import select
@@ -27,7 +32,6 @@ from .settings import Settings
 from .waitress_channel import LoggedChannel
 
 
-
 class Server:
     def __init__(self, function: Function):
         settings = self.settings = function.settings
@@ -42,12 +46,12 @@ class Server:
             channel_request_lookahead=1,
             # a photo in a few reads of the socket, not 8 KiB (waitress's default) per
             # pass of the main loop: measured 0.63 vs 0.75 ms of server CPU per
-            # request with a stand-in model and the real JPEGs (docs/benchmarks.md)
+            # request with a stand-in model and the real JPEGs (docs/benchmarks.md, "The fast path")
             recv_bytes=256 * 1024,
             # an answer leaves in one send() by the socket loop, not as two (waitress's
             # default of 1 sends the header and then the body from the request thread,
             # two TCP segments that wake the client twice): with a stand-in model 0.95 vs
-            # 1.08 ms of server CPU per request at c1 (docs/benchmarks.md). Bodies past
+            # 1.08 ms of server CPU per request at c1 (docs/benchmarks.md, "The fast path"). Bodies past
             # this size are still sent as they are written. (waitress marks the option
             # deprecated; the pinned 3.0.2 has it, an upgrade that drops it fails at start.)
             send_bytes=64 * 1024,
@@ -57,7 +61,7 @@ class Server:
 
     def serve(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        signal.signal(signal.SIGINT, self._on_sigterm)
+        signal.signal(signal.SIGINT, self._on_sigint)
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         self.wsgi.run()  # returns once _stop_loop has emptied the loop's socket map
         self.wsgi.task_dispatcher.shutdown(cancel_pending=False, timeout=1)
@@ -69,15 +73,31 @@ class Server:
             self._call_in_loop(self._stop_loop)
 
     def _on_sigterm(self, signum, _frame):
-        if self.runtime.state in ("draining", "stopping"):
+        self._shutdown(signum, self.settings.drain_seconds)
+
+    def _on_sigint(self, signum, _frame):
+        if self._shutting_down():
+            return
+        inflight = self.runtime.inflight
+        now = f"finishing {inflight} request(s) in flight, then stopping" if inflight else \
+            "nothing in flight, stopping now"
+        print(f"torchfaas: Ctrl-C: {now} (SIGTERM would keep serving {self.settings.drain_seconds:g} s "
+              "for the watchdog's routing; a local run has none)", file=sys.stderr, flush=True)
+        self._shutdown(signum, 0.0)
+
+    def _shutting_down(self) -> bool:
+        return self.runtime.state in ("draining", "stopping")
+
+    def _shutdown(self, signum: int, drain_seconds: float):
+        if self._shutting_down():
             return
         self.runtime.begin_drain()
         self.wsgi.draining = True  # DrainingTask: answers close their connections from now on
         self.events.emit("shutdown_started", "signal received, draining", signal=signal.Signals(signum).name,
-                         drain_seconds=self.settings.drain_seconds, inflight=self.runtime.inflight)
-        threading.Thread(target=self._drain, name="drain", daemon=True).start()
+                         drain_seconds=drain_seconds, inflight=self.runtime.inflight)
+        threading.Thread(target=self._drain, args=(drain_seconds,), name="drain", daemon=True).start()
 
-    def shutdown_line_at(self) -> float | None:
+    def shutdown_line_at(self, drain_seconds: float) -> float | None:
         """Under the of-watchdog: when (seconds after SIGTERM) to write the `shutdown` line.
 
         The watchdog routes for its healthcheck_interval H after SIGTERM, then exits as
@@ -92,19 +112,19 @@ class Server:
         if routing is None or routing <= 0:
             return None
         at = routing - min(1.0, routing / 2)
-        return at if self.settings.drain_seconds > at else None
+        return at if drain_seconds > at else None
 
-    def _drain(self):
+    def _drain(self, drain_seconds: float):
         started = time.monotonic()
-        early = self.shutdown_line_at()
+        early = self.shutdown_line_at(drain_seconds)
         if early is not None:
             time.sleep(early)
             self.events.emit("shutdown", "drain complete; serving until the watchdog exits",
                              drain_ms=round((time.monotonic() - started) * 1000, 1),
                              inflight=self.runtime.inflight, still_serving=True,
-                             serving_until_ms=round(self.settings.drain_seconds * 1000, 1))
+                             serving_until_ms=round(drain_seconds * 1000, 1))
         # still serving: routes are being withdrawn
-        time.sleep(max(0.0, self.settings.drain_seconds - (time.monotonic() - started)))
+        time.sleep(max(0.0, drain_seconds - (time.monotonic() - started)))
         self.runtime.stop_accepting()
         self._call_in_loop(self._close_listener)
         self._listener_closed.wait(5)

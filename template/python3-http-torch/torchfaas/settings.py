@@ -1,7 +1,7 @@
 """Runtime settings: every environment variable the runtime reads, read here once.
 
 Each field names its variable and its default in one place (`env()`); the
-README's table of variables is checked against these fields by a test. A
+table of variables in docs/settings.md is checked against these fields by a test. A
 function keeps its own variables in its own settings object built the same
 way (see `env()` and the classifier's `ClassifierSettings`).
 """
@@ -22,7 +22,7 @@ def read_env(name: str, default, parse=str):
 
 
 def env(name: str, default, parse=str, documented: str | None = None):
-    """A settings field read from `name`; `documented` is the README's default when
+    """A settings field read from `name`; `documented` is docs/settings.md's default when
     it is derived rather than a constant (e.g. "handler's", a formula)."""
     return field(default_factory=lambda: read_env(name, default, parse),
                  metadata={"env": name, "default": default if documented is None else documented})
@@ -92,7 +92,7 @@ class Settings:
     # PyTorch's own variable, on by default here: tensors of 2 MiB and more are
     # allocated on transparent huge pages (madvise). A forward pass allocates its
     # activations afresh each time; on 4 KiB pages that cost ~400 page faults per
-    # request, most of the kernel time of a served request (docs/benchmarks.md).
+    # request, most of the kernel time of a served request (docs/benchmarks.md, "The fast path").
     torch_huge_pages: int = env("THP_MEM_ALLOC_ENABLE", 1, int)
 
     def __post_init__(self):

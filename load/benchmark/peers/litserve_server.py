@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 behind LitServe 0.2.19 (load/peer_bench.py starts it in .peers/litserve).
+"""EfficientNet-Lite0 behind LitServe 0.2.19 (load/benchmark/peer_bench.py starts it in .peers/litserve).
 
-    .peers/litserve/bin/python load/peers/litserve_server.py --port 8000
+    .peers/litserve/bin/python load/benchmark/peers/litserve_server.py --port 8000
 
 LitServe's API for images is JSON: POST /predict {"image": "<base64 JPEG>"} (a raw
 body goes through `await request.json()` in LitServe's handler and fails). Its own
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common  # noqa: E402 after sys.path points at this folder
 
 # The best of the settings tried, by c16 throughput (peer_bench.py --servers litserve --rounds 1
 # --levels 1,16 --duration 6 --peer-env litserve:PEER_...=..., 2026-11-25; c16 req/s / c1 p50 ms):
@@ -46,7 +46,7 @@ BATCH_TIMEOUT = common.env_float("PEER_BATCH_TIMEOUT_S", BEST["batch_timeout"])
 FAST_QUEUE = os.environ.get("PEER_FAST_QUEUE", str(int(BEST["fast_queue"]))) == "1"
 API_SERVERS = common.env_int("PEER_API_SERVERS", BEST["api_servers"])
 
-import litserve as ls  # noqa: E402
+import litserve as ls  # noqa: E402 after its settings above are read
 
 
 class EfficientNetAPI(ls.LitAPI):

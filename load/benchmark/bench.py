@@ -9,17 +9,18 @@ One run measures, on this machine:
      throughput, p50, p99;
      and the runtime alone (a stand-in model) under the same load at the top level,
      which splits the server's CPU per request into stages;
-  4. the same load against the seed-style handler (load/seed_handler): the baseline;
+  4. the same load against the seed-style handler (load/benchmark/seed_handler): the baseline;
      3 and 4 start every server --rounds times, interleaved, and count the best start;
   5. cold start (process start to /ready 200) against `import torch` + artifact load;
   6. JSON logging cost as a share of a request's CPU time;
-and prints the ratios the speed targets are stated in (docs/benchmarks.md).
+and prints the ratios the speed targets are stated in (docs/benchmarks.md, "Targets").
 1-3 and 5 run for each MODEL_PRECISION (fp32, bf16) in the same run, side by side:
 the bf16 artifacts are prepared once next to the fp32 ones (artifacts/classifier-bf16,
 the fp32 package reused; the build's accuracy gate runs there) and served with
 MODEL_PRECISION=bf16. On a CPU without native bf16 that variant serves fp32 (and says so).
 
-    .venv/bin/python load/bench.py [--duration 8] [--json reports/bench.json] [--precisions fp32]
+    PYTHONPATH=load .venv/bin/python load/benchmark/bench.py [--duration 8] [--json reports/bench.json] \\
+        [--precisions fp32]
 
 The load generator is a small asyncio HTTP/1.1 client (keep-alive, prebuilt
 requests) so that it takes as little of the shared CPUs as possible; it loads
@@ -28,6 +29,7 @@ numbers the best of --rounds process starts, for every server alike.
 """
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -35,12 +37,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from localrun import CLASSIFIER as FUNCTION, REPO, free_port, import_build, shrinkwrap, stop_process
+from localrun import CLASSIFIER as FUNCTION
+from localrun import REPO, free_port, import_build, shrinkwrap, stop_process
 from stats import percentile
 
-SEED = REPO / "load" / "seed_handler" / "app.py"
+SEED = REPO / "load" / "benchmark" / "seed_handler" / "app.py"
 # what every process the bench starts inherits: the environment it was given, not
 # the torch allocator settings main() applies to its own in-process limits (the seed
 # handler and the bare-load baseline run as they would anywhere; the function sets
@@ -138,9 +143,10 @@ def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats
 def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float,
                        precision: str = "fp32") -> tuple[dict, "Pipeline"]:
     import_build(build)
-    import function.handler as handler_module  # before torch: see main()
     import numpy as np
     import torch
+
+    import function.handler as handler_module  # before torch: see main()
     from torchfaas import Settings
     from torchfaas.toolkit import open_image, read_verified_manifest
 
@@ -166,7 +172,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         rates = {}
         for batch in (1, 2, 4, 8, 16):
             items = [pixels] * batch
-            rates[batch] = best_rate(lambda: handler.predict(items), batch, seconds)
+            rates[batch] = best_rate(partial(handler.predict, items), batch, seconds)
             log(f"  {precision} model {backend} batch {batch}: {rates[batch]:.1f} images/s")
         results["model"][backend] = rates
     served = "aoti" if "aoti" in handlers else "eager"
@@ -178,7 +184,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         parallel = {}
         for batch in (1, 2, 4, 8):
             items = [pixels] * batch
-            parallel[batch] = parallel_rate(lambda: handler.predict(items), batch, workers, seconds)
+            parallel[batch] = parallel_rate(partial(handler.predict, items), batch, workers, seconds)
             log(f"  {precision} model {served} x{workers} streams, batch {batch}: {parallel[batch]:.1f} images/s")
         results["model"][f"{served} x{workers}"] = parallel
         rates = parallel
@@ -188,9 +194,10 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
 
     payloads = list(jpegs.values())
 
-    def preprocess_one(i=[0]):
-        i[0] += 1
-        return handler_module.to_pixels(open_image(payloads[i[0] % len(payloads)], settings.max_pixels))
+    turn = itertools.count(1)
+
+    def preprocess_one():
+        return handler_module.to_pixels(open_image(payloads[next(turn) % len(payloads)], settings.max_pixels))
 
     prep_rate = best_rate(preprocess_one, 1, seconds)
 
@@ -241,7 +248,7 @@ def handler_stage_cpu_ms(handler, payloads: list, batch: int, repeats: int = 60)
         return (time.thread_time() - started) * 1000
 
     requests_, items = [request(i) for i in range(batch)], []
-    pre = [cpu(lambda: items.append(handler.preprocess(requests_[i % batch]))) for i in range(repeats)]
+    pre = [cpu(partial(lambda i: items.append(handler.preprocess(requests_[i % batch])), i)) for i in range(repeats)]
     batch_items = items[:batch]
     outputs = handler.predict(batch_items)
     model = [cpu(lambda: handler.predict(batch_items)) / batch for _ in range(max(5, repeats // batch))]
@@ -351,7 +358,7 @@ def seed_server(artifacts: Path) -> Server:
     port = free_port()
     # one torch thread per forward pass: the seed's better setting on 2 cores with its 4
     # waitress threads (c16 62.4 vs 49.2 req/s, c1 p50 27.7 vs 31.3 ms against torch's
-    # default of one per core), and what it inherited in the runs docs/benchmarks.md records
+    # default of one per core), as docs/benchmarks.md, "What each figure means", describes it
     return Server([sys.executable, str(SEED), "--artifacts", str(artifacts), "--port", str(port)],
                   REPO, {"OMP_NUM_THREADS": "1"}, port, subprocess.DEVNULL)
 
@@ -484,7 +491,8 @@ def report(res: dict) -> str:
             lines.append(f"  model {backend:5s}: " + ", ".join(f"b{b} {r:.0f}/s" for b, r in rates.items()))
         lines.append(f"  model-only limit      : {limits['model_limit']:.1f} images/s "
                      f"({limits['served_backend']}, batch {limits['best_batch']}, {limits['workers']} streams)")
-        lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s (decode + crop/resize, 1 thread)")
+        lines.append(f"  preprocess only       : {limits['preprocess_per_s']:.1f} images/s "
+                     "(decode + crop/resize, 1 thread)")
         windows = variant.get("pipeline_windows", [])
         lines.append(f"  pipeline limit        : {limits['pipeline_limit']:.1f} images/s (decode + preprocess + "
                      f"forward, {limits['workers']} streams; best of {len(windows)} windows as long as a "
@@ -627,7 +635,7 @@ def prepare_bf16(artifacts: Path, build: Path) -> Path:
     return dest
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", default=str(REPO / "artifacts" / "classifier"))
     parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per load level")
@@ -644,111 +652,170 @@ def main() -> int:
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--served-only", action="store_true",
                         help="tuning runs: only the served function's load levels")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@dataclass
+class Plan:
+    """What every step of one run shares."""
+    args: argparse.Namespace
+    artifacts: Path  # the fp32 artifacts, which the seed-style handler serves too
+    build: Path  # the shrinkwrapped classifier
+    dirs: dict[str, Path]  # precision -> its artifacts
+    jpegs: dict
+    requests: list
+    levels: list[int]
+    extra_env: dict[str, str]
+    tmp: Path
+
+    @property
+    def precisions(self) -> list[str]:
+        return list(self.dirs)
+
+
+def prepare_variants(build: Path, artifacts: Path, precisions: list[str], res: dict) -> dict[str, Path]:
+    """Import the handler as the served process does; each precision's artifacts (bf16 prepared once)."""
+    import_build(build)
+    # The handler first, as in the served process: it sets OMP_NUM_THREADS before torch
+    # is imported, and OpenMP reads it once. Imported after torch (as until 2026-12-02),
+    # the compiled kernels ran 2-thread OpenMP teams in each of the 2 streams: bf16 b1 x2
+    # read 9 images/s instead of 203-243.
+    import function.handler  # noqa: F401 imported for its side effect, named above
+    from torchfaas import Settings
+    # the in-process limits allocate as the served function does (server.main)
+    Settings().apply_torch_allocator()
+    from torchfaas.toolkit.compiled import bf16_feature
+    # ratios only compare within one run: the header says which machine it was
+    res["bf16_feature"] = bf16_feature()
+    dirs = {"fp32": artifacts}
+    if "bf16" in precisions:
+        log("bf16 artifacts (prepared once, then reused)")
+        dirs["bf16"] = prepare_bf16(artifacts, build)
+    for precision in precisions:
+        variant = res["variants"][precision] = {"artifacts": str(dirs[precision])}
+        if precision == "bf16":
+            manifest = json.loads((dirs["bf16"] / "manifest.json").read_text())
+            variant["agreement"] = manifest.get("bf16_top1_agreement")
+            variant["agreement_inputs"] = manifest.get("bf16_agreement_inputs")
+    return {p: dirs[p] for p in precisions}
+
+
+def measure_limits(plan: Plan, res: dict) -> dict[str, "Pipeline"]:
+    """The model-only and pipeline limits of each precision, and the log line's cost."""
+    pipelines = {}
+    for precision in plan.precisions:
+        log(f"limits (in-process), {precision}")
+        res["variants"][precision]["limits"], pipelines[precision] = measure_in_process(
+            plan.build, plan.dirs[precision], plan.jpegs, plan.args.limit_seconds, precision)
+    res["logging_ms"] = logging_cpu_ms(plan.build)
+    return pipelines
+
+
+def serve_rounds(plan: Plan, servers: list[tuple[str, str | None]], pipelines: dict, res: dict) -> dict[str, list]:
+    """Every server started --rounds times, interleaved round by round: name -> its starts' levels.
+
+    CPU per request moves between process starts (the seed's by 25-35%: on 4 KiB pages
+    its page faults depend on how glibc's heaps settle) and this machine's speed drifts
+    over minutes: interleaving exposes every server to the same drift, and best-of-N
+    (keep_best_starts) treats them alike.
+    """
+    runs: dict[str, list] = {name: [] for name, _ in servers}
+    rounds = plan.args.rounds
+    for round_ in range(rounds):
+        for name, precision in servers[round_ % len(servers):] + servers[:round_ % len(servers)]:
+            log(f"{name}, round {round_ + 1} of {rounds}")
+            if precision is None:
+                server = seed_server(plan.artifacts)
+                try:
+                    runs[name].append(load_levels(server, plan.requests, plan.levels, plan.args.warmup,
+                                                  plan.args.duration))
+                finally:
+                    server.stop()
+            else:
+                runs[name].append(serve_torchfaas(plan, precision, round_, pipelines, res["variants"][precision]))
+    return runs
+
+
+def serve_torchfaas(plan: Plan, precision: str, round_: int, pipelines: dict, variant: dict) -> dict:
+    """One start of the served function at every level, then its pipeline limit right after."""
+    log_path = plan.tmp / f"function-{precision}-{round_}.log"
+    with open(log_path, "w") as out:
+        server = function_server(plan.build, plan.dirs[precision],
+                                 {"MODEL_PRECISION": precision, **plan.extra_env}, out)
+        try:
+            levels = load_levels(server, plan.requests, plan.levels, plan.args.warmup, plan.args.duration)
+        finally:
+            server.stop()
+    if precision in pipelines:  # its limit, right after it, over as long a window
+        window = pipelines[precision].window(plan.args.duration)
+        variant.setdefault("pipeline_windows", []).append(window)
+        log(f"  pipeline {precision}: {window['images_per_s']:.1f} images/s, "
+            f"{window['cpu_ms_per_image']:.2f} ms CPU per image")
+    lines = log_path.read_text().splitlines()
+    loaded = [json.loads(x) for x in lines if '"model_loaded"' in x]
+    variant["model_loaded"] = {k: loaded[0].get(k) for k in ("backend", "precision", "precision_reason")} \
+        if loaded else None
+    log(f"  model_loaded {variant['model_loaded']}, {len(lines)} log lines")
+    return levels
+
+
+def keep_best_starts(servers: list[tuple[str, str | None]], runs: dict[str, list], res: dict) -> None:
+    """Each server's best start, level by level; each variant's best pipeline window."""
+    for name, precision in servers:
+        if precision is None:
+            res["seed_runs"], res["seed"] = runs[name], best_of_starts(runs[name])
+        else:
+            variant = res["variants"][precision]
+            variant.update(served_runs=runs[name], served=best_of_starts(runs[name]))
+            if "limits" in variant:  # the best window, as the best served start counts
+                variant["limits"]["pipeline_limit"] = max(w["images_per_s"] for w in variant["pipeline_windows"])
+
+
+def measure_runtime_only(plan: Plan) -> dict:
+    """The runtime's own work: the stand-in model under the same load, at the top level."""
+    log("runtime only (stand-in model)")
+    standin = function_server(shrinkwrap(STANDIN, plan.tmp / "standin"), plan.tmp / "none",
+                              {"FUNCTION_NAME": "standin"}, subprocess.DEVNULL)
+    try:
+        return load_levels(standin, plan.requests, plan.levels[-1:], plan.args.warmup, plan.args.duration)
+    finally:
+        standin.stop()
+
+
+def main() -> int:
+    args = parse_args()
     artifacts = Path(args.artifacts).resolve()
     if not (artifacts / "manifest.json").is_file():
         log(f"no artifacts in {artifacts}: run `make install` first")
         return 2
-    extra_env = dict(kv.split("=", 1) for kv in args.env)
-    levels = [int(c) for c in args.levels.split(",")]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    jpegs = real_jpegs()
-    requests = build_requests(jpegs)
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
-           "env": extra_env, "variants": {}}
+           "env": dict(kv.split("=", 1) for kv in args.env), "variants": {}}
+    jpegs = real_jpegs()
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
         build = shrinkwrap(FUNCTION, Path(tmp) / "classifier")
-        import_build(build)
-        # The handler first, as in the served process: it sets OMP_NUM_THREADS before torch
-        # is imported, and OpenMP reads it once. Imported after torch (as until 2026-12-02),
-        # the compiled kernels ran 2-thread OpenMP teams in each of the 2 streams: bf16 b1 x2
-        # read 9 images/s instead of 203-243.
-        import function.handler  # noqa: F401
-        from torchfaas import Settings
-        # the in-process limits allocate as the served function does (server.main)
-        Settings().apply_torch_allocator()
-        from torchfaas.toolkit.compiled import bf16_feature
-        # ratios only compare within one run: the header says which machine it was
-        res["bf16_feature"] = bf16_feature()
-        dirs, pipelines = {"fp32": artifacts}, {}
-        if "bf16" in precisions:
-            log("bf16 artifacts (prepared once, then reused)")
-            dirs["bf16"] = prepare_bf16(artifacts, build)
-        for precision in precisions:
-            variant = res["variants"][precision] = {"artifacts": str(dirs[precision])}
-            if precision == "bf16":
-                manifest = json.loads((dirs["bf16"] / "manifest.json").read_text())
-                variant["agreement"] = manifest.get("bf16_top1_agreement")
-                variant["agreement_inputs"] = manifest.get("bf16_agreement_inputs")
-            if not args.served_only:
-                log(f"limits (in-process), {precision}")
-                variant["limits"], pipelines[precision] = measure_in_process(
-                    build, dirs[precision], jpegs, args.limit_seconds, precision)
-        if not args.served_only:
-            res["logging_ms"] = logging_cpu_ms(build)
-        # Served: every server (each precision, and the seed-style handler) is started
-        # --rounds times, interleaved round by round, and the best start of each counts,
-        # level by level. CPU per request moves between process starts (the seed's by
-        # 25-35%: on 4 KiB pages its page faults depend on how glibc's heaps settle) and
-        # this machine's speed drifts over minutes: interleaving exposes every server to
-        # the same drift, and best-of-N treats them alike.
+        plan = Plan(args, artifacts, build, prepare_variants(build, artifacts, precisions, res), jpegs,
+                    build_requests(jpegs), [int(c) for c in args.levels.split(",")], res["env"], Path(tmp))
+        pipelines = {} if args.served_only else measure_limits(plan, res)
         servers = [(f"torchfaas {p}", p) for p in precisions] + ([] if args.served_only else [("seed", None)])
-        runs: dict[str, list] = {name: [] for name, _ in servers}
-        for round_ in range(args.rounds):
-            for name, precision in servers[round_ % len(servers):] + servers[:round_ % len(servers)]:
-                log(f"{name}, round {round_ + 1} of {args.rounds}")
-                if precision is None:
-                    seed = seed_server(artifacts)
-                    try:
-                        runs[name].append(load_levels(seed, requests, levels, args.warmup, args.duration))
-                    finally:
-                        seed.stop()
-                    continue
-                variant = res["variants"][precision]
-                log_path = Path(tmp) / f"function-{precision}-{round_}.log"
-                with open(log_path, "w") as out:
-                    server = function_server(build, dirs[precision], {"MODEL_PRECISION": precision, **extra_env}, out)
-                    try:
-                        runs[name].append(load_levels(server, requests, levels, args.warmup, args.duration))
-                    finally:
-                        server.stop()
-                if precision in pipelines:  # its limit, right after it, over as long a window
-                    window = pipelines[precision].window(args.duration)
-                    variant.setdefault("pipeline_windows", []).append(window)
-                    log(f"  pipeline {precision}: {window['images_per_s']:.1f} images/s, "
-                        f"{window['cpu_ms_per_image']:.2f} ms CPU per image")
-                lines = log_path.read_text().splitlines()
-                loaded = [json.loads(x) for x in lines if '"model_loaded"' in x]
-                variant["model_loaded"] = {k: loaded[0].get(k) for k in ("backend", "precision", "precision_reason")} \
-                    if loaded else None
-                log(f"  model_loaded {variant['model_loaded']}, {len(lines)} log lines")
-        for name, precision in servers:
-            if precision is None:
-                res["seed_runs"], res["seed"] = runs[name], best_of_starts(runs[name])
-            else:
-                variant = res["variants"][precision]
-                variant.update(served_runs=runs[name], served=best_of_starts(runs[name]))
-                if "limits" in variant:  # the best window, as the best served start counts
-                    variant["limits"]["pipeline_limit"] = max(w["images_per_s"] for w in variant["pipeline_windows"])
+        keep_best_starts(servers, serve_rounds(plan, servers, pipelines, res), res)
         if args.served_only:
             return 0
-        log("runtime only (stand-in model)")
-        standin = function_server(shrinkwrap(STANDIN, Path(tmp) / "standin"), Path(tmp) / "none",
-                                  {"FUNCTION_NAME": "standin"}, subprocess.DEVNULL)
-        try:
-            res["runtime_only"] = load_levels(standin, requests, levels[-1:], args.warmup, args.duration)
-        finally:
-            standin.stop()
+        res["runtime_only"] = measure_runtime_only(plan)
         for precision in precisions:
             log(f"cold start, {precision}")
-            res["variants"][precision]["cold_start"] = measure_cold_start(build, dirs[precision],
+            res["variants"][precision]["cold_start"] = measure_cold_start(build, plan.dirs[precision],
                                                                           args.cold_repeats, precision)
-    text = report(res)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    print(report(res))
+    write_json(args.json, res)
     return 0
+
+
+def write_json(path: str | None, res: dict) -> None:
+    """The run's raw numbers as JSON at `path` (--json), if one was given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(res, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """`make bench-peers`: torchfaas against the model servers our users would pick instead.
 
 Each peer (LitServe 0.2.19, TorchServe 0.12.0, BentoML 1.4.40) serves the same
-EfficientNet-Lite0 with the same preprocessing (load/peers/common.py; one server file
-per peer in load/peers/, each with its own dynamic batching at the best setting
+EfficientNet-Lite0 with the same preprocessing (load/benchmark/peers/common.py; one server file
+per peer in load/benchmark/peers/, each with its own dynamic batching at the best setting
 measured, recorded in the file) from its own venv under .peers/<name>/ (created here:
 torch==2.13.0 first, then the peer at its pinned version, then the model packages).
-torchfaas fp32 is served exactly as load/bench.py serves it (`function_server`).
+torchfaas fp32 is served exactly as load/benchmark/bench.py serves it (`function_server`).
 
 One server runs at a time. Servers are interleaved: each round starts every server
 once, in a rotated order, and loads it at concurrency 1, 4 and 16 with bench.py's own
@@ -18,8 +18,9 @@ the tree, cold start (process start to the first successful answer). Before load
 peer, its top-1 on china.jpg, flower.jpg and rocket.jpg must equal torchfaas's: it
 fails loudly otherwise.
 
-    .venv/bin/python load/peer_bench.py [--rounds 3] [--duration 8] [--json reports/peers.json]
-    .venv/bin/python load/peer_bench.py --servers litserve --rounds 1 --levels 1,16 \\
+    PYTHONPATH=load .venv/bin/python load/benchmark/peer_bench.py [--rounds 3] [--duration 8] \\
+        [--json reports/peers.json]
+    PYTHONPATH=load .venv/bin/python load/benchmark/peer_bench.py --servers litserve --rounds 1 --levels 1,16 \\
         --peer-env litserve:PEER_MAX_BATCH=8            # a tuning run for one peer
 """
 import argparse
@@ -37,11 +38,19 @@ import threading
 import time
 from pathlib import Path
 
-from bench import build_requests, closed_loop, cpu_ms_per_request, cpu_seconds, function_server, real_jpegs
+from bench import (
+    build_requests,
+    closed_loop,
+    cpu_ms_per_request,
+    cpu_seconds,
+    function_server,
+    real_jpegs,
+    write_json,
+)
 from localrun import CLASSIFIER, REPO, free_port, proc_kib, shrinkwrap, stop_process
 
 PEERS_DIR = REPO / ".peers"
-SERVERS_DIR = REPO / "load" / "peers"
+SERVERS_DIR = REPO / "load" / "benchmark" / "peers"
 TORCH = "torch==2.13.0"  # the local CPU wheel: first, so no peer pulls a CUDA torch
 # the classifier's pins (functions/classifier/requirements.txt, the template's pillow,
 # numpy and simplejpeg: the peers decode JPEGs as the classifier does)
@@ -95,7 +104,7 @@ def ensure_venv(name: str) -> Path:
 
 
 def best_setting(name: str) -> dict:
-    """The BEST dict literal recorded in load/peers/<name>_server.py."""
+    """The BEST dict literal recorded in load/benchmark/peers/<name>_server.py."""
     tree = ast.parse((SERVERS_DIR / f"{name}_server.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "BEST":
@@ -489,9 +498,7 @@ def main() -> int:
     print(f"\n  load average at start {res['loadavg_start']}, at end {res['loadavg_end']}")
     for name, answers in res["top1"].items():
         print(f"  top-1 {name}: " + ", ".join(f"{p} {a[1]} ({a[0]})" for p, a in answers.items()))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    write_json(args.json, res)
     return 0
 
 

@@ -1,6 +1,6 @@
 """How much memory one image takes while the served classifier decodes it, by format.
 
-    .venv/bin/python load/decode_memory.py [--megapixels 25 4] [--env MAX_PIXELS=25000000]
+    PYTHONPATH=load .venv/bin/python load/benchmark/decode_memory.py [--megapixels 25 4] [--env MAX_PIXELS=25000000]
 
 Starts the classifier as `make bench` does (its defaults: MAX_PIXELS 25 MP, 10 MiB
 bodies), a fresh process for each size and format, and sends it one real photo
@@ -8,7 +8,7 @@ bodies), a fresh process for each size and format, and sends it one real photo
 process's peak RSS rose above its RSS just before (the kernel's VmHWM, reset through
 /proc/PID/clear_refs) and how much of that it still holds after the answer (glibc
 keeps freed memory in its arenas for the next request). The two batch workers can
-decode two images at once. For sizing a pod's memory limit (README, "Memory").
+decode two images at once. For sizing a pod's memory limit (docs/settings.md, "Memory").
 """
 import argparse
 import http.client
@@ -18,10 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
 from bench import function_server
 from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, proc_kib, shrinkwrap
 from photos import PHOTOS
-from PIL import Image
 
 FORMATS = {  # name: (PIL format, save arguments, Content-Type)
     "jpeg": ("JPEG", {"quality": 60}, "image/jpeg"),

@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 behind BentoML 1.4.40 (load/peer_bench.py starts it in .peers/bentoml).
+"""EfficientNet-Lite0 behind BentoML 1.4.40 (load/benchmark/peer_bench.py starts it in .peers/bentoml).
 
-    .peers/bentoml/bin/python load/peers/bentoml_server.py --port 3000
+    .peers/bentoml/bin/python load/benchmark/peers/bentoml_server.py --port 3000
 
 runs `bentoml serve bentoml_server:EfficientNetLite0` here (one API server process per
 worker under BentoML's process manager). BentoML's service APIs take JSON or multipart,
@@ -39,7 +39,7 @@ if __name__ == "__main__":
     main()
 
 sys.path.insert(0, str(HERE))
-import common  # noqa: E402
+import common  # noqa: E402 after sys.path points at this folder
 
 # The best of the settings tried, by c16 throughput (peer_bench.py --servers bentoml --rounds 1
 # --levels 1,16 --duration 6 --peer-env bentoml:PEER_...=..., 2026-11-25; c16 req/s / c1 p50 ms):
@@ -62,7 +62,7 @@ MAX_BATCH = common.env_int("PEER_MAX_BATCH", BEST["max_batch"])
 MAX_LATENCY_MS = common.env_int("PEER_MAX_LATENCY_MS", BEST["max_latency_ms"])
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
-import bentoml  # noqa: E402
+import bentoml  # noqa: E402 after BENTOML_DO_NOT_TRACK is set
 
 
 @bentoml.service(workers=WORKERS, traffic={"timeout": 60})

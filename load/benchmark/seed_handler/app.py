@@ -7,7 +7,7 @@ because torchvision is not installable here), run model(x) on a batch of one
 under no_grad, and return the top 5 with Flask behind waitress. Same weights
 and labels as the classifier, so only the serving approach differs.
 
-    python load/seed_handler/app.py --artifacts artifacts/classifier --port 8081
+    python load/benchmark/seed_handler/app.py --artifacts artifacts/classifier --port 8081
 """
 import argparse
 import io

@@ -1,0 +1,62 @@
+"""load/machine.py tells the demo whether the machine was busy: CPU used by other processes.
+
+Real processes only: a CPU-bound child of the measured shell counts as the run's own,
+a CPU-bound process beside it as the machine's, and `make demo` says which it saw.
+"""
+import json
+import subprocess
+import sys
+import time
+
+from localrun import LOAD, REPO, free_port
+
+SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass\n"
+
+
+def measured(tmp_path, body: str) -> tuple[int, dict, str]:
+    """Run `body` in a bash whose CPU, and its children's, is the run's own; (exit, result, line)."""
+    script = (f'"{sys.executable}" {LOAD}/machine.py snapshot $$ > {tmp_path}/before.json\n{body}\n'
+              f'"{sys.executable}" {LOAD}/machine.py report {tmp_path}/before.json $$ {tmp_path}/after.json')
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    return done.returncode, json.loads((tmp_path / "after.json").read_text()), done.stdout.strip()
+
+
+def test_the_runs_own_children_are_not_the_machine(tmp_path):
+    code, result, line = measured(tmp_path, f'"{sys.executable}" -c "{SPIN}" 2')
+    assert result["seconds"] >= 2
+    assert result["ours_cores"] * result["seconds"] >= 1.2, result  # the spinning child, counted as ours
+    assert line.startswith("the machine was") and f"of its {result['cpus']} CPUs" in line
+    assert (code == 10) == result["busy"]
+
+
+def test_a_cpu_bound_process_beside_the_run_makes_the_machine_busy(tmp_path):
+    hog = subprocess.Popen([sys.executable, "-c", SPIN, "6"])
+    try:
+        time.sleep(0.3)
+        code, result, line = measured(tmp_path, "sleep 3")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert result["others_cores"] >= 0.6, result  # the hog: about one CPU
+    assert result["ours_cores"] < 0.3, result
+    assert result["busy"] and code == 10
+    assert line.startswith("the machine was busy: other processes used")
+
+
+def test_make_demo_says_the_machine_was_busy(tmp_path):
+    """A short demo with a CPU-bound process beside it: the machine line names it."""
+    hog = subprocess.Popen([sys.executable, "-c", SPIN, "120"])
+    try:
+        done = subprocess.run(["make", "--no-print-directory", "demo", f"PORT={free_port()}", "DEMO_SECONDS=6",
+                               "DEMO_USERS=2", f"DEMO_DIR={tmp_path}/demo"],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+    finally:
+        hog.kill()
+        hog.wait()
+    out = done.stdout
+    assert "== the machine during the load" in out, out[-3000:] + done.stderr[-2000:]
+    assert "the machine was busy: other processes used" in out, out[-3000:]
+    machine = json.loads((tmp_path / "demo" / "machine.json").read_text())
+    assert machine["busy"] and machine["others_cores"] >= 0.6, machine
+    if done.returncode != 0 and "an SLO contract is violated" in out:
+        assert "may have failed for the machine, not the function" in out
