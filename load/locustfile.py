@@ -210,7 +210,8 @@ class ClassifierUser(FastHttpUser):
     def _photo(self, payload: traffic.Payload):
         request_id = self.environment.request_ids.next()
         topk = self.environment.picker.random.choice((1, 3, 5))
-        with self.client.post(self._url(f"/?topk={topk}", payload.label), data=payload.body, name=f"POST / {payload.fmt}",
+        url = self._url(f"/?topk={topk}", payload.label)
+        with self.client.post(url, data=payload.body, name=f"POST / {payload.fmt}",
                               headers={"Content-Type": payload.content_type, "X-Request-Id": request_id},
                               catch_response=True) as response:
             problem = None

@@ -180,7 +180,8 @@ def main(argv: list) -> int:
                         help="a log of one run whose two sides served identical code")
     parser.add_argument("--features", default="slo/compare/canary.feature", help="the comparison contracts")
     parser.add_argument("--requests", type=int, default=2000,
-                        help="requests a version per trial (default 2000: about what make review serves a version by default)")
+                        help="requests a version per trial (default 2000: about what make review serves a "
+                             "version by default)")
     parser.add_argument("--trials", type=int, default=400, help="trials of identical code")
     parser.add_argument("--detection-trials", type=int, default=200, help="trials of each changed candidate")
     parser.add_argument("--seed", type=int, default=1)

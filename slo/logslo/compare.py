@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace

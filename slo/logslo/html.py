@@ -224,13 +224,14 @@ def interval_chart(contracts: list, width=920) -> str:
         lo_x, hi_x = min(low, j["bound"], 0.0), max(high, j["bound"] * 1.2, j["estimate"])
         span = (hi_x - lo_x) or 1.0
 
-        def x(v):
+        def x(v, lo_x=lo_x, hi_x=hi_x, span=span):  # this row's scale
             return left + (width - left - right) * (min(max(v, lo_x), hi_x) - lo_x) / span
 
         c = colour.get(j["verdict"], "#b58900")
         parts.append(f'<text x="4" y="{top + 18}" font-size="12">{_e(j["contract"][:48])}</text>')
+        estimate, bound = value_text(j["estimate"], j["unit"]), value_text(j["bound"], j["unit"])
         parts.append(f'<text x="4" y="{top + 33}" font-size="11" fill="#666">{_e(j["verdict"])}: '
-                     f'{_e(value_text(j["estimate"], j["unit"]))}, bound {_e(value_text(j["bound"], j["unit"]))}</text>')
+                     f'{_e(estimate)}, bound {_e(bound)}</text>')
         parts.append(f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{top + 20}" y2="{top + 20}" '
                      f'stroke="{c}" stroke-width="6" stroke-linecap="round" opacity="0.55"/>')
         parts.append(f'<circle cx="{x(j["estimate"]):.1f}" cy="{top + 20}" r="5" fill="{c}"/>')

@@ -5,7 +5,6 @@ import os
 import subprocess
 
 from localrun import REPO, free_port
-
 from logslo.logfile import parse_rfc3339_ns
 
 
@@ -28,7 +27,8 @@ def test_review_serves_both_sides_at_once_and_a_short_run_is_inconclusive(tmp_pa
     out = done.stdout + done.stderr
     assert done.returncode == 2, out[-4000:]
     review = tmp_path / "review"
-    base, cand = inference_times(review / "base" / "function.log"), inference_times(review / "candidate" / "function.log")
+    base = inference_times(review / "base" / "function.log")
+    cand = inference_times(review / "candidate" / "function.log")
     assert len(base) >= 5 and len(cand) >= 5, out[-4000:]
     # served side by side: each side answered requests while the other was answering too
     assert base[0] < cand[-1] and cand[0] < base[-1]
