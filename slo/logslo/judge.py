@@ -223,9 +223,9 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def mix_distance(base_counts: dict, cand_counts: dict, confidence: float, seed: int = 0) -> Interval:
     """Total variation distance between the two class mixes, with a basic bootstrap
-    interval (each mix resampled from its own counts): 2*distance - the bootstrap's
-    quantiles, and the estimate 2*distance - the bootstrap's median, which removes the
-    bias sampling noise adds to any distance (two draws of one mix are never at 0)."""
+    interval (each mix resampled from its own counts): the estimate 2*distance - the
+    bootstrap's median, which removes the bias sampling noise adds to any distance (two
+    draws of one mix are never at 0), and the bootstrap's spread on either side of it."""
     classes = sorted(set(base_counts) | set(cand_counts))
     base = np.array([base_counts.get(c, 0) for c in classes], float)
     cand = np.array([cand_counts.get(c, 0) for c in classes], float)
@@ -238,7 +238,11 @@ def mix_distance(base_counts: dict, cand_counts: dict, confidence: float, seed: 
     boot = total_variation(rng.multinomial(nb, pb, size=BOOTSTRAP_RESAMPLES) / nb,
                            rng.multinomial(nc, pc, size=BOOTSTRAP_RESAMPLES) / nc)
     alpha = 1 - confidence
-    corrected = max(0.0, 2 * estimate - float(np.median(boot)))
-    low = max(0.0, 2 * estimate - float(np.quantile(boot, 1 - alpha)))
-    high = min(1.0, max(0.0, 2 * estimate - float(np.quantile(boot, alpha))))
-    return Interval(corrected, min(low, corrected), max(high, corrected), confidence)
+    middle, top, bottom = (float(np.quantile(boot, q)) for q in (0.5, 1 - alpha, alpha))
+    corrected = max(0.0, 2 * estimate - middle)
+    # the basic bootstrap's bounds, as spreads around the corrected estimate: where the
+    # correction is cut at 0 (two mixes closer than noise, e.g. the same answers to the
+    # same inputs), the interval keeps its width instead of collapsing to [0, 0]
+    low = max(0.0, corrected - (top - middle))
+    high = min(1.0, corrected + (middle - bottom))
+    return Interval(corrected, low, high, confidence)
