@@ -6,7 +6,8 @@
 #      artifacts prepared (the compile is reused when the recipe did not change)
 #   2. both run locally AT THE SAME TIME (base on PORT, candidate on PORT+1), with
 #      MODEL_VERSION=base-<sha> / candidate-<sha>, and one Locust traffic is split
-#      between them request by request (each request to one side at random, seeded):
+#      between them request by request (each kind of payload alternating between the
+#      sides in random order, seeded, so both get the same mix):
 #      a real canary shares its window with the stable version, so whatever the
 #      machine does during the run (another job, a slow minute) hits both sides alike
 #   3. the two logs are merged and `make compare` judges the candidate against the base
@@ -73,7 +74,7 @@ load_both() {
     local base_url="http://127.0.0.1:$base_port" cand_url="http://127.0.0.1:$cand_port"
     echo
     echo "== base ($base_version) on $base_url and candidate ($cand_version) on $cand_url, side by side:"
-    echo "   $users users for ${seconds}s, each request to one side at random (seed $seed)"
+    echo "   $users users for ${seconds}s, each kind of payload alternating between them (seed $seed)"
     serving base "$base_port" "$base_version"
     local base_cmd=("${serving[@]}")
     serving candidate "$cand_port" "$cand_version"
@@ -95,7 +96,7 @@ cat "$out/base/function.log" "$out/candidate/function.log" > "$out/merged.log"
 at=$(date +%s)
 echo
 echo "== compare (make compare) over $out/merged.log"
-COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split at random, request by request, between the base and the candidate served side by side" \
+COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split request by request between the base and the candidate served side by side, each kind of payload alternating between them in random order" \
 SLO_P99_MS="${SLO_P99_MS:-250}" "$PY" -m logslo compare "${COMPARE_FEATURES:-slo/compare}" \
     --baseline "$base_version" --candidate "$cand_version" --log-file "$out/merged.log" --at "$at" --report-dir "$out"
 code=$?
