@@ -32,7 +32,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchfaas import BadRequest, ModelHandler, Settings, env
+from torchfaas import TOP1_PROBABILITY, BadRequest, ModelHandler, Settings, env
 
 BACKENDS = ("auto", "aoti", "eager")
 PRECISIONS = ("fp32", "bf16")
@@ -490,6 +490,7 @@ def log(message: str) -> None:
 
 class Classifier(ModelHandler):
     model_name = ARCH
+    prediction_metrics = (TOP1_PROBABILITY,)  # torchfaas_top1_probability, from top1_prob
     # Two batches at a time, one thread each: the compiled model frees the GIL,
     # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md).
     # BATCH_WORKERS overrides it.

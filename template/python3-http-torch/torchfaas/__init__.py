@@ -1,6 +1,7 @@
 """torchfaas: the runtime of the python3-http-torch OpenFaaS template.
 
 What a handler needs: `ModelHandler` (the lifecycle it declares), `InferenceRequest`,
+the prediction metrics it declares (`ValueHistogram`, `LabelCounter`, `TOP1_PROBABILITY`),
 `Settings` (the runtime's settings, passed to prepare() and load(); `env()` builds a
 function's own settings the same way) and the client errors to raise. Tools for
 writing a handler (image decoding, manifests, AOTInductor packages) are in
@@ -9,4 +10,5 @@ writing a handler (image decoding, manifests, AOTInductor packages) are in
 from .errors import (ApiError, BadRequest, InferenceTimeout, MethodNotAllowed, NotFound,  # noqa: F401
                      PayloadTooLarge, UnsupportedMediaType)
 from .model_handler import InferenceRequest, ModelHandler  # noqa: F401
+from .predictions import TOP1_PROBABILITY, LabelCounter, ValueHistogram  # noqa: F401
 from .settings import Settings, env  # noqa: F401
