@@ -15,7 +15,7 @@ FAAS_CLI ?= faas-cli
 # minus the watchdog
 RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
 
-.PHONY: install run test shrinkwrap build deploy clean slo load capacity demo bench compare review
+.PHONY: install run invoke test shrinkwrap build deploy clean slo load capacity demo bench compare review
 
 # `$(call exit_with,N)` ends make with status N (compare, review: 0 promote, 1 hold,
 # 2 inconclusive, 3 broken run). GNU make exits 2 whenever a recipe fails, so the status
@@ -55,6 +55,12 @@ shrinkwrap:
 run:
 	@$(MAKE) --no-print-directory install shrinkwrap >&2
 	@cd $(FN_BUILD) && $(RUN_ENV) exec $(PY) index.py
+
+# the function's example request (functions/$(FUNCTION)/testdata/example.*, else its first
+# photo) to a running function (`make run` in another shell; HOST=http://... for another)
+invoke:
+	@test -x $(PY) || $(MAKE) --no-print-directory install >&2
+	@$(PY) load/invoke.py functions/$(FUNCTION) --url $(or $(filter http://% https://%,$(HOST)),http://127.0.0.1:$(PORT))
 
 test: install
 	$(PY) -m pytest tests -q
