@@ -116,16 +116,18 @@ bench-peers: install
 	$(PY) load/peer_bench.py --json reports/peers.json $(PEER_BENCH_ARGS)
 
 # SLO contracts (slo/features) with the SLO tool (slo/: the `torchfaas-slo` command)
+# (a function that keeps its own, in functions/$(FUNCTION)/slo, is judged by those: FUNCTION=diabetes)
 # against Loki (LOKI_URL) or a JSONL log (LOG_FILE), at SLO_AT (unix seconds, default now);
 # JSON report to SLO_REPORT; SLO_TAGS filters scenarios (e.g. SLO_TAGS="not @production-mix").
 # Needs only the slo package (behave), not torch: a venv with just `pip install ./slo` runs it.
 # HTML report (verdicts + inline SVG charts) to SLO_HTML (default reports/slo/report.html).
 SLO_HTML ?= reports/slo/report.html
+SLO_FEATURES ?= $(or $(wildcard functions/$(FUNCTION)/slo),slo/features)
 slo:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	@LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" SLO_TAGS="$(SLO_TAGS)" \
-		SLO_HTML="$(SLO_HTML)" $(VENV)/bin/torchfaas-slo slo/features
+		SLO_HTML="$(SLO_HTML)" SLO_FUNCTION=$(FUNCTION) $(VENV)/bin/torchfaas-slo $(SLO_FEATURES)
 
 # make compare BASELINE=<model_version> CANDIDATE=<model_version> [LOG_FILE=... | LOKI_URL=...]
 # [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare: bounds and
