@@ -141,8 +141,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
     import function.handler as handler_module  # before torch: see main()
     import numpy as np
     import torch
-    from torchfaas import Settings
-    from torchfaas.toolkit import open_image, read_verified_manifest
+    from torchfaas.toolkit import ImageSettings, open_image, read_verified_manifest
 
     results = {"torch_threads": None, "model": {}, "precision": precision}
     handlers = {}
@@ -150,7 +149,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
     for backend in ("aoti", "eager") if precision == "fp32" else ("aoti",):
         handler = handler_module.Classifier(handler_module.ClassifierSettings(
             model_backend=backend, model_precision=precision))
-        settings = Settings().with_handler_defaults(handler.batch_workers)
+        settings = ImageSettings().with_handler_defaults(handler.batch_workers)
         try:
             handler.load(artifacts, read_verified_manifest(artifacts), settings)
         except Exception as exc:

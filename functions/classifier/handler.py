@@ -85,7 +85,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(SETTINGS.torch_threads))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchfaas.toolkit import (MANIFEST, compile_package, CompiledModel, cpu_supports,  # noqa: E402
-                               decode_rgb_array, image_bytes_from, open_image, package_isa,
+                               ImageSettings, decode_rgb_array, image_bytes_from, open_image, package_isa,
                                portable_x86_configs, sha256_of, write_manifest)
 from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls  # noqa: E402
 
@@ -491,6 +491,7 @@ def log(message: str) -> None:
 class Classifier(ModelHandler):
     model_name = ARCH
     prediction_metrics = (TOP1_PROBABILITY,)  # torchfaas_top1_probability, from top1_prob
+    settings_class = ImageSettings  # the runtime's settings + MAX_PIXELS
     # Two batches at a time, one thread each: the compiled model frees the GIL,
     # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md).
     # BATCH_WORKERS overrides it.

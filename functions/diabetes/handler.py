@@ -24,8 +24,8 @@ FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 WEIGHTS = "weights.pt"
 SEED, HELDOUT_SHARE = 0, 0.2
 # measured on this fixed split: held-out R² 0.576, as closed-form least squares gets;
-# other seeds' splits give 0.39-0.58 for a linear model. 0.45 leaves 0.12 of margin and
-# still fails a model that did not converge or was trained on shuffled rows
+# other seeds' splits give 0.39-0.58. 0.45 leaves 0.12 of margin and fails a model cut
+# off after 5 LBFGS steps (0.22), fitted to misaligned targets (0.03) or the mean (0)
 MIN_R2 = 0.45
 
 

@@ -14,8 +14,7 @@ import requests
 import torch
 from photos import PHOTOS, photo_bytes
 from support.function_process import FunctionProcess
-from torchfaas import Settings
-from torchfaas.toolkit import open_image, read_verified_manifest
+from torchfaas.toolkit import ImageSettings, open_image, read_verified_manifest
 from torchfaas.toolkit.compiled import bf16_feature, prepacked_calls
 
 
@@ -31,7 +30,7 @@ def bf16_artifacts(artifacts, classifier_build, tmp_path_factory):
 
 def load(module, artifacts_dir, precision: str, backend: str = "auto"):
     handler = module.Classifier(module.ClassifierSettings(model_backend=backend, model_precision=precision))
-    settings = Settings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
+    settings = ImageSettings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
     handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
     return handler
 

@@ -32,6 +32,7 @@ def assemble(settings: Settings, handler, log_stream, events: EventLog | None = 
 
     `artifact_check`: `artifacts.verify_in_background()` started earlier, which
     the load then waits for instead of hashing the artifacts itself."""
+    settings = settings.for_handler(handler)  # e.g. an image function's ImageSettings
     if events is None:
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
     runtime = Runtime(settings, handler, events, events.model,

@@ -24,7 +24,8 @@ before the forward pass, for CPU-bound preprocessing such as image decoding; nev
 for preprocessing that waits on I/O, which would stall the forward passes).
 `prediction_metrics` lists the Prometheus series fed from `log_fields()` of 200
 answers (torchfaas.predictions: a value histogram, a label counter); the runtime
-adds no prediction metric of its own.
+adds no prediction metric of its own. `settings_class` opts into settings beyond
+the runtime's own (image functions: `toolkit.images.ImageSettings`, MAX_PIXELS).
 Tools for writing one (image decoding and limits, manifests, AOTInductor
 packages) are in `torchfaas.toolkit`.
 """
@@ -59,6 +60,9 @@ class ModelHandler:
     preprocess_in_batch_worker: bool = False
     # Prometheus series fed from log_fields() (torchfaas.predictions)
     prediction_metrics: tuple = ()
+    # the settings the runtime builds for it: Settings, or a subclass adding what this
+    # kind of function needs (toolkit.images.ImageSettings: MAX_PIXELS)
+    settings_class: type = Settings
 
     def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
         """Build time: write artifacts (and their manifest) into `artifacts_dir`."""
