@@ -88,9 +88,8 @@ class Handler(ModelHandler):
                        min_heldout_r2=self.own.min_heldout_r2, **quality)
 
     def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
-        self.model = torch.nn.Linear(len(FEATURES), 1)
+        self.model = torch.nn.Linear(len(FEATURES), 1).eval()
         self.model.load_state_dict(torch.load(artifacts_dir / WEIGHTS, weights_only=True))
-        self.model.eval()
         self.heldout_r2 = (manifest or {}).get("heldout_r2")
 
     def load_info(self) -> dict:
