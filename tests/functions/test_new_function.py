@@ -10,7 +10,7 @@ import sys
 import time
 
 import requests
-from localrun import TEMPLATE, prepare_artifacts, shrinkwrap
+from localrun import LOAD, TEMPLATE, prepare_artifacts, shrinkwrap
 from support.metrics import by_name, parse_samples
 
 NAME = "tabular-throwaway"
@@ -50,16 +50,19 @@ def test_a_function_from_the_skeleton_is_served_logged_scraped_and_judged(tmp_pa
                       headers={"X-Request-Id": f"new-{i}"})
         assert res.status_code == 200 and len(res.json()["scores"]) == 3
         assert res.json()["model_name"] == "throwaway-mlp"
+    invoked = subprocess.run([sys.executable, str(LOAD / "invoke.py"), str(folder), "--url", fn.url],
+                             capture_output=True, text=True, timeout=60)  # what `make invoke` runs
+    assert invoked.returncode == 0 and len(json.loads(invoked.stdout)["scores"]) == 3, invoked.stderr
     bad = fn.post(b'{"features": [1]}', content_type="application/json")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_input"
-    lines = fn.wait_for_lines("inference", 6)
-    assert len(lines) == 6 and {l["function"] for l in lines} == {NAME}
+    lines = fn.wait_for_lines("inference", 7)
+    assert len(lines) == 7 and {l["function"] for l in lines} == {NAME}
     assert {l["model_name"] for l in lines} == {"throwaway-mlp"}
     assert [l["request_id"] for l in lines[:5]] == [f"new-{i}" for i in range(5)]
     named = by_name(parse_samples(requests.get(fn.url + "/metrics", timeout=10).content))
     served = [s for s in named["torchfaas_requests_total"] if s.labels["status"] == "200" and s.value]
     assert served[0].labels["function"] == NAME and served[0].labels["model_name"] == "throwaway-mlp"
-    assert named["torchfaas_top1_probability_count"][0].value == 5  # what the skeleton declares
+    assert named["torchfaas_top1_probability_count"][0].value == 6  # what the skeleton declares
     fn.stop()
     log = tmp_path / "requests.jsonl"
     log.write_text("\n".join(fn.raw_lines) + "\n")
