@@ -107,6 +107,7 @@ def test_image_limits_are_for_the_functions_that_opt_in(monkeypatch):
     assert runtime.for_handler(Tabular()) is runtime
     image = runtime.for_handler(Photos())
     assert type(image) is ImageSettings and image.max_pixels == 1000 and image.batch_size == 3
+    assert image.for_handler(Photos()) is image and image.for_handler(Tabular()) is image
     monkeypatch.setenv("MAX_PIXELS", "0")
     with pytest.raises(ValueError, match="max_pixels"):
         ImageSettings()

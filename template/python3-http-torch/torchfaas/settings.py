@@ -113,11 +113,12 @@ class Settings:
 
     def for_handler(self, handler) -> "Settings":
         """These settings as the handler's `settings_class` (a subclass of Settings, e.g.
-        an image function's ImageSettings): its own fields read from the environment."""
+        an image function's ImageSettings): the fields these have are kept, its own are
+        read from the environment. Settings that already are one are returned as they are."""
         cls = getattr(handler, "settings_class", Settings)
-        if type(self) is cls or not issubclass(cls, Settings):
+        if isinstance(self, cls) or not (isinstance(cls, type) and issubclass(cls, Settings)):
             return self
-        return cls(**{f.name: getattr(self, f.name) for f in fields(self) if f.init})
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls) if f.init and hasattr(self, f.name)})
 
     def with_handler_defaults(self, batch_workers: int) -> "Settings":
         """These settings with the handler's own defaults where the environment set none."""
