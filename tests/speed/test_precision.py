@@ -101,7 +101,7 @@ def test_gate_fails_the_build_below_97_percent(classifier_module, bf16_artifacts
     monkeypatch.setattr(classifier_module, "top1_agreement", fake_agreement)
     handler = classifier_module.Classifier(classifier_module.ClassifierSettings(model_precision="bf16"))
     with pytest.raises(RuntimeError, match="agrees with fp32 on only 96.00%"):
-        handler.prepare(dest, Settings())
+        handler.prepare(dest, ImageSettings())
     assert measured and measured[0] >= 200
     assert not (dest / "model-bf16.pt2").exists()  # never left behind to ship
 
