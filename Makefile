@@ -68,12 +68,12 @@ run:
 	@$(MAKE) --no-print-directory install shrinkwrap >&2
 	@cd $(FN_BUILD) && $(RUN_ENV) exec $(PY) index.py
 
-## invoke: post the example request (EXAMPLE=file, EXAMPLE_TYPE=type) to the function `make run` serves
-EXAMPLE ?= functions/$(FUNCTION)/testdata/cat.jpg
-EXAMPLE_TYPE ?= image/jpeg
+## invoke: post the function's example request (functions/<fn>/testdata/example.*) to the one `make run` serves
+# the function's example request (functions/$(FUNCTION)/testdata/example.*, else its first
+# photo) to a running function (`make run` in another shell; HOST=http://... for another)
 invoke:
-	@curl -sS --fail-with-body -H 'Content-Type: $(EXAMPLE_TYPE)' --data-binary @$(EXAMPLE) \
-		'http://127.0.0.1:$(PORT)/?topk=3' && echo
+	@test -x $(PY) || $(MAKE) --no-print-directory install >&2
+	@$(PY) load/invoke.py functions/$(FUNCTION) --url $(or $(filter http://% https://%,$(HOST)),http://127.0.0.1:$(PORT))
 
 ## test: what CI runs: lint, then every suite (installs the system tools when root with apt)
 # Suites whose system tools are missing skip, and the run ends with one line saying so
@@ -155,16 +155,18 @@ bench-peers: install
 
 ## slo: check the SLO contracts on LOG_FILE=... or LOKI_URL=...; HTML report in reports/slo
 # SLO contracts (slo/features) with the SLO tool (slo/: the `torchfaas-slo` command)
+# (a function that keeps its own, in functions/$(FUNCTION)/slo, is judged by those: FUNCTION=diabetes)
 # against Loki (LOKI_URL) or a JSONL log (LOG_FILE), at SLO_AT (unix seconds, default now);
 # JSON report to SLO_REPORT; SLO_TAGS filters scenarios (e.g. SLO_TAGS="not @production-mix").
 # Needs only the slo package (behave), not torch: a venv with just `pip install ./slo` runs it.
 # HTML report (verdicts + inline SVG charts) to SLO_HTML (default reports/slo/report.html).
 SLO_HTML ?= reports/slo/report.html
+SLO_FEATURES ?= $(or $(wildcard functions/$(FUNCTION)/slo),slo/features)
 slo:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	@LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_REPORT="$(SLO_REPORT)" SLO_TAGS="$(SLO_TAGS)" \
-		SLO_HTML="$(SLO_HTML)" $(VENV)/bin/torchfaas-slo slo/features
+		SLO_HTML="$(SLO_HTML)" SLO_FUNCTION=$(FUNCTION) $(VENV)/bin/torchfaas-slo $(SLO_FEATURES)
 
 ## compare: judge CANDIDATE= against BASELINE= (exit 0 promote, 1 hold, 2 inconclusive, 3 broken run)
 # make compare BASELINE=<model_version> CANDIDATE=<model_version> [LOG_FILE=... | LOKI_URL=...]

@@ -3,25 +3,25 @@ from pathlib import Path
 
 import pytest
 
-from localrun import CLASSIFIER_ARTIFACTS, prepare_artifacts, shrinkwrap
+from localrun import prepare_artifacts, shrinkwrap
 from support import system_tools
-from support.function_process import TEST_FUNCTIONS, FunctionProcess
+from support.function_process import TEST_FUNCTIONS, FunctionProcess, real_artifacts
 
 
 @pytest.fixture(scope="session")
 def build(tmp_path_factory):
     """build(name) -> the folder faas-cli would build for TEST_FUNCTIONS[name] (once per session).
 
-    The classifier's build-time artifacts are prepared into artifacts/classifier
-    (as `make install` does) the first time it is asked for.
+    A real function's build-time artifacts (functions/<name>) are prepared into
+    artifacts/<name> (as `make install FUNCTION=<name>` does) the first time it is asked for.
     """
     builds: dict[str, Path] = {}
 
     def get(name: str) -> Path:
         if name not in builds:
             folder = shrinkwrap(TEST_FUNCTIONS[name], tmp_path_factory.mktemp("build") / name)
-            if name == "classifier":
-                prepare_artifacts(folder, CLASSIFIER_ARTIFACTS)
+            if real_artifacts(name) is not None:
+                prepare_artifacts(folder, real_artifacts(name))
             builds[name] = folder
         return builds[name]
 
@@ -39,7 +39,7 @@ def function_process(build):
     """function_process(function="classifier", env=None, ...) -> a started FunctionProcess.
 
     `function` names a TEST_FUNCTIONS entry (built once per session) or is a build
-    folder. The classifier serves artifacts/classifier unless `env` sets ARTIFACTS_DIR.
+    folder. A real function serves artifacts/<name> unless `env` sets ARTIFACTS_DIR.
     `start=False` returns it unstarted (call `.start()`), `wait_ready=False` returns
     as soon as it runs, `prefix` is a command to run it under. Every process is
     stopped when the module ends, or at the end of a `with` block:
@@ -53,7 +53,8 @@ def function_process(build):
               timeout: float = 90, prefix: tuple = ()) -> FunctionProcess:
         is_name = isinstance(function, str)
         folder = build(function) if is_name else Path(function)
-        defaults = {"ARTIFACTS_DIR": str(CLASSIFIER_ARTIFACTS)} if function == "classifier" else {}
+        artifacts = real_artifacts(function) if is_name else None
+        defaults = {"ARTIFACTS_DIR": str(artifacts)} if artifacts is not None else {}
         fn = FunctionProcess(folder, env={**defaults, **(env or {})},
                              function_name=function_name or (function if is_name else "classifier"))
         processes.append(fn)

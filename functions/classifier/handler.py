@@ -32,7 +32,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchfaas import BadRequest, ModelHandler, Settings, env
+from torchfaas import TOP1_PROBABILITY, BadRequest, ModelHandler, Settings, env
 
 BACKENDS = ("auto", "aoti", "eager")
 PRECISIONS = ("fp32", "bf16")
@@ -88,6 +88,7 @@ import torch  # noqa: E402 after OMP_NUM_THREADS is set
 from torchfaas.toolkit import (  # noqa: E402 with the imports above
     MANIFEST,
     CompiledModel,
+    ImageSettings,
     compile_package,
     cpu_supports,
     decode_rgb_array,
@@ -501,6 +502,8 @@ def log(message: str) -> None:
 
 class Classifier(ModelHandler):
     model_name = ARCH
+    prediction_metrics = (TOP1_PROBABILITY,)  # torchfaas_top1_probability, from top1_prob
+    settings_class = ImageSettings  # the runtime's settings + MAX_PIXELS
     # Two batches at a time, one thread each: the compiled model frees the GIL,
     # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md, "The fast path").
     # BATCH_WORKERS overrides it.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from torchfaas import BadRequest, InferenceRequest, Settings
-from torchfaas.toolkit import read_verified_manifest
+from torchfaas import BadRequest, InferenceRequest
+from torchfaas.toolkit import ImageSettings, read_verified_manifest
 
 from .handler import Classifier, center_crop_box, parse_topk
 
@@ -21,7 +21,7 @@ CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat
 def classifier(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("artifacts")
     handler = Classifier()
-    settings = Settings(batch_size=2, max_pixels=4_000_000).with_handler_defaults(handler.batch_workers)
+    settings = ImageSettings(batch_size=2, max_pixels=4_000_000).with_handler_defaults(handler.batch_workers)
     handler.prepare(artifacts, settings)
     handler.load(artifacts, read_verified_manifest(artifacts), settings)
     return handler

@@ -147,8 +147,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
     import torch
 
     import function.handler as handler_module  # before torch: see main()
-    from torchfaas import Settings
-    from torchfaas.toolkit import open_image, read_verified_manifest
+    from torchfaas.toolkit import ImageSettings, open_image, read_verified_manifest
 
     results = {"torch_threads": None, "model": {}, "precision": precision}
     handlers = {}
@@ -156,7 +155,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
     for backend in ("aoti", "eager") if precision == "fp32" else ("aoti",):
         handler = handler_module.Classifier(handler_module.ClassifierSettings(
             model_backend=backend, model_precision=precision))
-        settings = Settings().with_handler_defaults(handler.batch_workers)
+        settings = ImageSettings().with_handler_defaults(handler.batch_workers)
         try:
             handler.load(artifacts, read_verified_manifest(artifacts), settings)
         except Exception as exc:

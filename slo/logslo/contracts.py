@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import queries
 from .psi import biggest_movers, psi
-from .vectors import by_label
+from .vectors import by_label, single_value
 
 
 @dataclass
@@ -170,6 +170,36 @@ def class_shift(backend, function, at, window_s, baseline_offset_s, bound_psi) -
     movers = ", ".join(f"{c!r} {fmt(b, '%')}->{fmt(n, '%')}" for c, b, n in biggest_movers(current, baseline))
     return ContractResult(name, psi(current, baseline), bound_psi, "<=", "",
                           [logql_now, logql_then], note=f"biggest moves: {movers}")
+
+
+def value_bin_shares(backend, function, at, window_s, field, edges, offset_s=0):
+    """({bin name: share of the window's successful predictions}, LogQL); {} when none."""
+    queries_ = queries.value_bins(function, field, tuple(edges), window_s, offset_s)
+    counts = [single_value(backend.instant(q, at)) or 0.0 for q in queries_]
+    bounds = ["-inf", *(fmt(e, "") for e in edges), "inf"]
+    names = [f"[{low}, {high})" for low, high in zip(bounds, bounds[1:])]
+    total = sum(counts)
+    shares = {name: count / total for name, count in zip(names, counts)} if total else {}
+    return shares, [q.render() for q in queries_]
+
+
+def value_shift(backend, function, at, window_s, baseline_offset_s, field, edges, bound_psi) -> ContractResult:
+    """PSI of a numeric prediction field's distribution over fixed bins (`edges`), this
+    window against the same window `baseline_offset_s` earlier: a regression's drift."""
+    edges = sorted(float(e) for e in edges)
+    current, logql_now = value_bin_shares(backend, function, at, window_s, field, edges)
+    baseline, logql_then = value_bin_shares(backend, function, at, window_s, field, edges, baseline_offset_s)
+    name = (f"{field} distribution shift (PSI over {len(edges) + 1} bins) of {function}, "
+            f"{window_name(window_s)} vs the same length {window_name(baseline_offset_s)[5:]} earlier")
+    logql = [logql_now[0], "...", logql_now[-1]]  # one query per bin and window: the ends say it
+    if not current or not baseline:
+        side = "current" if not current else "baseline"
+        result = ContractResult(name, None, bound_psi, "<=", "", logql)
+        result.miss = f"no successful prediction with a numeric {field} in the {side} window"
+        return result
+    movers = ", ".join(f"{b} {fmt(q, '%')}->{fmt(p, '%')}" for b, q, p in biggest_movers(current, baseline))
+    return ContractResult(name, psi(current, baseline), bound_psi, "<=", "", logql,
+                          note=f"biggest moves: {movers}")
 
 
 def _no_traffic(what, window_s, bound, unit, logql) -> ContractResult:

@@ -73,6 +73,21 @@ def class_share(function: str, window_s: int, offset_s: int = 0, version: str | 
     return Divide(per_class, total, on_nothing_group_left=True)
 
 
+def value_bins(function: str, field: str, edges: tuple, window_s: int, offset_s: int = 0) -> list:
+    """How many successful predictions fell in each bin of a numeric field (e.g. a
+    regression's `prediction_mean`), one query per bin: (-inf, e0), [e0, e1), ..., [en, inf).
+    A line without the field (or with a non-number) is in no bin."""
+    bounds = [None, *edges, None]
+    out = []
+    for low, high in zip(bounds, bounds[1:]):
+        filters = [LabelFilter("status", "=", 200)]
+        filters += [LabelFilter(field, ">=", low)] if low is not None else []
+        filters += [LabelFilter(field, "<", high)] if high is not None else []
+        logs = inference_logs(function, *filters)
+        out.append(Sum(RangeAggregation("count_over_time", logs, window_s, offset_s=offset_s)))
+    return out
+
+
 def mean_top1_prob(function: str, window_s: int, by: tuple = (VERSION,)) -> RangeAggregation:
     ok = inference_logs(function, LabelFilter("status", "=", 200), unwrap="top1_prob", keep=by)
     return RangeAggregation("avg_over_time", ok, window_s, by=by)

@@ -118,3 +118,15 @@ def step_bands(context):
 @then("compared with the same window {offset} earlier, the class mix shifted by a PSI of at most {bound:g}")
 def step_shift(context, offset, bound):
     judge(context, contracts.class_shift(*_ask(context), baseline_offset_s=parse_window(offset), bound_psi=bound))
+
+
+@then('compared with the same window {offset} earlier, the distribution of "{field}" over the bins '
+      '{edges} shifted by a PSI of at most {bound:g}')
+def step_value_shift(context, offset, field, edges, bound):
+    """A regression's drift: `edges` are the bins' boundaries, e.g. "100, 150, 200, 250"."""
+    try:
+        values = [float(e) for e in edges.replace(" and ", ",").split(",") if e.strip()]
+    except ValueError:
+        raise ValueError(f"cannot read the bins {edges!r} (say e.g. '100, 150, 200, 250')") from None
+    judge(context, contracts.value_shift(*_ask(context), baseline_offset_s=parse_window(offset),
+                                         field=field, edges=values, bound_psi=bound))

@@ -96,10 +96,10 @@ class Target:
 
     def __init__(self):
         from torchfaas.assembly import assemble
-        from torchfaas.settings import Settings
+        from torchfaas.toolkit import ImageSettings
 
         self.stream = LineCounter()
-        settings = Settings(artifacts_dir=str(ARTIFACTS), function_name="classifier", max_pixels=MAX_PIXELS,
+        settings = ImageSettings(artifacts_dir=str(ARTIFACTS), function_name="classifier", max_pixels=MAX_PIXELS,
                             max_body_bytes=MAX_BODY, tenants="acme,globex", batch_delay_ms=0.0)
         self.function = assemble(settings, load_classifier()(), self.stream)
         if not self.function.runtime.load():

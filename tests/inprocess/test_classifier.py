@@ -93,3 +93,14 @@ def test_every_malformed_input_is_a_json_4xx_with_one_line(classifier, cases):
     res = classifier.post(photo_bytes("chelsea.png"), "image/png")
     assert res.status_code == 200
     assert res.json["predictions"][0]["label"] in ("tabby", "tiger cat", "Egyptian cat")
+
+
+def test_its_declared_confidence_histogram_counts_its_answers(classifier):
+    """The runtime adds no prediction series: the classifier's top-1 confidence histogram
+    is the one its handler declares (prediction_metrics), fed from its log lines' top1_prob."""
+    def count():
+        return sum(s.value for s in classifier.samples() if s.name == "torchfaas_top1_probability_count")
+
+    before = count()
+    res = classifier.post(photo_bytes("coffee.png"), "image/png")
+    assert res.status_code == 200 and count() == before + 1

@@ -24,7 +24,7 @@ def loaded(tenants: str = "acme,globex") -> Metrics:
     assert fn.load()
     fn.close()  # only its state (in-flight, readiness, load times) is read
     model = CurrentModel(ModelIdentity("classifier"))
-    metrics = Metrics(model, TenantLabels(tenants, "X-Tenant-Id"), fn.runtime)
+    metrics = Metrics(model, TenantLabels(tenants, "X-Tenant-Id"), fn.runtime, StandIn.prediction_metrics)
     model.loaded("efficientnet-lite0", "v3", "0123456789ab")
     return metrics
 
@@ -179,3 +179,24 @@ def test_zero_series_exist_as_soon_as_the_model_loads():
     metrics.observe_request(200, 0.01, {})  # answered before Prometheus scraped once
     body = generate_latest(metrics.registry).decode()
     assert 'status="500",tenant="none"} 0.0' in body and 'status="200",tenant="none"} 1.0' in body
+
+
+def test_prediction_metrics_are_what_the_handler_declares():
+    """No prediction series of its own: a regression's value histogram and a bounded
+    label counter, fed from the declared log fields of 200 answers only."""
+    from torchfaas import LabelCounter, ValueHistogram
+
+    model = CurrentModel(ModelIdentity("diabetes"))
+    metrics = Metrics(model, TenantLabels("", "X-Tenant-Id"), predictions=(
+        ValueHistogram("prediction_mean", "diabetes_prediction", "Mean prediction.", buckets=(100, 200, 300)),
+        LabelCounter("risk", "risk_class", "Answers by risk class.", values=("low", "high"), label="risk")))
+    model.loaded("diabetes-linear", "v1")
+    metrics.observe_request(200, 0.01, {"prediction_mean": 150.0, "risk": "low"})
+    metrics.observe_request(200, 0.01, {"prediction_mean": 250.0, "risk": "LOW; drop table"})
+    metrics.observe_request(400, 0.01, {"prediction_mean": 999.0, "risk": "high"})
+    named = by_name(samples(metrics))
+    assert not [n for n in named if "top1" in n]
+    assert named["torchfaas_diabetes_prediction_count"][0].value == 2
+    assert named["torchfaas_diabetes_prediction_sum"][0].value == 400.0
+    risk = {s.labels["risk"]: s.value for s in named["torchfaas_risk_class_total"]}
+    assert risk == {"low": 1, "high": 0, "other": 1}

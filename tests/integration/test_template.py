@@ -58,7 +58,8 @@ def test_index_py_runs_as_the_ship_stage_runs_it(function_process):
     assert lines[0]["function"] == "classifier" and lines[0]["settings"]["batch_workers"] >= 1
 
 
-@pytest.mark.parametrize("function_dir", [CLASSIFIER, TEMPLATE / "function"], ids=["classifier", "skeleton"])
+@pytest.mark.parametrize("function_dir", [CLASSIFIER, CLASSIFIER.parent / "diabetes", TEMPLATE / "function"],
+                         ids=["classifier", "diabetes", "skeleton"])
 def test_function_tests_pass_in_the_build_layout(tmp_path, function_dir):
     """What the image's test stage runs: `python -m pytest function`."""
     build = shrinkwrap(function_dir, tmp_path / "build")

@@ -19,11 +19,10 @@ def classifier_module():
 
 
 def load_handler(module, artifacts_dir, backend: str):
-    from torchfaas import Settings
-    from torchfaas.toolkit import read_verified_manifest
+    from torchfaas.toolkit import ImageSettings, read_verified_manifest
 
     handler = module.Classifier(module.ClassifierSettings(model_backend=backend))
-    settings = Settings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
+    settings = ImageSettings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
     handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
     return handler
 

@@ -15,8 +15,7 @@ import torch
 
 from photos import PHOTOS, photo_bytes
 from support.function_process import FunctionProcess
-from torchfaas import Settings
-from torchfaas.toolkit import open_image, read_verified_manifest
+from torchfaas.toolkit import ImageSettings, open_image, read_verified_manifest
 from torchfaas.toolkit.compiled import bf16_feature, prepacked_calls
 
 
@@ -32,7 +31,7 @@ def bf16_artifacts(artifacts, classifier_build, tmp_path_factory):
 
 def load(module, artifacts_dir, precision: str, backend: str = "auto"):
     handler = module.Classifier(module.ClassifierSettings(model_backend=backend, model_precision=precision))
-    settings = Settings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
+    settings = ImageSettings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
     handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
     return handler
 
@@ -104,7 +103,7 @@ def test_gate_fails_the_build_below_97_percent(classifier_module, bf16_artifacts
     monkeypatch.setattr(classifier_module, "top1_agreement", fake_agreement)
     handler = classifier_module.Classifier(classifier_module.ClassifierSettings(model_precision="bf16"))
     with pytest.raises(RuntimeError, match="agrees with fp32 on only 96.00%"):
-        handler.prepare(dest, Settings())
+        handler.prepare(dest, ImageSettings())
     assert measured and measured[0] >= 200
     assert not (dest / "model-bf16.pt2").exists()  # never left behind to ship
 

@@ -17,12 +17,20 @@ from pathlib import Path
 
 import requests
 
-from localrun import CLASSIFIER, TEMPLATE, free_port
+from localrun import FUNCTIONS as REAL_FUNCTIONS
+from localrun import REPO, TEMPLATE, free_port
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
-# name -> function folder: the stand-ins the tests build, beside the real ones
+# name -> function folder: the stand-ins the tests build, beside the real ones (functions/*)
 TEST_FUNCTIONS = {"standin": FUNCTIONS / "standin", "plain": FUNCTIONS / "plain",
-                  "classifier": CLASSIFIER, "skeleton": TEMPLATE / "function"}
+                  "skeleton": TEMPLATE / "function",
+                  **{d.name: d for d in sorted(REAL_FUNCTIONS.iterdir()) if (d / "handler.py").is_file()}}
+
+
+def real_artifacts(name: str) -> Path | None:
+    """artifacts/<name>, where `make install FUNCTION=<name>` prepares a real function's
+    build-time artifacts; None for the stand-ins."""
+    return REPO / "artifacts" / name if (REAL_FUNCTIONS / name / "handler.py").is_file() else None
 
 
 class FunctionProcess:

@@ -19,7 +19,8 @@ class InProcessFunction:
     def __init__(self, handler, artifact_check=None, **settings):
         self.handler = handler
         self.stream = io.StringIO()  # the log; EventLog writes each line under a lock
-        self.function = assemble(Settings(**settings), handler, self.stream, artifact_check=artifact_check)
+        settings_class = getattr(handler, "settings_class", Settings)  # e.g. ImageSettings (MAX_PIXELS)
+        self.function = assemble(settings_class(**settings), handler, self.stream, artifact_check=artifact_check)
         self.app, self.runtime, self.metrics = self.function.app, self.function.runtime, self.function.metrics
         self.settings = self.function.settings
         self._local = threading.local()

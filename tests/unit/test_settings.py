@@ -1,8 +1,9 @@
 """One home per setting: the table of variables in docs/settings.md is what the code reads.
 
 Every variable in docs/settings.md's table exists in the
-runtime's `Settings` or the classifier's `ClassifierSettings` with the
-documented default, and every variable they read is in the table.
+runtime's `Settings` (with `ImageSettings`, the image functions' MAX_PIXELS) or the
+classifier's `ClassifierSettings` with the documented default, and every variable
+they read is in the table.
 """
 import importlib.util
 import re
@@ -13,6 +14,7 @@ from localrun import CLASSIFIER, REPO
 from support.dockerfile import image_env
 from torchfaas import Settings
 from torchfaas.settings import env_fields
+from torchfaas.toolkit import ImageSettings
 
 ROW = re.compile(r"^\| `([A-Z_]+)` \| `([^`]*)`")
 
@@ -41,7 +43,7 @@ def same(documented: str, default) -> bool:
 
 
 def test_every_documented_variable_is_read_with_its_documented_default(classifier_settings):
-    code = {**env_fields(Settings), **env_fields(classifier_settings)}
+    code = {**env_fields(ImageSettings), **env_fields(classifier_settings)}
     documented = documented_table()
     assert set(documented) == set(code), (f"only in docs/settings.md: {sorted(set(documented) - set(code))}; "
                                           f"only in the code: {sorted(set(code) - set(documented))}")
@@ -50,7 +52,7 @@ def test_every_documented_variable_is_read_with_its_documented_default(classifie
 
 
 def test_no_variable_is_read_twice(classifier_settings):
-    runtime, classifier = env_fields(Settings), env_fields(classifier_settings)
+    runtime, classifier = env_fields(ImageSettings), env_fields(classifier_settings)
     assert not set(runtime) & set(classifier)
 
 
@@ -81,9 +83,33 @@ def test_stack_yml_restates_no_default(classifier_settings):
     environment = stack["functions"]["classifier"].get("environment") or {}
     image = image_env()
     assert "prefix_logs" in image and "DRAIN_SECONDS" in image  # the Dockerfile was read
-    defaults = {**env_fields(Settings), **env_fields(classifier_settings)}
+    defaults = {**env_fields(ImageSettings), **env_fields(classifier_settings)}
     for name, value in environment.items():
         if name in image:
             assert str(value) != image[name], f"stack.yml restates {name}={value}, the image's default"
         elif name in defaults:
             assert not same(str(value), defaults[name]), f"stack.yml restates {name}={value}, the default"
+
+
+def test_image_limits_are_for_the_functions_that_opt_in(monkeypatch):
+    """MAX_PIXELS is no runtime setting: an image function names ImageSettings as its
+    settings_class and the runtime builds those for it; others never see it."""
+    from torchfaas import ModelHandler
+
+    class Tabular(ModelHandler):
+        pass
+
+    class Photos(ModelHandler):
+        settings_class = ImageSettings
+
+    monkeypatch.setenv("MAX_PIXELS", "1000")
+    monkeypatch.setenv("BATCH_SIZE", "3")
+    runtime = Settings()
+    assert "MAX_PIXELS" not in env_fields(Settings) and not hasattr(runtime, "max_pixels")
+    assert runtime.for_handler(Tabular()) is runtime
+    image = runtime.for_handler(Photos())
+    assert type(image) is ImageSettings and image.max_pixels == 1000 and image.batch_size == 3
+    assert image.for_handler(Photos()) is image and image.for_handler(Tabular()) is image
+    monkeypatch.setenv("MAX_PIXELS", "0")
+    with pytest.raises(ValueError, match="max_pixels"):
+        ImageSettings()

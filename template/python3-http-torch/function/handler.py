@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from torchfaas import BadRequest, ModelHandler, Settings
+from torchfaas import TOP1_PROBABILITY, BadRequest, ModelHandler, Settings
 from torchfaas.toolkit import write_manifest
 
 FEATURES = 4
@@ -23,6 +23,8 @@ def build_model() -> torch.nn.Module:
 
 class Handler(ModelHandler):
     model_name = "tiny-linear"
+    # Prometheus series fed from log_fields() (torchfaas.predictions)
+    prediction_metrics = (TOP1_PROBABILITY,)
 
     def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
         torch.manual_seed(0)  # stands in for training or downloading real weights

@@ -32,10 +32,12 @@ def assemble(settings: Settings, handler, log_stream, events: EventLog | None = 
 
     `artifact_check`: `artifacts.verify_in_background()` started earlier, which
     the load then waits for instead of hashing the artifacts itself."""
+    settings = settings.for_handler(handler)  # e.g. an image function's ImageSettings
     if events is None:
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
     runtime = Runtime(settings, handler, events, events.model,
                       time.time() if process_started is None else process_started, artifact_check)
-    metrics = Metrics(events.model, TenantLabels(settings.tenants, settings.tenant_header), runtime)
+    metrics = Metrics(events.model, TenantLabels(settings.tenants, settings.tenant_header), runtime,
+                      getattr(handler, "prediction_metrics", ()))
     return Function(runtime.settings, events.model, events, runtime, metrics,
                     create_app(runtime, events, metrics))

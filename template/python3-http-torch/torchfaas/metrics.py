@@ -14,7 +14,10 @@ Series (all prefixed `torchfaas_`):
   queue_seconds                                    histogram, wait for a batch slot
   inference_seconds                                histogram, the batch's forward pass
   batch_size                                       histogram, batch each request was served in
-  top1_probability                                 histogram, confidence of 200 answers
+  <declared>                                       what the handler's `prediction_metrics`
+                                                   declare (torchfaas.predictions): e.g.
+                                                   top1_probability for a classifier, a
+                                                   predicted-value histogram for a regression
   client_gone_total{skipped}                       counter, requests whose client hung up;
                                                    skipped="true": never computed (499)
   batch_failures_total                             counter, predict() raised for a batch
@@ -38,6 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .identity import CurrentModel, ModelIdentity
+from .predictions import LabelCounter, ValueHistogram
 from .request_id import sanitise
 
 # Boundaries at the latency SLO (250 ms) and dense where a CPU classifier answers
@@ -47,7 +51,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.07
 QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
-CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 # no `*_created` series: Prometheus would store each as one more gauge per series
 disable_created_metrics()
@@ -90,9 +93,10 @@ class TenantLabels:
 
 class Metrics:
     """The function's series. `runtime` (optional) supplies the gauges read at
-    scrape time: in-flight requests, readiness, queue depth and load times."""
+    scrape time: in-flight requests, readiness, queue depth and load times;
+    `predictions` are the handler's declared prediction metrics (torchfaas.predictions)."""
 
-    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None):
+    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None, predictions=()):
         self.registry = CollectorRegistry()
         self.model = model
         self.runtime = runtime
@@ -114,9 +118,17 @@ class Metrics:
         self.batch_size = Histogram(
             "torchfaas_batch_size", "Size of the batch each request was served in.",
             base, buckets=BATCH_BUCKETS, registry=r)
-        self.confidence = Histogram(
-            "torchfaas_top1_probability", "Top-1 probability of successful predictions.",
-            base, buckets=CONFIDENCE_BUCKETS, registry=r)
+        # (declaration, its series): fed from the declared log field of 200 answers
+        self.predictions = []
+        for declared in predictions:
+            name = f"torchfaas_{declared.name}"
+            if isinstance(declared, ValueHistogram):
+                series = Histogram(name, declared.help, base, buckets=declared.buckets, registry=r)
+            elif isinstance(declared, LabelCounter):
+                series = Counter(name, declared.help, base + [declared.label], registry=r)
+            else:
+                raise TypeError(f"not a prediction metric: {declared!r}")
+            self.predictions.append((declared, series))
         self.client_gone = Counter(
             "torchfaas_client_gone_total", "Requests whose client hung up before the answer; "
             "skipped=true: taken out before their batch ran, never computed.",
@@ -147,8 +159,14 @@ class Metrics:
             for status in ZERO_STATUSES:
                 self.requests.labels(*base, status, "inference", tenant)
             self.latency.labels(*base, "inference", tenant)
-        for histogram in (self.queue, self.inference, self.batch_size, self.confidence):
+        for histogram in (self.queue, self.inference, self.batch_size):
             histogram.labels(*base)
+        for declared, series in self.predictions:
+            if isinstance(declared, ValueHistogram):
+                series.labels(*base)
+            else:
+                for value in (*declared.values, "other"):
+                    series.labels(*base, value)
 
     # -- requests ------------------------------------------------------------
     def observe_request(self, status: int, latency_s: float, fields: dict, event: str = "inference"):
@@ -162,10 +180,20 @@ class Metrics:
             self.inference.labels(*base).observe(fields["inference_ms"] / 1000)
         if fields.get("batch_size") is not None:
             self.batch_size.labels(*base).observe(fields["batch_size"])
-        if status == 200 and isinstance(fields.get("top1_prob"), (int, float)):
-            self.confidence.labels(*base).observe(fields["top1_prob"])
+        if status == 200:
+            self._observe_predictions(base, fields)
         if fields.get("client_gone"):
             self.client_gone.labels(*base, "true" if fields.get("error") == "client_gone" else "false").inc()
+
+    def _observe_predictions(self, base, fields: dict):
+        for declared, series in self.predictions:
+            value = fields.get(declared.field)
+            if value is None:
+                continue
+            if isinstance(declared, LabelCounter):
+                series.labels(*base, declared.label_of(value)).inc()
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.labels(*base).observe(value)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -12,7 +12,8 @@ owns the request lifecycle (ids, limits, batching, errors, the log line):
                                               (or the batch worker's: see below)
     predict(items) -> list                    per batch: preprocessed items -> outputs
     postprocess(output, request) -> dict      the JSON response body
-    log_fields(output) -> dict                extra fields for the log line (top1_class, ...)
+    log_fields(output) -> dict                extra fields for the log line (top1_class,
+                                              instances, prediction_mean, ...)
     metadata() -> dict                        extra fields for GET /
 
 Class attributes: `model_name`, `model_version` (None: the manifest's hash names
@@ -21,6 +22,10 @@ the version), `batch_workers` (batches run side by side; BATCH_WORKERS wins) and
 before it queues; True: it queues raw and the batch worker preprocesses it just
 before the forward pass, for CPU-bound preprocessing such as image decoding; never
 for preprocessing that waits on I/O, which would stall the forward passes).
+`prediction_metrics` lists the Prometheus series fed from `log_fields()` of 200
+answers (torchfaas.predictions: a value histogram, a label counter); the runtime
+adds no prediction metric of its own. `settings_class` opts into settings beyond
+the runtime's own (image functions: `toolkit.images.ImageSettings`, MAX_PIXELS).
 Tools for writing one (image decoding and limits, manifests, AOTInductor
 packages) are in `torchfaas.toolkit`.
 """
@@ -53,6 +58,11 @@ class ModelHandler:
     batch_workers: int = 1
     # where preprocess() runs (see the module docstring)
     preprocess_in_batch_worker: bool = False
+    # Prometheus series fed from log_fields() (torchfaas.predictions)
+    prediction_metrics: tuple = ()
+    # the settings the runtime builds for it: Settings, or a subclass adding what this
+    # kind of function needs (toolkit.images.ImageSettings: MAX_PIXELS)
+    settings_class: type = Settings
 
     def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
         """Build time: write artifacts (and their manifest) into `artifacts_dir`."""

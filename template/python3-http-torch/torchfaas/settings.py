@@ -3,7 +3,10 @@
 Each field names its variable and its default in one place (`env()`); the
 table of variables in docs/settings.md is checked against these fields by a test. A
 function keeps its own variables in its own settings object built the same
-way (see `env()` and the classifier's `ClassifierSettings`).
+way (see `env()` and the classifier's `ClassifierSettings`). Nothing here is about
+one kind of model: a handler that needs more of the runtime's settings names a
+subclass in its `settings_class` (image functions: `toolkit.images.ImageSettings`,
+which adds MAX_PIXELS), and the runtime builds that (`for_handler`).
 """
 import math
 import os
@@ -68,7 +71,6 @@ class Settings:
     # waitress worker threads; 0 derives it (see __post_init__)
     threads: int = env("WORKER_THREADS", 0, int, documented="QUEUE_SIZE + 2 x BATCH_SIZE + 4")
     max_body_bytes: int = env("MAX_BODY_BYTES", 10 * 1024 * 1024, int)
-    max_pixels: int = env("MAX_PIXELS", 25_000_000, int)
     batch_size: int = env("BATCH_SIZE", 8, int)
     batch_delay_ms: float = env("BATCH_DELAY_MS", 2.0, float)
     # batches run side by side; 0: the handler's `batch_workers` (see with_handler_defaults)
@@ -101,14 +103,22 @@ class Settings:
             # queue can never fill, and overload would wait in waitress's own unbounded
             # queue instead of getting quick 429s.
             object.__setattr__(self, "threads", self.queue_size + 2 * self.batch_size + 4)
-        for name in ("port", "max_body_bytes", "max_pixels", "batch_size", "queue_size",
-                     "request_id_max_len"):
+        for name in ("port", "max_body_bytes", "batch_size", "queue_size", "request_id_max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("batch_delay_ms", "inference_timeout_ms", "drain_seconds", "shutdown_timeout_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {value}")
+
+    def for_handler(self, handler) -> "Settings":
+        """These settings as the handler's `settings_class` (a subclass of Settings, e.g.
+        an image function's ImageSettings): the fields these have are kept, its own are
+        read from the environment. Settings that already are one are returned as they are."""
+        cls = getattr(handler, "settings_class", Settings)
+        if isinstance(self, cls) or not (isinstance(cls, type) and issubclass(cls, Settings)):
+            return self
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls) if f.init and hasattr(self, f.name)})
 
     def with_handler_defaults(self, batch_workers: int) -> "Settings":
         """These settings with the handler's own defaults where the environment set none."""

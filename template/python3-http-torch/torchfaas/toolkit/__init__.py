@@ -1,12 +1,15 @@
 """The handler author's toolkit: what a model handler uses, the runtime does not.
 
     from torchfaas.toolkit import image_bytes_from, open_image, decode_rgb_array   # images
+    from torchfaas.toolkit import ImageSettings     # settings_class of image functions
     from torchfaas.toolkit import write_manifest, read_verified_manifest     # artifacts
     from torchfaas.toolkit import compile_package, CompiledModel, ...        # AOTInductor
 
 images: the request body -> an encoded image (raw bytes or JSON base64), opened
 lazily with its pixel count checked against MAX_PIXELS before decoding; 4xx
-errors for everything a client can get wrong.
+errors for everything a client can get wrong. MAX_PIXELS is read by `ImageSettings`,
+the runtime's settings plus the image limit, which an image function opts into
+(`settings_class = ImageSettings`).
 artifacts: `write_manifest()` records each artifact's SHA-256 at build time; the
 runtime verifies them before `load()` and passes the manifest to it
 (`read_verified_manifest()` does the same check, e.g. in a handler's own test).
@@ -17,11 +20,11 @@ time, `CompiledModel` at cold start, `portable_x86_configs()`, `package_isa()`,
 None of this is on the runtime's request path: the runtime imports no module here.
 """
 from ..artifacts import MANIFEST, ArtifactError, read_verified_manifest, sha256_of, write_manifest
-from .images import RAW_TYPES, decode_rgb, decode_rgb_array, image_bytes_from, media_type, open_image
+from .images import RAW_TYPES, ImageSettings, decode_rgb, decode_rgb_array, image_bytes_from, media_type, open_image
 
 # what `from torchfaas.toolkit import ...` offers at once; the AOTInductor names below load on first use
 __all__ = ["MANIFEST", "ArtifactError", "read_verified_manifest", "sha256_of", "write_manifest", "RAW_TYPES",
-           "decode_rgb", "decode_rgb_array", "image_bytes_from", "media_type", "open_image"]
+           "ImageSettings", "decode_rgb", "decode_rgb_array", "image_bytes_from", "media_type", "open_image"]
 
 _COMPILED = {"AOTIError", "CompiledModel", "compile_package", "cpu_supports", "package_isa",
              "portable_x86_configs", "ISA_ORDER"}

@@ -9,12 +9,14 @@ import base64
 import binascii
 import io
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..settings import Settings, env
 
 RAW_TYPES = {"image/jpeg", "image/png", "image/webp", "application/octet-stream", ""}
 DECODABLE_FORMATS = {"JPEG", "PNG", "WEBP"}
@@ -23,6 +25,19 @@ DECODABLE_FORMATS = {"JPEG", "PNG", "WEBP"}
 # global check (a warning up to 2x its limit, an error beyond) is switched off
 # so that one limit, one error code and no stderr noise apply.
 Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class ImageSettings(Settings):
+    """The runtime's settings plus the image limit, for image functions: a handler opts in
+    with `settings_class = ImageSettings` and reads `settings.max_pixels` in load()."""
+    # decoded pixels (width x height, from the header) above which an image is a 413
+    max_pixels: int = env("MAX_PIXELS", 25_000_000, int)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1, not {self.max_pixels}")
 
 
 def media_type(content_type: str | None) -> str:

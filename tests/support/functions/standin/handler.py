@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 
-from torchfaas import BadRequest, ModelHandler
+from torchfaas import TOP1_PROBABILITY, BadRequest, ModelHandler
 
 SECRET = "s3cr3t-db-password"
 BLOB_UNIT = 'ab"c\\d\n\té☃ '  # 12 characters that JSON must escape or encode
@@ -54,6 +54,7 @@ def _env_float(name: str) -> float:
 class StandIn(ModelHandler):
     model_name = "standin"
     model_version = "v-test"
+    prediction_metrics = (TOP1_PROBABILITY,)
 
     def __init__(self, *, load_s: float | None = None, predict_s: float | None = None,
                  noisy_load: bool | None = None, fail_load: bool | None = None,
