@@ -37,4 +37,4 @@ def test_make_invoke_without_a_function_running_says_how_to_start_one(tmp_path):
 def test_each_function_declares_its_example():
     example_of = invoke_module().example_of
     assert example_of(FUNCTIONS / "diabetes").name == "example.json"
-    assert example_of(FUNCTIONS / "classifier").suffix == ".jpg"  # its first photo
+    assert example_of(FUNCTIONS / "classifier").name == "example.jpeg"  # a link to cat.jpg

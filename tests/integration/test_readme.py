@@ -33,7 +33,8 @@ def readme_commands() -> list[str]:
 
 
 def test_every_file_a_readme_command_sends_exists():
-    posted = [path for command in readme_commands() for path in re.findall(r"@([\w./-]+)", command)]
+    posted = [path for command in readme_commands()
+              for path in re.findall(r"(?:--data-binary|--data|-d) @([\w./-]+)", command)]
     posted += [path for command in readme_commands() for path in re.findall(r"base64 -w0 ([\w./-]+)", command)]
     assert len(posted) >= 3, posted
     for path in posted:
