@@ -32,7 +32,7 @@ $(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requireme
 # the same build-time step the Dockerfile runs; the classifier's AOTInductor
 # compile (~30 s) is skipped when artifacts/ already holds a package built from
 # the same weights, torch and recipe
-$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py $(TEMPLATE)/torchfaas/toolkit/compiled.py
+$(ARTIFACTS)/manifest.json: $(VENV)/.installed $(wildcard functions/$(FUNCTION)/*.py) $(TEMPLATE)/torchfaas/toolkit/compiled.py
 	$(MAKE) --no-print-directory shrinkwrap
 	cd $(FN_BUILD) && ARTIFACTS_DIR=$(ARTIFACTS) $(PY) -m torchfaas.prepare
 

@@ -30,44 +30,46 @@ def bf16_artifacts(artifacts, classifier_build, tmp_path_factory):
 
 
 def load(module, artifacts_dir, precision: str, backend: str = "auto"):
-    handler = module.Classifier(module.ClassifierSettings(model_backend=backend, model_precision=precision))
+    own = module.config.ClassifierSettings(model_backend=backend, model_precision=precision)
+    handler = module.handler.Classifier(own)
     settings = Settings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
     handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
     return handler
 
 
-def test_precision_setting_is_checked(classifier_module):
-    assert classifier_module.ClassifierSettings().model_precision == "fp32"
+def test_precision_setting_is_checked(classifier):
+    assert classifier.config.ClassifierSettings().model_precision == "fp32"
     with pytest.raises(ValueError, match="MODEL_PRECISION"):
-        classifier_module.ClassifierSettings(model_precision="int8")
+        classifier.config.ClassifierSettings(model_precision="int8")
 
 
-def test_gate_inputs_are_real_photos_and_crops_of_them(classifier_module):
-    photos = classifier_module.gate_photos()
-    assert {"skimage/motorcycle_left.png", "sklearn/china.jpg", "testdata/cat.jpg", "testdata/rocket.jpg"} <= set(photos)
-    inputs = classifier_module.gate_inputs(photos)
+def test_gate_inputs_are_real_photos_and_crops_of_them(classifier):
+    photos = classifier.packages.gate_photos()
+    assert {"skimage/motorcycle_left.png", "sklearn/china.jpg", "testdata/cat.jpg",
+            "testdata/rocket.jpg"} <= set(photos)
+    inputs = classifier.packages.gate_inputs(photos)
     assert inputs.shape == (32 * len(photos), 224, 224, 3)
     # the first input of each photo is the crop the function serves
     first = next(iter(photos.values()))
-    served = classifier_module.to_pixels(open_image(first.read_bytes(), 50_000_000))
+    served = classifier.preprocessing.to_pixels(open_image(first.read_bytes(), 50_000_000))
     assert (inputs[0] == served).all()
     # not noise: neighbouring pixels of a photo are close, of noise they are not
     assert float(abs(inputs[:, 1:].astype(int) - inputs[:, :-1].astype(int)).mean()) < 20
 
 
-def test_bf16_network_folds_stride2_pads_exactly(classifier_module):
-    net = classifier_module.build_network()
-    folded = classifier_module.fold_batchnorms(net)
-    reference = classifier_module.fold_batchnorms(net)
-    assert classifier_module.fold_stride2_pads(folded) == 5  # the stem and 4 depthwise convolutions
+def test_bf16_network_folds_stride2_pads_exactly(classifier):
+    net = classifier.network.build_network()
+    folded = classifier.network.fold_batchnorms(net)
+    reference = classifier.network.fold_batchnorms(net)
+    assert classifier.network.fold_stride2_pads(folded) == 5  # the stem and 4 depthwise convolutions
     pixels = torch.rand(2, 3, 224, 224) * 2 - 1
     with torch.no_grad():
         assert float((folded(pixels) - reference(pixels)).abs().max()) < 1e-4
 
 
-def test_dc_preserving_rounding_keeps_filter_sums(classifier_module):
-    weight = classifier_module.fold_batchnorms(classifier_module.build_network())._blocks[0]._depthwise_conv.weight
-    rounded = classifier_module.dc_preserving_bf16(weight)
+def test_dc_preserving_rounding_keeps_filter_sums(classifier):
+    weight = classifier.network.fold_batchnorms(classifier.network.build_network())._blocks[0]._depthwise_conv.weight
+    rounded = classifier.network.dc_preserving_bf16(weight)
     nearest = weight.detach().to(torch.bfloat16)
     assert rounded.dtype == torch.bfloat16 and rounded.shape == weight.shape
     # every weight is one of its two bf16 neighbours, at most 3 per filter not the nearest
@@ -78,16 +80,16 @@ def test_dc_preserving_rounding_keeps_filter_sums(classifier_module):
     assert float(sums(rounded).mean()) < float(sums(nearest).mean()) / 4
 
 
-def test_bf16_package_passed_its_gate_and_is_hash_checked(classifier_module, bf16_artifacts):
+def test_bf16_package_passed_its_gate_and_is_hash_checked(classifier, bf16_artifacts):
     manifest = read_verified_manifest(bf16_artifacts)  # raises on any hash mismatch
     assert "model-bf16.pt2" in manifest["files"] and "model.pt2" in manifest["files"]
-    assert manifest["bf16_top1_agreement"] >= classifier_module.BF16_MIN_AGREEMENT
+    assert manifest["bf16_top1_agreement"] >= classifier.packages.BF16_MIN_AGREEMENT
     assert manifest["bf16_agreement_inputs"] >= 200
     assert manifest["bf16_isa"] == manifest["aoti_isa"]
     assert prepacked_calls(bf16_artifacts / "model-bf16.pt2") == (49, 0)  # frozen too
 
 
-def test_gate_fails_the_build_below_97_percent(classifier_module, bf16_artifacts, tmp_path, monkeypatch):
+def test_gate_fails_the_build_below_97_percent(classifier, bf16_artifacts, tmp_path, monkeypatch):
     dest = tmp_path / "artifacts"
     shutil.copytree(bf16_artifacts, dest)
     manifest = json.loads((dest / "manifest.json").read_text())
@@ -99,8 +101,8 @@ def test_gate_fails_the_build_below_97_percent(classifier_module, bf16_artifacts
         measured.append(len(inputs))
         return 0.96
 
-    monkeypatch.setattr(classifier_module, "top1_agreement", fake_agreement)
-    handler = classifier_module.Classifier(classifier_module.ClassifierSettings(model_precision="bf16"))
+    monkeypatch.setattr(classifier.packages, "top1_agreement", fake_agreement)
+    handler = classifier.handler.Classifier(classifier.config.ClassifierSettings(model_precision="bf16"))
     with pytest.raises(RuntimeError, match="agrees with fp32 on only 96.00%"):
         handler.prepare(dest, Settings())
     assert measured and measured[0] >= 200
@@ -108,12 +110,12 @@ def test_gate_fails_the_build_below_97_percent(classifier_module, bf16_artifacts
 
 
 @pytest.mark.skipif(not bf16_feature(), reason="this CPU has no native bf16")
-def test_bf16_serves_where_the_cpu_supports_it(classifier_module, bf16_artifacts, aoti_handler):
-    handler = load(classifier_module, bf16_artifacts, "bf16")
+def test_bf16_serves_where_the_cpu_supports_it(classifier, bf16_artifacts, aoti_handler):
+    handler = load(classifier, bf16_artifacts, "bf16")
     info = handler.load_info()
     assert (info["backend"], info["precision"], info["precision_reason"]) == ("aoti", "bf16", None)
     assert info["bf16_top1_agreement"] >= 0.97
-    items = [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000))
+    items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000))
              for n in ("coffee.png", "chelsea.png")]
     bf16, fp32 = torch.stack(handler.predict(items)), torch.stack(aoti_handler.predict(items))
     assert torch.equal(bf16.argmax(-1), fp32.argmax(-1))
@@ -121,26 +123,26 @@ def test_bf16_serves_where_the_cpu_supports_it(classifier_module, bf16_artifacts
     handler.warmup()
 
 
-def test_bf16_falls_back_to_fp32_without_cpu_support(classifier_module, bf16_artifacts, monkeypatch):
-    monkeypatch.setattr(classifier_module, "bf16_feature", lambda: "")
-    handler = load(classifier_module, bf16_artifacts, "bf16")
+def test_bf16_falls_back_to_fp32_without_cpu_support(classifier, bf16_artifacts, monkeypatch):
+    monkeypatch.setattr(classifier.packages, "bf16_feature", lambda: "")
+    handler = load(classifier, bf16_artifacts, "bf16")
     info = handler.load_info()
     assert (info["backend"], info["precision"]) == ("aoti", "fp32")
     assert "no native bf16" in info["precision_reason"]
 
 
-def test_bf16_falls_back_to_fp32_without_a_bf16_package(classifier_module, artifacts):
-    handler = load(classifier_module, artifacts, "bf16")
+def test_bf16_falls_back_to_fp32_without_a_bf16_package(classifier, artifacts):
+    handler = load(classifier, artifacts, "bf16")
     info = handler.load_info()
-    if not classifier_module.bf16_feature():
+    if not classifier.packages.bf16_feature():
         assert "no native bf16" in info["precision_reason"]
     else:
         assert "no model-bf16.pt2" in info["precision_reason"]
     assert (info["backend"], info["precision"]) == ("aoti", "fp32")
 
 
-def test_bf16_with_the_eager_backend_is_fp32_with_a_reason(classifier_module, bf16_artifacts):
-    info = load(classifier_module, bf16_artifacts, "bf16", backend="eager").load_info()
+def test_bf16_with_the_eager_backend_is_fp32_with_a_reason(classifier, bf16_artifacts):
+    info = load(classifier, bf16_artifacts, "bf16", backend="eager").load_info()
     assert (info["backend"], info["precision"]) == ("eager", "fp32")
     assert "eager" in info["precision_reason"]
 
