@@ -21,11 +21,13 @@ install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
 # CPU torch first: with it installed, the unpinned `torch` the model packages ask
 # for is satisfied and pip does not pull the CUDA build.
-$(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requirements.txt requirements-dev.txt slo/pyproject.toml
+$(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requirements.txt requirements-dev.txt slo/pyproject.toml \
+		$(wildcard functions/$(FUNCTION)/build-requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==$(TORCH_VERSION)
 	$(PIP) install -q --disable-pip-version-check -r $(TEMPLATE)/requirements.txt \
-		-r functions/$(FUNCTION)/requirements.txt -r requirements-dev.txt
+		-r functions/$(FUNCTION)/requirements.txt -r requirements-dev.txt \
+		$(addprefix -r ,$(wildcard functions/$(FUNCTION)/build-requirements.txt))
 	$(PIP) install -q --disable-pip-version-check -e ./slo
 	touch $@
 

@@ -14,7 +14,7 @@ package only on CPUs with native bf16, else fp32 with the reason.
 """
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import (ARCH, BF16_PACKAGE, CROP_PADDING, HERE, IMAGE_SIZE, LABELS, MEAN, PACKAGE, STD,
@@ -27,10 +27,11 @@ import torch
 from torchfaas.toolkit import (MANIFEST, CompiledModel, compile_package, cpu_supports,
                                package_isa, portable_x86_configs, sha256_of, write_manifest)
 from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls
+from torchfaas.toolkit.precision_gate import Bounds, GateFailed, check, failures, gate_inputs, gate_photos, measure
 
-# the bf16 package ships only if its top-1 agrees with fp32's on at least this
-# share of real photos and crops of them (gate_inputs()); measured 97.7-98%
-BF16_MIN_AGREEMENT = 0.97
+# the bf16 package ships only if it passes the accuracy gate against fp32 on real
+# photos (torchfaas.toolkit.precision_gate; bounds and why in docs/precision.md)
+BF16_GATE = Bounds()
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
 # "convpack": convolution weights packed at build time despite the dynamic batch
@@ -40,9 +41,9 @@ AOTI_RECIPE = "uint8-nhwc-softmax-frozen-padfold-v3-convpack"
 # "s2padfold": the stride-2 pads folded into the kernels (fold_stride2_pads), as in bf16.
 FP32_RECIPE = "fp32-s2padfold"
 # The bf16 package's key adds this: bump it when bf16_network() or the gate's inputs
-# change (a package with the same key reuses the agreement its manifest records).
-# "gate-cropresize": gate_inputs() crops, then resizes as to_pixels() does.
-BF16_RECIPE = "bf16-v2-fp32-blocks01-head-tail-dcround-s2padfold-gate-cropresize"
+# change (a package with the same key reuses the gate figures its manifest records).
+# "whole-dcround": the whole network bf16 (bf16_network), "gate2": precision_gate's inputs.
+BF16_RECIPE = "bf16-v3-whole-dcround-s2padfold-gate2"
 # Inductor options for the compile: portable AVX2 code (not -march=native), ISA
 # fixed rather than probed, and frozen: the weights become constants and every
 # convolution a prepacked oneDNN convolution (compile_package compiles under
@@ -60,58 +61,11 @@ def package_key(weights_sha256: str, precision: str = "fp32") -> str:
                           .encode()).hexdigest()[:16]
 
 
-def gate_photos() -> dict[str, Path]:
-    """Real photos for the bf16 agreement gate: the function's testdata (4 photos, so
-    the image build gates on them too), plus where scikit-image and scikit-learn are
-    installed (dev, CI) the other photos of load/photos.py: 7 photos, 224 inputs."""
-    photos = {f"testdata/{p.name}": p for p in sorted((HERE / "testdata").glob("*.jpg"))}
-    import importlib.util
-
-    # chelsea, coffee and rocket of scikit-image are already in testdata (cat, espresso, rocket)
-    for package, folder, names in (("skimage", "data", ("motorcycle_left.png",)),
-                                   ("sklearn", "datasets/images", ("china.jpg", "flower.jpg"))):
-        try:
-            spec = importlib.util.find_spec(package)  # not imported: only where its data lives
-        except (ImportError, ValueError):
-            continue
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        root = Path(spec.submodule_search_locations[0]) / folder
-        photos.update({f"{package}/{n}": root / n for n in names if (root / n).is_file()})
-    return photos
-
-
-def gate_inputs(photos: dict[str, Path] | None = None) -> np.ndarray:
-    """uint8 [N, 224, 224, 3]: each photo's served crop, 3 scales x 5 places of crops
-    (0.8, 0.6, 0.4 of the short side: centre and corners), and mirror images of all:
-    32 inputs per photo, all real content (never noise)."""
-    from PIL import Image, ImageOps
-
-    out = []
-    for path in (photos or gate_photos()).values():
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-        width, height = image.size
-        boxes = [center_crop_box(width, height)]
-        for scale in (0.8, 0.6, 0.4):
-            side = int(min(width, height) * scale)
-            for fx, fy in ((0.5, 0.5), (0, 0), (1, 0), (0, 1), (1, 1)):
-                left, top = int((width - side) * fx), int((height - side) * fy)
-                boxes.append((left, top, left + side, top + side))
-        for mirrored in (image, ImageOps.mirror(image)):
-            for box in boxes:
-                out.append(resize_bicubic(np.asarray(mirrored.crop(box))))
-    return np.stack(out)
-
-
-def top1_agreement(reference, candidate, inputs: np.ndarray, batch: int = 16) -> float:
-    """Share of inputs on which two models (uint8 NHWC -> probabilities) agree on the top-1 class."""
-    agree = 0
-    with torch.inference_mode():
-        for start in range(0, len(inputs), batch):
-            pixels = torch.from_numpy(inputs[start:start + batch])
-            agree += int((reference(pixels).argmax(-1) == candidate(pixels).argmax(-1)).sum())
-    return agree / len(inputs)
+def gate_set() -> tuple[dict[str, Path], np.ndarray]:
+    """The bf16 gate's photos (testdata/ and every natural photo of scikit-image and
+    scikit-learn) and its inputs: crops, scales and mirrors of each, resized as served."""
+    photos = gate_photos(HERE / "testdata")
+    return photos, gate_inputs(photos, resize_bicubic, served_box=center_crop_box)
 
 
 def check_frozen(package: Path) -> None:
@@ -174,11 +128,13 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
 
 
 def prepare_bf16(artifacts_dir: Path, net: torch.nn.Module, have_fp32_package: bool) -> dict:
-    """Build (or reuse) the bf16 package and gate it on its top-1 agreement with fp32.
+    """Build (or reuse) the bf16 package and gate it against fp32 (precision_gate).
 
-    Raises, failing the build, below BF16_MIN_AGREEMENT: a bf16 package that
+    Raises GateFailed, failing the build, below BF16_GATE: a bf16 package that
     changes answers never ships. The gate compares the two compiled packages
     (the eager fp32 network if there is no fp32 package), on this build machine.
+    The manifest records every figure (bf16_gate); bf16_top1_agreement is the top-1
+    agreement where fp32 is confident, over bf16_agreement_inputs inputs.
     """
     key = package_key(sha256_of(artifacts_dir / WEIGHTS), "bf16")
     path = artifacts_dir / BF16_PACKAGE
@@ -192,28 +148,27 @@ def prepare_bf16(artifacts_dir: Path, net: torch.nn.Module, have_fp32_package: b
                         torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8), path,
                         inductor_configs=AOTI_CONFIGS)
         check_frozen(path)
-    if previous.get("bf16_top1_agreement", 0) >= BF16_MIN_AGREEMENT:
-        agreement, inputs = previous["bf16_top1_agreement"], previous["bf16_agreement_inputs"]
-        photos = previous.get("bf16_agreement_photos", [])
+    gate = previous.get("bf16_gate") or {}
+    if gate.get("passed") is True and gate.get("bounds") == asdict(BF16_GATE):
+        log(f"{BF16_PACKAGE}: its gate figures reused (key {key})")
     else:
-        photos = gate_photos()
-        pixels = gate_inputs(photos)
+        photos, pixels = gate_set()
         if have_fp32_package:
             fp32 = CompiledModel(artifacts_dir / PACKAGE)
             reference = lambda x: fp32(x)[0]  # noqa: E731
         else:
             reference = ServedModel(net)
         bf16 = CompiledModel(path)
-        agreement = top1_agreement(reference, lambda x: bf16(x)[0], pixels)
-        inputs, photos = len(pixels), sorted(photos)
-        log(f"{BF16_PACKAGE}: top-1 agreement with fp32 {agreement:.2%} over {inputs} inputs "
-            f"({len(photos)} photos and crops; gate {BF16_MIN_AGREEMENT:.0%})")
-    if agreement < BF16_MIN_AGREEMENT:
-        path.unlink(missing_ok=True)
-        raise RuntimeError(f"{BF16_PACKAGE} agrees with fp32 on only {agreement:.2%} of {inputs} "
-                           f"inputs (needs {BF16_MIN_AGREEMENT:.0%}): not shipped")
-    return {"bf16_key": key, "bf16_isa": package_isa(path), "bf16_top1_agreement": round(agreement, 4),
-            "bf16_agreement_inputs": inputs, "bf16_agreement_photos": photos}
+        figures = measure(reference, lambda x: bf16(x)[0], pixels)
+        log(f"{BF16_PACKAGE} against fp32 over {len(photos)} photos: {figures}")
+        try:
+            gate = {**check(figures, BF16_GATE, what=BF16_PACKAGE), "photos": sorted(photos)}
+        except GateFailed:
+            path.unlink(missing_ok=True)  # never left behind to ship
+            raise
+    return {"bf16_key": key, "bf16_isa": package_isa(path), "bf16_gate": gate,
+            "bf16_top1_agreement": gate["confident_top1_agreement"],
+            "bf16_agreement_inputs": gate["confident_inputs"]}
 
 
 def read_manifest(artifacts_dir: Path) -> dict:
@@ -279,9 +234,9 @@ def bf16_unavailable(artifacts_dir: Path, manifest: dict) -> str | None:
                 f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be slower than fp32")
     if BF16_PACKAGE not in manifest.get("files", {}):
         return f"no {BF16_PACKAGE} in the artifacts (build with MODEL_PRECISION=bf16)"
-    agreement = manifest.get("bf16_top1_agreement")
-    if not isinstance(agreement, (int, float)) or agreement < BF16_MIN_AGREEMENT:
-        return f"{BF16_PACKAGE} has no passing accuracy gate in the manifest ({agreement!r})"
+    gate = manifest.get("bf16_gate")
+    if not isinstance(gate, dict) or gate.get("passed") is not True or failures(gate, BF16_GATE):
+        return f"{BF16_PACKAGE} has no passing accuracy gate in the manifest ({gate!r})"[:300]
     return None
 
 

@@ -3,19 +3,21 @@
 One bf16 package is compiled per session (~30-60 s), into a copy of the fp32
 artifacts (the fp32 package is reused, not recompiled).
 """
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import requests
 import torch
 from photos import PHOTOS, photo_bytes
 from support.function_process import FunctionProcess
 from torchfaas import Settings
-from torchfaas.toolkit import open_image, read_verified_manifest
+from torchfaas.toolkit import open_image, precision_gate, read_verified_manifest
 from torchfaas.toolkit.compiled import bf16_feature, prepacked_calls
 
 
@@ -44,17 +46,59 @@ def test_precision_setting_is_checked(classifier):
 
 
 def test_gate_inputs_are_real_photos_and_crops_of_them(classifier):
-    photos = classifier.packages.gate_photos()
-    assert {"skimage/motorcycle_left.png", "sklearn/china.jpg", "testdata/cat.jpg",
-            "testdata/rocket.jpg"} <= set(photos)
-    inputs = classifier.packages.gate_inputs(photos)
-    assert inputs.shape == (32 * len(photos), 224, 224, 3)
-    # the first input of each photo is the crop the function serves
+    photos, inputs = classifier.packages.gate_set()
+    assert {"skimage/motorcycle_left.png", "skimage/hubble_deep_field.jpg", "sklearn/china.jpg",
+            "sklearn/flower.jpg", "testdata/cat.jpg", "testdata/rocket.jpg"} <= set(photos)
+    assert not {"skimage/logo.png", "skimage/chessboard_RGB.png", "skimage/horse.png"} & set(photos)
+    assert len(inputs) == 2 * precision_gate.VIEWS * len(photos) >= 1000
+    assert inputs.shape[1:] == (224, 224, 3) and inputs.dtype == np.uint8
+    # the first input of each photo is the crop the function serves, the view after
+    # its views is its mirror image
     first = next(iter(photos.values()))
     served = classifier.preprocessing.to_pixels(open_image(first.read_bytes(), 50_000_000))
     assert (inputs[0] == served).all()
+    assert (inputs[precision_gate.VIEWS] == served[:, ::-1]).mean() > 0.9  # within 1 of it, resized apart
     # not noise: neighbouring pixels of a photo are close, of noise they are not
     assert float(abs(inputs[:, 1:].astype(int) - inputs[:, :-1].astype(int)).mean()) < 20
+
+
+def test_gate_figures_see_changed_answers(classifier, aoti_handler):
+    """measure() against the real fp32 package: itself passes with perfect figures; a
+    candidate that swaps fp32's top two classes on every 10th input fails the confident
+    agreement and the probability shift, and says so."""
+    _, inputs = classifier.packages.gate_set()
+    inputs = inputs[:8 * precision_gate.VIEWS]  # the 4 testdata photos with their mirrors
+    reference = lambda x: aoti_handler.model(x)  # noqa: E731
+    same = precision_gate.measure(reference, reference, inputs)
+    assert (same["confident_top1_agreement"], same["top5_contains_top1"], same["prob_shift_max"]) == (1.0, 1.0, 0.0)
+    assert same["confident_inputs"] > 0 and same["fp32_mirror_shift_mean"] > 0
+
+    def swapped(x, calls=[0]):
+        probs = reference(x).clone()
+        for row in range(len(probs)):
+            calls[0] += 1
+            if calls[0] % 10 == 0:
+                top2 = probs[row].topk(2).indices
+                probs[row, top2] = probs[row, top2.flip(0)]
+        return probs
+
+    changed = precision_gate.measure(reference, swapped, inputs)
+    assert changed["confident_flips"] >= 1 and changed["confident_top1_agreement"] < 0.99
+    assert changed["top5_contains_top1"] == 1.0  # the swapped class is still in the top 5
+    broken = precision_gate.failures({**changed, "inputs": 1000, "confident_inputs": 300})
+    assert any(b.startswith("confident_top1_agreement") for b in broken)
+    with pytest.raises(precision_gate.GateFailed, match="confident_top1_agreement"):
+        precision_gate.check({**changed, "inputs": 1000, "confident_inputs": 300})
+
+
+@pytest.mark.parametrize("key, value", [("inputs", 999), ("confident_inputs", 299), ("confident_top1_agreement", 0.989),
+                                        ("top5_contains_top1", 0.994), ("prob_shift_mean", 0.021),
+                                        ("prob_shift_p99", 0.121)])
+def test_each_gate_bound_fails_alone(key, value):
+    passing = {"inputs": 1000, "confident_inputs": 300, "confident_top1_agreement": 0.99,
+               "top5_contains_top1": 0.995, "prob_shift_mean": 0.02, "prob_shift_p99": 0.12}
+    assert precision_gate.failures(passing) == []
+    assert [b.split()[0] for b in precision_gate.failures({**passing, key: value})] == [key]
 
 
 def test_bf16_network_folds_stride2_pads_exactly(classifier):
@@ -83,29 +127,33 @@ def test_dc_preserving_rounding_keeps_filter_sums(classifier):
 def test_bf16_package_passed_its_gate_and_is_hash_checked(classifier, bf16_artifacts):
     manifest = read_verified_manifest(bf16_artifacts)  # raises on any hash mismatch
     assert "model-bf16.pt2" in manifest["files"] and "model.pt2" in manifest["files"]
-    assert manifest["bf16_top1_agreement"] >= classifier.packages.BF16_MIN_AGREEMENT
-    assert manifest["bf16_agreement_inputs"] >= 200
+    gate = manifest["bf16_gate"]
+    assert gate["passed"] is True and precision_gate.failures(gate) == []
+    assert gate["bounds"] == dataclasses.asdict(classifier.packages.BF16_GATE)
+    assert gate["inputs"] >= 1000 and gate["confident_inputs"] >= 300 and len(gate["photos"]) >= 20
+    assert manifest["bf16_top1_agreement"] == gate["confident_top1_agreement"] >= 0.99
+    assert manifest["bf16_agreement_inputs"] == gate["confident_inputs"]
     assert manifest["bf16_isa"] == manifest["aoti_isa"]
     assert prepacked_calls(bf16_artifacts / "model-bf16.pt2") == (49, 0)  # frozen too
 
 
-def test_gate_fails_the_build_below_97_percent(classifier, bf16_artifacts, tmp_path, monkeypatch):
+def test_gate_fails_the_build_below_its_bounds(classifier, bf16_artifacts, tmp_path, monkeypatch):
     dest = tmp_path / "artifacts"
     shutil.copytree(bf16_artifacts, dest)
     manifest = json.loads((dest / "manifest.json").read_text())
-    del manifest["bf16_top1_agreement"]  # the gate is measured again, not reused
+    recorded = manifest.pop("bf16_gate")  # the gate is measured again, not reused
     (dest / "manifest.json").write_text(json.dumps(manifest))
     measured = []
 
-    def fake_agreement(reference, candidate, inputs, batch=16):
+    def one_flip_too_many(reference, candidate, inputs, **kwargs):
         measured.append(len(inputs))
-        return 0.96
+        return {**recorded, "confident_top1_agreement": 0.985}
 
-    monkeypatch.setattr(classifier.packages, "top1_agreement", fake_agreement)
+    monkeypatch.setattr(classifier.packages, "measure", one_flip_too_many)
     handler = classifier.handler.Classifier(classifier.config.ClassifierSettings(model_precision="bf16"))
-    with pytest.raises(RuntimeError, match="agrees with fp32 on only 96.00%"):
+    with pytest.raises(precision_gate.GateFailed, match="confident_top1_agreement 0.985 < 0.99"):
         handler.prepare(dest, Settings())
-    assert measured and measured[0] >= 200
+    assert measured and measured[0] >= 1000
     assert not (dest / "model-bf16.pt2").exists()  # never left behind to ship
 
 
@@ -114,7 +162,7 @@ def test_bf16_serves_where_the_cpu_supports_it(classifier, bf16_artifacts, aoti_
     handler = load(classifier, bf16_artifacts, "bf16")
     info = handler.load_info()
     assert (info["backend"], info["precision"], info["precision_reason"]) == ("aoti", "bf16", None)
-    assert info["bf16_top1_agreement"] >= 0.97
+    assert info["bf16_top1_agreement"] >= 0.99
     items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000))
              for n in ("coffee.png", "chelsea.png")]
     bf16, fp32 = torch.stack(handler.predict(items)), torch.stack(aoti_handler.predict(items))
