@@ -40,18 +40,20 @@ install: $(VENV)/.installed $(ARTIFACTS)/manifest.json
 
 # CPU torch first: with it installed, the unpinned `torch` the model packages ask
 # for is satisfied and pip does not pull the CUDA build.
-$(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requirements.txt requirements-dev.txt slo/pyproject.toml
+$(VENV)/.installed: $(TEMPLATE)/requirements.txt functions/$(FUNCTION)/requirements.txt requirements-dev.txt slo/pyproject.toml \
+		$(wildcard functions/$(FUNCTION)/build-requirements.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==$(TORCH_VERSION)
 	$(PIP) install -q --disable-pip-version-check -r $(TEMPLATE)/requirements.txt \
-		-r functions/$(FUNCTION)/requirements.txt -r requirements-dev.txt
+		-r functions/$(FUNCTION)/requirements.txt -r requirements-dev.txt \
+		$(addprefix -r ,$(wildcard functions/$(FUNCTION)/build-requirements.txt))
 	$(PIP) install -q --disable-pip-version-check -e ./slo
 	touch $@
 
 # the same build-time step the Dockerfile runs; the classifier's AOTInductor
 # compile (~30 s) is skipped when artifacts/ already holds a package built from
 # the same weights, torch and recipe
-$(ARTIFACTS)/manifest.json: $(VENV)/.installed functions/$(FUNCTION)/handler.py $(TEMPLATE)/torchfaas/toolkit/compiled.py
+$(ARTIFACTS)/manifest.json: $(VENV)/.installed $(wildcard functions/$(FUNCTION)/*.py) $(TEMPLATE)/torchfaas/toolkit/compiled.py
 	$(MAKE) --no-print-directory shrinkwrap
 	cd $(FN_BUILD) && ARTIFACTS_DIR=$(ARTIFACTS) $(PY) -m torchfaas.prepare
 

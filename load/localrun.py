@@ -77,6 +77,18 @@ def import_build(build_dir: Path, packages: tuple[str, ...] = ("torchfaas", "fun
             raise
 
 
+def import_function(function_dir: Path, name: str, module: str = "handler"):
+    """`module` of a function's folder (e.g. functions/classifier/handler.py), imported as
+    `<name>.<module>` with the folder as package `name`, as the image imports it as
+    `function.handler`: its relative imports of its sibling modules work. The package
+    is registered once per name; every module of it is `sys.modules[f"{name}.<module>"]`."""
+    if name not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(Path(function_dir).resolve())]
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+    return importlib.import_module(f"{name}.{module}")
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 30) -> int:
     """SIGTERM (the function drains and logs `shutdown`), SIGKILL if it outlives
     `timeout`; the exit code."""

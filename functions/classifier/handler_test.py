@@ -11,7 +11,8 @@ import pytest
 from torchfaas import BadRequest, InferenceRequest
 from torchfaas.toolkit import ImageSettings, read_verified_manifest
 
-from .handler import Classifier, center_crop_box, parse_topk
+from .handler import Classifier, parse_topk
+from .preprocessing import center_crop_box
 
 TESTDATA = Path(__file__).parent / "testdata"
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}

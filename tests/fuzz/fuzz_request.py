@@ -82,22 +82,26 @@ def fuzz(argv: list[str]) -> None:
     import numpy  # noqa: F401 imported before the hook, so not instrumented
     import torch  # noqa: F401 imported before the hook, so not instrumented
 
-    with atheris.instrument_imports(include=["torchfaas", "fuzzed_classifier_handler", "PIL", "werkzeug",
+    with atheris.instrument_imports(include=["torchfaas", "fuzzed_classifier", "PIL", "werkzeug",
                                              "flask", "fuzzkit"]):
         import PIL.Image
         PIL.Image.init()  # every image plugin, imported under instrumentation
         import fuzzkit as harness
         target = harness.Target()
-    # the classifier module is loaded from a file: instrument its functions explicitly
-    handler_module = sys.modules["fuzzed_classifier_handler"]
+    # the classifier's modules are loaded from files: instrument their functions explicitly,
+    # in every module that binds them (handler.py calls its own import of to_pixels)
+    parts = [m for n, m in list(sys.modules.items()) if n.startswith("fuzzed_classifier.")]
     for name in ("Classifier", "parse_topk", "to_pixels", "draft_jpeg", "center_crop_box"):
-        obj = getattr(handler_module, name)
+        obj = next(getattr(m, name) for m in parts if hasattr(m, name))
         if isinstance(obj, type):
             for attr, value in list(vars(obj).items()):
                 if callable(value) and hasattr(value, "__code__"):
                     setattr(obj, attr, atheris.instrument_func(value))
-        else:
-            setattr(handler_module, name, atheris.instrument_func(obj))
+            continue
+        instrumented = atheris.instrument_func(obj)
+        for part in parts:
+            if getattr(part, name, None) is obj:
+                setattr(part, name, instrumented)
 
     def one_input(data: bytes):
         harness.check(target, data)

@@ -31,14 +31,13 @@ import base64
 import ctypes
 import ctypes.util
 import gc
-import importlib.util
 import io
 import json
 import os
 import sys
 from pathlib import Path
 
-from localrun import proc_kib
+from localrun import import_function, proc_kib
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFIER = REPO / "functions" / "classifier"
@@ -62,12 +61,9 @@ HEADER_FIELDS = 4
 
 
 def load_classifier():
-    """The classifier's handler class, from functions/classifier/handler.py."""
-    spec = importlib.util.spec_from_file_location("fuzzed_classifier_handler", CLASSIFIER / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.Classifier
+    """The classifier's handler class, from functions/classifier/handler.py (package
+    `fuzzed_classifier`: its modules are fuzzed_classifier.handler, .preprocessing...)."""
+    return import_function(CLASSIFIER, "fuzzed_classifier").Classifier
 
 
 class LineCounter(io.TextIOBase):

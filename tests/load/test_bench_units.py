@@ -62,3 +62,20 @@ def test_the_served_cpu_split_adds_up_and_separates_the_streams_from_serving():
     assert "+ the runtime's own 0.70" in line and "+ 1.60 serving beside the model" in line
     assert variant["serving_beside_ms"] == pytest.approx(1.6)
     assert variant["server_own_ms"] == pytest.approx(2.2)
+
+
+def test_bf16_ratios_are_taken_against_fp32_of_the_same_run():
+    def variant(c1, c16, p50, model):
+        return {"served": [{**level(1, c1, 9.0), "p50_ms": p50}, {**level(16, c16, 8.0), "p50_ms": p50 * 3}],
+                "limits": {"model_limit": model, "pipeline_limit": c16 * 1.1}}
+
+    res = {"seed": [{**level(1, 20, 50.0), "p50_ms": 40.0}, {**level(16, 30, 60.0), "p50_ms": 500.0}],
+           "logging_ms": 0.01,
+           "variants": {"fp32": variant(50, 100, 18.0, 300.0), "bf16": variant(70, 160, 12.0, 540.0)}}
+    bf16 = bench.ratios_of(res, "bf16")
+    assert bf16["c16_vs_fp32"] == pytest.approx(1.6) and bf16["model_vs_fp32"] == pytest.approx(1.8)
+    assert bf16["c16_vs_seed"] == pytest.approx(160 / 30) and bf16["p50_c1_vs_seed"] == pytest.approx(0.3)
+    assert "c16_vs_fp32" not in bench.ratios_of(res, "fp32")
+    targets = {key: (op, target) for key, _, op, target in bench.TARGETS["bf16"]}
+    assert targets["c16_vs_fp32"] == (">=", 1.5) and targets["model_vs_fp32"] == (">=", 2.0)
+    assert targets["c16_vs_seed"] == (">=", 4.5) and targets["p50_c1_vs_seed"] == ("<=", 0.4)

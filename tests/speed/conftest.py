@@ -1,7 +1,7 @@
 import pytest
 
 from localrun import CLASSIFIER_ARTIFACTS
-from support.classifier import classifier_module as load_classifier_module
+from support.classifier import classifier_parts
 
 
 @pytest.fixture(scope="session")
@@ -13,24 +13,24 @@ def artifacts(classifier_build):
 
 
 @pytest.fixture(scope="session")
-def classifier_module():
-    """functions/classifier/handler.py as a module (the template's torchfaas is on sys.path)."""
-    return load_classifier_module()
+def classifier():
+    """The classifier's modules (support.classifier.classifier_parts): classifier.handler, .network..."""
+    return classifier_parts()
 
 
 def load_handler(module, artifacts_dir, backend: str):
     from torchfaas.toolkit import ImageSettings, read_verified_manifest
 
-    handler = module.Classifier(module.ClassifierSettings(model_backend=backend))
+    handler = module.handler.Classifier(module.config.ClassifierSettings(model_backend=backend))
     settings = ImageSettings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
     handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
     return handler
 
 
 @pytest.fixture(scope="session")
-def make_handler(classifier_module):
+def make_handler(classifier):
     """make_handler(artifacts_dir, backend) -> a loaded Classifier."""
-    return lambda artifacts_dir, backend: load_handler(classifier_module, artifacts_dir, backend)
+    return lambda artifacts_dir, backend: load_handler(classifier, artifacts_dir, backend)
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +44,10 @@ def eager_handler(make_handler, artifacts):
 
 
 @pytest.fixture(scope="session")
-def photo_items(classifier_module):
+def photo_items(classifier):
     """Every real photo of load/photos.py as the served preprocessing gives it (uint8
     224x224x3), in name order."""
     from photos import PHOTOS
     from torchfaas.toolkit import open_image
 
-    return [classifier_module.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]
+    return [classifier.preprocessing.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]

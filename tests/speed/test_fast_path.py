@@ -33,8 +33,8 @@ MAX_PIXELS = 50_000_000
 
 def pil_pixels(module, rgb_image) -> np.ndarray:
     """The TF eval crop, then PIL's bicubic resize of it: uint8 [224, 224, 3]."""
-    crop = rgb_image.crop(module.center_crop_box(*rgb_image.size))
-    return np.asarray(crop.resize((module.IMAGE_SIZE, module.IMAGE_SIZE), resample=3))  # BICUBIC
+    crop = rgb_image.crop(module.preprocessing.center_crop_box(*rgb_image.size))
+    return np.asarray(crop.resize((module.config.IMAGE_SIZE, module.config.IMAGE_SIZE), resample=3))  # BICUBIC
 
 
 def to_input_tensor(module, rgb_image) -> torch.Tensor:
@@ -45,15 +45,15 @@ def to_input_tensor(module, rgb_image) -> torch.Tensor:
     """
     resized = pil_pixels(module, rgb_image)
     pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32))
-    return pixels.sub_(module.MEAN).div_(module.STD).permute(2, 0, 1)
+    return pixels.sub_(module.config.MEAN).div_(module.config.STD).permute(2, 0, 1)
 
 
 @pytest.fixture(scope="module")
-def reference(classifier_module, artifacts):
-    net = classifier_module.build_network(artifacts / classifier_module.WEIGHTS, fold_pads=False)
+def reference(classifier, artifacts):
+    net = classifier.network.build_network(artifacts / classifier.config.WEIGHTS, fold_pads=False)
 
     def probabilities(data: bytes) -> torch.Tensor:
-        tensor = to_input_tensor(classifier_module, decode_rgb(open_image(data, MAX_PIXELS)))
+        tensor = to_input_tensor(classifier, decode_rgb(open_image(data, MAX_PIXELS)))
         with torch.inference_mode():
             return net(tensor[None]).softmax(dim=-1)[0]
 
@@ -61,7 +61,7 @@ def reference(classifier_module, artifacts):
 
 
 def fast(handler, module, data: bytes) -> torch.Tensor:
-    return handler.predict([module.to_pixels(open_image(data, MAX_PIXELS))])[0]
+    return handler.predict([module.preprocessing.to_pixels(open_image(data, MAX_PIXELS))])[0]
 
 
 def upscaled_jpeg(name: str, factor: int) -> bytes:
@@ -73,15 +73,15 @@ def upscaled_jpeg(name: str, factor: int) -> bytes:
 
 
 @pytest.mark.parametrize("name", sorted(PHOTOS))
-def test_real_photos_same_pixels_and_answers(name, classifier_module, aoti_handler, reference):
+def test_real_photos_same_pixels_and_answers(name, classifier, aoti_handler, reference):
     data = PHOTOS[name].read_bytes()
     image = decode_rgb(open_image(data, MAX_PIXELS))
-    expected_pixels = pil_pixels(classifier_module, image).astype(np.int16)
-    pixels = classifier_module.to_pixels(open_image(data, MAX_PIXELS))
+    expected_pixels = pil_pixels(classifier, image).astype(np.int16)
+    pixels = classifier.preprocessing.to_pixels(open_image(data, MAX_PIXELS))
     assert pixels.dtype == np.uint8 and pixels.shape == (224, 224, 3)
     assert int(np.abs(pixels - expected_pixels).max()) <= 1
 
-    ref, got = reference(data), fast(aoti_handler, classifier_module, data)
+    ref, got = reference(data), fast(aoti_handler, classifier, data)
     assert int(got.argmax()) == int(ref.argmax())
     assert float((got - ref).abs().max()) <= RESIZE_TOL
     assert abs(float(got.sum()) - 1) < 1e-4
@@ -89,32 +89,32 @@ def test_real_photos_same_pixels_and_answers(name, classifier_module, aoti_handl
 
 @pytest.mark.parametrize("name,factor", [("china.jpg", 4), ("flower.jpg", 6), ("rocket.jpg", 3),
                                          ("coffee.png", 4), ("chelsea.png", 6), ("motorcycle.png", 4)])
-def test_large_jpegs_are_draft_decoded_with_the_same_answer(name, factor, classifier_module,
+def test_large_jpegs_are_draft_decoded_with_the_same_answer(name, factor, classifier,
                                                             aoti_handler, reference):
     data = upscaled_jpeg(name, factor)
     image = open_image(data, MAX_PIXELS)
-    assert classifier_module.draft_jpeg(image) >= 2  # decoded at reduced scale
-    ref, got = reference(data), fast(aoti_handler, classifier_module, data)
+    assert classifier.preprocessing.draft_jpeg(image) >= 2  # decoded at reduced scale
+    ref, got = reference(data), fast(aoti_handler, classifier, data)
     assert int(got.argmax()) == int(ref.argmax())
     assert float((got - ref).abs().max()) <= DRAFT_TOL
 
 
-def test_draft_keeps_enough_pixels_for_the_crop(classifier_module):
+def test_draft_keeps_enough_pixels_for_the_crop(classifier):
     data = upscaled_jpeg("china.jpg", 6)  # 3840x2562: crop 2241 px
     image = open_image(data, MAX_PIXELS)
     crop = 224 / 256 * min(image.size)
-    scale = classifier_module.draft_jpeg(image)
-    assert crop / scale >= classifier_module.SETTINGS.jpeg_draft_margin * 224
-    assert crop / (scale * 2) < classifier_module.SETTINGS.jpeg_draft_margin * 224  # and no more than that
+    scale = classifier.preprocessing.draft_jpeg(image)
+    assert crop / scale >= classifier.config.SETTINGS.jpeg_draft_margin * 224
+    assert crop / (scale * 2) < classifier.config.SETTINGS.jpeg_draft_margin * 224  # and no more than that
 
 
-def test_small_jpeg_and_non_jpeg_are_not_drafted(classifier_module):
-    assert classifier_module.draft_jpeg(open_image(PHOTOS["china.jpg"].read_bytes(), MAX_PIXELS)) == 1.0
-    assert classifier_module.draft_jpeg(open_image(PHOTOS["coffee.png"].read_bytes(), MAX_PIXELS)) == 1.0
+def test_small_jpeg_and_non_jpeg_are_not_drafted(classifier):
+    assert classifier.preprocessing.draft_jpeg(open_image(PHOTOS["china.jpg"].read_bytes(), MAX_PIXELS)) == 1.0
+    assert classifier.preprocessing.draft_jpeg(open_image(PHOTOS["coffee.png"].read_bytes(), MAX_PIXELS)) == 1.0
 
 
-def test_compiled_model_has_a_dynamic_batch_dimension(classifier_module, aoti_handler):
-    items = [classifier_module.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
+def test_compiled_model_has_a_dynamic_batch_dimension(classifier, aoti_handler):
+    items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
              for name in sorted(PHOTOS)]
     singles = torch.stack([aoti_handler.predict([item])[0] for item in items])
     for size in (2, 3, len(items), 16):
@@ -125,9 +125,9 @@ def test_compiled_model_has_a_dynamic_batch_dimension(classifier_module, aoti_ha
 
 
 @pytest.mark.parametrize("most", [1, 4, 6, 0])
-def test_forward_passes_cover_the_batch_in_near_equal_parts(classifier_module, most):
+def test_forward_passes_cover_the_batch_in_near_equal_parts(classifier, most):
     for count in range(1, 20):
-        passes = classifier_module.forward_passes(count, most)
+        passes = classifier.handler.forward_passes(count, most)
         sizes = [stop - start for start, stop in passes]
         assert passes[0][0] == 0 and passes[-1][1] == count  # every image, in order, once
         assert all(a[1] == b[0] for a, b in zip(passes, passes[1:]))
@@ -136,20 +136,20 @@ def test_forward_passes_cover_the_batch_in_near_equal_parts(classifier_module, m
         assert len(passes) == (-(-count // most) if most else 1)  # as few as there can be
 
 
-def test_a_negative_max_forward_batch_is_refused(classifier_module):
+def test_a_negative_max_forward_batch_is_refused(classifier):
     with pytest.raises(ValueError, match="MAX_FORWARD_BATCH"):
-        classifier_module.ClassifierSettings(max_forward_batch=-1)
+        classifier.config.ClassifierSettings(max_forward_batch=-1)
 
 
 def test_a_batch_above_max_forward_batch_runs_as_smaller_passes_with_the_same_answers(
-        classifier_module, aoti_handler, photo_items):
+        classifier, aoti_handler, photo_items):
     items = (photo_items * 2)[:8]
     model, own = aoti_handler.model, aoti_handler.own
 
     def predict(most: int) -> tuple[torch.Tensor, list[int]]:
         calls = []
         aoti_handler.model = lambda batch: calls.append(len(batch)) or model(batch)
-        aoti_handler.own = classifier_module.ClassifierSettings(max_forward_batch=most)
+        aoti_handler.own = classifier.config.ClassifierSettings(max_forward_batch=most)
         return torch.stack(aoti_handler.predict(items)), calls
 
     try:
@@ -160,9 +160,9 @@ def test_a_batch_above_max_forward_batch_runs_as_smaller_passes_with_the_same_an
     assert torch.allclose(split, whole, atol=1e-5)
 
 
-def test_eager_fallback_matches_the_compiled_model(classifier_module, aoti_handler, eager_handler):
+def test_eager_fallback_matches_the_compiled_model(classifier, aoti_handler, eager_handler):
     assert (aoti_handler.backend, eager_handler.backend) == ("aoti", "eager")
-    items = [classifier_module.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
+    items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
              for name in sorted(PHOTOS)]
     compiled, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
     assert torch.equal(compiled.argmax(-1), eager.argmax(-1))
@@ -188,7 +188,7 @@ def jpeg_variants() -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("name", sorted(jpeg_variants()))
-def test_jpegs_decode_to_pillows_exact_pixels_through_simplejpeg(name, classifier_module, monkeypatch):
+def test_jpegs_decode_to_pillows_exact_pixels_through_simplejpeg(name, classifier, monkeypatch):
     """decode_rgb_array: the same pixels as Pillow's own decode (at the draft scale the
     classifier picks), and simplejpeg really decodes them (else the fast path is gone
     without a trace); the JPEG with a libjpeg warning, which simplejpeg refuses,
@@ -199,7 +199,7 @@ def test_jpegs_decode_to_pillows_exact_pixels_through_simplejpeg(name, classifie
 
     data = jpeg_variants()[name]
     expected_image = open_image(data, MAX_PIXELS)
-    scale = classifier_module.draft_jpeg(expected_image)
+    scale = classifier.preprocessing.draft_jpeg(expected_image)
     expected = np.asarray(decode_rgb(expected_image))
 
     decode, answered = simplejpeg.decode_jpeg, []
@@ -210,7 +210,7 @@ def test_jpegs_decode_to_pillows_exact_pixels_through_simplejpeg(name, classifie
 
     monkeypatch.setattr(images.simplejpeg, "decode_jpeg", counting)
     image = open_image(data, MAX_PIXELS)
-    assert classifier_module.draft_jpeg(image) == scale
+    assert classifier.preprocessing.draft_jpeg(image) == scale
     pixels = images.decode_rgb_array(image)
     assert pixels.shape == expected.shape and pixels.dtype == np.uint8
     assert np.array_equal(pixels, expected)

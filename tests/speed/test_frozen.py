@@ -25,7 +25,8 @@ def max_difference(module, net_a, net_b, items) -> float:
     """Largest difference between two networks' served answers (probabilities) on `items`."""
     pixels = torch.from_numpy(np.stack(items))
     with torch.inference_mode():
-        return float((module.ServedModel(net_a)(pixels) - module.ServedModel(net_b)(pixels)).abs().max())
+        served = module.network.ServedModel
+        return float((served(net_a)(pixels) - served(net_b)(pixels)).abs().max())
 
 
 def test_served_package_calls_only_prepacked_convolutions(artifacts):
@@ -91,11 +92,11 @@ def test_packed_weights_still_serve_where_onednn_takes_another_isa(artifacts, ph
     assert float(np.abs(answers[""] - answers["AVX2"]).max()) < 1e-5
 
 
-def test_recipe_asks_for_freezing(classifier_module):
-    assert classifier_module.AOTI_CONFIGS.get("freezing") is True
+def test_recipe_asks_for_freezing(classifier):
+    assert classifier.packages.AOTI_CONFIGS.get("freezing") is True
 
 
-def test_prepare_refuses_an_unfrozen_package(classifier_module, tmp_path):
+def test_prepare_refuses_an_unfrozen_package(classifier, tmp_path):
     # what compile_package produced before it compiled under no_grad: an option
     # ignored, a package that works and is slow. check_frozen must say no.
     import zipfile
@@ -106,10 +107,10 @@ def test_prepare_refuses_an_unfrozen_package(classifier_module, tmp_path):
                          "aoti_torch_cpu_convolution(a);\n" * CONVOLUTIONS)
     assert prepacked_calls(unfrozen) == (0, CONVOLUTIONS)
     with pytest.raises(RuntimeError, match="not frozen"):
-        classifier_module.check_frozen(unfrozen)
+        classifier.packages.check_frozen(unfrozen)
 
 
-def test_warmup_runs_every_batch_size_the_batcher_can_form(classifier_module, aoti_handler, monkeypatch):
+def test_warmup_runs_every_batch_size_the_batcher_can_form(classifier, aoti_handler, monkeypatch):
     import threading
 
     seen, ready = [], threading.Event()
@@ -138,23 +139,23 @@ def test_frozen_answers_match_eager_within_tolerance(photo_items, aoti_handler, 
     assert float((frozen - eager).abs().max()) <= 1e-5
 
 
-def test_pad_folding_is_exact(classifier_module, artifacts, photo_items):
+def test_pad_folding_is_exact(classifier, artifacts, photo_items):
     # symmetric TF "SAME" pads (the stride-1 depthwise convolutions) move into the
     # convolutions' own padding: same answers within 1e-5 on real photos
-    plain = classifier_module.build_network(artifacts / classifier_module.WEIGHTS, fold_pads=False)
-    folded = classifier_module.build_network(artifacts / classifier_module.WEIGHTS, fold_pads=False)
-    assert classifier_module.fold_same_pads(folded) == 12
-    assert classifier_module.fold_same_pads(folded) == 0  # nothing left to fold
-    assert max_difference(classifier_module, plain, folded, photo_items) <= 1e-5
+    plain = classifier.network.build_network(artifacts / classifier.config.WEIGHTS, fold_pads=False)
+    folded = classifier.network.build_network(artifacts / classifier.config.WEIGHTS, fold_pads=False)
+    assert classifier.network.fold_same_pads(folded) == 12
+    assert classifier.network.fold_same_pads(folded) == 0  # nothing left to fold
+    assert max_difference(classifier, plain, folded, photo_items) <= 1e-5
 
 
-def test_fp32_package_network_folds_stride2_pads_exactly(classifier_module, artifacts, photo_items):
+def test_fp32_package_network_folds_stride2_pads_exactly(classifier, artifacts, photo_items):
     # the fp32 package compiles fp32_network(): the stride-2 convolutions' asymmetric
     # pads (stem and 4 depthwise) folded into one-tap-larger kernels; the same answers
-    net = classifier_module.build_network(artifacts / classifier_module.WEIGHTS)
-    folded = classifier_module.fp32_network(net)
-    assert classifier_module.fold_stride2_pads(folded) == 0  # all folded
-    assert max_difference(classifier_module, net, folded, photo_items) <= 1e-5
-    assert classifier_module.fold_stride2_pads(net) == 5  # fp32_network() folded a copy
-    assert json.loads((artifacts / "manifest.json").read_text())["aoti_key"] == classifier_module.package_key(
-        classifier_module.sha256_of(artifacts / classifier_module.WEIGHTS))
+    net = classifier.network.build_network(artifacts / classifier.config.WEIGHTS)
+    folded = classifier.network.fp32_network(net)
+    assert classifier.network.fold_stride2_pads(folded) == 0  # all folded
+    assert max_difference(classifier, net, folded, photo_items) <= 1e-5
+    assert classifier.network.fold_stride2_pads(net) == 5  # fp32_network() folded a copy
+    assert json.loads((artifacts / "manifest.json").read_text())["aoti_key"] == classifier.packages.package_key(
+        classifier.packages.sha256_of(artifacts / classifier.config.WEIGHTS))

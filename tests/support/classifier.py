@@ -1,17 +1,20 @@
-"""functions/classifier/handler.py as a module in the test process (once per session)."""
-import functools
-import importlib.util
+"""functions/classifier's modules in the test process (once per session)."""
+from types import SimpleNamespace
 
-from localrun import CLASSIFIER
+from localrun import CLASSIFIER, import_function
+
+MODULES = ("config", "preprocessing", "network", "packages", "handler")
 
 
-@functools.cache
-def classifier_module():
-    """The classifier's handler module (the template's torchfaas is on sys.path)."""
-    spec = importlib.util.spec_from_file_location("classifier_handler_under_test", CLASSIFIER / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def classifier_module(module: str = "handler"):
+    """A module of the classifier (handler, config, preprocessing, network, packages),
+    imported as the image imports it (the template's torchfaas is on sys.path)."""
+    return import_function(CLASSIFIER, "classifier_under_test", module)
+
+
+def classifier_parts() -> SimpleNamespace:
+    """Every module of the classifier by name: parts.handler.Classifier, parts.network.build_network..."""
+    return SimpleNamespace(**{name: classifier_module(name) for name in MODULES})
 
 # the limits the classifier runs with in the tests (small, so tests stay fast),
 # in process (environment) and in-process (Settings)

@@ -35,9 +35,9 @@ def common():
 
 def classifier_tensor(data: bytes) -> torch.Tensor:
     """What the classifier's model computes on: to_pixels, then (x - 127) / 128, NCHW."""
-    module = classifier_module()
-    pixels = torch.from_numpy(module.to_pixels(open_image(data, MAX_PIXELS)).copy())
-    return pixels.permute(2, 0, 1).float().sub(module.MEAN).div(module.STD)
+    config, preprocessing = classifier_module("config"), classifier_module("preprocessing")
+    pixels = torch.from_numpy(preprocessing.to_pixels(open_image(data, MAX_PIXELS)).copy())
+    return pixels.permute(2, 0, 1).float().sub(config.MEAN).div(config.STD)
 
 
 def upscaled_jpeg(name: str, factor: int) -> bytes:
@@ -63,7 +63,7 @@ def test_same_tensor_on_a_draft_decoded_jpeg(common):
 
 
 def test_same_constants_as_the_classifier(common):
-    module = classifier_module()
+    module = classifier_module("config")
     assert (common.IMAGE_SIZE, common.CROP_PADDING, common.MEAN, common.STD) == \
         (module.IMAGE_SIZE, module.CROP_PADDING, module.MEAN, module.STD)
     assert common.JPEG_DRAFT_MARGIN == module.SETTINGS.jpeg_draft_margin

@@ -5,12 +5,11 @@ runtime's `Settings` (with `ImageSettings`, the image functions' MAX_PIXELS) or 
 classifier's `ClassifierSettings` with the documented default, and every variable
 they read is in the table.
 """
-import importlib.util
 import re
 
 import pytest
 
-from localrun import CLASSIFIER, REPO
+from localrun import CLASSIFIER, REPO, import_function
 from support.dockerfile import image_env
 from torchfaas import Settings
 from torchfaas.settings import env_fields
@@ -30,10 +29,7 @@ def documented_table() -> dict:
 
 @pytest.fixture(scope="module")
 def classifier_settings():
-    spec = importlib.util.spec_from_file_location("classifier_handler_settings", CLASSIFIER / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ClassifierSettings
+    return import_function(CLASSIFIER, "classifier_settings_under_test", "config").ClassifierSettings
 
 
 def same(documented: str, default) -> bool:

