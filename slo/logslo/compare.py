@@ -46,11 +46,10 @@ class Sample:
     """One version's requests in the window, as the judge needs them."""
 
     latency_ms: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)  # each request's unix time (nan: none logged)
     faults: int = 0  # 5xx
     rejections: int = 0  # 4xx
     classes: Counter = field(default_factory=Counter)  # top-1 class of each 200
-    first_ns: int | None = None
-    last_ns: int | None = None
 
     @property
     def requests(self) -> int:
@@ -58,26 +57,26 @@ class Sample:
 
     def rate(self) -> float | None:
         """Requests per second over the span the version was served."""
-        if self.requests < 2 or self.last_ns == self.first_ns:
+        known = [t for t in self.seconds if not math.isnan(t)]
+        if len(known) < 2 or max(known) == min(known):
             return None
-        return (self.requests - 1) / ((self.last_ns - self.first_ns) / 1e9)
+        return (len(known) - 1) / (max(known) - min(known))
 
     def add(self, fields: dict) -> None:
         try:
             latency, status = float(fields["latency_ms"]), int(fields["status"])
         except (KeyError, ValueError):
             return  # not a request the contracts count (no latency_ms: dropped by unwrap too)
+        try:
+            at = parse_rfc3339_ns(fields.get("timestamp", "")) / 1e9
+        except ValueError:
+            at = math.nan
         self.latency_ms.append(latency)
+        self.seconds.append(at)
         self.faults += status >= 500
         self.rejections += 400 <= status < 500
         if status == 200 and fields.get("top1_class"):
             self.classes[fields["top1_class"]] += 1
-        try:
-            at = parse_rfc3339_ns(fields.get("timestamp", ""))
-        except ValueError:
-            return
-        self.first_ns = at if self.first_ns is None else min(self.first_ns, at)
-        self.last_ns = at if self.last_ns is None else max(self.last_ns, at)
 
 
 class Comparison:
@@ -193,12 +192,17 @@ def enough_requests(c: Comparison, at_least: int) -> Judgement:
 
 
 def latency_shift(c: Comparison, at_most_pct: float, confidence: float) -> Judgement:
-    base, cand = c.samples[c.baseline].latency_ms, c.samples[c.candidate].latency_ms
-    interval = judge.latency_shift(base, cand, confidence)
+    b, k = c.samples[c.baseline], c.samples[c.candidate]
+    timed = not any(math.isnan(t) for t in b.seconds + k.seconds)
+    deff = judge.design_effect(b.latency_ms, b.seconds, k.latency_ms, k.seconds) if timed else 1.0
+    interval = judge.latency_shift(b.latency_ms, k.latency_ms, confidence, widen=math.sqrt(deff))
+    note = (f"median {fmt(judge.quantile(sorted(k.latency_ms), 0.5), 'ms')} vs "
+            f"{fmt(judge.quantile(sorted(b.latency_ms), 0.5), 'ms')}")
+    if deff > 1:
+        note += f"; interval widened x{math.sqrt(deff):.2f}: requests close in time are alike"
     return _judged("latency of the candidate vs the baseline (all requests, Hodges-Lehmann)", "x%",
-                   at_most_pct / 100, interval, c, [c.logql[f"requests of {v}"] for v in c.versions],
-                   f"median {fmt(judge.quantile(sorted(cand), 0.5), 'ms')} vs "
-                   f"{fmt(judge.quantile(sorted(base), 0.5), 'ms')}", log_scale=True)
+                   at_most_pct / 100, interval, c, [c.logql[f"requests of {v}"] for v in c.versions], note,
+                   log_scale=True)
 
 
 def latency_quantile(c: Comparison, phi: float, at_most_pct: float, confidence: float) -> Judgement:

@@ -145,13 +145,15 @@ def quantile_change(baseline, candidate, phi: float, confidence: float) -> Inter
     return Interval(estimate, low, high, confidence)
 
 
-def latency_shift(baseline, candidate, confidence: float) -> Interval:
+def latency_shift(baseline, candidate, confidence: float, widen: float = 1.0) -> Interval:
     """How much slower the candidate's requests are than the baseline's, as a whole
     (+0.1 = 10% slower): the Hodges-Lehmann estimate of the shift of log latency (the
     median over all pairs of log(candidate) - log(baseline)) and the interval the
     Mann-Whitney U test gives it. Ranks only: an outlier moves it no more than any other
     request. The pairs are counted with a binary search per shift (n log n), not listed,
-    so a day of production traffic costs no more memory than its samples."""
+    so a day of production traffic costs no more memory than its samples. `widen`
+    stretches the interval around the estimate (in log latency): sqrt(design_effect(...))
+    when requests close in time are alike."""
     base = np.sort(np.log(np.maximum(np.asarray(baseline, float), 1e-3)))
     cand = np.log(np.maximum(np.asarray(candidate, float), 1e-3))
     nb, nc = len(base), len(cand)
@@ -179,10 +181,51 @@ def latency_shift(baseline, candidate, confidence: float) -> Interval:
         return hi
 
     estimate = (shift_at_rank(math.floor((pairs + 1) / 2)) + shift_at_rank(math.ceil((pairs + 1) / 2))) / 2
-    low = shift_at_rank(math.floor(pairs / 2 - spread))
-    high = shift_at_rank(math.ceil(pairs / 2 + spread) + 1)
+    low = estimate - (estimate - shift_at_rank(math.floor(pairs / 2 - spread))) * widen
+    high = estimate + (shift_at_rank(math.ceil(pairs / 2 + spread) + 1) - estimate) * widen
     return Interval(math.expm1(estimate), math.expm1(low) if math.isfinite(low) else -1.0,
                     math.expm1(high) if math.isfinite(high) else math.inf, confidence)
+
+
+def _weighted_medians(sorted_values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The median of `sorted_values` under each row of `weights` (resample counts)."""
+    cumulative = np.cumsum(weights, axis=1)
+    return sorted_values[(cumulative < cumulative[:, -1:] / 2).sum(axis=1)]
+
+
+def design_effect(baseline, base_seconds, candidate, cand_seconds, block_s: float = 1.0,
+                  resamples: int = 200, most: int = 10_000, seed: int = 0) -> float:
+    """How much less than independent the requests are, for the latency comparison: the
+    variance of the difference of median log latencies when whole seconds of both sides
+    are resampled together (a block bootstrap), over its variance when single requests
+    are; at least 1. A slow second of the whole machine slows both interleaved sides and
+    cancels in the difference; a second in which one process alone stalls makes that
+    side's requests alike: they weigh like fewer requests, and the interval must widen by
+    the square root.
+    Each side is thinned to `most` requests first (the variances, not the samples, matter)."""
+    rng = np.random.default_rng(seed)
+    sides = []
+    for values, seconds in ((baseline, base_seconds), (candidate, cand_seconds)):
+        values = np.log(np.maximum(np.asarray(values, float), 1e-3))
+        seconds = np.asarray(seconds, float)
+        if len(values) > most:
+            keep = rng.choice(len(values), most, replace=False)
+            values, seconds = values[keep], seconds[keep]
+        order = np.argsort(values)
+        sides.append((values[order], np.floor(seconds[order] / block_s)))
+    if min(len(values) for values, _ in sides) < 2:
+        return 1.0
+    blocks, codes = np.unique(np.concatenate([b for _, b in sides]), return_inverse=True)
+    (vb, _), (vc, _) = sides
+    cb, cc = codes[:len(vb)], codes[len(vb):]
+    if len(blocks) < 10:
+        return 1.0  # too few seconds to tell
+    chosen = rng.multinomial(len(blocks), np.full(len(blocks), 1 / len(blocks)), size=resamples)
+    by_block = _weighted_medians(vc, chosen[:, cc]) - _weighted_medians(vb, chosen[:, cb])
+    by_request = (_weighted_medians(vc, rng.multinomial(len(vc), np.full(len(vc), 1 / len(vc)), size=resamples))
+                  - _weighted_medians(vb, rng.multinomial(len(vb), np.full(len(vb), 1 / len(vb)), size=resamples)))
+    independent = float(np.var(by_request))
+    return max(1.0, float(np.var(by_block)) / independent) if independent > 0 else 1.0
 
 
 # -- ratios of requests ---------------------------------------------------------------------

@@ -114,3 +114,25 @@ def test_detectable_change_matches_simulated_power():
 def test_a_confidence_level_outside_50_to_100_percent_is_refused():
     with pytest.raises(ValueError):
         judge.Interval(0.0, 0.0, 0.0, 1.0)
+
+
+def test_design_effect_is_one_for_independent_requests_and_widens_for_one_sided_bursts():
+    """Interleaved sides: a slow second of the whole machine slows both and cancels in the
+    comparison, but a second in which one process alone stalls (its GC, a worker
+    descheduled) makes that side's requests alike: the block bootstrap sees it and the
+    latency interval widens by the root of the design effect."""
+    rng = np.random.default_rng(2)
+    seconds = np.sort(rng.uniform(0, 90, 4000))
+    second = seconds.astype(int)
+    side = rng.integers(0, 2, 4000).astype(bool)
+    calm = rng.lognormal(3.0, 0.5, 4000)
+    assert judge.design_effect(calm[side], seconds[side], calm[~side], seconds[~side]) < 1.3
+    shared = calm * np.exp(rng.normal(0, 0.6, 90))[second]
+    assert judge.design_effect(shared[side], seconds[side], shared[~side], seconds[~side]) < 1.3
+    own = calm * np.where(side, np.exp(rng.normal(0, 0.4, 90))[second], np.exp(rng.normal(0, 0.4, 90))[second])
+    deff = judge.design_effect(own[side], seconds[side], own[~side], seconds[~side])
+    assert deff > 1.5, deff
+    plain = judge.latency_shift(own[side], own[~side], 0.99)
+    wide = judge.latency_shift(own[side], own[~side], 0.99, widen=math.sqrt(deff))
+    assert wide.estimate == pytest.approx(plain.estimate)
+    assert (wide.high - wide.low) > 1.2 * (plain.high - plain.low)
