@@ -42,7 +42,7 @@ def _precision(raw: str) -> str:
 @dataclass(frozen=True)
 class ClassifierSettings:
     """The classifier's own environment variables (the runtime's are in torchfaas.Settings)."""
-    # intra-op threads per forward pass (docs/benchmarks.md: 1, with two batch workers)
+    # intra-op threads per forward pass (1, with two batch workers: docs/benchmarks.md, "The fast path")
     torch_threads: int = env("TORCH_THREADS", 1, int)
     # aoti: the compiled package or fail; eager: no package; auto: package, else eager
     model_backend: str = env("MODEL_BACKEND", "auto", _backend)
@@ -53,7 +53,7 @@ class ClassifierSettings:
     jpeg_draft_margin: float = env("JPEG_DRAFT_MARGIN", 2.0, float)
     # a batch of more images runs as near-equal forward passes of at most this many
     # (0: one pass per batch). Where 8 images' activations overflow the CPU's cache, one
-    # pass of 8 costs 7-17% more per image than two of 4 (docs/benchmarks.md)
+    # pass of 8 costs 7-17% more per image than two of 4 (docs/benchmarks.md, "The fast path")
     max_forward_batch: int = env("MAX_FORWARD_BATCH", 6, int)
     max_topk: int = env("MAX_TOPK", 20, int)
 

@@ -9,7 +9,7 @@ function. The rest of the classifier lives beside it, by job:
 - packages.py: the AOTInductor packages, compiled, cached and gated at build
   time, and the backend and precision chosen at cold start (MODEL_BACKEND,
   MODEL_PRECISION).
-docs/benchmarks.md and docs/precision.md have the numbers behind the choices.
+docs/benchmarks.md, "The fast path", and docs/precision.md have the numbers behind the choices.
 """
 import json
 from pathlib import Path
@@ -30,13 +30,13 @@ class Classifier(ModelHandler):
     prediction_metrics = (TOP1_PROBABILITY,)  # torchfaas_top1_probability, from top1_prob
     settings_class = ImageSettings  # the runtime's settings + MAX_PIXELS
     # Two batches at a time, one thread each: the compiled model frees the GIL,
-    # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md).
+    # so on 2 cores this beats one batch on 2 threads (docs/benchmarks.md, "The fast path").
     # BATCH_WORKERS overrides it.
     batch_workers = 2
     # Decoding and resizing run in the batch worker, right before the forward
     # pass, rather than in 16 request threads contending for 2 cores: 6-24%
     # more at c4, up to 10% more at c16, 0.5-1.2 ms less CPU per request
-    # (docs/benchmarks.md). Decoding never waits on I/O: the body is in memory.
+    # (docs/benchmarks.md, "The fast path"). Decoding never waits on I/O: the body is in memory.
     preprocess_in_batch_worker = True
 
     def __init__(self, settings: ClassifierSettings = SETTINGS):
@@ -75,7 +75,7 @@ class Classifier(ModelHandler):
         # The first forward pass at each batch size sets up that shape's oneDNN
         # primitives: with the frozen package 10-30 ms of CPU more than later
         # passes (batch 2, 4, 6, 7, 8; batch 3 and 5 nothing measurable), shared
-        # by the package's model instances (docs/benchmarks.md). Batch 1 runs
+        # by the package's model instances (docs/benchmarks.md, "The fast path"). Batch 1 runs
         # here, before ready (it also pays the one-time set-up: thread pool,
         # allocator). Every other size the batcher can form (2..BATCH_SIZE) runs
         # once in a background thread right after: run before ready they cost

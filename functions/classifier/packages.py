@@ -70,7 +70,7 @@ BF16_RECIPE = "bf16-v3-whole-dcround-s2padfold-gate2"
 # convolution a prepacked oneDNN convolution (compile_package compiles under
 # no_grad, without which Inductor silently ignores "freezing"). Frozen is
 # 1.5-2x the model throughput of the unfrozen package here, with answers within
-# 1e-5 of it (docs/benchmarks.md); prepare() refuses a package whose
+# 1e-5 of it (docs/benchmarks.md, "Correctness of the fast path"); prepare() refuses a package whose
 # convolutions are not prepacked.
 AOTI_CONFIGS: dict = {**portable_x86_configs(), "freezing": True}
 

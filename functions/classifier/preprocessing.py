@@ -70,7 +70,7 @@ def resize_bicubic(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [size, size, 3], antialiased bicubic: PIL's filter (a = -0.5,
     widened by the scale when shrinking), computed by PyTorch's vectorised uint8 kernel.
     Within 1 of PIL's `resize(BICUBIC)` on every value, at a third of its CPU time
-    (a 373x373 crop: 0.6 vs 1.9 ms; docs/benchmarks.md). The crop is resized on its
+    (a 373x373 crop: 0.6 vs 1.9 ms; docs/benchmarks.md, "The fast path"). The crop is resized on its
     own, as TF's eval pipeline does (decode_and_crop, then resize)."""
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a view: NCHW, channels_last strides
     out = torch.empty((1, size, size, 3), dtype=torch.uint8)
