@@ -16,7 +16,8 @@
 # Exit: compare's (0 promote, 1 hold, 2 inconclusive, 3 broken), or 3 if a side could
 # not be built or run. Needs PY, PORT, FUNCTION, MAKE from the Makefile; REVIEW_USERS
 # (16), REVIEW_SECONDS (90), REVIEW_SEED (7): about 2,000 requests a version on a 2-core
-# machine, the size the calibration (make judge-calibration) measures the judge at.
+# machine, the size the calibration (make judge-calibration) measures the judge at;
+# REVIEW_PROCESS_SD (0.02): the latency shift's sd between process starts (docs/review.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,10 @@ out=${REVIEW_DIR:-reports/review}
 users=${REVIEW_USERS:-16}
 seconds=${REVIEW_SECONDS:-90}
 seed=${REVIEW_SEED:-7}
+# each side is one process start, and starts of the same code differ in speed: 13 reviews
+# of identical code on a 2-core machine spread their latency estimates with sd 3.3% where
+# each run's own interval accounted for 2.5%, leaving ~2% between starts (docs/review.md)
+process_sd=${REVIEW_PROCESS_SD:-0.02}
 fn=${FUNCTION:-classifier}
 
 base_sha=$(git rev-parse --short=12 "$base_ref^{commit}") || { echo "review: no commit $base_ref" >&2; exit 3; }
@@ -96,7 +101,7 @@ cat "$out/base/function.log" "$out/candidate/function.log" > "$out/merged.log"
 at=$(date +%s)
 echo
 echo "== compare (make compare) over $out/merged.log"
-COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split request by request between the base and the candidate served side by side, each kind of payload alternating between them in random order" \
+COMPARE_PROCESS_SD="$process_sd" COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split request by request between the base and the candidate served side by side, each kind of payload alternating between them in random order" \
 SLO_P99_MS="${SLO_P99_MS:-250}" "$PY" -m logslo compare "${COMPARE_FEATURES:-slo/compare}" \
     --baseline "$base_version" --candidate "$cand_version" --log-file "$out/merged.log" --at "$at" --report-dir "$out"
 code=$?

@@ -82,8 +82,12 @@ class Sample:
 class Comparison:
     """The two versions' figures and samples over one window, each query asked once."""
 
-    def __init__(self, backend, function: str, at: float, window_s: int, baseline: str, candidate: str):
+    def __init__(self, backend, function: str, at: float, window_s: int, baseline: str, candidate: str,
+                 process_sd: float = 0.0):
         self.backend, self.function, self.at, self.window_s = backend, function, at, window_s
+        # the latency shift's sd between two process starts of one code (COMPARE_PROCESS_SD;
+        # make review: each side is one process)
+        self.process_sd = process_sd
         self.baseline, self.candidate = baseline, candidate
         self.logql: dict = {}  # figure -> LogQL text
         self.figures = {baseline: {}, candidate: {}}
@@ -195,11 +199,15 @@ def latency_shift(c: Comparison, at_most_pct: float, confidence: float) -> Judge
     b, k = c.samples[c.baseline], c.samples[c.candidate]
     timed = not any(math.isnan(t) for t in b.seconds + k.seconds)
     deff = judge.design_effect(b.latency_ms, b.seconds, k.latency_ms, k.seconds) if timed else 1.0
-    interval = judge.latency_shift(b.latency_ms, k.latency_ms, confidence, widen=math.sqrt(deff))
+    process_sd = getattr(c, "process_sd", 0.0)
+    interval = judge.latency_shift(b.latency_ms, k.latency_ms, confidence, widen=math.sqrt(deff),
+                                   process_sd=process_sd)
     note = (f"median {fmt(judge.quantile(sorted(k.latency_ms), 0.5), 'ms')} vs "
             f"{fmt(judge.quantile(sorted(b.latency_ms), 0.5), 'ms')}")
     if deff > 1:
         note += f"; interval widened x{math.sqrt(deff):.2f}: requests close in time are alike"
+    if process_sd:
+        note += f"; with {process_sd:.1%} between process starts"
     return _judged("latency of the candidate vs the baseline (all requests, Hodges-Lehmann)", "x%",
                    at_most_pct / 100, interval, c, [c.logql[f"requests of {v}"] for v in c.versions], note,
                    log_scale=True)
@@ -426,6 +434,7 @@ class CompareHooks(Hooks):
         context.slo_results, context.slo_errors = [], []
         context.baseline = self.env.get("COMPARE_BASELINE", "")
         context.candidate = self.env.get("COMPARE_CANDIDATE", "")
+        context.process_sd = float(self.env.get("COMPARE_PROCESS_SD") or 0.0)
         # one object made at the root level: behave drops what a step sets on context
         # when its scenario ends, the comparison must outlive the scenarios
         context.state = SimpleNamespace(comparison=None, window=None, problem=None, confidence=DEFAULT_CONFIDENCE)
@@ -503,7 +512,7 @@ def step_compare(context, window):
         state.comparison, state.window, state.problem = None, window_s, None
         try:
             comparison = Comparison(context.slo.backend, context.function, context.slo.at, window_s,
-                                    context.baseline, context.candidate)
+                                    context.baseline, context.candidate, context.process_sd)
         except Exception as err:  # Loki failing: every scenario reports it, none asks again
             state.problem = f"{type(err).__name__}: {err}"
             raise

@@ -145,7 +145,7 @@ def quantile_change(baseline, candidate, phi: float, confidence: float) -> Inter
     return Interval(estimate, low, high, confidence)
 
 
-def latency_shift(baseline, candidate, confidence: float, widen: float = 1.0) -> Interval:
+def latency_shift(baseline, candidate, confidence: float, widen: float = 1.0, process_sd: float = 0.0) -> Interval:
     """How much slower the candidate's requests are than the baseline's, as a whole
     (+0.1 = 10% slower): the Hodges-Lehmann estimate of the shift of log latency (the
     median over all pairs of log(candidate) - log(baseline)) and the interval the
@@ -153,7 +153,9 @@ def latency_shift(baseline, candidate, confidence: float, widen: float = 1.0) ->
     request. The pairs are counted with a binary search per shift (n log n), not listed,
     so a day of production traffic costs no more memory than its samples. `widen`
     stretches the interval around the estimate (in log latency): sqrt(design_effect(...))
-    when requests close in time are alike."""
+    when requests close in time are alike. `process_sd` adds, in quadrature, the standard
+    deviation of the shift between two process starts of the same code (each side one
+    process: its speed is a draw that no number of its requests averages out)."""
     base = np.sort(np.log(np.maximum(np.asarray(baseline, float), 1e-3)))
     cand = np.log(np.maximum(np.asarray(candidate, float), 1e-3))
     nb, nc = len(base), len(cand)
@@ -181,8 +183,11 @@ def latency_shift(baseline, candidate, confidence: float, widen: float = 1.0) ->
         return hi
 
     estimate = (shift_at_rank(math.floor((pairs + 1) / 2)) + shift_at_rank(math.ceil((pairs + 1) / 2))) / 2
-    low = estimate - (estimate - shift_at_rank(math.floor(pairs / 2 - spread))) * widen
-    high = estimate + (shift_at_rank(math.ceil(pairs / 2 + spread) + 1) - estimate) * widen
+    def side(width: float) -> float:  # a half-width, widened, with the process term added
+        return z * math.hypot(width * widen / z, process_sd) if math.isfinite(width) else math.inf
+
+    low = estimate - side(estimate - shift_at_rank(math.floor(pairs / 2 - spread)))
+    high = estimate + side(shift_at_rank(math.ceil(pairs / 2 + spread) + 1) - estimate)
     return Interval(math.expm1(estimate), math.expm1(low) if math.isfinite(low) else -1.0,
                     math.expm1(high) if math.isfinite(high) else math.inf, confidence)
 

@@ -36,6 +36,8 @@ def test_review_serves_both_sides_at_once_and_a_short_run_is_inconclusive(tmp_pa
     assert overlap > 0.7 * (max(base[-1], cand[-1]) - min(base[0], cand[0]))
     doc = json.loads((review / "report.json").read_text())
     assert doc["verdict"] == "inconclusive" and "alternating between them in random order" in doc["traffic"]
+    latency = next(c for c in doc["contracts"] if c["contract"].startswith("latency of"))
+    assert "2.0% between process starts" in latency["note"]  # each side is one process start
     md = (review / "report.md").read_text()
     assert "INCONCLUSIVE" in md and "requests a version would decide it" in md
 

@@ -136,3 +136,17 @@ def test_design_effect_is_one_for_independent_requests_and_widens_for_one_sided_
     wide = judge.latency_shift(own[side], own[~side], 0.99, widen=math.sqrt(deff))
     assert wide.estimate == pytest.approx(plain.estimate)
     assert (wide.high - wide.low) > 1.2 * (plain.high - plain.low)
+
+
+def test_the_process_term_widens_the_latency_interval_in_quadrature():
+    """make review's sides are one process start each: a 2% sd between starts is added to
+    the rank interval's own spread, not multiplied into it."""
+    rng = np.random.default_rng(4)
+    base, cand = rng.lognormal(3.0, 0.5, 2000), rng.lognormal(3.0, 0.5, 2000)
+    plain = judge.latency_shift(base, cand, 0.99)
+    with_starts = judge.latency_shift(base, cand, 0.99, process_sd=0.02)
+    z = 2.3263478740408408
+    own = (math.log1p(plain.high) - math.log1p(plain.estimate)) / z
+    assert math.log1p(with_starts.high) - math.log1p(with_starts.estimate) == pytest.approx(z * math.hypot(own, 0.02),
+                                                                                            rel=1e-6)
+    assert with_starts.estimate == plain.estimate
