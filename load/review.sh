@@ -14,7 +14,7 @@
 #      (slo/compare); report.md, report.json, report.html in REVIEW_DIR (reports/review)
 #
 # Exit: compare's (0 promote, 1 hold, 2 inconclusive, 3 broken), or 3 if a side could
-# not be built or run. Needs PY, PORT, FUNCTION, MAKE from the Makefile; REVIEW_USERS
+# not be built or run. Needs PY, PORT, FUNCTION from the Makefile; REVIEW_USERS
 # (16), REVIEW_SECONDS (90), REVIEW_SEED (7): about 2,000 requests a version on a 2-core
 # machine, the size the calibration (make judge-calibration) measures the judge at;
 # REVIEW_PROCESS_SD (0.02): the latency shift's sd between process starts (docs/review.md).
