@@ -181,7 +181,7 @@ class Metrics:
             self.queue.labels(*base).observe(record.queue_ms / 1000)
             self.inference.labels(*base).observe(record.inference_ms / 1000)
             self.batch_size.labels(*base).observe(record.batch_size)
-        if status == 200 and self.predictions:
+        if status == 200 and self.predictions and record.handler_fields:
             self._observe_predictions(base, record.handler_fields)
         if record.client_gone:
             self.client_gone.labels(*base, "true" if record.error == "client_gone" else "false").inc()

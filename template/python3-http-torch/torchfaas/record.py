@@ -7,7 +7,7 @@ app writes the line from `log_fields()` and hands the same record to the metrics
 which read its attributes. A log field is an attribute's name: renaming one
 renames the field, and any reader of the old name fails.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(slots=True, eq=False)
@@ -31,8 +31,8 @@ class RequestRecord:
     error: str | None = None  # the response body's error code
     trace: str | None = None  # 500s: where the fault was
     client_gone: bool = False
-    # what the handler's log_fields() added (top1_class, top1_prob, ...)
-    handler_fields: dict = field(default_factory=dict)
+    # what the handler's log_fields() returned (top1_class, top1_prob, ...); None: nothing
+    handler_fields: dict | None = None
 
     def log_fields(self) -> dict:
         """The request's fields of its log line (EventLog adds the model and the rest)."""
@@ -43,7 +43,8 @@ class RequestRecord:
             fields["batch_size"] = self.batch_size
             fields["queue_ms"] = round(self.queue_ms, 2)
             fields["inference_ms"] = round(self.inference_ms, 2)
-        fields.update(self.handler_fields)
+        if self.handler_fields:
+            fields.update(self.handler_fields)
         if self.preprocess_ms is not None:
             fields["preprocess_ms"] = round(self.preprocess_ms, 2)
         if self.batch_retried:
