@@ -34,20 +34,20 @@ class Server:
         settings = self.settings = function.settings
         self.events, self.runtime = function.events, function.runtime
         self.exit_code = 0
-        self.server = WaitressServer(function.app, settings)
+        self.http = WaitressServer(function.app, settings)
         self._listener_closed = threading.Event()
 
     def serve(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, self._on_sigint)
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
-        self.server.run()
+        self.http.run()
         return self.exit_code
 
     def _load(self):
         if not self.runtime.load():
             self.exit_code = 1
-            self.server.call_in_loop(self.server.stop_loop)
+            self.http.call_in_loop(self.http.stop_loop)
 
     def _on_sigterm(self, signum, _frame):
         self._shutdown(signum, self.settings.drain_seconds)
@@ -69,7 +69,7 @@ class Server:
         if self._shutting_down():
             return
         self.runtime.begin_drain()
-        self.server.start_draining()  # answers close their connections from now on
+        self.http.start_draining()  # answers close their connections from now on
         self.events.emit("shutdown_started", "signal received, draining", signal=signal.Signals(signum).name,
                          drain_seconds=drain_seconds, inflight=self.runtime.inflight)
         threading.Thread(target=self._drain, args=(drain_seconds,), name="drain", daemon=True).start()
@@ -103,7 +103,7 @@ class Server:
         # still serving: routes are being withdrawn
         time.sleep(max(0.0, drain_seconds - (time.monotonic() - started)))
         self.runtime.stop_accepting()
-        self.server.call_in_loop(self._close_listener)
+        self.http.call_in_loop(self._close_listener)
         self._listener_closed.wait(5)
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         while not self._idle() and time.monotonic() < deadline:
@@ -113,14 +113,14 @@ class Server:
         if early is None or unfinished:  # under the watchdog only if something is wrong
             self.events.emit("shutdown", "shutdown complete", logging.WARNING if unfinished else logging.INFO,
                              drain_ms=round((time.monotonic() - started) * 1000, 1), unfinished=unfinished)
-        self.server.call_in_loop(self.server.stop_loop)
+        self.http.call_in_loop(self.http.stop_loop)
 
     def _idle(self) -> bool:
         """No request in the app, queued in waitress, unsent, or unread in a socket buffer."""
-        return not self.runtime.inflight and self.server.idle()
+        return not self.runtime.inflight and self.http.idle()
 
     def _close_listener(self):
-        self.server.close_listener()
+        self.http.close_listener()
         self._listener_closed.set()
 
 
