@@ -9,12 +9,22 @@ from support.inprocess import InProcessFunction
 from support.metrics import by_name, parse_samples
 from torchfaas.identity import CurrentModel, ModelIdentity
 from torchfaas.metrics import LATENCY_BUCKETS, MAX_TENANTS, Metrics, TenantLabels
+from torchfaas.record import RequestRecord
 
 
 def samples(metrics: Metrics) -> list:
     body, content_type = metrics.render()
     assert content_type.startswith("text/plain")
     return parse_samples(body)
+
+
+def answered(status: int, latency_s: float, tenant=None, **handler_fields) -> RequestRecord:
+    """The record of a request answered `status` in `latency_s`; batch timings for 200s."""
+    record = RequestRecord("r", 0.0, status=status, latency_s=latency_s, tenant=tenant,
+                           handler_fields=handler_fields)
+    if status == 200:
+        record.batch_size, record.queue_ms, record.inference_ms = 3, 1.5, 20.0
+    return record
 
 
 def loaded(tenants: str = "acme,globex") -> Metrics:
@@ -46,9 +56,10 @@ def test_every_sample_carries_the_model_labels_and_nothing_unbounded():
     rng = random.Random(1)
     for i in range(300):
         tenant = "".join(rng.choices(string.ascii_letters, k=8)) if i % 3 else "acme"
-        m.observe_request(rng.choice([200, 400, 413, 429, 500, 503]), rng.random() / 2,
-                          {"tenant": tenant, "batch_size": 3, "queue_ms": 1.5, "inference_ms": 20.0,
-                           "top1_prob": 0.9, "top1_class": "tabby", "request_id": f"r{i}"})
+        record = answered(rng.choice([200, 400, 413, 429, 500, 503]), rng.random() / 2, tenant,
+                          top1_prob=0.9, top1_class="tabby")
+        record.request_id = f"r{i}"
+        m.observe_request(record)
     all_samples = samples(m)
     tenants = {s.labels["tenant"] for s in all_samples if "tenant" in s.labels}
     assert tenants == {"acme", "globex", "none", "other"}
@@ -83,8 +94,8 @@ def test_inflight_and_confidence_only_for_successes():
     m = loaded()
     # the runtime counts requests in the app (probes excluded); the gauge reads it
     m.runtime.enter()
-    m.observe_request(400, 0.001, {"top1_prob": 0.5})
-    m.observe_request(200, 0.05, {"top1_prob": 0.75, "batch_size": 2})
+    m.observe_request(answered(400, 0.001, top1_prob=0.5))
+    m.observe_request(answered(200, 0.05, top1_prob=0.75))
     by_name = {}
     for s in samples(m):
         by_name.setdefault(s.name, []).append(s)
@@ -176,7 +187,7 @@ def test_zero_series_exist_as_soon_as_the_model_loads():
     metrics = Metrics(model, TenantLabels("", "X-Tenant-Id"))
     assert b'status="200"' not in generate_latest(metrics.registry)  # nothing for "unknown"
     model.loaded("efficientnet-lite0", "v3")
-    metrics.observe_request(200, 0.01, {})  # answered before Prometheus scraped once
+    metrics.observe_request(answered(200, 0.01))  # answered before Prometheus scraped once
     body = generate_latest(metrics.registry).decode()
     assert 'status="500",tenant="none"} 0.0' in body and 'status="200",tenant="none"} 1.0' in body
 
@@ -191,9 +202,9 @@ def test_prediction_metrics_are_what_the_handler_declares():
         ValueHistogram("prediction_mean", "diabetes_prediction", "Mean prediction.", buckets=(100, 200, 300)),
         LabelCounter("risk", "risk_class", "Answers by risk class.", values=("low", "high"), label="risk")))
     model.loaded("diabetes-linear", "v1")
-    metrics.observe_request(200, 0.01, {"prediction_mean": 150.0, "risk": "low"})
-    metrics.observe_request(200, 0.01, {"prediction_mean": 250.0, "risk": "LOW; drop table"})
-    metrics.observe_request(400, 0.01, {"prediction_mean": 999.0, "risk": "high"})
+    metrics.observe_request(answered(200, 0.01, prediction_mean=150.0, risk="low"))
+    metrics.observe_request(answered(200, 0.01, prediction_mean=250.0, risk="LOW; drop table"))
+    metrics.observe_request(answered(400, 0.01, prediction_mean=999.0, risk="high"))
     named = by_name(samples(metrics))
     assert not [n for n in named if "top1" in n]
     assert named["torchfaas_diabetes_prediction_count"][0].value == 2

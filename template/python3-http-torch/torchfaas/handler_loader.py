@@ -1,7 +1,8 @@
 """Find the handler in the function's module (HANDLER_MODULE).
 
 Either a `ModelHandler` (an instance named `handler`, or the module's one
-subclass) or a plain python3-http module with `handle(event, context)`.
+subclass) or a plain python3-http module with `handle(event, context)`, which is
+adapted here, once, into a ModelHandler (`PlainHandler`).
 Used at start-up (server) and at build time (prepare).
 """
 import importlib

@@ -42,6 +42,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .identity import CurrentModel, ModelIdentity
 from .predictions import LabelCounter, ValueHistogram
+from .record import RequestRecord
 from .request_id import sanitise
 
 # Boundaries at the latency SLO (250 ms) and dense where a CPU classifier answers
@@ -169,25 +170,26 @@ class Metrics:
                     series.labels(*base, value)
 
     # -- requests ------------------------------------------------------------
-    def observe_request(self, status: int, latency_s: float, fields: dict, event: str = "inference"):
+    def observe_request(self, record: RequestRecord):
+        """One answered request, from the record its log line was written from."""
         base = self._base()
-        tenant = self.tenants.label(fields.get("tenant"))
-        self.requests.labels(*base, str(status), event, tenant).inc()
-        self.latency.labels(*base, event, tenant).observe(latency_s)
-        if fields.get("queue_ms") is not None:
-            self.queue.labels(*base).observe(fields["queue_ms"] / 1000)
-        if fields.get("inference_ms") is not None:
-            self.inference.labels(*base).observe(fields["inference_ms"] / 1000)
-        if fields.get("batch_size") is not None:
-            self.batch_size.labels(*base).observe(fields["batch_size"])
-        if status == 200:
-            self._observe_predictions(base, fields)
-        if fields.get("client_gone"):
-            self.client_gone.labels(*base, "true" if fields.get("error") == "client_gone" else "false").inc()
+        tenant = self.tenants.label(record.tenant)
+        status = record.status
+        self.requests.labels(*base, str(status), record.event, tenant).inc()
+        self.latency.labels(*base, record.event, tenant).observe(record.latency_s)
+        if record.batch_size is not None:
+            self.queue.labels(*base).observe(record.queue_ms / 1000)
+            self.inference.labels(*base).observe(record.inference_ms / 1000)
+            self.batch_size.labels(*base).observe(record.batch_size)
+        if status == 200 and self.predictions and record.handler_fields:
+            self._observe_predictions(base, record.handler_fields)
+        if record.client_gone:
+            self.client_gone.labels(*base, "true" if record.error == "client_gone" else "false").inc()
 
-    def _observe_predictions(self, base, fields: dict):
+    def _observe_predictions(self, base, handler_fields: dict):
+        """The handler's declared series, each from the log field it names."""
         for declared, series in self.predictions:
-            value = fields.get(declared.field)
+            value = handler_fields.get(declared.field)
             if value is None:
                 continue
             if isinstance(declared, LabelCounter):

@@ -15,13 +15,18 @@ owns the request lifecycle (ids, limits, batching, errors, the log line):
     log_fields(output) -> dict                extra fields for the log line (top1_class,
                                               instances, prediction_mean, ...)
     metadata() -> dict                        extra fields for GET /
+    route(method, path) -> str                what a request asks for: "inference" or
+                                              "metadata" (default: POST / and GET /;
+                                              404/405 for the rest)
 
 Class attributes: `model_name`, `model_version` (None: the manifest's hash names
 the version), `batch_workers` (batches run side by side; BATCH_WORKERS wins) and
 `preprocess_in_batch_worker` (False: each request preprocesses in its own thread
 before it queues; True: it queues raw and the batch worker preprocesses it just
 before the forward pass, for CPU-bound preprocessing such as image decoding; never
-for preprocessing that waits on I/O, which would stall the forward passes).
+for preprocessing that waits on I/O, which would stall the forward passes), and
+`batched` (False: no batcher, `predict([item])` runs in the request's own thread;
+the plain python3-http adapter, torchfaas.plain_handler).
 `prediction_metrics` lists the Prometheus series fed from `log_fields()` of 200
 answers (torchfaas.predictions: a value histogram, a label counter); the runtime
 adds no prediction metric of its own. `settings_class` opts into settings beyond
@@ -33,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import MethodNotAllowed, NotFound
+from .request_id import sanitise
 from .settings import Settings
 
 
@@ -58,6 +65,8 @@ class ModelHandler:
     batch_workers: int = 1
     # where preprocess() runs (see the module docstring)
     preprocess_in_batch_worker: bool = False
+    # False: no batcher; predict([item]) runs in the request's thread
+    batched: bool = True
     # Prometheus series fed from log_fields() (torchfaas.predictions)
     prediction_metrics: tuple = ()
     # the settings the runtime builds for it: Settings, or a subclass adding what this
@@ -98,3 +107,15 @@ class ModelHandler:
     def metadata(self) -> dict:
         """Extra fields for GET / (input types, labels count, ...)."""
         return {}
+
+    def route(self, method: str, path: str) -> str:
+        """What a request asks for: "inference" (POST /) or "metadata" (GET /).
+        `path` is the request's path without its leading slash."""
+        if path:
+            raise NotFound(f"no such path /{sanitise(path, 64)}; POST to / for inference")
+        if method == "GET":
+            return "metadata"
+        if method != "POST":
+            raise MethodNotAllowed(f"{method} is not allowed; POST an input to /",
+                                   headers={"Allow": "GET, POST"})
+        return "inference"

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 from .handler_loader import load_handler
-from .model_handler import ModelHandler
+from .plain_handler import PlainHandler
 from .settings import Settings
 
 
 def main() -> int:
     settings = Settings()
     handler = load_handler(settings.handler_module)
-    if not isinstance(handler, ModelHandler):
+    if isinstance(handler, PlainHandler):
         print("plain handle(event, context) handler: nothing to prepare", file=sys.stderr)
         return 0
     out = Path(settings.artifacts_dir)

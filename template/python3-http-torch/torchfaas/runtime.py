@@ -3,6 +3,9 @@
 The runtime is the one object the HTTP layer talks to. It loads the handler's
 model once, reports readiness only after warm-up, and turns one request into
 preprocess -> batched predict -> postprocess, mapping failures to ApiErrors.
+Every handler is a `ModelHandler` by then (a plain `handle(event, context)` module
+is adapted at load, torchfaas.plain_handler); one that is not `batched` has no
+batcher and predicts in the request's own thread.
 """
 import logging
 import threading
@@ -15,7 +18,8 @@ from . import artifacts
 from .batching import Batcher, QueueFull
 from .errors import ClientGone, InferenceTimeout, NotReady
 from .identity import CurrentModel
-from .model_handler import InferenceRequest, ModelHandler
+from .model_handler import InferenceRequest
+from .record import RequestRecord
 
 STARTING, READY, DRAINING, STOPPING, FAILED = "starting", "ready", "draining", "stopping", "failed"
 # how often a request waiting for its batch looks whether its client hung up
@@ -25,10 +29,8 @@ CLIENT_POLL_S = 0.05
 class Runtime:
     def __init__(self, settings, handler, events, model: CurrentModel, process_started: float,
                  artifact_check=None):
-        self.is_model_handler = isinstance(handler, ModelHandler)
         # BATCH_WORKERS unset: the handler's own number
-        self.settings = settings.with_handler_defaults(handler.batch_workers) if self.is_model_handler \
-            else settings
+        self.settings = settings.with_handler_defaults(handler.batch_workers)
         self.handler = handler
         self.events = events
         self.model = model
@@ -41,10 +43,9 @@ class Runtime:
         self._inflight_lock = threading.Lock()
         # set by load(): load/warmup/cold-start seconds for the metrics
         self.load_times: dict[str, float] = {}
-        if self.is_model_handler:
-            # until the model loads, cold-start lines and 503s name the declared
-            # model, and the pinned version if MODEL_VERSION is set
-            model.loaded(handler.model_name, self.settings.model_version or model.identity.model_version)
+        # until the model loads, cold-start lines and 503s name the declared
+        # model, and the pinned version if MODEL_VERSION is set
+        model.loaded(handler.model_name, self.settings.model_version or model.identity.model_version)
 
     # -- lifecycle -------------------------------------------------------
     @property
@@ -55,12 +56,11 @@ class Runtime:
         """Load and warm up the model; log model_loaded or startup_failed."""
         t0 = time.perf_counter()
         try:
-            if self.is_model_handler:
-                self._load_model()
+            self._load_model()
             load_ms = (time.perf_counter() - t0) * 1000
             t1 = time.perf_counter()
-            if self.is_model_handler:
-                self.handler.warmup()
+            self.handler.warmup()
+            if self.handler.batched:
                 prepare = self.handler.preprocess if self.handler.preprocess_in_batch_worker else None
                 self.batcher = Batcher.from_settings(self.handler.predict, self.settings, prepare).start()
             warmup_ms = (time.perf_counter() - t1) * 1000
@@ -77,7 +77,7 @@ class Runtime:
         self.events.emit("model_loaded", "model loaded", source_commit=self.settings.source_commit or None,
                          load_ms=round(load_ms, 2),
                          warmup_ms=round(warmup_ms, 2), cold_start_ms=round(cold_start_s * 1000, 2),
-                         **(self.handler.load_info() if self.is_model_handler else {}))
+                         **self.handler.load_info())
         return True
 
     def _load_model(self):
@@ -104,6 +104,11 @@ class Runtime:
     def stop_accepting(self):
         self.state = STOPPING
 
+    def stop(self):
+        """After the last request: the batch workers end."""
+        if self.batcher is not None:
+            self.batcher.stop()
+
     # -- requests --------------------------------------------------------
     # requests to the function in the app (probes and scrapes excluded): the
     # in-flight gauge, and what the drain waits for
@@ -128,39 +133,39 @@ class Runtime:
         if self.state in (STARTING, FAILED):
             raise NotReady("model is not loaded yet", code="not_ready")
 
-    def infer(self, request: InferenceRequest, client_gone=None,
-              log_fields: dict | None = None) -> tuple[dict, dict]:
-        """Run one request through the model: (response body, log fields).
+    def infer(self, request: InferenceRequest, record: RequestRecord, client_gone=None):
+        """Run one request through the model: the handler's postprocess() answer.
 
-        `client_gone()` (waitress's `waitress.client_disconnected`) says the client
-        hung up: such a request is not preprocessed, or is taken out of its batch
-        if that has not started (ClientGone, 499, nobody to answer). `log_fields`
-        gets the fields a failed request's line needs too (`batch_retried`).
+        What the request's line and metrics need goes into `record` (batch timings,
+        the handler's log fields, `batch_retried` on a failure too). `client_gone()`
+        (waitress's `waitress.client_disconnected`) says the client hung up: such a
+        request is not preprocessed, or is taken out of its batch if that has not
+        started (ClientGone, 499, nobody to answer).
         """
         self.check_serving()
+        handler = self.handler
+        if self.batcher is None:  # not batched (handler.batched): run here, in the request's thread
+            output = handler.predict([handler.preprocess(request)])[0]
+            record.handler_fields = handler.log_fields(output)
+            return handler.postprocess(output, request)
         if client_gone is not None and client_gone():
             raise ClientGone("the client hung up before inference")
         if self.batcher.depth() >= self.settings.queue_size:
             raise QueueFull  # before preprocessing: an overloaded replica says so cheaply
-        if self.handler.preprocess_in_batch_worker:
+        if handler.preprocess_in_batch_worker:
             future = self.batcher.submit(request)  # preprocessed by the batch worker
         else:
             # announced while preprocessing: the batcher waits for this item only if
             # one is on its way (a lone request never sits out BATCH_DELAY_MS)
             with self.batcher.arriving():
-                future = self.batcher.submit(self.handler.preprocess(request))
+                future = self.batcher.submit(handler.preprocess(request))
         self._wait(future, client_gone)
-        if future.retried and log_fields is not None:
-            log_fields["batch_retried"] = True  # a failure raises below: the line still says so
+        record.batch_retried = future.retried  # a failure raises below: the line still says so
         output, info = future.result()
-        fields = {"batch_size": info.batch_size, "queue_ms": round(info.queue_ms, 2),
-                  "inference_ms": round(info.inference_ms, 2), **self.handler.log_fields(output)}
-        if info.prepare_ms is not None:
-            fields["preprocess_ms"] = round(info.prepare_ms, 2)
-        if info.retried:
-            fields["batch_retried"] = True
-        body = self.handler.postprocess(output, request)
-        return body, fields
+        record.batch_size, record.queue_ms, record.inference_ms = info.batch_size, info.queue_ms, info.inference_ms
+        record.preprocess_ms = info.prepare_ms
+        record.handler_fields = handler.log_fields(output)
+        return handler.postprocess(output, request)
 
     def _wait(self, future, client_gone):
         """Until `future` is done; withdraw it on the inference timeout or a gone client."""

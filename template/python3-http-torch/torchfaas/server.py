@@ -15,13 +15,10 @@ once when nothing is in flight, else as soon as what is in flight is answered,
 and says so in one stderr line.
 """
 import logging
-import select
 import signal
 import sys
 import threading
 import time
-
-import waitress
 
 from .artifacts import verify_in_background
 from .assembly import Function, assemble
@@ -29,7 +26,7 @@ from .handler_loader import load_handler
 from .identity import CurrentModel, ModelIdentity
 from .logs import EventLog, claim_stdout
 from .settings import Settings
-from .waitress_channel import LoggedChannel
+from .waitress_channel import WaitressServer
 
 
 class Server:
@@ -37,40 +34,20 @@ class Server:
         settings = self.settings = function.settings
         self.events, self.runtime = function.events, function.runtime
         self.exit_code = 0
-        self.wsgi = waitress.create_server(
-            function.app, host=settings.host, port=settings.port, threads=settings.threads,
-            # waitress answers bodies over its own limit itself (plain text, no log
-            # line); keep it above ours so the app sees and logs the 413.
-            max_request_body_size=settings.max_body_bytes * 4 + 1024,
-            # lets the app see a client that hung up while it waited
-            channel_request_lookahead=1,
-            # a photo in a few reads of the socket, not 8 KiB (waitress's default) per
-            # pass of the main loop: measured 0.63 vs 0.75 ms of server CPU per
-            # request with a stand-in model and the real JPEGs (docs/benchmarks.md, "The fast path")
-            recv_bytes=256 * 1024,
-            # an answer leaves in one send() by the socket loop, not as two (waitress's
-            # default of 1 sends the header and then the body from the request thread,
-            # two TCP segments that wake the client twice): with a stand-in model 0.95 vs
-            # 1.08 ms of server CPU per request at c1 (docs/benchmarks.md, "The fast path"). Bodies past
-            # this size are still sent as they are written. (waitress marks the option
-            # deprecated; the pinned 3.0.2 has it, an upgrade that drops it fails at start.)
-            send_bytes=64 * 1024,
-            connection_limit=max(100, settings.threads * 8), ident="torchfaas")
-        self.wsgi.channel_class = LoggedChannel
+        self.http = WaitressServer(function.app, settings)
         self._listener_closed = threading.Event()
 
     def serve(self) -> int:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, self._on_sigint)
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
-        self.wsgi.run()  # returns once _stop_loop has emptied the loop's socket map
-        self.wsgi.task_dispatcher.shutdown(cancel_pending=False, timeout=1)
+        self.http.run()
         return self.exit_code
 
     def _load(self):
         if not self.runtime.load():
             self.exit_code = 1
-            self._call_in_loop(self._stop_loop)
+            self.http.call_in_loop(self.http.stop_loop)
 
     def _on_sigterm(self, signum, _frame):
         self._shutdown(signum, self.settings.drain_seconds)
@@ -92,7 +69,7 @@ class Server:
         if self._shutting_down():
             return
         self.runtime.begin_drain()
-        self.wsgi.draining = True  # DrainingTask: answers close their connections from now on
+        self.http.start_draining()  # answers close their connections from now on
         self.events.emit("shutdown_started", "signal received, draining", signal=signal.Signals(signum).name,
                          drain_seconds=drain_seconds, inflight=self.runtime.inflight)
         threading.Thread(target=self._drain, args=(drain_seconds,), name="drain", daemon=True).start()
@@ -126,53 +103,25 @@ class Server:
         # still serving: routes are being withdrawn
         time.sleep(max(0.0, drain_seconds - (time.monotonic() - started)))
         self.runtime.stop_accepting()
-        self._call_in_loop(self._close_listener)
+        self.http.call_in_loop(self._close_listener)
         self._listener_closed.wait(5)
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         while not self._idle() and time.monotonic() < deadline:
             time.sleep(0.02)
         unfinished = 0 if self._idle() else self.runtime.inflight
-        if self.runtime.batcher:
-            self.runtime.batcher.stop()
+        self.runtime.stop()
         if early is None or unfinished:  # under the watchdog only if something is wrong
             self.events.emit("shutdown", "shutdown complete", logging.WARNING if unfinished else logging.INFO,
                              drain_ms=round((time.monotonic() - started) * 1000, 1), unfinished=unfinished)
-        self._call_in_loop(self._stop_loop)
+        self.http.call_in_loop(self.http.stop_loop)
 
     def _idle(self) -> bool:
         """No request in the app, queued in waitress, unsent, or unread in a socket buffer."""
-        if self.runtime.inflight or self.wsgi.task_dispatcher.queue:
-            return False
-        channels = list(self.wsgi.active_channels.values())
-        if not all(not ch.requests and not ch.total_outbufs_len for ch in channels):
-            return False
-        try:  # bytes (or an EOF) the loop has not read yet: a request may be arriving
-            return not select.select([ch.socket for ch in channels], [], [], 0)[0]
-        except (OSError, ValueError):  # a channel closed meanwhile: look again
-            return False
-
-    def _call_in_loop(self, fn):
-        # waitress's loop is single-threaded; its trigger runs thunks inside it
-        self.wsgi.trigger.pull_trigger(fn)
+        return not self.runtime.inflight and self.http.idle()
 
     def _close_listener(self):
-        self.wsgi.accepting = False
-        # Connections the kernel has completed but waitress has not accepted yet
-        # would be reset by close(): take them in first (their requests are
-        # answered 503 draining and logged). A connect after this is refused.
-        for _ in range(self.wsgi.adj.connection_limit):
-            if not select.select([self.wsgi.socket], [], [], 0)[0]:
-                break
-            self.wsgi.handle_accept()
-        self.wsgi.del_channel()
-        self.wsgi.socket.close()
+        self.http.close_listener()
         self._listener_closed.set()
-
-    def _stop_loop(self):
-        # waitress's loop runs while its socket map is non-empty (it swallows
-        # exceptions raised in thunks), so closing everything is how it ends.
-        for dispatcher in list(self.wsgi._map.values()):
-            dispatcher.close()
 
 
 def main() -> int:
