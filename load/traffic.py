@@ -130,10 +130,13 @@ def as_bad_request(item) -> BadRequest:
                       item.get("query", ""), int(item["expected_status"]))
 
 
-def function_dir(function: str, repo: Path = Path(__file__).resolve().parent.parent) -> Path:
+FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+
+
+def function_dir(function: str) -> Path:
     """A function's folder: a path to one, or the name of a folder of functions/."""
     path = Path(function)
-    return path if path.is_dir() else repo / "functions" / function
+    return path if path.is_dir() else FUNCTIONS / function
 
 
 def load_inputs(function: str) -> tuple[list[Payload], list[BadRequest]]:

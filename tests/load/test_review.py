@@ -60,5 +60,7 @@ def test_review_of_diabetes_sends_its_rows_and_judges_it_by_its_own_contracts(tm
     assert {line["instances"] for line in served} <= {1, 4, 16} and "top1_class" not in served[0]
     sent = [json.loads(line) for line in (review / "sent.jsonl").read_text().splitlines()]
     assert all(s["ok"] for s in sent) and any(s["payload"].startswith("patient") for s in sent)
-    md = (review / "report.md").read_text()
-    assert "class mix" not in md and "latency" in md and "5xx" in md and "at least 100 requests" in md
+    contracts = [c["contract"] for c in json.loads((review / "report.json").read_text())["contracts"]]
+    assert len(contracts) == 4 and not any("class" in c for c in contracts), contracts
+    assert "at least 100 requests" in contracts[0] and "5xx" in contracts[-1]
+    assert any(c.startswith("p99 latency") for c in contracts)
