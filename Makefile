@@ -172,11 +172,13 @@ slo:
 
 ## compare: judge CANDIDATE= against BASELINE= (exit 0 promote, 1 hold, 2 inconclusive, 3 broken run)
 # make compare BASELINE=<model_version> CANDIDATE=<model_version> [LOG_FILE=... | LOKI_URL=...]
-# [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare: bounds and
-# confidence level in the feature text) over the same window; exit 0 promote, 1 hold,
+# [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare, or the
+# function's own in functions/$(FUNCTION)/compare: bounds and confidence level in the feature
+# text) over the same window; exit 0 promote, 1 hold,
 # 2 inconclusive, 3 broken run (make itself exits with that code: see mk/exit_status.c).
 # report.md, report.json, report.html in COMPARE_REPORT (default reports/compare).
 COMPARE_REPORT ?= reports/compare
+COMPARE_FEATURES ?= $(or $(wildcard functions/$(FUNCTION)/compare),slo/compare)
 .PHONY: .compare-run
 compare: .compare-run
 	$(call exit_with,$(file < $(COMPARE_REPORT)/make.status))
@@ -185,7 +187,7 @@ compare: .compare-run
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	@mkdir -p $(COMPARE_REPORT); LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
 		COMPARE_BASELINE="$(BASELINE)" COMPARE_CANDIDATE="$(CANDIDATE)" COMPARE_REPORT="$(COMPARE_REPORT)" \
-		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare slo/compare; \
+		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare $(COMPARE_FEATURES); \
 		echo $$? > $(COMPARE_REPORT)/make.status
 
 ## judge-calibration: the judge's false-hold and detection rates, replayed from real logs
@@ -216,14 +218,14 @@ locust_cmd = $(if $(WORKERS),$(PY) load/distributed.py --workers $(WORKERS) \
 load: install shrinkwrap
 	@mkdir -p reports/load
 	$(call with_fn,reports/load) $(locust_cmd) --headless --only-summary \
-		--host $(target_url) --profile $(PROFILE) $(if $(USERS),--peak-users $(USERS)) \
+		--host $(target_url) --function $(FUNCTION) --profile $(PROFILE) $(if $(USERS),--peak-users $(USERS)) \
 		$(if $(DURATION),--duration $(DURATION)) --csv reports/load/$(PROFILE) \
 		--html reports/load/$(PROFILE).html --sent-log reports/load/$(PROFILE)-sent.jsonl $(LOCUST_ARGS)
 
 ## capacity: the concurrency and req/s one replica holds within the p99 SLO
 # make capacity [HOST=...] [PEAK_RPS=...] [SLO_P99_MS=250] [CAPACITY_ARGS=...]
 capacity: install shrinkwrap
-	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) \
+	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) --function $(FUNCTION) \
 		--json reports/capacity/capacity.json $(CAPACITY_ARGS)
 
 ## review: BASE=<git ref> and the working tree served side by side under one split load, judged
@@ -236,10 +238,11 @@ REVIEW_DIR ?= reports/review
 review: .review-run
 	$(call exit_with,$(file < $(REVIEW_DIR)/make.status))
 .review-run: install
-	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' REVIEW_DIR='$(REVIEW_DIR)' bash load/review.sh; \
+	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' REVIEW_DIR='$(REVIEW_DIR)' \
+		COMPARE_FEATURES='$(COMPARE_FEATURES)' bash load/review.sh; \
 		code=$$?; mkdir -p $(REVIEW_DIR); echo $$code > $(REVIEW_DIR)/make.status
 
 ## demo: the function locally + 30 s of load + log summary + SLO report (reports/demo)
 # function + short load + log summary + SLO contracts, all local (DEMO_USERS, DEMO_SECONDS)
 demo: install shrinkwrap
-	@PY=$(PY) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' MAKE='$(MAKE)' bash load/demo.sh
+	@PY=$(PY) FUNCTION=$(FUNCTION) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' MAKE='$(MAKE)' bash load/demo.sh

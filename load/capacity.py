@@ -4,8 +4,9 @@
     make capacity                       # starts the function locally, measures it, stops it
     make capacity HOST=http://GATEWAY:8080/function/classifier   # pin it to 1 replica first
 
-Closed-loop Locust users with no think time post the locustfile's photos (no bad
-requests), so the number of users is the concurrency offered to the replica.
+Closed-loop Locust users with no think time post the function's load inputs (its
+functions/<name>/load_inputs.py: photos for the classifier, real rows for diabetes;
+no bad requests), so the number of users is the concurrency offered to the replica.
 Concurrency grows step by step (1, 2, 3, 4, 5, 7, 9, 12, ... by --growth); each
 step is warmed up, then measured for --step-seconds: throughput, p50/p95/p99 and
 failures, from the client's side (stricter than the function's own latency_ms).
@@ -166,12 +167,13 @@ def run(args) -> list[Step]:
 
     import locustfile
 
-    class CapacityUser(locustfile.ClassifierUser):
-        """Back-to-back photo requests: one user = one request in flight."""
+    class CapacityUser(locustfile.FunctionUser):
+        """Back-to-back requests: one user = one request in flight."""
         wait_time = constant(0)
         bad_ratio = 0.0
 
     env = Environment(user_classes=[CapacityUser], host=args.host.rstrip("/"), events=locustfile.events)
+    env.load_function = args.function
     locustfile.on_init(env)
     recorder = Recorder(env)
     runner = env.create_local_runner()
@@ -272,7 +274,9 @@ def parse_args(argv=None):
     p.add_argument("--max-replicas", type=int, default=None)
     p.add_argument("--peak-rps", type=float, default=float(env("PEAK_RPS")) if env("PEAK_RPS") else None,
                    help="the busiest request rate you expect; sizes com.openfaas.scale.max")
-    p.add_argument("--function", default="classifier", help="function name for the stack.yml snippet")
+    p.add_argument("--function", default=env("LOAD_FUNCTION") or "classifier",
+                   help="the function: whose load inputs are sent (functions/<name>/load_inputs.py), "
+                        "and its name in the stack.yml snippet")
     p.add_argument("--json", default=env("CAPACITY_JSON") or "reports/capacity/capacity.json",
                    help="where to write the result ('' for nowhere)")
     return p.parse_args(argv)

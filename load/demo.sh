@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # `make demo`: the whole loop on one machine, no cluster.
 #
-#   1. start the classifier locally, its stdout (the JSON log) in reports/demo/function.log
+#   1. start the function (FUNCTION, default classifier) locally, its stdout (the JSON log)
+#      in reports/demo/function.log
 #   2. load it for DEMO_SECONDS (default 30) with DEMO_USERS (default 6) Locust users
-#      posting real photos plus a few bad requests; CSV + HTML reports in reports/demo/
+#      posting its own load inputs (functions/<name>/load_inputs.py: real photos for the
+#      classifier, real rows for diabetes) plus a few bad requests; CSV + HTML reports in
+#      reports/demo/
 #   3. stop the function (SIGTERM: it drains and logs its shutdown)
 #   4. summarise the log and check every request sent has its log line
-#   5. run the SLO contracts (slo/features, `make slo`) on the log file, with the
+#   5. run the function's SLO contracts (functions/<name>/slo, else slo/features; `make slo`) on the log file, with the
 #      HTML report in reports/demo/report.html
 #   6. say whether the machine was busy during the load (load/machine.py: CPU used by
 #      other processes), so that a failed latency contract names its likely cause
@@ -16,8 +19,8 @@
 # queueing on a busy machine): they are printed, labelled as such, and judge nothing.
 # Exits non-zero if an SLO failed, the client got answers it did not expect (wrong
 # status codes), or a request has no log line. Nothing is left running
-# (load/with_function.sh stops the function on any exit). Needs PY, FN_BUILD, PORT,
-# FN_ENV from the Makefile.
+# (load/with_function.sh stops the function on any exit). Needs PY, FUNCTION, FN_BUILD,
+# PORT, FN_ENV from the Makefile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +28,14 @@ out=${DEMO_DIR:-reports/demo}
 users=${DEMO_USERS:-6}
 seconds=${DEMO_SECONDS:-30}
 make_cmd=${MAKE:-make}
+fn=${FUNCTION:-classifier}
 rm -rf "$out" && mkdir -p "$out"
 
-echo "== torchfaas demo: classifier on http://127.0.0.1:$PORT, $users users for ${seconds}s"
+echo "== torchfaas demo: $fn on http://127.0.0.1:$PORT, $users users for ${seconds}s"
 "$PY" load/machine.py snapshot $$ > "$out/machine-before.json"
 load/with_function.sh "$out" \
     "$PY" -m locust -f load/locustfile.py --headless --only-summary \
-    --host "http://127.0.0.1:$PORT" --profile steady --peak-users "$users" --duration "$seconds" \
+    --host "http://127.0.0.1:$PORT" --function "$fn" --profile steady --peak-users "$users" --duration "$seconds" \
     --csv "$out/locust" --html "$out/locust.html" --sent-log "$out/sent.jsonl" \
     --max-p95-ms 0 --max-p99-ms 0
 load_code=$?
@@ -64,7 +68,7 @@ def pct(phi):  # rank phi*(n-1), interpolated, as the SLO contracts compute it s
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-print(f"  client-measured latency of the {len(ms)} image requests (all formats pooled; "
+print(f"  client-measured latency of the {len(ms)} good requests (all kinds pooled; "
       f"{bad} bad requests left out): p50 {pct(0.5):.0f} ms, p95 {pct(0.95):.0f} ms, p99 {pct(0.99):.0f} ms")
 print("  (round trip seen by Locust on this machine, including its own queueing; the server-side")
 print("   figures in the function's log below are what the SLO contracts judge)")
@@ -85,7 +89,7 @@ echo
 echo "== SLO contracts on $out/function.log (make slo)"
 slo_at=$(date +%s)
 slo_tags=${SLO_TAGS:-not @production-mix and not @needs-history}
-"$make_cmd" --no-print-directory slo LOG_FILE="$out/function.log" SLO_REPORT="$out/slo.json" \
+"$make_cmd" --no-print-directory slo FUNCTION="$fn" LOG_FILE="$out/function.log" SLO_REPORT="$out/slo.json" \
     SLO_HTML="$out/report.html" SLO_AT="$slo_at" SLO_TAGS="$slo_tags"
 slo_code=$?
 
@@ -96,7 +100,7 @@ echo "  requests sent:           $out/sent.jsonl"
 echo "  Locust reports:          $out/locust.html, $out/locust_stats.csv, $out/locust_stats_history.csv"
 [ -f "$out/slo.json" ] && echo "  SLO report:              $out/slo.json"
 [ -f "$out/report.html" ] && echo "  HTML report:             $out/report.html"
-echo "  the same SLO check again: make slo LOG_FILE=$out/function.log SLO_AT=$slo_at SLO_TAGS=\"$slo_tags\""
+echo "  the same SLO check again: make slo FUNCTION=$fn LOG_FILE=$out/function.log SLO_AT=$slo_at SLO_TAGS=\"$slo_tags\""
 
 code=0
 if [ "$slo_code" -ne 0 ]; then

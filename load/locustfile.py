@@ -1,19 +1,26 @@
-"""Locust traffic for the torchfaas classifier, through the gateway or straight at a function.
+"""Locust traffic for a torchfaas function, through the gateway or straight at it.
 
     locust -f load/locustfile.py --headless --host http://127.0.0.1:8080 --profile steady
     locust -f load/locustfile.py --headless --host http://GATEWAY:8080/function/classifier --profile step
+    locust -f load/locustfile.py --headless --host http://127.0.0.1:8080 --function diabetes
     make load HOST=http://GATEWAY:8080/function/classifier PROFILE=spike
+    make load FUNCTION=diabetes
 
-Users POST real photos (JPEG/PNG/WebP, 320-1280 px, see traffic.py), each request
-with its own X-Request-Id, and ~5% bad requests (empty body, corrupt or truncated
-image, bad topk, wrong Content-Type). Bad requests are reported under their own
-names ("bad: ...") and count as successes when they get the 4xx they deserve; a
-5xx, or a 2xx, to a bad request is a failure.
+Users POST the function's own example inputs, declared in its folder
+(functions/<name>/load_inputs.py, see traffic.load_inputs): real photos in
+JPEG/PNG/WebP at 320-1280 px for the classifier, real patients' rows for diabetes;
+each request with its own X-Request-Id, and ~5% bad requests the function declares
+(the classifier's: empty body, corrupt or truncated image, bad topk, wrong
+Content-Type; diabetes': malformed JSON, a missing feature, ...). Bad requests are
+reported under their own names ("bad: ...") and count as successes when they get
+the 4xx they deserve; a 5xx, or a 2xx, to a bad request is a failure. A 200 must
+carry a predictions list, as long as the input declares.
 
 Behind the OpenFaaS gateway the function logs the gateway's X-Call-Id as the
 request id (it wins over X-Request-Id); both are recorded in --sent-log.
 
 Options (each also an environment variable, which `make load` passes through):
+    --function NAME|DIR          (LOAD_FUNCTION)   whose inputs to send (default classifier)
     --profile steady|step|spike  (PROFILE)         the load shape, see shapes.py (Locust's
                                                    own --profile, which also labels the report)
     --peak-users N               (LOAD_USERS)      users at the top of the shape
@@ -50,6 +57,7 @@ import traffic
 log = logging.getLogger("torchfaas.load")
 
 BAD_PREFIX = "bad: "
+DEFAULT_FUNCTION = "classifier"
 # the same numbers as the SLO contracts (slo/features): p99 within 250 ms, at most 1% failed
 DEFAULTS = {"max_p95_ms": 0.0, "max_p99_ms": 250.0, "max_fail_ratio": 0.01}
 
@@ -62,6 +70,9 @@ def _env(name: str, default=None):
 @events.init_command_line_parser.add_listener
 def add_options(parser):
     group = parser.add_argument_group("torchfaas")
+    group.add_argument("--function", default=_env("LOAD_FUNCTION"),
+                       help="the function whose inputs to send: a folder of functions/ or a path to one "
+                            f"(its load_inputs.py, else its testdata/example.*; default {DEFAULT_FUNCTION})")
     group.add_argument("--peak-users", type=int, default=_env("LOAD_USERS"),
                        help="users at the top of the shape (default: steady 4, step 32, spike 24)")
     group.add_argument("--duration", type=float, default=_env("LOAD_DURATION"),
@@ -71,9 +82,9 @@ def add_options(parser):
     group.add_argument("--step-seconds", type=float, default=_env("LOAD_STEP_SECONDS"),
                        help="seconds per step of the step profile (default 20)")
     group.add_argument("--max-p95-ms", type=float, default=_env("MAX_P95_MS", DEFAULTS["max_p95_ms"]),
-                       help="fail the run if p95 of the image requests is above this (0 = off)")
+                       help="fail the run if p95 of the good requests is above this (0 = off)")
     group.add_argument("--max-p99-ms", type=float, default=_env("MAX_P99_MS", DEFAULTS["max_p99_ms"]),
-                       help="fail the run if p99 of the image requests is above this (0 = off)")
+                       help="fail the run if p99 of the good requests is above this (0 = off)")
     group.add_argument("--max-fail-ratio", type=float,
                        default=_env("MAX_FAIL_RATIO", DEFAULTS["max_fail_ratio"]),
                        help="fail the run if failed/all requests is above this")
@@ -95,8 +106,23 @@ def _option(environment, name: str, default=None):
 
 
 # -- what is sent ------------------------------------------------------------
-CORPUS = traffic.build_corpus()
-BAD_REQUESTS = traffic.bad_requests(CORPUS)
+_INPUTS: dict[str, tuple] = {}
+
+
+def function_of(environment) -> str:
+    """The function whose inputs are sent: set on the environment by a library user
+    (the capacity finder), else --function; on a worker the master's option arrives at spawn."""
+    return (getattr(environment, "load_function", None) or _option(environment, "function")
+            or _env("LOAD_FUNCTION", DEFAULT_FUNCTION))
+
+
+def inputs(function: str) -> tuple[list[traffic.Payload], list[traffic.BadRequest]]:
+    """The function's declared load inputs, built once per process."""
+    if function not in _INPUTS:
+        _INPUTS[function] = traffic.load_inputs(function)
+        good, bad = _INPUTS[function]
+        log.info("%s: %d kinds of request, %d kinds of bad request", function, len(good), len(bad))
+    return _INPUTS[function]
 
 
 class SentLog:
@@ -179,14 +205,22 @@ def on_init(environment, **_kw):
         environment.events.worker_report.add_listener(
             lambda client_id, data, **_kw: on_worker_report(environment, client_id, data))
     seed = _option(environment, "seed")
-    environment.picker = traffic.Picker(CORPUS, seed=seed)
+    environment.picker = None  # built by the first user, once the options (a worker's from the master) are known
     hosts = [h.strip().rstrip("/") for h in (_option(environment, "split_hosts", "") or "").split(",") if h.strip()]
     environment.splitter = traffic.Splitter(hosts, seed=seed) if hosts else None
     environment.request_ids = traffic.RequestIds()
 
 
-class ClassifierUser(FastHttpUser):
-    """A client of the classifier: a photo every 0.1-0.5 s, sometimes a broken request."""
+def picker_of(environment) -> traffic.Picker:
+    if environment.picker is None:
+        good, bad = inputs(function_of(environment))
+        environment.picker = traffic.Picker(good, seed=_option(environment, "seed"))
+        environment.bad_requests = bad
+    return environment.picker
+
+
+class FunctionUser(FastHttpUser):
+    """A client of the function: one of its inputs every 0.1-0.5 s, sometimes a broken request."""
 
     wait_time = between(0.1, 0.5)
     bad_ratio: float | None = None  # None: --bad-ratio; subclasses (the capacity finder) set 0
@@ -195,23 +229,26 @@ class ClassifierUser(FastHttpUser):
         env = self.environment
         if not hasattr(env, "picker"):  # used as a library without the init event
             on_init(env)
+        picker_of(env)
         self.ratio = self.bad_ratio if self.bad_ratio is not None else float(_option(env, "bad_ratio", 0.05))
+        if not env.bad_requests:
+            self.ratio = 0.0  # the function declares none
         # ".../function/classifier/" + "/?topk=3" would reach the function as "//"
         self.client.base_url = (self.client.base_url or "").rstrip("/")
 
     @task
-    def classify(self):
+    def call(self):
         env = self.environment
         if env.picker.random.random() < self.ratio:
-            self._bad(env.picker.random.choice(BAD_REQUESTS))
+            self._bad(env.picker.random.choice(env.bad_requests))
         else:
-            self._photo(env.picker.payload())
+            self._good(env.picker.payload())
 
-    def _photo(self, payload: traffic.Payload):
+    def _good(self, payload: traffic.Payload):
         request_id = self.environment.request_ids.next()
-        topk = self.environment.picker.random.choice((1, 3, 5))
-        url = self._url(f"/?topk={topk}", payload.label)
-        with self.client.post(url, data=payload.body, name=f"POST / {payload.fmt}",
+        query, expected = self.environment.picker.random.choice(payload.queries)
+        url = self._url("/?" + query if query else "/", payload.label)
+        with self.client.post(url, data=payload.body, name=payload.name,
                               headers={"Content-Type": payload.content_type, "X-Request-Id": request_id},
                               catch_response=True) as response:
             problem = None
@@ -220,8 +257,10 @@ class ClassifierUser(FastHttpUser):
             else:
                 try:
                     predictions = response.json()["predictions"]
-                    if len(predictions) != topk:
-                        problem = f"{len(predictions)} predictions for topk={topk}"
+                    if expected is not None and len(predictions) != expected:
+                        problem = f"{len(predictions)} predictions, expected {expected} ({query or payload.label})"
+                    elif not isinstance(predictions, list):
+                        problem = "200 without a predictions list"
                 except (ValueError, KeyError, TypeError):
                     problem = "200 without a predictions list"
             self._finish(response, request_id, problem, payload.label)
@@ -282,9 +321,9 @@ class Profile(LoadTestShape):
 
 
 # -- thresholds --------------------------------------------------------------
-def image_requests(stats) -> StatsEntry:
-    """All photo requests pooled (bad requests are excluded from the latency checks)."""
-    pooled = StatsEntry(stats, "image requests", "POST", use_response_times_cache=False)
+def good_requests(stats) -> StatsEntry:
+    """All good requests pooled (bad requests are excluded from the latency checks)."""
+    pooled = StatsEntry(stats, "good requests", "POST", use_response_times_cache=False)
     for entry in stats.entries.values():
         if not entry.name.startswith(BAD_PREFIX):
             pooled.extend(entry)
@@ -297,12 +336,12 @@ def check_thresholds(stats, max_p95_ms: float, max_p99_ms: float, max_fail_ratio
     total = stats.total
     if total.num_requests == 0:
         return ["no request was made"]
-    images = image_requests(stats)
+    good = good_requests(stats)
     for name, limit, pct in (("p95", max_p95_ms, 0.95), ("p99", max_p99_ms, 0.99)):
-        if limit and images.num_requests:
-            value = images.get_response_time_percentile(pct)
+        if limit and good.num_requests:
+            value = good.get_response_time_percentile(pct)
             if value > limit:
-                broken.append(f"{name} latency of image requests is {value:.0f} ms, above {limit:g} ms")
+                broken.append(f"{name} latency of good requests is {value:.0f} ms, above {limit:g} ms")
     if total.fail_ratio > max_fail_ratio:
         broken.append(f"{total.num_failures} of {total.num_requests} requests failed "
                       f"({total.fail_ratio:.2%}), above {max_fail_ratio:.2%}")

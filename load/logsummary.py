@@ -81,7 +81,8 @@ def print_summary(path: str, summary: dict, broken: int) -> None:
         print("  error codes: " + ", ".join(f"{k}: {v}" for k, v in summary["errors"].items()))
     print(f"  latency_ms:  p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, p99 {lat['p99']:.1f}, max {lat['max']:.1f}"
           f"  (200s only: p50 {ok['p50']:.1f}, p99 {ok['p99']:.1f})")
-    print("  top1 class:  " + ", ".join(f"{k} {v}" for k, v in summary["top1_classes"].items()))
+    if summary["top1_classes"]:  # a classifier's; a regression logs no class
+        print("  top1 class:  " + ", ".join(f"{k} {v}" for k, v in summary["top1_classes"].items()))
     print("  versions:    " + ", ".join(f"{k}: {v}" for k, v in summary["model_versions"].items()))
 
 

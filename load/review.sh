@@ -11,7 +11,7 @@
 #      a real canary shares its window with the stable version, so whatever the
 #      machine does during the run (another job, a slow minute) hits both sides alike
 #   3. the two logs are merged and `make compare` judges the candidate against the base
-#      (slo/compare); report.md, report.json, report.html in REVIEW_DIR (reports/review)
+#      (COMPARE_FEATURES: the function's functions/<name>/compare, else slo/compare); report.md, report.json, report.html in REVIEW_DIR (reports/review)
 #
 # Exit: compare's (0 promote, 1 hold, 2 inconclusive, 3 broken), or 3 if a side could
 # not be built or run. Needs PY, PORT, FUNCTION from the Makefile; REVIEW_USERS
@@ -31,6 +31,11 @@ seed=${REVIEW_SEED:-7}
 # each run's own interval accounted for 2.5%, leaving ~2% between starts (docs/review.md)
 process_sd=${REVIEW_PROCESS_SD:-0.02}
 fn=${FUNCTION:-classifier}
+compare_features=${COMPARE_FEATURES:-}
+if [ -z "$compare_features" ]; then
+    compare_features=slo/compare
+    [ -d "functions/$fn/compare" ] && compare_features="functions/$fn/compare"
+fi
 
 base_sha=$(git rev-parse --short=12 "$base_ref^{commit}") || { echo "review: no commit $base_ref" >&2; exit 3; }
 cand_sha=$(git rev-parse --short=12 HEAD)
@@ -85,7 +90,7 @@ load_both() {
     serving candidate "$cand_port" "$cand_version"
     "${base_cmd[@]}" "${serving[@]}" \
         "$PY" -m locust -f load/locustfile.py --headless --only-summary \
-        --host "$base_url" --split-hosts "$base_url,$cand_url" --profile steady --peak-users "$users" \
+        --host "$base_url" --split-hosts "$base_url,$cand_url" --function "$fn" --profile steady --peak-users "$users" \
         --duration "$seconds" --seed "$seed" --max-p95-ms 0 --max-p99-ms 0 --max-fail-ratio 1 \
         --csv "$out/locust" --sent-log "$out/sent.jsonl"
     local code=$?
@@ -102,7 +107,7 @@ at=$(date +%s)
 echo
 echo "== compare (make compare) over $out/merged.log"
 COMPARE_PROCESS_SD="$process_sd" COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split request by request between the base and the candidate served side by side, each kind of payload alternating between them in random order" \
-SLO_P99_MS="${SLO_P99_MS:-250}" "$PY" -m logslo compare "${COMPARE_FEATURES:-slo/compare}" \
+SLO_P99_MS="${SLO_P99_MS:-250}" "$PY" -m logslo compare "$compare_features" \
     --baseline "$base_version" --candidate "$cand_version" --log-file "$out/merged.log" --at "$at" --report-dir "$out"
 code=$?
 echo

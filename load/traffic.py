@@ -1,20 +1,24 @@
-"""What the load users send: real photos in several formats and sizes, and bad requests.
+"""What the load users send: a function's example inputs, and its bad requests.
 
-Pure Python (no Locust import), so the corpus can be checked by unit tests and
-reused by the capacity finder. The photos are the ones the test suite uses
-(load/photos.py: photos shipped inside scikit-image and scikit-learn),
-re-encoded as JPEG/PNG/WebP at several resolutions, the way phones and browsers
-would upload them.
+Pure Python (no Locust import), so the inputs can be checked by unit tests and
+reused by the capacity finder and the soak. Each function declares its own load
+inputs in its folder (`functions/<name>/load_inputs.py`, see `load_inputs()`; the
+fallback is its `testdata/example.*`). The photo corpus below is the classifier's:
+the photos the test suite uses (load/photos.py: photos shipped inside scikit-image
+and scikit-learn), re-encoded as JPEG/PNG/WebP at several resolutions, the way
+phones and browsers would upload them.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import itertools
+import json
 import os
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -33,16 +37,21 @@ SIZES = {320: 3, 640: 5, 1280: 2}
 
 @dataclass(frozen=True)
 class Payload:
-    photo: str
-    fmt: str
-    long_side: int
+    """One good request: what it is, its body and media type, its share of the traffic."""
+    label: str          # what it is: the sent log's `payload`; make review's split alternates per label
+    name: str           # its row in Locust's statistics, e.g. "POST / jpeg"
     content_type: str
-    body: bytes
-    weight: int
+    body: bytes = field(repr=False)
+    weight: float = 1
+    # (query string, how many predictions a 200 to it carries; None: any), one picked per request
+    queries: tuple = (("", None),)
 
-    @property
-    def label(self) -> str:
-        return f"{self.photo} {self.fmt} {self.long_side}px"
+
+@dataclass(frozen=True)
+class PhotoPayload(Payload):
+    photo: str = ""
+    fmt: str = ""
+    long_side: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,13 @@ class BadRequest:
     expected_status: int
 
 
-def build_corpus(sizes: dict[int, int] | None = None, formats: dict | None = None) -> list[Payload]:
-    """Every photo, at every size, in every format (about 2 s of CPU for 54 payloads)."""
+def build_corpus(sizes: dict[int, int] | None = None, formats: dict | None = None,
+                 queries: dict[str, int | None] | None = None) -> list[PhotoPayload]:
+    """Every photo, at every size, in every format (about 2 s of CPU for 54 payloads);
+    `queries`: {query string: predictions a 200 carries}, one picked per request."""
     sizes = SIZES if sizes is None else sizes
     formats = FORMATS if formats is None else formats
+    picks = tuple((queries or {"": None}).items())
     corpus = []
     for photo, path in sorted(PHOTOS.items()):
         with Image.open(path) as original:
@@ -70,14 +82,17 @@ def build_corpus(sizes: dict[int, int] | None = None, formats: dict | None = Non
             for fmt, (pil_format, content_type, options, fmt_weight) in formats.items():
                 out = io.BytesIO()
                 resized.save(out, format=pil_format, **options)
-                corpus.append(Payload(Path(photo).stem, fmt, side, content_type, out.getvalue(),
-                                      size_weight * fmt_weight))
+                stem = Path(photo).stem
+                corpus.append(PhotoPayload(f"{stem} {fmt} {side}px", f"POST / {fmt}", content_type, out.getvalue(),
+                                           size_weight * fmt_weight, picks, stem, fmt, side))
     return corpus
 
 
-def bad_requests(corpus: list[Payload]) -> list[BadRequest]:
-    """One of each client mistake the function must reject with a 4xx."""
-    jpeg = next(p.body for p in corpus if p.fmt == "jpeg")
+def bad_requests(corpus: list[Payload] | None = None) -> list[BadRequest]:
+    """One of each client mistake an image function must reject with a 4xx."""
+    jpeg = next((p.body for p in corpus or () if p.content_type == "image/jpeg"), None)
+    if jpeg is None:
+        jpeg = build_corpus(sizes={640: 1}, formats={"jpeg": FORMATS["jpeg"]})[0].body
     return [
         BadRequest("empty body", b"", "image/jpeg", "", 400),
         BadRequest("corrupt bytes", os.urandom(2048), "image/jpeg", "", 400),
@@ -85,6 +100,67 @@ def bad_requests(corpus: list[Payload]) -> list[BadRequest]:
         BadRequest("bad topk", jpeg, "image/jpeg", "topk=0", 400),
         BadRequest("wrong content type", b"this is not an image", "text/plain", "", 415),
     ]
+
+
+# -- a function's own load inputs ---------------------------------------------
+def _body(body) -> bytes:
+    """bytes as they are, str as UTF-8, anything else as JSON."""
+    if isinstance(body, bytes):
+        return body
+    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+
+def as_payload(item) -> Payload:
+    """A Payload, or a dict: body (bytes, str, or an object sent as JSON), label, and
+    optionally name ("POST /"), content_type (application/json), weight (1), and either
+    predictions (how many a 200 carries) or queries ({query string: predictions})."""
+    if isinstance(item, Payload):
+        return item
+    queries = item.get("queries") or {"": item.get("predictions")}
+    return Payload(item["label"], item.get("name", "POST /"), item.get("content_type", "application/json"),
+                   _body(item["body"]), float(item.get("weight", 1)), tuple(queries.items()))
+
+
+def as_bad_request(item) -> BadRequest:
+    """A BadRequest, or a dict: kind, body, expected_status, optionally content_type
+    (application/json) and query."""
+    if isinstance(item, BadRequest):
+        return item
+    return BadRequest(item["kind"], _body(item["body"]), item.get("content_type", "application/json"),
+                      item.get("query", ""), int(item["expected_status"]))
+
+
+FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+
+
+def function_dir(function: str) -> Path:
+    """A function's folder: a path to one, or the name of a folder of functions/."""
+    path = Path(function)
+    return path if path.is_dir() else FUNCTIONS / function
+
+
+def load_inputs(function: str) -> tuple[list[Payload], list[BadRequest]]:
+    """What the load tools send `function` (a name or a folder): its `load_inputs.py`'s
+    `payloads()` and `bad_requests()` (the latter optional); without that file, the
+    function's example request (testdata/example.*, as `make invoke` sends it) and no
+    bad requests."""
+    folder = function_dir(function)
+    module_path = folder / "load_inputs.py"
+    if module_path.is_file():
+        spec = importlib.util.spec_from_file_location(f"load_inputs_{folder.name}", module_path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        good = [as_payload(p) for p in module.payloads()]
+        bad = [as_bad_request(b) for b in getattr(module, "bad_requests", list)()]
+    else:
+        from invoke import MEDIA_TYPES, example_of  # the example `make invoke` sends
+        example = example_of(folder)
+        good = [Payload("example", f"POST / {example.name}", MEDIA_TYPES[example.suffix.lower()],
+                        example.read_bytes())]
+        bad = []
+    if not good:
+        raise ValueError(f"{module_path}: payloads() gave no request to send")
+    return good, bad
 
 
 class Picker:

@@ -8,7 +8,7 @@ from localrun import LOAD, REPO
 
 # the locustfile's options also come from these; a developer's shell must not change a test
 OPTION_VARS = ("PROFILE", "LOAD_USERS", "LOAD_DURATION", "LOAD_STEP_USERS", "LOAD_STEP_SECONDS", "MAX_P95_MS",
-               "MAX_P99_MS", "MAX_FAIL_RATIO", "BAD_RATIO", "SENT_LOG", "LOAD_SEED")
+               "MAX_P99_MS", "MAX_FAIL_RATIO", "BAD_RATIO", "SENT_LOG", "LOAD_SEED", "LOAD_FUNCTION")
 
 
 def clean_env(**extra) -> dict:

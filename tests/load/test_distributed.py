@@ -59,7 +59,7 @@ def test_a_broken_threshold_fails_the_distributed_run(classifier_fn, tmp_path):
                              "--duration", "3", "--max-p95-ms", "1")
     assert result.returncode == 1, result.stderr[-3000:]
     assert "2 workers connected" in result.stderr
-    assert "threshold broken: p95 latency of image requests" in result.stderr
+    assert "threshold broken: p95 latency of good requests" in result.stderr
     assert (tmp_path / "run_stats.csv").is_file() and (tmp_path / "run.html").is_file()
 
 

@@ -46,3 +46,23 @@ def test_review_of_a_missing_commit_is_a_broken_run(tmp_path):
     done = make_review(tmp_path, "BASE=no-such-ref-anywhere")
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert "no commit no-such-ref-anywhere" in done.stderr
+
+
+def test_review_of_diabetes_sends_its_rows_and_judges_it_by_its_own_contracts(tmp_path):
+    """FUNCTION=diabetes: both sides serve diabetes, the split load sends its real rows,
+    and its comparison contracts (functions/diabetes/compare: no class mix) judge it."""
+    done = make_review(tmp_path, "BASE=HEAD", "FUNCTION=diabetes")
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out[-4000:]
+    review = tmp_path / "review"
+    lines = [json.loads(line) for side in ("base", "candidate")
+             for line in (review / side / "function.log").read_text().splitlines() if line.startswith("{")]
+    served = [line for line in lines if line.get("event") == "inference" and line["status"] == 200]
+    assert len(served) >= 10 and {line["function"] for line in served} == {"diabetes"}
+    assert {line["instances"] for line in served} <= {1, 4, 16} and "top1_class" not in served[0]
+    sent = [json.loads(line) for line in (review / "sent.jsonl").read_text().splitlines()]
+    assert all(s["ok"] for s in sent) and any(s["payload"].startswith("patient") for s in sent)
+    contracts = [c["contract"] for c in json.loads((review / "report.json").read_text())["contracts"]]
+    assert len(contracts) == 4 and not any("class" in c for c in contracts), contracts
+    assert "at least 100 requests" in contracts[0] and "5xx" in contracts[-1]
+    assert any(c.startswith("p99 latency") for c in contracts)
