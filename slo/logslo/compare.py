@@ -374,7 +374,9 @@ def markdown(doc: dict) -> str:
                 change += f" ({d / b:+.0%})"
             lines.append(f"| {label} | {_num(b, unit)} | {_num(c, unit)} | {change} |")
         psi_value = deltas.get("class_mix_psi")
-        lines += [f"| class mix PSI | | | {'-' if psi_value is None else f'{psi_value:.4g}'} |", "", "</details>", ""]
+        if psi_value is not None:  # a function without classes has no mix to compare
+            lines.append(f"| class mix PSI | | | {psi_value:.4g} |")
+        lines += ["", "</details>", ""]
     for error in doc["errors"]:
         lines.append(f"- error (not judged): {error}")
     if doc["errors"]:
