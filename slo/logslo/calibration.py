@@ -82,7 +82,7 @@ def samples_of(lines: list) -> compare.Sample:
 def comparison_of(base: compare.Sample, cand: compare.Sample) -> SimpleNamespace:
     """What the contract functions read of a Comparison, for two samples."""
     return SimpleNamespace(baseline="baseline", candidate="candidate", versions=("baseline", "candidate"),
-                           samples={"baseline": base, "candidate": cand}, logql=defaultdict(str))
+                           samples={"baseline": base, "candidate": cand}, logql=defaultdict(str), process_sd=0.0)
 
 
 def decide(contracts: tuple, base: compare.Sample, cand: compare.Sample) -> tuple:

@@ -30,6 +30,7 @@ from . import judge, queries, report, settings
 from .contracts import fmt, window_name
 from .hooks import Hooks
 from .logfile import parse_rfc3339_ns
+from .promql_math import quantile
 from .psi import psi
 from .steps import step_table
 from .vectors import by_label
@@ -199,15 +200,13 @@ def latency_shift(c: Comparison, at_most_pct: float, confidence: float) -> Judge
     b, k = c.samples[c.baseline], c.samples[c.candidate]
     timed = not any(math.isnan(t) for t in b.seconds + k.seconds)
     deff = judge.design_effect(b.latency_ms, b.seconds, k.latency_ms, k.seconds) if timed else 1.0
-    process_sd = getattr(c, "process_sd", 0.0)
     interval = judge.latency_shift(b.latency_ms, k.latency_ms, confidence, widen=math.sqrt(deff),
-                                   process_sd=process_sd)
-    note = (f"median {fmt(judge.quantile(sorted(k.latency_ms), 0.5), 'ms')} vs "
-            f"{fmt(judge.quantile(sorted(b.latency_ms), 0.5), 'ms')}")
+                                   process_sd=c.process_sd)
+    note = f"median {fmt(quantile(0.5, k.latency_ms), 'ms')} vs {fmt(quantile(0.5, b.latency_ms), 'ms')}"
     if deff > 1:
         note += f"; interval widened x{math.sqrt(deff):.2f}: requests close in time are alike"
-    if process_sd:
-        note += f"; with {process_sd:.1%} between process starts"
+    if c.process_sd:
+        note += f"; with {c.process_sd:.1%} between process starts"
     return _judged("latency of the candidate vs the baseline (all requests, Hodges-Lehmann)", "x%",
                    at_most_pct / 100, interval, c, [c.logql[f"requests of {v}"] for v in c.versions], note,
                    log_scale=True)
@@ -218,8 +217,8 @@ def latency_quantile(c: Comparison, phi: float, at_most_pct: float, confidence: 
     base, cand = c.samples[c.baseline].latency_ms, c.samples[c.candidate].latency_ms
     interval = judge.quantile_change(base, cand, phi, confidence)
     return _judged(f"{name} of the candidate vs the baseline", "x%", at_most_pct / 100, interval, c,
-                   [c.logql[name]], f"{fmt(judge.quantile(sorted(cand), phi), 'ms')} vs "
-                   f"{fmt(judge.quantile(sorted(base), phi), 'ms')}", log_scale=True)
+                   [c.logql[name]], f"{fmt(quantile(phi, cand), 'ms')} vs {fmt(quantile(phi, base), 'ms')}",
+                   log_scale=True)
 
 
 def status_ratio(c: Comparison, kind: str, at_most_points: float, confidence: float) -> Judgement:

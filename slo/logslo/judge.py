@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .promql_math import quantile
+
 PROMOTE, HOLD, INCONCLUSIVE = "promote", "hold", "inconclusive"
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -101,12 +103,6 @@ def sample_scale_to_decide(interval: Interval, bound: float) -> float | None:
 
 # -- quantiles ------------------------------------------------------------------------------
 
-def quantile(sorted_values: np.ndarray, phi: float) -> float:
-    """Linear interpolation between closest ranks, rank = phi*(n-1): Loki's and Prometheus'
-    quantile_over_time, so the estimate is the number the SLO contracts print."""
-    return float(np.quantile(sorted_values, phi, method="linear"))
-
-
 def quantile_bounds(sorted_values: np.ndarray, phi: float, alpha: float) -> tuple[float, float]:
     """Distribution-free one-sided bounds for the phi-quantile, each holding with
     probability >= 1 - alpha: order statistics x(l) <= q <= x(u), where the number of
@@ -133,7 +129,8 @@ def quantile_change(baseline, candidate, phi: float, confidence: float) -> Inter
     alpha = (1 - confidence) / 2  # two bounds multiplied: each at half the error rate
     base_low, base_high = quantile_bounds(base, phi, alpha)
     cand_low, cand_high = quantile_bounds(cand, phi, alpha)
-    estimate = quantile(cand, phi) / quantile(base, phi) - 1
+    # Loki's quantile_over_time (rank phi*(n-1)): the estimate is the number the SLO contracts print
+    estimate = quantile(phi, cand.tolist()) / quantile(phi, base.tolist()) - 1
 
     def ratio(top, bottom):
         if bottom <= 0 or not math.isfinite(bottom):
