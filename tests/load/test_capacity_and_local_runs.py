@@ -87,4 +87,7 @@ def test_decode_memory_prints_each_format_answered():
     assert [row[0] for row in rows] == ["jpeg", "jpeg-progressive", "png", "webp"], result.stdout
     for row in rows:
         status, rss, peak, kept = int(row[4]), float(row[5]), float(row[7]), float(row[9])
-        assert status == 200 and rss > 100 and peak >= kept - 1, result.stdout  # VmHWM never under VmRSS
+        # VmHWM is never under VmRSS, but Linux folds each thread's cached RSS counts into
+        # the high-water mark lazily: read a moment apart they can disagree by a few MiB
+        # (a fresh-clone CI run read webp peak 46 MiB, kept 48 MiB)
+        assert status == 200 and rss > 100 and peak >= kept - 4, result.stdout
