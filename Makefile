@@ -243,6 +243,7 @@ review: .review-run
 		code=$$?; mkdir -p $(REVIEW_DIR); echo $$code > $(REVIEW_DIR)/make.status
 
 ## demo: the function locally + 30 s of load + log summary + SLO report (reports/demo)
-# function + short load + log summary + SLO contracts, all local (DEMO_USERS, DEMO_SECONDS)
+# function + short load sized from what the machine serves now (load/sizing.py; DEMO_USERS=n
+# for a fixed n) + log summary + SLO contracts, all local (DEMO_SECONDS)
 demo: install shrinkwrap
 	@PY=$(PY) FUNCTION=$(FUNCTION) FN_BUILD=$(FN_BUILD) PORT=$(PORT) FN_ENV='$(RUN_ENV)' MAKE='$(MAKE)' bash load/demo.sh

@@ -3,15 +3,17 @@
 #
 #   1. start the function (FUNCTION, default classifier) locally, its stdout (the JSON log)
 #      in reports/demo/function.log
-#   2. load it for DEMO_SECONDS (default 30) with DEMO_USERS (default 6) Locust users
-#      posting its own load inputs (functions/<name>/load_inputs.py: real photos for the
-#      classifier, real rows for diabetes) plus a few bad requests; CSV + HTML reports in
-#      reports/demo/
-#   3. stop the function (SIGTERM: it drains and logs its shutdown)
-#   4. summarise the log and check every request sent has its log line
-#   5. run the function's SLO contracts (functions/<name>/slo, else slo/features; `make slo`) on the log file, with the
+#   2. size the load from what the machine serves now (load/sizing.py: one client back to
+#      back for 4 s; the most users, up to 6, that offer at most half of that), unless
+#      DEMO_USERS=n asks for n users
+#   3. load it for DEMO_SECONDS (default 30) with those Locust users posting its own load
+#      inputs (functions/<name>/load_inputs.py: real photos for the classifier, real rows
+#      for diabetes) plus a few bad requests; CSV + HTML reports in reports/demo/
+#   4. stop the function (SIGTERM: it drains and logs its shutdown)
+#   5. summarise the log and check every request sent has its log line
+#   6. run the function's SLO contracts (functions/<name>/slo, else slo/features; `make slo`) on the log file, with the
 #      HTML report in reports/demo/report.html
-#   6. say whether the machine was busy during the load (load/machine.py: CPU used by
+#   7. say whether the machine was busy during the load (load/machine.py: CPU used by
 #      other processes), so that a failed latency contract names its likely cause
 #
 # The function is judged by its SLO contracts, measured server-side from its log.
@@ -25,19 +27,26 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 out=${DEMO_DIR:-reports/demo}
-users=${DEMO_USERS:-6}
+users=${DEMO_USERS:-}  # empty: sized by load/sizing.py
 seconds=${DEMO_SECONDS:-30}
 make_cmd=${MAKE:-make}
 fn=${FUNCTION:-classifier}
 rm -rf "$out" && mkdir -p "$out"
 
-echo "== torchfaas demo: $fn on http://127.0.0.1:$PORT, $users users for ${seconds}s"
+echo "== torchfaas demo: $fn on http://127.0.0.1:$PORT, ${users:-as many users as the machine serves now (up to 6)} for ${seconds}s"
 "$PY" load/machine.py snapshot $$ > "$out/machine-before.json"
-load/with_function.sh "$out" \
-    "$PY" -m locust -f load/locustfile.py --headless --only-summary \
-    --host "http://127.0.0.1:$PORT" --function "$fn" --profile steady --peak-users "$users" --duration "$seconds" \
-    --csv "$out/locust" --html "$out/locust.html" --sent-log "$out/sent.jsonl" \
-    --max-p95-ms 0 --max-p99-ms 0
+# sizing and load in one start of the function: the sizing's requests warm it up, and
+# they are real requests with their log lines (request ids size-...)
+load/with_function.sh "$out" bash -c '
+    users=$1
+    if [ -z "$users" ]; then
+        users=$("$PY" load/sizing.py --url "$FUNCTION_URL" --function "$2" --json "$3/sizing.json") || exit 3
+    fi
+    echo "== load: $users users for $4 s"
+    exec "$PY" -m locust -f load/locustfile.py --headless --only-summary \
+        --host "$FUNCTION_URL" --function "$2" --profile steady --peak-users "$users" --duration "$4" \
+        --csv "$3/locust" --html "$3/locust.html" --sent-log "$3/sent.jsonl" \
+        --max-p95-ms 0 --max-p99-ms 0' _ "$users" "$fn" "$out" "$seconds"
 load_code=$?
 machine=$("$PY" load/machine.py report "$out/machine-before.json" $$ "$out/machine.json")
 machine_code=$?

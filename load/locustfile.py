@@ -222,7 +222,7 @@ def picker_of(environment) -> traffic.Picker:
 class FunctionUser(FastHttpUser):
     """A client of the function: one of its inputs every 0.1-0.5 s, sometimes a broken request."""
 
-    wait_time = between(0.1, 0.5)
+    wait_time = between(*traffic.THINK_SECONDS)
     bad_ratio: float | None = None  # None: --bad-ratio; subclasses (the capacity finder) set 0
 
     def on_start(self):

@@ -31,6 +31,9 @@ FORMATS = {
     "png": ("PNG", "image/png", {"compress_level": 1}, 2),
     "webp": ("WEBP", "image/webp", {"quality": 80}, 2),
 }
+# a load user's wait between two requests, seconds (Locust's `between`): the demo sizes its
+# users by it (sizing.py)
+THINK_SECONDS = (0.1, 0.5)
 # long side in pixels -> share of the traffic (thumbnails, web uploads, phone uploads)
 SIZES = {320: 3, 640: 5, 1280: 2}
 

@@ -12,6 +12,7 @@ from PIL import Image
 import capacity
 import logsummary
 import shapes
+import sizing
 import stats
 import traffic
 from localrun import LOAD, REPO
@@ -232,3 +233,20 @@ def test_log_summary_and_sent_matching(tmp_path):
     with open(log, "a") as f:
         f.write("not json\n")
     assert logsummary.main([str(log)]) == 1  # a non-JSON stdout line breaks the contract
+
+
+def test_sizing_takes_the_most_users_within_the_share_of_what_the_machine_serves():
+    think = sizing.THINK_MEAN_S
+    assert think == pytest.approx(0.3)
+    # a quiet machine: 100 req/s one at a time (10 ms); half of it fits 15 users: capped at 6
+    assert sizing.users_for(100, 0.010, 0.5, 6) == (6, "max-users")
+    # a busy one: 20 req/s (50 ms): 0.5 * 20 * 0.35 = 3.5 -> 3 users, offering 3 / 0.35 = 8.6 req/s <= 10
+    users, why = sizing.users_for(20, 0.050, 0.5, 6)
+    assert (users, why) == (3, "machine") and users / (think + 0.050) <= 0.5 * 20
+    assert sizing.users_for(20, 0.050, 0.5, 6)[0] + 1 > 0.5 * 20 * (think + 0.050)  # one more would not fit
+    # a machine that serves next to nothing still gets one user
+    assert sizing.users_for(1, 1.0, 0.5, 6) == (1, "machine")
+    with pytest.raises(ValueError):
+        sizing.users_for(20, 0.05, 0, 6)
+    with pytest.raises(ValueError):
+        sizing.users_for(20, 0.05, 0.5, 0)
