@@ -60,7 +60,7 @@ def test_make_demo_passes_beside_a_cpu_bound_process_and_says_the_machine_was_bu
     assert 1 <= sizing["users"] <= 6 and sizing["probe_requests"] > 0, sizing
     assert sizing["share"] <= 0.5 or sizing["users"] == 1, sizing
     assert f"== load: {sizing['users']} users" in out, tail
-    assert "sizing: one client back to back" in done.stderr, tail
+    assert "sizing: one client back to back, " in done.stderr, tail
     assert "== the machine during the load" in out, tail
     assert "the machine was busy: other processes used" in out, tail
     machine = json.loads((tmp_path / "demo" / "machine.json").read_text())
