@@ -51,6 +51,17 @@ class Sample:
     faults: int = 0  # 5xx
     rejections: int = 0  # 4xx
     classes: Counter = field(default_factory=Counter)  # top-1 class of each 200
+    answers: list = field(default_factory=list)  # the fields of each 200's line
+
+    def values(self, name: str) -> list:
+        """The numeric `name` field of each 200 (a regression's prediction_mean, say)."""
+        out = []
+        for fields in self.answers:
+            try:
+                out.append(float(fields[name]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return [v for v in out if math.isfinite(v)]
 
     @property
     def requests(self) -> int:
@@ -76,8 +87,10 @@ class Sample:
         self.seconds.append(at)
         self.faults += status >= 500
         self.rejections += 400 <= status < 500
-        if status == 200 and fields.get("top1_class"):
-            self.classes[fields["top1_class"]] += 1
+        if status == 200:
+            self.answers.append(fields)
+            if fields.get("top1_class"):
+                self.classes[fields["top1_class"]] += 1
 
 
 class Comparison:
@@ -239,6 +252,21 @@ def class_mix(c: Comparison, at_most_pct: float, confidence: float) -> Judgement
                    interval, c, [c.logql[f"class shares of {v}"] for v in c.versions],
                    "biggest moves: " + ", ".join(f"{k!r} {fmt(base[k] / nb, '%')}->{fmt(cand[k] / nc, '%')}"
                                                  for k in movers))
+
+
+def value_mean(c: Comparison, name: str, at_most_pct: float, confidence: float) -> Judgement:
+    """How far the candidate's mean `name` (a numeric field of each 200) is from the
+    baseline's, either way: a regression that predicts higher or lower on the same inputs."""
+    base, cand = c.samples[c.baseline].values(name), c.samples[c.candidate].values(name)
+    missing = [v for v, values in ((c.baseline, base), (c.candidate, cand)) if len(values) < 2]
+    if missing:
+        raise LookupError(f"model version {', '.join(missing)} logged fewer than two numeric {name!r} "
+                          "on its 200 answers: is it a field of this function's log line?")
+    signed = judge.mean_change(base, cand, confidence)
+    note = (f"mean {sum(cand) / len(cand):.4g} vs {sum(base) / len(base):.4g}: "
+            f"{fmt(signed.estimate, 'x%')} [{fmt(signed.low, 'x%')}, {fmt(signed.high, 'x%')}] either way")
+    return _judged(f"mean {name} of the candidate vs the baseline, either way", "x%", at_most_pct / 100,
+                   judge.magnitude(signed), c, [c.logql[f"requests of {v}"] for v in c.versions], note)
 
 
 # -- the verdict and the reports --------------------------------------------------------
@@ -557,3 +585,8 @@ def step_4xx(context, bound):
 @then("the candidate's class mix differs from the baseline's in at most {bound:g}% of answers")
 def step_mix(context, bound):
     _judge(context, class_mix(_comparison(context), bound, context.state.confidence))
+
+
+@then("the candidate's mean \"{name}\" is at most {bound:g}% away from the baseline's")
+def step_value_mean(context, name, bound):
+    _judge(context, value_mean(_comparison(context), name, bound, context.state.confidence))

@@ -128,6 +128,15 @@ def version_traffic(backend, function, at, window_s, version, at_least=None, at_
                           count, at_least, ">=", "requests", [traffic.render()])
 
 
+def function_traffic(backend, function, at, window_s, at_least) -> ContractResult:
+    """Requests to the function, every version: a function nobody calls any more is either
+    retired or cut off from its clients, and its other contracts have nothing to judge."""
+    traffic = queries.requests(function, window_s)
+    count = single_value(backend.instant(traffic, at)) or 0.0
+    return ContractResult(f"requests to {function}, {window_name(window_s)}", count, at_least, ">=",
+                          "requests", [traffic.render()])
+
+
 def class_shares(backend, function, at, window_s, offset_s=0):
     query = queries.class_share(function, window_s, offset_s)
     return by_label(backend.instant(query, at), "top1_class"), query.render()

@@ -21,6 +21,9 @@ The intervals (docs/review.md says why these):
   requests, where a bootstrap undercovers;
 - a difference of two ratios (5xx): Newcombe's hybrid score interval (Wilson bounds of
   each ratio combined), which stays sane at zero or a handful of errors;
+- a regression's predicted value: the relative difference of the two means with Welch's
+  normal interval (delta method for the ratio), judged on its size: a candidate may move
+  predictions neither up nor down by more than the bound;
 - a class mix: the total variation distance (the share of answers that would have to
   change class), with a basic bootstrap interval, which corrects the upward bias a
   distance between two noisy histograms has.
@@ -256,6 +259,40 @@ def ratio_difference(base_k: int, base_n: int, cand_k: int, cand_n: int, confide
     low = d - math.sqrt((pc - lc) ** 2 + (ub - pb) ** 2)
     high = d + math.sqrt((uc - pc) ** 2 + (pb - lb) ** 2)
     return Interval(d, low, high, confidence)
+
+
+# -- a predicted value ----------------------------------------------------------------------
+
+def mean_change(baseline, candidate, confidence: float) -> Interval:
+    """The candidate's mean over the baseline's, minus 1 (+0.05: predictions 5% higher), with
+    a normal interval whose standard error is the delta method's for a ratio of two
+    independent means (Welch: each side its own variance). Means of a few hundred
+    predictions are close to normal whatever the values' shape; the replay in
+    tests/slo/test_compare_values.py checks the coverage on real predictions."""
+    base, cand = np.asarray(baseline, float), np.asarray(candidate, float)
+    nb, nc = len(base), len(cand)
+    if nb < 2 or nc < 2:
+        raise ValueError("a mean change needs at least two values on each side")
+    mb, mc = float(base.mean()), float(cand.mean())
+    if mb == 0:
+        raise ValueError("the baseline's mean is 0: a relative change is undefined")
+    ratio = mc / mb
+    se = math.sqrt(cand.var(ddof=1) / nc + ratio ** 2 * base.var(ddof=1) / nb) / abs(mb)
+    z = float(stats.norm.ppf(confidence))
+    return Interval(ratio - 1, ratio - 1 - z * se, ratio - 1 + z * se, confidence)
+
+
+def magnitude(interval: Interval) -> Interval:
+    """A signed change's size |x|, for an "at most so far away either way" contract: the
+    interval of |x| from the signed one's (0 at the bottom when it straddles 0)."""
+    low, high = interval.low, interval.high
+    if low > 0:
+        bounds = (low, high)
+    elif high < 0:
+        bounds = (-high, -low)
+    else:
+        bounds = (0.0, max(-low, high))
+    return Interval(abs(interval.estimate), *bounds, interval.confidence)
 
 
 # -- the class mix --------------------------------------------------------------------------

@@ -89,6 +89,11 @@ def step_errors(context, pct):
     judge(context, contracts.error_ratio_per_version(*_ask(context), bound_ratio=pct / 100))
 
 
+@then("the function was called at least {count:d} times")
+def step_function_called(context, count):
+    judge(context, contracts.function_traffic(*_ask(context), at_least=count))
+
+
 @then('model version "{version}" is still called')
 def step_still_called(context, version):
     judge(context, contracts.version_traffic(*_ask(context), version, at_least=1))

@@ -6,9 +6,11 @@ Feature: A candidate diabetes model is promoted only if it is confidently as goo
     - HOLD when the whole interval is beyond a bound (confidently worse than allowed),
     - PROMOTE when every interval is within its bound,
     - INCONCLUSIVE otherwise: the report says how many more requests would decide.
-  The same bounds as the classifier's (slo/compare/canary.feature), without its class
-  mix: a regression answers numbers, not classes. Its predicted values are watched by
-  its SLO contract on their distribution (functions/diabetes/slo/predictions.feature).
+  The same bounds as the classifier's (slo/compare/canary.feature), with the predicted
+  value in place of its class mix: a regression answers numbers, not classes. A review
+  sends both versions the same rows, so their mean predictions differ only by the model;
+  5% of the usual ~150 is ~7 points of disease progression, an eighth of the model's own
+  error (its held-out residuals spread by ~50).
   Every number here is part of the contract: change it here to change the rule.
 
   Background:
@@ -28,3 +30,6 @@ Feature: A candidate diabetes model is promoted only if it is confidently as goo
   Scenario: The candidate does not fail more often
     Then the candidate's server-error ratio (5xx) is at most 1 point above the baseline's
 
+
+  Scenario: The candidate predicts neither higher nor lower on the same traffic
+    Then the candidate's mean "prediction_mean" is at most 5% away from the baseline's
