@@ -123,6 +123,20 @@ def test_tenant_header_is_a_setting(make_function):
     assert fn.lines_for("team")[0]["tenant"] == "blue"
 
 
+def test_a_request_slower_than_the_objective_says_slow(make_function):
+    """`slow: true` only on lines later than LATENCY_OBJECTIVE_MS: what the Loki latency
+    alerts count, the same requests as torchfaas_slow_requests_total."""
+    fn = make_function(StandIn(predict_s=0.06), latency_objective_ms=40)
+    fn.post(b"x", headers={"X-Request-Id": "late"})
+    assert fn.lines_for("late")[0]["slow"] is True and fn.lines_for("late")[0]["latency_ms"] > 40
+    fast = make_function(StandIn(), latency_objective_ms=1000)
+    fast.post(b"x", headers={"X-Request-Id": "early"})
+    assert "slow" not in fast.lines_for("early")[0]
+    for function, expected in ((fn, 1), (fast, 0)):
+        [counted] = [s for s in function.samples() if s.name == "torchfaas_slow_requests_total"]
+        assert counted.value == expected
+
+
 def test_model_loaded_line(standin):
     [loaded] = standin.events("model_loaded")
     assert loaded["level"] == "INFO" and loaded["function"] == "standin"

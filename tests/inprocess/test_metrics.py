@@ -18,10 +18,11 @@ def samples(metrics: Metrics) -> list:
     return parse_samples(body)
 
 
-def answered(status: int, latency_s: float, tenant=None, **handler_fields) -> RequestRecord:
+def answered(status: int, latency_s: float, tenant=None, objective_s: float = 0.25,
+             **handler_fields) -> RequestRecord:
     """The record of a request answered `status` in `latency_s`; batch timings for 200s."""
     record = RequestRecord("r", 0.0, status=status, latency_s=latency_s, tenant=tenant,
-                           handler_fields=handler_fields)
+                           handler_fields=handler_fields, slow=latency_s > objective_s)
     if status == 200:
         record.batch_size, record.queue_ms, record.inference_ms = 3, 1.5, 20.0
     return record
@@ -211,3 +212,27 @@ def test_prediction_metrics_are_what_the_handler_declares():
     assert named["torchfaas_diabetes_prediction_sum"][0].value == 400.0
     risk = {s.labels["risk"]: s.value for s in named["torchfaas_risk_class_total"]}
     assert risk == {"low": 1, "high": 0, "other": 1}
+    info = {(s.labels["metric"], s.labels["kind"], s.labels["field"])
+            for s in named["torchfaas_prediction_metric_info"]}
+    # what the dashboard's `prediction` variable lists (kind="histogram")
+    assert info == {("torchfaas_diabetes_prediction", "histogram", "prediction_mean"),
+                    ("torchfaas_risk_class_total", "counter", "risk")}
+
+
+def test_slow_requests_are_counted_and_the_objective_exposed():
+    """The alert rules read torchfaas_slow_requests_total (the records the app marked
+    slow against LATENCY_OBJECTIVE_MS; tests/metrics checks that end to end); the
+    objective is a histogram boundary and a gauge."""
+    counts = {}
+    for objective_s in (0.02, 0.25):
+        model = CurrentModel(ModelIdentity("diabetes"))
+        metrics = Metrics(model, TenantLabels("", "X-Tenant-Id"), latency_objective_s=objective_s)
+        model.loaded("diabetes-linear", "v1")
+        for latency_s in (0.005, 0.02, 0.03, 0.3):  # at the objective is not slower than it
+            metrics.observe_request(answered(200, latency_s, objective_s=objective_s))
+        named = by_name(samples(metrics))
+        counts[objective_s] = named["torchfaas_slow_requests_total"][0].value
+        assert named["torchfaas_latency_objective_seconds"][0].value == objective_s
+        bounds = {float(s.labels["le"]) for s in named["torchfaas_request_latency_seconds_bucket"]}
+        assert objective_s in bounds and set(LATENCY_BUCKETS) <= bounds
+    assert counts == {0.02: 2, 0.25: 1}

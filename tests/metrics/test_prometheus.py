@@ -322,7 +322,8 @@ def test_dashboard_queries_run_and_return_data(scenario):
     prom = scenario["prom"]
     dashboard = json.loads(Path(DASHBOARD).read_text())
     substitutions = {"$__rate_interval": "1m", "$__range": "5m", "${__range}": "5m", "$__interval": "1s",
-                     "$function": "classifier", "$model_version": ".*", "$namespace": ".*", "$tenant": ".*"}
+                     "$function": "classifier", "$model_version": ".*", "$namespace": ".*", "$tenant": ".*",
+                     "${prediction}": "torchfaas_top1_probability"}
     checked = 0
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):

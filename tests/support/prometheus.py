@@ -51,13 +51,14 @@ class Prometheus:
                 "scrape_configs": [job]}
 
     def set_pods(self, pods: list[dict]):
-        """pods: {"name", "port", "annotations": {...}} as Kubernetes discovery would see them."""
+        """pods: {"name", "port", "annotations": {...}, "function" (default classifier)} as
+        Kubernetes discovery would see them."""
         groups = []
         for pod in pods:
             labels = {"__meta_kubernetes_namespace": "openfaas-fn",
                       "__meta_kubernetes_pod_name": pod["name"],
                       "__meta_kubernetes_pod_phase": pod.get("phase", "Running"),
-                      "__meta_kubernetes_pod_label_faas_function": "classifier"}
+                      "__meta_kubernetes_pod_label_faas_function": pod.get("function", "classifier")}
             for key, value in pod.get("annotations", {}).items():
                 labels["__meta_kubernetes_pod_annotation_" + key.replace(".", "_").replace("/", "_")] = value
             # a pod's discovered address is its IP and container port (the watchdog's 8080)

@@ -60,7 +60,7 @@ def create_app(runtime, events, metrics) -> Flask:
         record = g.record
         response.headers["X-Request-Id"] = record.request_id
         if g.counted:
-            finish(record, response.status_code)
+            finish(record, response.status_code, settings.latency_objective_ms / 1000)
             events.emit(record.event, record.message, level_for_status(record.status), **record.log_fields())
             metrics.observe_request(record)
         return response
@@ -105,9 +105,10 @@ def inference_request(request_id: str) -> InferenceRequest:
                             method=request.method, path=request.path)
 
 
-def finish(record: RequestRecord, status: int):
+def finish(record: RequestRecord, status: int, latency_objective_s: float):
     """What is known once the answer is built: status, latency, the request's shape."""
     record.latency_s = time.perf_counter() - record.started
+    record.slow = record.latency_s > latency_objective_s
     record.status = status
     record.method = request.method
     record.path = sanitise(request.path, 128) or "/"

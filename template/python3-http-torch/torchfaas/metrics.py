@@ -11,6 +11,12 @@ Series (all prefixed `torchfaas_`):
 
   requests_total{status, event, tenant}           counter
   request_latency_seconds{event, tenant}           histogram, receipt to response
+  slow_requests_total{event}                       counter, answered later than the function's
+                                                   latency objective (LATENCY_OBJECTIVE_MS)
+  latency_objective_seconds                        gauge, that objective
+  prediction_metric_info{metric, kind, field}      gauge = 1 per declared prediction series
+                                                   (its name, histogram|counter, its log
+                                                   field): dashboards find them here
   queue_seconds                                    histogram, wait for a batch slot
   inference_seconds                                histogram, the batch's forward pass
   batch_size                                       histogram, batch each request was served in
@@ -45,8 +51,8 @@ from .predictions import LabelCounter, ValueHistogram
 from .record import RequestRecord
 from .request_id import sanitise
 
-# Boundaries at the latency SLO (250 ms) and dense where a CPU classifier answers
-# (10-300 ms), so p95/p99 from the histogram are good to a few ms there.
+# Dense where CPU models answer (5-300 ms), so p95/p99 from the histogram are good to a
+# few ms there; the function's own latency objective is added as a boundary (latency_buckets).
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075, 0.1, 0.125,
                    0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -55,6 +61,12 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 # no `*_created` series: Prometheus would store each as one more gauge per series
 disable_created_metrics()
+
+
+def latency_buckets(objective_s: float) -> tuple:
+    """LATENCY_BUCKETS with the latency objective as a boundary, so the histogram's
+    share within the objective is exact, as the slow-request counter is."""
+    return tuple(sorted({*LATENCY_BUCKETS, objective_s}))
 
 BASE_LABELS = ("function", "model_name", "model_version")
 TENANT_NONE, TENANT_OTHER = "none", "other"
@@ -95,11 +107,15 @@ class TenantLabels:
 class Metrics:
     """The function's series. `runtime` (optional) supplies the gauges read at
     scrape time: in-flight requests, readiness, queue depth and load times;
-    `predictions` are the handler's declared prediction metrics (torchfaas.predictions)."""
+    `predictions` are the handler's declared prediction metrics (torchfaas.predictions);
+    `latency_objective_s` the function's p99 bound (Settings.latency_objective_ms), whose
+    slower requests the app marks `slow` on their record."""
 
-    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None, predictions=()):
+    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None, predictions=(),
+                 latency_objective_s: float = 0.25):
         self.registry = CollectorRegistry()
         self.model = model
+        self.latency_objective_s = latency_objective_s
         self.runtime = runtime
         self.tenants = tenants
         r = self.registry
@@ -109,7 +125,12 @@ class Metrics:
             base + ["status", "event", "tenant"], registry=r)
         self.latency = Histogram(
             "torchfaas_request_latency_seconds", "Receipt to response, in the runtime.",
-            base + ["event", "tenant"], buckets=LATENCY_BUCKETS, registry=r)
+            base + ["event", "tenant"], buckets=latency_buckets(latency_objective_s), registry=r)
+        # counted here rather than read from a bucket, so the alert rules need not know
+        # each function's objective (the same rules serve a 50 ms and a 250 ms function)
+        self.slow = Counter(
+            "torchfaas_slow_requests_total", "Requests answered later than the function's latency objective.",
+            base + ["event"], registry=r)
         self.queue = Histogram(
             "torchfaas_queue_seconds", "Time a request waited for its batch to start.",
             base, buckets=QUEUE_BUCKETS, registry=r)
@@ -160,6 +181,7 @@ class Metrics:
             for status in ZERO_STATUSES:
                 self.requests.labels(*base, status, "inference", tenant)
             self.latency.labels(*base, "inference", tenant)
+        self.slow.labels(*base, "inference")
         for histogram in (self.queue, self.inference, self.batch_size):
             histogram.labels(*base)
         for declared, series in self.predictions:
@@ -177,6 +199,8 @@ class Metrics:
         status = record.status
         self.requests.labels(*base, str(status), record.event, tenant).inc()
         self.latency.labels(*base, record.event, tenant).observe(record.latency_s)
+        if record.slow:
+            self.slow.labels(*base, record.event).inc()
         if record.batch_size is not None:
             self.queue.labels(*base).observe(record.queue_ms / 1000)
             self.inference.labels(*base).observe(record.inference_ms / 1000)
@@ -218,6 +242,20 @@ class _StateCollector:
             return family
 
         runtime = m.runtime
+        yield gauge("torchfaas_latency_objective_seconds", "The function's latency objective (LATENCY_OBJECTIVE_MS): "
+                    "p99 at most this; slower requests count in torchfaas_slow_requests_total.",
+                    m.latency_objective_s)
+        declared = GaugeMetricFamily(
+            "torchfaas_prediction_metric_info", "The prediction series the handler declares "
+            "(metric, kind histogram|counter, the log field it is fed from).",
+            labels=names + ["metric", "kind", "field"])
+        for prediction, _ in m.predictions:
+            # the name to query: a histogram's _bucket/_sum/_count stem, a counter's _total
+            if isinstance(prediction, ValueHistogram):
+                declared.add_metric(base + [f"torchfaas_{prediction.name}", "histogram", prediction.field], 1)
+            else:
+                declared.add_metric(base + [f"torchfaas_{prediction.name}_total", "counter", prediction.field], 1)
+        yield declared
         yield gauge("torchfaas_inflight_requests", "Requests being served now (probes and scrapes excluded).",
                     runtime.inflight if runtime is not None else 0)
         if runtime is None:

@@ -18,6 +18,10 @@ class RequestRecord:
     message: str = "inference"
     status: int = 0
     latency_s: float = 0.0  # logged as latency_ms
+    # later than the function's latency objective (LATENCY_OBJECTIVE_MS): logged as
+    # `slow: true` (only then), counted in torchfaas_slow_requests_total; the Loki and
+    # Prometheus latency alerts read this, so each function is judged on its own bound
+    slow: bool = False
     method: str = ""
     path: str = ""
     input_bytes: int = 0
@@ -53,4 +57,6 @@ class RequestRecord:
         fields["trace"] = self.trace
         if self.client_gone:
             fields["client_gone"] = True
+        if self.slow:
+            fields["slow"] = True
         return fields  # None values are left out of the line

@@ -89,6 +89,10 @@ class Settings:
     # allow-list of tenant label values (comma-separated); see metrics.TenantLabels
     tenants: str = env("TENANTS", "", documented="empty")
     tenant_header: str = env("TENANT_HEADER", "X-Tenant-Id")
+    # the p99 bound of the function's latency contract (functions/<name>/slo/latency.feature):
+    # requests slower than this count as slow in torchfaas_slow_requests_total, which the
+    # burn-rate alerts read, so each function is alerted on its own promise
+    latency_objective_ms: float = env("LATENCY_OBJECTIVE_MS", 250.0, float)
     # the commit the image was built from (Dockerfile build arg); in GET / and model_loaded
     source_commit: str = env("SOURCE_COMMIT", "", documented="empty")
     # PyTorch's own variable, on by default here: tensors of 2 MiB and more are
@@ -106,6 +110,8 @@ class Settings:
         for name in ("port", "max_body_bytes", "batch_size", "queue_size", "request_id_max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not math.isfinite(self.latency_objective_ms) or self.latency_objective_ms <= 0:
+            raise ValueError(f"latency_objective_ms must be a finite number > 0, not {self.latency_objective_ms}")
         for name in ("batch_delay_ms", "inference_timeout_ms", "drain_seconds", "shutdown_timeout_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
