@@ -139,11 +139,14 @@ clean:
 # speed: model limit, pipeline limit, served vs seed-style handler at c=1/4/16,
 # cold start, logging cost and the target ratios (docs/benchmarks.md, "What each figure means");
 # ~10 min (every served variant and the seed started 3 times, interleaved, each variant's
-# pipeline limit taken right after its starts).
+# pipeline limit taken right after its starts). Another FUNCTION= gets what means the same for
+# any function: served c=1/4/16 with its load inputs, the runtime alone, cold start (~2 min);
+# it lists the classifier-only parts it skips.
 # BENCH_ARGS e.g. "--duration 15" or "--env BATCH_SIZE=4"
 bench: install
 	@mkdir -p reports
-	PYTHONPATH=load $(PY) load/benchmark/bench.py --json reports/bench.json $(BENCH_ARGS)
+	PYTHONPATH=load $(PY) load/benchmark/bench.py --function $(FUNCTION) --artifacts $(ARTIFACTS) \
+		--json reports/bench$(if $(filter-out classifier,$(FUNCTION)),-$(FUNCTION)).json $(BENCH_ARGS)
 
 ## bench-peers: torchfaas against LitServe, TorchServe and BentoML on the same model (~12 min)
 # torchfaas fp32 against the peer servers (LitServe, TorchServe, BentoML), each serving the
