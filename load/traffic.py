@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import random
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from localrun import import_build
 from photos import PHOTOS
 
 # format -> (PIL format, Content-Type, save options, share of the traffic)
@@ -158,11 +158,9 @@ def latency_objective_ms(function: str) -> float:
     loaded against its own promise (classifier 250 ms, diabetes 50 ms) and a contract's
     number lives in its .feature file only. Raises logslo.objectives.ObjectiveError (a
     ValueError) when the function has no latency contract."""
-    # this checkout's SLO tool (slo/), whichever copy `pip install ./slo` put in the venv:
-    # the contract and the code that reads it come from the same tree
-    slo_tool = str(REPO / "slo")
-    if slo_tool not in sys.path:
-        sys.path.insert(0, slo_tool)
+    # this checkout's SLO tool (slo/logslo), whichever copy `pip install ./slo` put in the
+    # venv: the contract and the code that reads it come from the same tree
+    import_build(REPO / "slo", ("logslo",))
     from logslo.objectives import latency_objective_ms as from_contract
     return from_contract(slo_features(function))
 
