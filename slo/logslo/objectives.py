@@ -76,9 +76,9 @@ def latency_objective_ms(features, percent: float = P99) -> float:
     bounds = latency_bounds(features, percent)
     if not bounds:
         files = feature_files(features)
-        where = f"{len(files)} .feature file(s) in {features}" if files else f"no .feature file in {features}"
+        said = f"none of its {len(files)} .feature file(s) says" if files else "it has no .feature file to say"
         raise ObjectiveError(
-            f"no latency contract in {features} ({where}): none says "
+            f"no latency contract in {features}: {said} "
             f'"Then {LATENCY_STEP.replace("{pct:g}", f"{percent:g}").replace("{bound:g}", "<N>")}"')
     return min(bound for bound, _ in bounds)
 

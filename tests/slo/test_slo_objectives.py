@@ -46,7 +46,7 @@ def test_no_latency_contract_is_a_clear_error(features, capsys):
 def test_a_missing_folder_is_an_error_not_a_default(tmp_path, capsys):
     assert cli.main(["objective", str(tmp_path / "nope")]) == 2
     assert "no features folder or file" in capsys.readouterr().err
-    with pytest.raises(objectives.ObjectiveError, match="no .feature file"):
+    with pytest.raises(objectives.ObjectiveError, match="no .feature file to say"):
         objectives.latency_objective_ms(tmp_path)
 
 
