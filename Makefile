@@ -111,8 +111,8 @@ fuzz: install
 # [SOAK_ARGS="--rate 40 --env BATCH_SIZE=4"]; summary in reports/soak/soak.json
 .PHONY: soak
 soak: install shrinkwrap
-	$(PY) load/soak.py --build $(FN_BUILD) --artifacts $(ARTIFACTS) --duration $(or $(DURATION),600) \
-		--report-dir reports/soak $(SOAK_ARGS)
+	$(PY) load/soak.py --function $(FUNCTION) --build $(FN_BUILD) --artifacts $(ARTIFACTS) \
+		--duration $(or $(DURATION),600) --report-dir reports/soak $(SOAK_ARGS)
 
 ## build: faas-cli build -f stack.yml (the image, with SOURCE_COMMIT)
 # SOURCE_COMMIT: the commit the image is built from (stack.yml's build_args)
@@ -139,11 +139,14 @@ clean:
 # speed: model limit, pipeline limit, served vs seed-style handler at c=1/4/16,
 # cold start, logging cost and the target ratios (docs/benchmarks.md, "What each figure means");
 # ~10 min (every served variant and the seed started 3 times, interleaved, each variant's
-# pipeline limit taken right after its starts).
+# pipeline limit taken right after its starts). Another FUNCTION= gets what means the same for
+# any function: served c=1/4/16 with its load inputs, the runtime alone, cold start (~2 min);
+# it lists the classifier-only parts it skips.
 # BENCH_ARGS e.g. "--duration 15" or "--env BATCH_SIZE=4"
 bench: install
 	@mkdir -p reports
-	PYTHONPATH=load $(PY) load/benchmark/bench.py --json reports/bench.json $(BENCH_ARGS)
+	PYTHONPATH=load $(PY) load/benchmark/bench.py --function $(FUNCTION) --artifacts $(ARTIFACTS) \
+		--json reports/bench$(if $(filter-out classifier,$(FUNCTION)),-$(FUNCTION)).json $(BENCH_ARGS)
 
 ## bench-peers: torchfaas against LitServe, TorchServe and BentoML on the same model (~12 min)
 # torchfaas fp32 against the peer servers (LitServe, TorchServe, BentoML), each serving the
@@ -164,6 +167,12 @@ bench-peers: install
 # HTML report (verdicts + inline SVG charts) to SLO_HTML (default reports/slo/report.html).
 SLO_HTML ?= reports/slo/report.html
 SLO_FEATURES ?= $(or $(wildcard functions/$(FUNCTION)/slo),slo/features)
+# The p99 bound (ms) of the function's own latency contract in SLO_FEATURES (classifier 250,
+# diabetes 50), read by `torchfaas-slo objective` when a recipe runs: the line compare and
+# review draw on their latency charts. SLO_P99_MS=... overrides it. The load tools
+# (capacity, load, soak) read the same contract themselves (load/traffic.py), so they
+# hold the function to its promise when run without make too.
+slo_p99_ms = $(or $(SLO_P99_MS),$$($(VENV)/bin/torchfaas-slo objective $(SLO_FEATURES) 2>/dev/null))
 slo:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
@@ -187,7 +196,7 @@ compare: .compare-run
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	@mkdir -p $(COMPARE_REPORT); LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
 		COMPARE_BASELINE="$(BASELINE)" COMPARE_CANDIDATE="$(CANDIDATE)" COMPARE_REPORT="$(COMPARE_REPORT)" \
-		SLO_P99_MS="$(or $(SLO_P99_MS),250)" $(VENV)/bin/torchfaas-slo compare $(COMPARE_FEATURES); \
+		SLO_P99_MS="$(slo_p99_ms)" $(VENV)/bin/torchfaas-slo compare $(COMPARE_FEATURES); \
 		echo $$? > $(COMPARE_REPORT)/make.status
 
 ## judge-calibration: the judge's false-hold and detection rates, replayed from real logs
@@ -210,7 +219,8 @@ target_url = $(or $(LOAD_HOST),http://127.0.0.1:$(PORT))
 
 ## load: a Locust profile (PROFILE=steady|step|spike) against HOST= or a local function
 # make load [HOST=...] [PROFILE=steady|step|spike] [USERS=n] [DURATION=s] [LOCUST_ARGS=...]
-# thresholds: MAX_P95_MS, MAX_P99_MS, MAX_FAIL_RATIO (exit 1 when broken)
+# thresholds: MAX_P95_MS, MAX_P99_MS (default: the function's latency contract), MAX_FAIL_RATIO
+# (exit 1 when broken)
 # WORKERS=n: Locust distributed, one master and n workers (load/distributed.py);
 # LOCAL_WORKERS=m starts only m of them here, the others join from other machines
 locust_cmd = $(if $(WORKERS),$(PY) load/distributed.py --workers $(WORKERS) \
@@ -223,7 +233,8 @@ load: install shrinkwrap
 		--html reports/load/$(PROFILE).html --sent-log reports/load/$(PROFILE)-sent.jsonl $(LOCUST_ARGS)
 
 ## capacity: the concurrency and req/s one replica holds within the p99 SLO
-# make capacity [HOST=...] [PEAK_RPS=...] [SLO_P99_MS=250] [CAPACITY_ARGS=...]
+# make capacity [HOST=...] [PEAK_RPS=...] [SLO_P99_MS=ms] [CAPACITY_ARGS=...]; the SLO defaults to
+# the p99 bound of the function's latency contract (functions/<fn>/slo, else slo/features)
 capacity: install shrinkwrap
 	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) --function $(FUNCTION) \
 		--json reports/capacity/capacity.json $(CAPACITY_ARGS)
@@ -239,7 +250,7 @@ review: .review-run
 	$(call exit_with,$(file < $(REVIEW_DIR)/make.status))
 .review-run: install
 	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' REVIEW_DIR='$(REVIEW_DIR)' \
-		COMPARE_FEATURES='$(COMPARE_FEATURES)' bash load/review.sh; \
+		COMPARE_FEATURES='$(COMPARE_FEATURES)' SLO_P99_MS="$(slo_p99_ms)" bash load/review.sh; \
 		code=$$?; mkdir -p $(REVIEW_DIR); echo $$code > $(REVIEW_DIR)/make.status
 
 ## demo: the function locally + 30 s of load + log summary + SLO report (reports/demo)

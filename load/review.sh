@@ -36,6 +36,15 @@ if [ -z "$compare_features" ]; then
     compare_features=slo/compare
     [ -d "functions/$fn/compare" ] && compare_features="functions/$fn/compare"
 fi
+# the SLO line on the report's latency chart: SLO_P99_MS (the Makefile passes the function's
+# latency contract, `torchfaas-slo objective`), else read here from the function's SLO
+# contracts (functions/<name>/slo, else slo/features); none: no line
+slo_p99_ms=${SLO_P99_MS:-}
+if [ -z "$slo_p99_ms" ]; then
+    slo_features=slo/features
+    [ -d "functions/$fn/slo" ] && slo_features="functions/$fn/slo"
+    slo_p99_ms=$("$PY" -m logslo objective "$slo_features" 2>/dev/null)
+fi
 
 base_sha=$(git rev-parse --short=12 "$base_ref^{commit}") || { echo "review: no commit $base_ref" >&2; exit 3; }
 cand_sha=$(git rev-parse --short=12 HEAD)
@@ -107,7 +116,7 @@ at=$(date +%s)
 echo
 echo "== compare (make compare) over $out/merged.log"
 COMPARE_PROCESS_SD="$process_sd" COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split request by request between the base and the candidate served side by side, each kind of payload alternating between them in random order" \
-SLO_P99_MS="${SLO_P99_MS:-250}" "$PY" -m logslo compare "$compare_features" \
+SLO_P99_MS="$slo_p99_ms" "$PY" -m logslo compare "$compare_features" \
     --baseline "$base_version" --candidate "$cand_version" --log-file "$out/merged.log" --at "$at" --report-dir "$out"
 code=$?
 echo

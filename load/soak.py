@@ -1,14 +1,21 @@
 """Soak: steady load at ~80% of measured capacity with ~5% bad inputs, for a long time.
 
     python load/soak.py --build build/classifier --artifacts artifacts/classifier --duration 600
+    python load/soak.py --function diabetes --build build/diabetes --artifacts artifacts/diabetes
+    make soak FUNCTION=diabetes DURATION=300
 
 Starts the function (python index.py in the build folder, as `make run` does),
 measures its capacity with a short closed-loop burst (or takes --rate), then
-sends an open-loop steady stream at --load-factor (0.8) of it: real photos from
-load/traffic.py's corpus (JPEG/PNG/WebP, several sizes), and --bad-share (5%)
-client mistakes (empty, corrupt, truncated, bad topk, wrong Content-Type), each
-with its own X-Request-Id. It prints, as it goes, the function's RSS every
---sample-s seconds and the p99 latency of every minute, and at the end:
+sends an open-loop steady stream at --load-factor (0.8) of it: the function's own
+load inputs (traffic.load_inputs: functions/<name>/load_inputs.py; the classifier's
+real photos in JPEG/PNG/WebP at 320-1280 px, diabetes' real patients' rows), and
+--bad-share (5%) of the client mistakes the function declares there (the
+classifier's: empty, corrupt, truncated, bad topk, wrong Content-Type; diabetes':
+malformed JSON, a missing feature, ...; a function that declares none gets none),
+each with its own X-Request-Id. It prints, as it goes, the function's RSS every
+--sample-s seconds and the p99 latency of every minute (beside its latency
+contract's bound, for reference: the soak judges memory and the log, not latency),
+and at the end:
 
 - RSS growth after warm-up: the floor (lowest sample) of the last --window-s (10 s)
   minus the floor of the first --window-s after the warm-up (--warmup-s, default
@@ -35,8 +42,9 @@ from pathlib import Path
 
 import requests
 
+import traffic
 from localrun import free_port, proc_kib, stop_process
-from traffic import Picker, RequestIds, bad_requests, build_corpus
+from traffic import Picker, RequestIds
 
 
 def rss_mib(pid: int) -> float:
@@ -67,7 +75,7 @@ def p99(values: list[float]) -> float | None:
 
 
 class Function:
-    def __init__(self, build: Path, artifacts: Path, log_path: Path, env: dict):
+    def __init__(self, build: Path, artifacts: Path, log_path: Path, env: dict, name: str = "classifier"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -75,7 +83,7 @@ class Function:
         self._err = open(log_path.with_suffix(".stderr.log"), "w", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "index.py"], cwd=build, stdout=self._log, stderr=self._err,
-            env={**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "FUNCTION_NAME": "classifier",
+            env={**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "FUNCTION_NAME": name,
                  "ARTIFACTS_DIR": str(artifacts), "DRAIN_SECONDS": "0.5", **env})
 
     def wait_ready(self, timeout: float = 180):
@@ -133,7 +141,10 @@ def measure_capacity(url: str, corpus, seconds: float, concurrency: int) -> floa
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build", required=True, help="shrinkwrapped build folder (build/classifier)")
+    parser.add_argument("--function", default="classifier",
+                        help="the function: a folder of functions/ or a path to one; its load inputs and bad "
+                             "requests are sent (functions/<name>/load_inputs.py) and it is started under its name")
+    parser.add_argument("--build", required=True, help="shrinkwrapped build folder (build/<function>)")
     parser.add_argument("--artifacts", required=True)
     parser.add_argument("--duration", type=float, default=600, help="seconds of steady load")
     parser.add_argument("--rate", type=float, help="requests/s (default: --load-factor x measured capacity)")
@@ -150,6 +161,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.warmup_s is None:
         args.warmup_s = max(20.0, 0.2 * args.duration)
+    try:  # printed beside each minute's p99, for reference only
+        args.slo_p99_ms = traffic.latency_objective_ms(args.function)
+    except ValueError:  # the function has no latency contract
+        args.slo_p99_ms = None
     return args
 
 
@@ -194,6 +209,7 @@ def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) 
         with lock:
             return [r[3] for r in results if first_s <= r[0] < end_s and r[2] == 200]
 
+    contract = f" (latency contract: p99 <= {args.slo_p99_ms:g} ms)" if args.slo_p99_ms else ""
     start = time.monotonic()
     next_sample = 0.0
     minute_reported = 0
@@ -212,7 +228,7 @@ def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) 
             lat = latencies_200(minute_reported * 60, minute * 60)
             value = p99(lat)
             print(f"minute {minute_reported + 1}: {len(lat)} answers, p99 "
-                  f"{value * 1000 if value else float('nan'):.0f} ms", flush=True)
+                  f"{value * 1000 if value else float('nan'):.0f} ms{contract}", flush=True)
             minute_reported = minute
         due = start + n / rate
         if due > time.monotonic():
@@ -223,14 +239,15 @@ def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) 
             item = (bad.body, bad.content_type, bad.query, bad.expected_status)
         else:
             payload = picker.payload()
-            item = (payload.body, payload.content_type, "", 200)
+            query, _predictions = picker.random.choice(payload.queries)
+            item = (payload.body, payload.content_type, query, 200)
         pool.submit(send, now, ids.next(), *item)
         n += 1
     pool.shutdown(wait=True)
     rss.append((round(time.monotonic() - start, 1), round(rss_mib(fn.proc.pid), 1)))
     lat = latencies_200(minute_reported * 60, float("inf"))
     if lat:
-        print(f"minute {minute_reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms")
+        print(f"minute {minute_reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms{contract}")
     return results, rss
 
 
@@ -255,6 +272,7 @@ def verdict(args: argparse.Namespace, lines: list[dict], results: list, rss: lis
         if r[2] == 200:
             minutes.setdefault(int(r[0] // 60) + 1, []).append(r[3])
     summary = {
+        "function": args.function, "slo_p99_ms": args.slo_p99_ms,
         "duration_s": args.duration, "capacity_rps": capacity and round(capacity, 1), "rate_rps": round(rate, 1),
         "sent": len(results), "answered": len(answered), "no_answer": len(results) - len(answered),
         "statuses": {str(k): v for k, v in sorted(
@@ -285,15 +303,17 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     report_dir = Path(args.report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    corpus = build_corpus(sizes={320: 3, 640: 5})
+    corpus, bads = traffic.load_inputs(args.function)
+    if not bads:
+        args.bad_share = 0.0  # the function declares no client mistakes to send
     fn = Function(Path(args.build).resolve(), Path(args.artifacts).resolve(), report_dir / "function.log",
-                  dict(item.split("=", 1) for item in args.env))
+                  dict(item.split("=", 1) for item in args.env), traffic.function_dir(args.function).name)
     try:
         fn.wait_ready()
         capacity, rate = steady_rate(fn, args, corpus)
-        print(f"soak: capacity {capacity and round(capacity, 1)} req/s, steady load {rate:.1f} req/s "
+        print(f"soak: {args.function}, capacity {capacity and round(capacity, 1)} req/s, steady load {rate:.1f} req/s "
               f"for {args.duration:g} s, {args.bad_share:.0%} bad inputs, warm-up {args.warmup_s:g} s", flush=True)
-        results, rss = run_load(fn, args, corpus, bad_requests(corpus), rate)
+        results, rss = run_load(fn, args, corpus, bads, rate)
     finally:
         exit_code = fn.stop()
     summary = verdict(args, fn.lines(), results, rss, exit_code, capacity, rate)

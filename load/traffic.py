@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from localrun import import_build
 from photos import PHOTOS
 
 # format -> (PIL format, Content-Type, save options, share of the traffic)
@@ -133,13 +134,35 @@ def as_bad_request(item) -> BadRequest:
                       item.get("query", ""), int(item["expected_status"]))
 
 
-FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+REPO = Path(__file__).resolve().parent.parent
+FUNCTIONS = REPO / "functions"
 
 
 def function_dir(function: str) -> Path:
     """A function's folder: a path to one, or the name of a folder of functions/."""
     path = Path(function)
     return path if path.is_dir() else FUNCTIONS / function
+
+
+# -- a function's latency objective ---------------------------------------------
+def slo_features(function: str) -> Path:
+    """The SLO contracts `function` is judged by: its own `slo/` folder, else the defaults in
+    slo/features (the Makefile's SLO_FEATURES, `$(or $(wildcard functions/$(FUNCTION)/slo),slo/features)`)."""
+    own = function_dir(function) / "slo"
+    return own if own.is_dir() else REPO / "slo" / "features"
+
+
+def latency_objective_ms(function: str) -> float:
+    """The p99 bound (ms) `function`'s latency contract promises: the default SLO of the
+    capacity finder, Locust's p99 threshold and the soak's report, so that each function is
+    loaded against its own promise (classifier 250 ms, diabetes 50 ms) and a contract's
+    number lives in its .feature file only. Raises logslo.objectives.ObjectiveError (a
+    ValueError) when the function has no latency contract."""
+    # this checkout's SLO tool (slo/logslo), whichever copy `pip install ./slo` put in the
+    # venv: the contract and the code that reads it come from the same tree
+    import_build(REPO / "slo", ("logslo",))
+    from logslo.objectives import latency_objective_ms as from_contract
+    return from_contract(slo_features(function))
 
 
 def load_inputs(function: str) -> tuple[list[Payload], list[BadRequest]]:

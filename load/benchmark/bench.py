@@ -22,6 +22,13 @@ MODEL_PRECISION=bf16. On a CPU without native bf16 that variant serves fp32 (and
     PYTHONPATH=load .venv/bin/python load/benchmark/bench.py [--duration 8] [--json reports/bench.json] \\
         [--precisions fp32]
 
+Any other function (`make bench FUNCTION=diabetes`, `--function NAME`) gets the part that
+means the same for every function (generic_bench): 3 with its own load inputs
+(functions/<name>/load_inputs.py) and the runtime alone beside it, and 5 without the bare
+load (process start to /ready). 1, 2, 4, 6, bf16 and the ratios are the classifier's: its
+handler's in-process stages, a seed-style handler of the classifier, its artifact layout,
+its log fields, targets stated for it; the run says it skips them.
+
 The load generator is a small asyncio HTTP/1.1 client (keep-alive, prebuilt
 requests) so that it takes as little of the shared CPUs as possible; it loads
 both servers the same way. Limits (1, 2) are the best of a few repeats, served
@@ -41,6 +48,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import traffic
 from localrun import CLASSIFIER as FUNCTION
 from localrun import REPO, free_port, import_build, shrinkwrap, stop_process
 from stats import percentile
@@ -350,9 +358,9 @@ class Server:
         stop_process(self.proc)
 
 
-def function_server(build: Path, artifacts: Path, extra_env: dict, stdout) -> Server:
+def function_server(build: Path, artifacts: Path, extra_env: dict, stdout, name: str = "classifier") -> Server:
     port = free_port()
-    env = {"PORT": str(port), "HOST": "127.0.0.1", "FUNCTION_NAME": "classifier",
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "FUNCTION_NAME": name,
            "ARTIFACTS_DIR": str(artifacts), "DRAIN_SECONDS": "0", **extra_env}
     return Server([sys.executable, "index.py"], build, env, port, stdout)
 
@@ -649,7 +657,10 @@ def prepare_bf16(artifacts: Path, build: Path) -> Path:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--artifacts", default=str(REPO / "artifacts" / "classifier"))
+    parser.add_argument("--function", default="classifier",
+                        help="the function (a folder of functions/, or a path to one); any but the classifier "
+                             "gets the generic part only: served c1/4/16 with its load inputs, cold start")
+    parser.add_argument("--artifacts", help="its prepared artifacts (default artifacts/<function>)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per load level")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     parser.add_argument("--limit-seconds", type=float, default=1.0, help="seconds per in-process window")
@@ -795,10 +806,14 @@ def measure_runtime_only(plan: Plan) -> dict:
 
 def main() -> int:
     args = parse_args()
-    artifacts = Path(args.artifacts).resolve()
+    function = traffic.function_dir(args.function)
+    artifacts = Path(args.artifacts or REPO / "artifacts" / function.name).resolve()
     if not (artifacts / "manifest.json").is_file():
-        log(f"no artifacts in {artifacts}: run `make install` first")
+        install = "make install" + ("" if function == FUNCTION else f" FUNCTION={function.name}")
+        log(f"no artifacts in {artifacts}: run `{install}` first")
         return 2
+    if function.resolve() != FUNCTION.resolve():
+        return generic_bench(args, function, artifacts)
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
            "env": dict(kv.split("=", 1) for kv in args.env), "variants": {}}
@@ -820,6 +835,109 @@ def main() -> int:
     print(report(res))
     write_json(args.json, res)
     return 0
+
+
+# -- any function: the generic part ---------------------------------------------
+# what `make bench` measures that is the classifier's only, and why (printed when skipped)
+CLASSIFIER_ONLY = [
+    ("model and pipeline limits (1, 2)", "measured in-process through the classifier's handler stages"),
+    ("seed-style handler (4)", "a naive server of the classifier's model, its baseline"),
+    ("bare load beside the cold start (5)", "import torch + the classifier's artifact layout"),
+    ("JSON logging cost (6)", "timed with the classifier's log fields"),
+    ("MODEL_PRECISION=bf16", "the classifier's precision setting"),
+    ("target ratios", "issue 11's and 26's targets are stated for the classifier"),
+]
+
+
+def payload_requests(payloads: list, count: int = 240, seed: int = 1) -> list[bytes]:
+    """`count` raw HTTP requests drawn from a function's load inputs by their weights
+    (seeded, so every start and every run sends the same sequence), each with its
+    Content-Type and one of its query strings."""
+    picker = traffic.Picker(payloads, seed=seed)
+    out = []
+    for _ in range(count):
+        payload = picker.payload()
+        query, _predictions = picker.random.choice(payload.queries)
+        head = (f"POST /{'?' + query if query else ''} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: {payload.content_type}\r\nContent-Length: {len(payload.body)}\r\n\r\n").encode()
+        out.append(head + payload.body)
+    return out
+
+
+def cold_start(build: Path, artifacts: Path, repeats: int, name: str) -> dict:
+    """Process start to /ready 200, median of `repeats` starts."""
+    served = []
+    for _ in range(repeats):
+        server = function_server(build, artifacts, {}, subprocess.DEVNULL, name)
+        served.append(server.ready_at - server.started)
+        server.stop()
+    log(f"  process start to ready {statistics.median(served):.3f} s (median of {repeats})")
+    return {"served_s": statistics.median(served), "served_all": served}
+
+
+def generic_bench(args: argparse.Namespace, function: Path, artifacts: Path) -> int:
+    """What `make bench` means for any function: the served function under closed-loop
+    load at --levels with its own load inputs (best of --rounds starts), the runtime alone
+    (the stand-in model) at the top level under the same requests, and cold start."""
+    name = function.name
+    log(f"bench {name}: served c={args.levels} with its load inputs, the runtime alone, cold start; skipping the "
+        "classifier-only parts: " + "; ".join(f"{part} ({why})" for part, why in CLASSIFIER_ONLY))
+    payloads, _bad = traffic.load_inputs(str(function))
+    requests = payload_requests(payloads)
+    levels = [int(c) for c in args.levels.split(",")]
+    extra_env = dict(kv.split("=", 1) for kv in args.env)
+    res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+           "function": name, "env": extra_env, "payload_kinds": len(payloads),
+           "skipped": {part: why for part, why in CLASSIFIER_ONLY}}
+    with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
+        build = shrinkwrap(function, Path(tmp) / name)
+        runs = []
+        for round_ in range(args.rounds):
+            log(f"{name}, start {round_ + 1} of {args.rounds}")
+            server = function_server(build, artifacts, extra_env, subprocess.DEVNULL, name)
+            try:
+                runs.append(load_levels(server, requests, levels, args.warmup, args.duration))
+            finally:
+                server.stop()
+        res["served_runs"], res["served"] = runs, best_of_starts(runs)
+        if not args.served_only:
+            log("runtime only (stand-in model)")
+            standin = function_server(shrinkwrap(STANDIN, Path(tmp) / "standin"), Path(tmp) / "none",
+                                      {"FUNCTION_NAME": "standin"}, subprocess.DEVNULL)
+            try:
+                res["runtime_only"] = load_levels(standin, requests, levels[-1:], args.warmup, args.duration)
+            finally:
+                standin.stop()
+            log(f"cold start, {name}")
+            res["cold_start"] = cold_start(build, artifacts, args.cold_repeats, name)
+    print(generic_report(res))
+    write_json(args.json, res)
+    return 0
+
+
+def generic_report(res: dict) -> str:
+    lines = [f"# torchfaas bench: {res['function']} ({res['when']}, {res['cpus']} CPUs)",
+             f"# CPU: {res.get('cpu_model', '?')}", "",
+             f"## Served, closed loop, its load inputs ({res['payload_kinds']} kinds of request, drawn by weight)",
+             f"  {'':15s} {'conc':>4s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s} "
+             f"{'cpu ms/req':>10s} {'client ms/req':>13s}"]
+    for name, rows in ((res["function"], res["served"]), ("runtime only", res.get("runtime_only", []))):
+        for r in rows:
+            lines.append(f"  {name:15s} {r['concurrency']:4d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
+                         f"{r['p99_ms']:8.1f} {r['errors']:6d} {r['cpu_ms_per_request']:10.2f} "
+                         f"{r.get('client_cpu_ms_per_request', float('nan')):13.2f}")
+    if len(res.get("served_runs", [])) > 1:
+        lines.append(f"  best of {len(res['served_runs'])} process starts per level (the p50 too); top-level "
+                     "req/s by start: " + " / ".join(f"{run[-1]['throughput']:.1f}" for run in res["served_runs"]))
+    if res.get("runtime_only"):
+        lines.append("  runtime only: the stand-in model (no model work) under the same requests: the runtime's own "
+                     "share (HTTP, batching, JSON, log line, metrics)")
+    cold = res.get("cold_start")
+    if cold:
+        lines += ["", "## Cold start (median)", f"  process start -> ready {cold['served_s']:.3f} s"]
+    lines += ["", "## Not measured for this function (the classifier's; make bench FUNCTION=classifier)"]
+    lines += [f"  {part}: {why}" for part, why in res["skipped"].items()]
+    return "\n".join(lines)
 
 
 def write_json(path: str | None, res: dict) -> None:

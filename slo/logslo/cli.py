@@ -24,6 +24,12 @@ missing/empty/unreadable log, a usage error).
 `calibrate` replays a committed log of identical code through the comparison contracts
 and prints their false-hold and detection rates (see calibration.py).
 
+`objective` prints the p99 latency bound (ms) of the latency contract in FEATURES (a
+function's SLO folder or a .feature file): the default the load tools hold the function to
+(see objectives.py); exit 2 when there is no latency contract.
+
+    torchfaas-slo objective [FEATURES] [--percent 99]
+
 `commits` prints, as JSON, the commits (SOURCE_COMMIT of the image) each model version
 seen in the window was built from: {"sha256-...": ["0123abc..."]}.
 
@@ -219,7 +225,13 @@ def calibrate(argv: list, environ=None) -> int:
     return calibration.main(argv)
 
 
-COMMANDS = {"check": check, "compare": compare, "commits": commits, "calibrate": calibrate}
+def objective(argv: list, environ=None) -> int:
+    """The latency bound a function's contracts promise (objectives.py)."""
+    from . import objectives
+    return objectives.main(argv, prog=f"{PROG} objective")
+
+
+COMMANDS = {"check": check, "compare": compare, "commits": commits, "calibrate": calibrate, "objective": objective}
 
 
 def main(argv=None) -> int:

@@ -62,7 +62,10 @@ def test_review_of_diabetes_sends_its_rows_and_judges_it_by_its_own_contracts(tm
     assert {line["instances"] for line in served} <= {1, 4, 16} and "top1_class" not in served[0]
     sent = [json.loads(line) for line in (review / "sent.jsonl").read_text().splitlines()]
     assert all(s["ok"] for s in sent) and any(s["payload"].startswith("patient") for s in sent)
-    contracts = [c["contract"] for c in json.loads((review / "report.json").read_text())["contracts"]]
-    assert len(contracts) == 4 and not any("class" in c for c in contracts), contracts
-    assert "at least 100 requests" in contracts[0] and "5xx" in contracts[-1]
+    doc = json.loads((review / "report.json").read_text())
+    contracts = [c["contract"] for c in doc["contracts"]]
+    assert len(contracts) == 5 and not any("class" in c for c in contracts), contracts
+    assert doc["timeline"]["slo_p99_ms"] == 50  # the SLO line: diabetes' latency contract, not the classifier's
+    assert "at least 100 requests" in contracts[0] and any("5xx" in c for c in contracts)
+    assert any("prediction_mean" in c for c in contracts)  # the regression's predicted value
     assert any(c.startswith("p99 latency") for c in contracts)
