@@ -159,14 +159,14 @@ bench-peers: install
 	PYTHONPATH=load $(PY) load/benchmark/peer_bench.py --json reports/peers.json $(PEER_BENCH_ARGS)
 
 ## slo: check the SLO contracts on LOG_FILE=... or LOKI_URL=...; HTML report in reports/slo
-# SLO contracts (slo/features) with the SLO tool (slo/: the `torchfaas-slo` command)
-# (a function that keeps its own, in functions/$(FUNCTION)/slo, is judged by those: FUNCTION=diabetes)
+# the function's SLO contracts (functions/$(FUNCTION)/slo/*.feature) with the SLO tool
+# (slo/: the `torchfaas-slo` command)
 # against Loki (LOKI_URL) or a JSONL log (LOG_FILE), at SLO_AT (unix seconds, default now);
 # JSON report to SLO_REPORT; SLO_TAGS filters scenarios (e.g. SLO_TAGS="not @production-mix").
 # Needs only the slo package (behave), not torch: a venv with just `pip install ./slo` runs it.
 # HTML report (verdicts + inline SVG charts) to SLO_HTML (default reports/slo/report.html).
 SLO_HTML ?= reports/slo/report.html
-SLO_FEATURES ?= $(or $(wildcard functions/$(FUNCTION)/slo),slo/features)
+SLO_FEATURES ?= functions/$(FUNCTION)/slo
 # The p99 bound (ms) of the function's own latency contract in SLO_FEATURES (classifier 250,
 # diabetes 50), read by `torchfaas-slo objective` when a recipe runs: the line compare and
 # review draw on their latency charts. SLO_P99_MS=... overrides it. The load tools
@@ -181,13 +181,13 @@ slo:
 
 ## compare: judge CANDIDATE= against BASELINE= (exit 0 promote, 1 hold, 2 inconclusive, 3 broken run)
 # make compare BASELINE=<model_version> CANDIDATE=<model_version> [LOG_FILE=... | LOKI_URL=...]
-# [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the comparison contracts (slo/compare, or the
-# function's own in functions/$(FUNCTION)/compare: bounds and confidence level in the feature
-# text) over the same window; exit 0 promote, 1 hold,
+# [SLO_AT=unix seconds] [COMPARE_REPORT=dir]: the function's comparison contracts
+# (functions/$(FUNCTION)/compare: bounds and confidence level in the feature text) over the
+# same window; exit 0 promote, 1 hold,
 # 2 inconclusive, 3 broken run (make itself exits with that code: see mk/exit_status.c).
 # report.md, report.json, report.html in COMPARE_REPORT (default reports/compare).
 COMPARE_REPORT ?= reports/compare
-COMPARE_FEATURES ?= $(or $(wildcard functions/$(FUNCTION)/compare),slo/compare)
+COMPARE_FEATURES ?= functions/$(FUNCTION)/compare
 .PHONY: .compare-run
 compare: .compare-run
 	$(call exit_with,$(file < $(COMPARE_REPORT)/make.status))
@@ -234,7 +234,7 @@ load: install shrinkwrap
 
 ## capacity: the concurrency and req/s one replica holds within the p99 SLO
 # make capacity [HOST=...] [PEAK_RPS=...] [SLO_P99_MS=ms] [CAPACITY_ARGS=...]; the SLO defaults to
-# the p99 bound of the function's latency contract (functions/<fn>/slo, else slo/features)
+# the p99 bound of the function's latency contract (functions/<fn>/slo)
 capacity: install shrinkwrap
 	$(call with_fn,reports/capacity) $(PY) load/capacity.py --host $(target_url) --function $(FUNCTION) \
 		--json reports/capacity/capacity.json $(CAPACITY_ARGS)

@@ -41,7 +41,7 @@ from stats import percentile
 # Locust (and its gevent monkey-patching) is imported by run() only, so the
 # arithmetic below can be imported and tested without it.
 # The SLO has no number of its own here: --slo-p99-ms defaults to the function's latency
-# contract (traffic.latency_objective_ms: functions/<name>/slo, else slo/features), so the
+# contract (traffic.latency_objective_ms: functions/<name>/slo), so the
 # classifier is measured at its 250 ms and diabetes at its 50 ms.
 
 
@@ -258,7 +258,7 @@ def parse_args(argv=None):
                    help="the function: http://127.0.0.1:8080 or http://GATEWAY:8080/function/classifier")
     p.add_argument("--slo-p99-ms", type=float, default=float(env("SLO_P99_MS")) if env("SLO_P99_MS") else None,
                    help="latency SLO: p99 at most this many ms (env SLO_P99_MS; default: the function's latency "
-                        "contract, functions/<name>/slo else slo/features, e.g. classifier 250, diabetes 50)")
+                        "contract, functions/<name>/slo, e.g. classifier 250, diabetes 50)")
     p.add_argument("--max-fail-ratio", type=float, default=float(env("MAX_FAIL_RATIO") or 0.01))
     p.add_argument("--start-users", type=int, default=1)
     p.add_argument("--growth", type=float, default=1.25, help="next step = ceil(users x growth), at least +1")

@@ -11,7 +11,7 @@
 #      for diabetes) plus a few bad requests; CSV + HTML reports in reports/demo/
 #   4. stop the function (SIGTERM: it drains and logs its shutdown)
 #   5. summarise the log and check every request sent has its log line
-#   6. run the function's SLO contracts (functions/<name>/slo, else slo/features; `make slo`) on the log file, with the
+#   6. run the function's SLO contracts (functions/<name>/slo; `make slo`) on the log file, with the
 #      HTML report in reports/demo/report.html
 #   7. say whether the machine was busy during the load (load/machine.py: CPU used by
 #      other processes), so that a failed latency contract names its likely cause

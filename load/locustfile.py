@@ -60,7 +60,7 @@ log = logging.getLogger("torchfaas.load")
 BAD_PREFIX = "bad: "
 DEFAULT_FUNCTION = "classifier"
 # the same numbers as the SLO contracts: at most 1% failed, and p99 within the function's
-# latency contract (None: read from functions/<name>/slo, else slo/features, when the run
+# latency contract (None: read from functions/<name>/slo when the run
 # is judged; classifier 250 ms, diabetes 50 ms), so the threshold follows the function
 DEFAULTS = {"max_p95_ms": 0.0, "max_p99_ms": None, "max_fail_ratio": 0.01}
 

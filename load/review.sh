@@ -11,7 +11,7 @@
 #      a real canary shares its window with the stable version, so whatever the
 #      machine does during the run (another job, a slow minute) hits both sides alike
 #   3. the two logs are merged and `make compare` judges the candidate against the base
-#      (COMPARE_FEATURES: the function's functions/<name>/compare, else slo/compare); report.md, report.json, report.html in REVIEW_DIR (reports/review)
+#      (COMPARE_FEATURES: the function's functions/<name>/compare); report.md, report.json, report.html in REVIEW_DIR (reports/review)
 #
 # Exit: compare's (0 promote, 1 hold, 2 inconclusive, 3 broken), or 3 if a side could
 # not be built or run. Needs PY, PORT, FUNCTION from the Makefile; REVIEW_USERS
@@ -31,19 +31,13 @@ seed=${REVIEW_SEED:-7}
 # each run's own interval accounted for 2.5%, leaving ~2% between starts (docs/review.md)
 process_sd=${REVIEW_PROCESS_SD:-0.02}
 fn=${FUNCTION:-classifier}
-compare_features=${COMPARE_FEATURES:-}
-if [ -z "$compare_features" ]; then
-    compare_features=slo/compare
-    [ -d "functions/$fn/compare" ] && compare_features="functions/$fn/compare"
-fi
+compare_features=${COMPARE_FEATURES:-functions/$fn/compare}
 # the SLO line on the report's latency chart: SLO_P99_MS (the Makefile passes the function's
 # latency contract, `torchfaas-slo objective`), else read here from the function's SLO
-# contracts (functions/<name>/slo, else slo/features); none: no line
+# contracts (functions/<name>/slo); none: no line
 slo_p99_ms=${SLO_P99_MS:-}
 if [ -z "$slo_p99_ms" ]; then
-    slo_features=slo/features
-    [ -d "functions/$fn/slo" ] && slo_features="functions/$fn/slo"
-    slo_p99_ms=$("$PY" -m logslo objective "$slo_features" 2>/dev/null)
+    slo_p99_ms=$("$PY" -m logslo objective "functions/$fn/slo" 2>/dev/null)
 fi
 
 base_sha=$(git rev-parse --short=12 "$base_ref^{commit}") || { echo "review: no commit $base_ref" >&2; exit 3; }

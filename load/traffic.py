@@ -146,10 +146,9 @@ def function_dir(function: str) -> Path:
 
 # -- a function's latency objective ---------------------------------------------
 def slo_features(function: str) -> Path:
-    """The SLO contracts `function` is judged by: its own `slo/` folder, else the defaults in
-    slo/features (the Makefile's SLO_FEATURES, `$(or $(wildcard functions/$(FUNCTION)/slo),slo/features)`)."""
-    own = function_dir(function) / "slo"
-    return own if own.is_dir() else REPO / "slo" / "features"
+    """The SLO contracts `function` is judged by: its folder's `slo/` (the Makefile's
+    SLO_FEATURES, `functions/$(FUNCTION)/slo`)."""
+    return function_dir(function) / "slo"
 
 
 def latency_objective_ms(function: str) -> float:

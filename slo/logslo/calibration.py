@@ -4,7 +4,7 @@
 `make review` run whose two sides served identical code (slo/calibration/): every
 inference line of both sides is one pool. A trial draws two disjoint samples of
 `--requests` lines from it, labels them baseline and candidate, optionally changes the
-candidate, and decides the contracts of a comparison feature file (slo/compare), with
+candidate, and decides the contracts of a comparison feature file (functions/classifier/compare), with
 the same step functions `torchfaas-slo compare` runs:
 
     identical    nothing changed: every hold is a false alarm
@@ -178,7 +178,8 @@ def main(argv: list) -> int:
     parser = argparse.ArgumentParser(prog="torchfaas-slo calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--log", default="slo/calibration/identical-code.jsonl.gz",
                         help="a log of one run whose two sides served identical code")
-    parser.add_argument("--features", default="slo/compare/canary.feature", help="the comparison contracts")
+    parser.add_argument("--features", default="functions/classifier/compare/canary.feature",
+                        help="the comparison contracts")
     parser.add_argument("--requests", type=int, default=2000,
                         help="requests a version per trial (default 2000: about what make review serves a "
                              "version by default)")

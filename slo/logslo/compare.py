@@ -4,7 +4,7 @@ Both versions are read over the same window, from the same log or Loki: their fi
 with the LogQL of the SLO contracts (queries.py), and their requests one by one (a log
 query, `backend.lines`), from which each comparison contract is decided with a
 confidence interval that knows both sample sizes (judge.py). The comparison contracts
-are Gherkin (e.g. slo/compare/*.feature): the bounds and the confidence level are lines
+are Gherkin (e.g. functions/classifier/compare/*.feature): the bounds and the confidence level are lines
 of their text. The hooks write the reports:
 
     report.md    for a pull-request comment or a job summary

@@ -7,7 +7,7 @@ here rather than from a number of their own, so that a function with a tighter p
 (diabetes: 50 ms) is measured against its own, and changing the contract changes them all.
 
     torchfaas-slo objective functions/diabetes/slo     # prints 50
-    torchfaas-slo objective slo/features/latency.feature
+    torchfaas-slo objective functions/classifier/slo/latency.feature
 
 The step is matched with the step definition's own pattern (steps.LATENCY_STEP), through
 the `parse` library behave matches steps with, so a contract the checker can run is a

@@ -24,7 +24,7 @@ def no_slo_from_the_shell(monkeypatch):
 
 def test_each_function_is_held_to_its_own_contract():
     assert traffic.slo_features("diabetes") == FUNCTIONS / "diabetes" / "slo"
-    assert traffic.slo_features("classifier") == REPO / "slo" / "features"  # the defaults, as make slo
+    assert traffic.slo_features("classifier") == REPO / "functions" / "classifier" / "slo"  # as make slo
     assert traffic.latency_objective_ms("classifier") == 250
     assert traffic.latency_objective_ms("diabetes") == 50
     assert traffic.latency_objective_ms(str(FUNCTIONS / "diabetes")) == 50  # a folder as well as a name

@@ -8,7 +8,7 @@ from logslo import calibration
 from test_slo_runner import REPO
 
 POOL = REPO / "slo" / "calibration" / "identical-code.jsonl.gz"
-FEATURE = REPO / "slo" / "compare" / "canary.feature"
+FEATURE = REPO / "functions" / "classifier" / "compare" / "canary.feature"
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ def model_labels():
 
 
 def feature_files():
-    return sorted((REPO / "slo").rglob("*.feature"))
+    return sorted((REPO / "functions" / "classifier").rglob("*.feature"))
 
 
 def named_classes(path):

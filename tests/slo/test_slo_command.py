@@ -132,10 +132,15 @@ def test_the_package_needs_behave_and_the_judges_statistics_nothing_else():
     assert done.stdout.strip() == "[]", done.stderr
 
 
-def test_the_projects_contracts_live_in_the_slo_folder():
-    assert FEATURES == SLO / "features"
-    assert sorted(p.name for p in FEATURES.iterdir()) == [
-        "errors.feature", "latency.feature", "predictions.feature", "traffic.feature"]
+def test_each_functions_contracts_live_in_its_own_folder():
+    """functions/<name>/slo and functions/<name>/compare, for every function: the SLO tool's
+    folder holds the tool only, so adding a function adds its contracts beside its handler."""
+    assert FEATURES == REPO / "functions" / "classifier" / "slo"
+    for function in sorted(p for p in (REPO / "functions").iterdir() if (p / "handler.py").is_file()):
+        assert sorted(p.name for p in (function / "slo").iterdir()) == [
+            "errors.feature", "latency.feature", "predictions.feature", "traffic.feature"], function.name
+        assert [p.name for p in (function / "compare").iterdir()] == ["canary.feature"], function.name
+    assert not (SLO / "features").exists() and not (SLO / "compare").exists()
     assert not (REPO / "tests" / "slo" / "features").exists() and not (REPO / "tests" / "slo" / "logslo").exists()
 
 

@@ -20,7 +20,7 @@ from logslo.file_backend import FileBackend
 from test_slo_logql import T0, request
 from test_slo_runner import REPO, loki_json
 
-CONTRACTS = REPO / "slo" / "compare"
+CONTRACTS = REPO / "functions" / "classifier" / "compare"
 CLASSES = ["golden retriever", "lampshade", "tabby", "espresso", "Egyptian cat", "daisy", "moped", "tripod"]
 WEIGHTS = [20, 15, 14, 13, 11, 10, 9, 8]
 

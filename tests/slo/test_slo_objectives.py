@@ -7,7 +7,7 @@ import pytest
 from logslo import cli, objectives, steps
 
 REPO = Path(__file__).resolve().parents[2]
-CLASSIFIER_SLO = REPO / "slo" / "features"
+CLASSIFIER_SLO = REPO / "functions" / "classifier" / "slo"
 DIABETES_SLO = REPO / "functions" / "diabetes" / "slo"
 
 
@@ -33,7 +33,7 @@ def test_the_command_prints_the_number(capsys):
     assert first == "250" and where.startswith("250\t") and where.endswith("latency.feature:11")
 
 
-@pytest.mark.parametrize("features", [REPO / "slo" / "compare", DIABETES_SLO / "errors.feature"])
+@pytest.mark.parametrize("features", [REPO / "functions" / "classifier" / "compare", DIABETES_SLO / "errors.feature"])
 def test_no_latency_contract_is_a_clear_error(features, capsys):
     with pytest.raises(objectives.ObjectiveError, match="no latency contract"):
         objectives.latency_objective_ms(features)

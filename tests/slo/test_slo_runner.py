@@ -14,7 +14,7 @@ from fake_loki import bare_json
 from test_slo_logql import T0, request
 
 REPO = Path(__file__).resolve().parents[2]
-FEATURES = REPO / "slo" / "features"
+FEATURES = REPO / "functions" / "classifier" / "slo"
 SLO_ENV = ("LOKI_URL", "LOG_FILE", "SLO_AT", "SLO_REPORT", "SLO_TAGS")
 
 

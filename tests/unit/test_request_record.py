@@ -15,7 +15,7 @@ def full_record() -> RequestRecord:
     return RequestRecord("r1", 0.0, status=500, latency_s=0.0123, method="POST", path="/",
                          input_bytes=3, tenant="acme", batch_size=2, queue_ms=1.234, inference_ms=5.678,
                          preprocess_ms=0.5, batch_retried=True, error="internal_error", trace="tb",
-                         client_gone=True, handler_fields={"top1_class": "tabby"})
+                         client_gone=True, slow=True, handler_fields={"top1_class": "tabby"})
 
 
 def test_every_logged_field_is_an_attribute_of_the_same_name():
@@ -37,5 +37,5 @@ def test_the_line_rounds_and_leaves_out_what_did_not_happen():
     line = full_record().log_fields()
     assert line["latency_ms"] == 12.3 and line["queue_ms"] == 1.23 and line["inference_ms"] == 5.68
     bare = RequestRecord("r2", 0.0, status=404, error="not_found").log_fields()
-    assert not {"batch_size", "queue_ms", "preprocess_ms", "batch_retried", "client_gone"} & set(bare)
+    assert not {"batch_size", "queue_ms", "preprocess_ms", "batch_retried", "client_gone", "slow"} & set(bare)
     assert bare["tenant"] is None and bare["trace"] is None  # EventLog leaves None out of the line

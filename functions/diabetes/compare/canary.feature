@@ -6,7 +6,7 @@ Feature: A candidate diabetes model is promoted only if it is confidently as goo
     - HOLD when the whole interval is beyond a bound (confidently worse than allowed),
     - PROMOTE when every interval is within its bound,
     - INCONCLUSIVE otherwise: the report says how many more requests would decide.
-  The same bounds as the classifier's (slo/compare/canary.feature), with the predicted
+  The same bounds as the classifier's (functions/classifier/compare/canary.feature), with the predicted
   value in place of its class mix: a regression answers numbers, not classes. A review
   sends both versions the same rows, so their mean predictions differ only by the model;
   5% of the usual ~150 is ~7 points of disease progression, an eighth of the model's own
