@@ -21,8 +21,9 @@ pytestmark = pytest.mark.image
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "functions" / "diabetes" / "testdata" / "example.json"
-# measured: 0.677 GB (the template's venv without the classifier's model packages)
-MAX_IMAGE_BYTES = 0.75e9
+# measured: 0.792 GB (base 199 MB, torch and the template's packages; no scikit-learn or
+# SciPy: they stay in the build stages)
+MAX_IMAGE_BYTES = 0.85e9
 # the data set's targets (disease progression one year on) span 25-346
 PLAUSIBLE = (0, 400)
 
@@ -98,8 +99,11 @@ def test_runs_read_only_non_root_answers_its_example_logs_and_counts(diabetes_im
 
     # /metrics: its requests counted under function="diabetes"; no classifier-only series
     families = {family.name: family for family in text_string_to_metric_families(metrics.text)}
-    served = {(s.labels["function"], s.labels["status"]): s.value for s in families["torchfaas_requests"].samples
-              if s.name == "torchfaas_requests_total"}
+    served: dict[tuple, float] = {}  # (function, status) -> requests, over events and tenants
+    for sample in families["torchfaas_requests"].samples:
+        if sample.name == "torchfaas_requests_total":
+            key = (sample.labels["function"], sample.labels["status"])
+            served[key] = served.get(key, 0) + sample.value
     assert served.get(("diabetes", "200")) == 1 and served.get(("diabetes", "400")) == 1, served
     assert {function for function, _ in served} == {"diabetes"}, served
     assert "torchfaas_top1_probability" not in metrics.text
