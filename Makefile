@@ -114,7 +114,7 @@ soak: install shrinkwrap
 	$(PY) load/soak.py --function $(FUNCTION) --build $(FN_BUILD) --artifacts $(ARTIFACTS) \
 		--duration $(or $(DURATION),600) --report-dir reports/soak $(SOAK_ARGS)
 
-## build: faas-cli build -f stack.yml (the image, with SOURCE_COMMIT)
+## build: faas-cli build -f stack.yml (every function's image, with SOURCE_COMMIT)
 # SOURCE_COMMIT: the commit the image is built from (stack.yml's build_args)
 build:
 	SOURCE_COMMIT=$$(git rev-parse HEAD 2>/dev/null) $(FAAS_CLI) build -f stack.yml
@@ -123,8 +123,8 @@ build:
 deploy:
 	$(FAAS_CLI) deploy -f stack.yml
 
-## image: build the image with podman and run it as faas-netes does (root, podman; minutes)
-# the image as `faas-cli build` builds it, built with podman against local stand-ins
+## image: build every function's image with podman, run each as faas-netes does (root, podman; minutes)
+# the images as `faas-cli build -f stack.yml` builds them, built with podman against local stand-ins
 # for the base images and run as faas-netes runs it (tests/image; needs root, podman,
 # runc, debootstrap; `make test` includes it, `-m "not image"` leaves it out)
 .PHONY: image

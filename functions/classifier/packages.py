@@ -56,7 +56,7 @@ BF16_GATE = Bounds()
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
 # "convpack": convolution weights packed at build time despite the dynamic batch
-# (toolkit.compiled.conv_weights_packed_for_dynamic_batch).
+# (compile_package(..., pack_conv_weights=True): toolkit.compiled.conv_weights_packed_for_dynamic_batch).
 AOTI_RECIPE = "uint8-nhwc-softmax-frozen-padfold-v3-convpack"
 # The fp32 package's key adds this: bump it when the fp32 network compiled changes.
 # "s2padfold": the stride-2 pads folded into the kernels (fold_stride2_pads), as in bf16.
@@ -124,7 +124,7 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
         try:
             compile_package(ServedModel(fp32_network(model)),
                             torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
-                            artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS)
+                            artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS, pack_conv_weights=True)
             if not package_isa(artifacts_dir / PACKAGE) and AOTI_CONFIGS:
                 # scalar kernels: ~3x slower than vectorised ones; never ship that silently
                 raise RuntimeError("the compiled kernels are not vectorised")
@@ -167,7 +167,7 @@ def prepare_bf16(artifacts_dir: Path, net: torch.nn.Module, have_fp32_package: b
         previous = {}
         compile_package(ServedModelBF16(bf16_network(net)),
                         torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8), path,
-                        inductor_configs=AOTI_CONFIGS)
+                        inductor_configs=AOTI_CONFIGS, pack_conv_weights=True)
         check_frozen(path)
     gate = previous.get("bf16_gate") or {}
     if gate.get("passed") is True and gate.get("bounds") == asdict(BF16_GATE):

@@ -14,15 +14,20 @@ import json
 import re
 import shlex
 import shutil
+import socket
 import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
 
+import requests
 import yaml
 
 from image_standins import podman, podman_env
 
 REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = "python3-http-torch"
 # what the image test measured, printed at the end of the session (tests/image/conftest.py)
 FACTS: dict[str, str] = {}
 # not in a clean clone; other test runs in a shared work tree may leave them behind
@@ -107,6 +112,19 @@ def step_outputs(build_output: str) -> list[tuple[str, str]]:
     return steps
 
 
+def function_tests_ran(build_output: str) -> str:
+    """Assert the test stage is on the way to ship: its RUN ran pytest and it passed, or
+    podman reused the layer an earlier build made by running it (a failing test leaves
+    no layer to reuse). -> what it was, for FACTS."""
+    step = stage_test_run(build_output)
+    if step["cached"]:
+        assert "TEST_ENABLED=true" in step["created_by"], step["created_by"]
+        return "cached layer of an earlier build"
+    assert step["pytest"] and " passed" in step["pytest"] and " failed" not in step["pytest"] \
+        and not step["skipped"], build_output[-3000:]
+    return step["pytest"]
+
+
 def image_config(image: str) -> dict:
     [info] = json.loads(podman("image", "inspect", image).stdout)
     return info
@@ -158,3 +176,104 @@ def stage_test_run(build_output: str) -> dict:
     summaries = [line for line in lines if re.match(r"^\d+ (passed|failed|errors?)\b.* in [\d.]+s", line)]
     return {"step": steps[0], "cached": bool(cached), "created_by": created_by,
             "pytest": summaries[-1] if summaries else None, "skipped": "skipping tests" in lines}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Container:
+    """`podman run` in the foreground: its stdout and stderr read line by line."""
+
+    def __init__(self, image: str, args: list[str], command: list[str] | None = None):
+        self.name = f"torchfaas-image-test-{uuid.uuid4().hex[:8]}"
+        self.cmd = ["podman", "run", "--rm", "--name", self.name, *args, image, *(command or [])]
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+
+    def start(self) -> "Container":
+        self.proc = subprocess.Popen(self.cmd, env=podman_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.readers = [threading.Thread(target=self._read, args=(stream, out), daemon=True)
+                        for stream, out in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))]
+        for reader in self.readers:
+            reader.start()
+        return self
+
+    @staticmethod
+    def _read(stream, out):
+        for raw in stream:
+            out.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        for reader in self.readers:
+            reader.join(10)
+        return code
+
+    def tail(self) -> str:
+        return "stdout:\n" + "\n".join(self.stdout[-20:]) + "\nstderr:\n" + "\n".join(self.stderr[-20:])
+
+    def json_lines(self) -> list[dict]:
+        """Its stdout, every line of which must be a JSON object."""
+        assert self.stdout, self.tail()
+        lines = []
+        for raw in self.stdout:
+            line = json.loads(raw)  # every stdout line is JSON ...
+            assert isinstance(line, dict), raw  # ... and an object
+            lines.append(line)
+        return lines
+
+    def remove(self):
+        remove_container(self.name)
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+def start_as_faas_netes(image: str, fn: dict, timeout: float = 180) -> tuple[Container, str, float]:
+    """The image run as faas-netes runs it (read-only root, writable /tmp, its non-root
+    user, stack.yml's limits and environment), started as the watchdog would start it
+    (the image's fprocess) and ready: (container, the app's URL, seconds to /ready 200).
+
+    Host network: the app listens on 127.0.0.1:$PORT as behind the watchdog; PORT is
+    moved to a free port so parallel runs on one machine do not collide."""
+    env = image_env(image_config(image))
+    port = free_port()
+    # faas-netes passes the stack's environment to the container
+    stack_env = [arg for key, value in (fn.get("environment") or {}).items() for arg in ("-e", f"{key}={value}")]
+    args = [*READ_ONLY, *TMP, *podman_limits(fn), *stack_env, "--network", "host", "-e", f"PORT={port}"]
+    container = Container(image, args, shlex.split(env["fprocess"])).start()
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    try:
+        while True:
+            assert container.proc.poll() is None, f"exited {container.proc.returncode}\n{container.tail()}"
+            assert time.monotonic() - started < timeout, f"not ready after {timeout} s\n" + container.tail()
+            try:
+                if requests.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+    except BaseException:
+        container.remove()
+        raise
+    return container, url, time.monotonic() - started
+
+
+def sandbox_probe(container: Container) -> dict:
+    """What the running container is allowed: its uid, whether / and /tmp are writable,
+    its memory limit in bytes (cgroup v1 or v2)."""
+    out = podman("exec", container.name, "sh", "-c",
+                 "id -u; touch /home/app/x 2>/dev/null && echo root-writable; "
+                 "touch /tmp/x && echo tmp-writable; cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                 "2>/dev/null || cat /sys/fs/cgroup/memory.max", timeout=60).stdout.split()
+    return {"uid": int(out[0]), "root_writable": "root-writable" in out, "tmp_writable": "tmp-writable" in out,
+            "memory": int(out[-1]), "raw": out}
+
+
+def memory_limit(fn: dict) -> int:
+    """stack.yml's memory limit in bytes (512Mi -> 536870912)."""
+    match = re.fullmatch(r"(\d+)([KMG])i?", str(fn["limits"]["memory"]))
+    return int(match.group(1)) * 1024 ** "KMG".index(match.group(2)) * 1024

@@ -7,14 +7,8 @@ cannot download them. The of-watchdog is one of them, so the test starts what th
 watchdog would start (the image's `fprocess`, `python index.py`) as the container's
 command, with the image's environment.
 """
-import json
 import re
-import shlex
 import shutil
-import subprocess
-import threading
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,15 +18,17 @@ from image_build import (
     FACTS,
     READ_ONLY,
     TMP,
+    function_tests_ran,
     image_config,
     image_env,
+    memory_limit,
     podman_build,
-    podman_limits,
-    remove_container,
+    sandbox_probe,
     shrinkwrap,
     stage_test_run,
+    start_as_faas_netes,
 )
-from image_standins import podman, podman_env, serve
+from image_standins import podman, serve
 
 pytestmark = pytest.mark.image
 
@@ -42,61 +38,10 @@ CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat
 MAX_IMAGE_BYTES = 0.9e9
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Container:
-    """`podman run` in the foreground: its stdout and stderr read line by line."""
-
-    def __init__(self, image: str, args: list[str], command: list[str] | None = None):
-        self.name = f"torchfaas-image-test-{uuid.uuid4().hex[:8]}"
-        self.cmd = ["podman", "run", "--rm", "--name", self.name, *args, image, *(command or [])]
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-
-    def start(self) -> "Container":
-        self.proc = subprocess.Popen(self.cmd, env=podman_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.readers = [threading.Thread(target=self._read, args=(stream, out), daemon=True)
-                        for stream, out in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr))]
-        for reader in self.readers:
-            reader.start()
-        return self
-
-    @staticmethod
-    def _read(stream, out):
-        for raw in stream:
-            out.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def wait(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
-        for reader in self.readers:
-            reader.join(10)
-        return code
-
-    def tail(self) -> str:
-        return "stdout:\n" + "\n".join(self.stdout[-20:]) + "\nstderr:\n" + "\n".join(self.stderr[-20:])
-
-    def remove(self):
-        remove_container(self.name)
-        if self.proc.poll() is None:
-            self.proc.kill()
-
-
 def test_the_function_tests_ran_in_the_default_build(classifier_image):
     """The test stage is on the way to ship: its RUN ran pytest, or podman reused the layer
     an earlier build made by running it (a failing test leaves no layer to reuse)."""
-    step = stage_test_run(classifier_image["output"])
-    if step["cached"]:
-        FACTS["function tests in the build"] = "cached layer of an earlier build"
-        assert "TEST_ENABLED=true" in step["created_by"], step["created_by"]
-    else:
-        FACTS["function tests in the build"] = step["pytest"] or "?"
-        assert step["pytest"] and " passed" in step["pytest"] and " failed" not in step["pytest"] \
-            and not step["skipped"], classifier_image["output"][-3000:]
+    FACTS["classifier tests in the build"] = function_tests_ran(classifier_image["output"])
 
 
 def test_image_config_is_what_faas_netes_needs(classifier_image):
@@ -138,35 +83,14 @@ def test_build_leftovers_stay_out_of_the_image(classifier_image):
 
 def test_runs_read_only_non_root_answers_logs_json_and_drains(classifier_image):
     image, fn = classifier_image["image"], classifier_image["fn"]
-    env = image_env(image_config(image))
-    port = free_port()
-    # host network: the app listens on 127.0.0.1:$PORT as behind the watchdog; PORT is
-    # moved to a free port so parallel runs on one machine do not collide
-    # faas-netes passes the stack's environment to the container
-    stack_env = [arg for key, value in (fn.get("environment") or {}).items() for arg in ("-e", f"{key}={value}")]
-    args = [*READ_ONLY, *TMP, *podman_limits(fn), *stack_env, "--network", "host", "-e", f"PORT={port}"]
-    container = Container(image, args, shlex.split(env["fprocess"])).start()
-    url = f"http://127.0.0.1:{port}"
+    container, url, ready = start_as_faas_netes(image, fn)
     try:
-        started = time.monotonic()
-        while True:
-            assert container.proc.poll() is None, f"exited {container.proc.returncode}\n{container.tail()}"
-            assert time.monotonic() - started < 180, "not ready after 180 s\n" + container.tail()
-            try:
-                if requests.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.25)
-        FACTS["container ready after"] = f"{time.monotonic() - started:.1f} s (podman run to /ready 200)"
+        FACTS["classifier ready after"] = f"{ready:.1f} s (podman run to /ready 200)"
 
         # as faas-netes runs it: read-only root, writable /tmp, not root, stack.yml's limits
-        probe = podman("exec", container.name, "sh", "-c",
-                       "id -u; touch /home/app/x 2>/dev/null && echo root-writable; "
-                       "touch /tmp/x && echo tmp-writable; cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
-                       "2>/dev/null || cat /sys/fs/cgroup/memory.max", timeout=60).stdout.split()
-        assert probe[0] != "0" and "root-writable" not in probe and "tmp-writable" in probe, probe
-        assert int(probe[-1]) == 1024 ** 3, probe
+        probe = sandbox_probe(container)
+        assert probe["uid"] != 0 and not probe["root_writable"] and probe["tmp_writable"], probe
+        assert probe["memory"] == memory_limit(fn) == 1024 ** 3, probe
 
         sent = {}
         for name in ("espresso.jpg", "cat.jpg"):
@@ -187,12 +111,7 @@ def test_runs_read_only_non_root_answers_logs_json_and_drains(classifier_image):
     finally:
         container.remove()
     assert code == 0, container.tail()
-    assert container.stdout, container.tail()
-    lines = []
-    for raw in container.stdout:
-        line = json.loads(raw)  # every stdout line is JSON ...
-        assert isinstance(line, dict), raw  # ... and an object
-        lines.append(line)
+    lines = container.json_lines()
     events = [line["event"] for line in lines]
     assert {"model_loaded", "shutdown_started", "shutdown"} <= set(events), events
     assert events.index("shutdown_started") < events.index("shutdown") == len(events) - 1, events

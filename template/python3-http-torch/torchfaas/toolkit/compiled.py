@@ -209,8 +209,18 @@ def conv_weights_packed_for_dynamic_batch():
 
 
 def compile_package(module: torch.nn.Module, example: torch.Tensor, package_path: str | os.PathLike,
-                    max_batch: int = 256, inductor_configs: dict | None = None) -> Path:
+                    max_batch: int = 256, inductor_configs: dict | None = None,
+                    pack_conv_weights: bool = False) -> Path:
     """Export `module(example)` with a dynamic dim 0 and AOT-compile it to `package_path`.
+
+    `pack_conv_weights=True` compiles under `conv_weights_packed_for_dynamic_batch()`:
+    a patch of Inductor's internals that packs convolution weights into oneDNN's
+    layout despite the dynamic batch (it takes effect with `{"freezing": True}` in
+    `inductor_configs`). Written for and measured on a convolutional network (the
+    classifier's EfficientNet: no weight reordered per pass, batch 1 17.5-18.0 instead
+    of 20.5-20.9 ms; docs/benchmarks.md, "The fast path"). Off by default: a model
+    without convolutions gains nothing, and another convolutional one should measure
+    its answers and speed with it first (tests/speed/test_frozen.py shows how).
 
     Build time only: imports torch._inductor and calls the C++ compiler.
     """
@@ -227,7 +237,8 @@ def compile_package(module: torch.nn.Module, example: torch.Tensor, package_path
         # Inductor freezes (folds the weights in as constants and prepacks the
         # convolutions for oneDNN) only when grad is off: with grad enabled
         # {"freezing": True} is silently ignored (prepacked_calls() checks it)
-        with torch.no_grad(), conv_weights_packed_for_dynamic_batch():
+        packing = conv_weights_packed_for_dynamic_batch() if pack_conv_weights else contextlib.nullcontext()
+        with torch.no_grad(), packing:
             torch._inductor.aoti_compile_and_package(exported, package_path=str(staged),
                                                      inductor_configs=dict(inductor_configs or {}))
         staged.replace(package_path)
