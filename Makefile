@@ -12,8 +12,10 @@ FN_BUILD := build/$(FUNCTION)
 ARTIFACTS := $(abspath artifacts/$(FUNCTION))
 FAAS_CLI ?= faas-cli
 # how `make run` starts the function: the environment the Dockerfile sets,
-# minus the watchdog
-RUN_ENV := PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS)
+# minus the watchdog, and the latency objective of the function's contract (what its
+# stack.yml entry sets; tests/unit/test_latency_objectives.py), read when a recipe runs
+RUN_ENV = PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(ARTIFACTS) \
+	LATENCY_OBJECTIVE_MS=$(shell $(VENV)/bin/torchfaas-slo objective functions/$(FUNCTION)/slo 2>/dev/null)
 
 .PHONY: help install run invoke test lint system-tools ci shrinkwrap build deploy clean slo load capacity demo \
 	bench compare review
