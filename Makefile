@@ -197,7 +197,7 @@ compare: .compare-run
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	@mkdir -p $(COMPARE_REPORT); LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_TAGS="$(SLO_TAGS)" \
-		COMPARE_BASELINE="$(BASELINE)" COMPARE_CANDIDATE="$(CANDIDATE)" COMPARE_REPORT="$(COMPARE_REPORT)" \
+		COMPARE_BASELINE="$(BASELINE)" COMPARE_CANDIDATE="$(CANDIDATE)" COMPARE_REPORT="$(COMPARE_REPORT)" SLO_FUNCTION=$(FUNCTION) \
 		SLO_P99_MS="$(slo_p99_ms)" $(VENV)/bin/torchfaas-slo compare $(COMPARE_FEATURES); \
 		echo $$? > $(COMPARE_REPORT)/make.status
 

@@ -110,7 +110,7 @@ at=$(date +%s)
 echo
 echo "== compare (make compare) over $out/merged.log"
 COMPARE_PROCESS_SD="$process_sd" COMPARE_REVIEW_SECONDS="$seconds" COMPARE_CONTEXT="one Locust run ($users users, ${seconds} s, seed $seed) split request by request between the base and the candidate served side by side, each kind of payload alternating between them in random order" \
-SLO_P99_MS="$slo_p99_ms" "$PY" -m logslo compare "$compare_features" \
+SLO_FUNCTION="$fn" SLO_P99_MS="$slo_p99_ms" "$PY" -m logslo compare "$compare_features" \
     --baseline "$base_version" --candidate "$cand_version" --log-file "$out/merged.log" --at "$at" --report-dir "$out"
 code=$?
 echo

@@ -24,6 +24,8 @@ class Settings:
     backend: object
     at: float
     report_path: str | None
+    # SLO_FUNCTION: the function `Given the function being checked` names ("" when unset)
+    function: str = ""
 
 
 def check_log_file(path: str) -> None:
@@ -75,7 +77,7 @@ def from_env(env=None) -> Settings:
         backend = FileBackend(env["LOG_FILE"])
     else:
         raise SettingsError(NO_SOURCE)
-    return Settings(backend, at, report)
+    return Settings(backend, at, report, env.get("SLO_FUNCTION", "").strip())
 
 
 def _parse_at(text: str) -> float:

@@ -73,6 +73,16 @@ def step_function(context, function):
     context.function = function
 
 
+# The function the run was started for (SLO_FUNCTION; `make slo|compare FUNCTION=<name>`
+# sets it): the template's skeleton contracts say this, so a function made with
+# `faas-cli new` is judged under its own name before anyone edits them.
+@given("the function being checked")
+def step_function_being_checked(context):
+    if not context.slo.function:
+        raise ValueError("SLO_FUNCTION names no function: run `make slo FUNCTION=<name>` (or set SLO_FUNCTION)")
+    context.function = context.slo.function
+
+
 @when("I look at the requests of the last {window}")
 @when("I look at the successful predictions of the last {window}")
 def step_window(context, window):

@@ -181,3 +181,16 @@ def test_no_backend_configured_is_a_usage_error():
     code, out = run_slo({}, features=FEATURES / "errors.feature")
     assert code != 0
     assert "set LOKI_URL (query Loki) or LOG_FILE" in out
+
+
+def test_the_skeletons_contracts_judge_the_function_being_checked(tmp_path):
+    """The template's skeleton contracts name no function: SLO_FUNCTION (make slo FUNCTION=)
+    does; without it the run fails saying so, it does not judge nothing."""
+    skeleton = REPO / "template" / "python3-http-torch" / "function" / "slo"
+    lines = [line.replace('"function": "classifier"', '"function": "tabular"') for line in healthy_hour()]
+    log = write_log(tmp_path, lines)
+    code, out = run_slo({"LOG_FILE": log, "SLO_AT": str(T0), "SLO_FUNCTION": "tabular"}, features=skeleton)
+    assert code == 0, out
+    assert "p99 latency of tabular model version v1" in out and "5xx ratio of tabular model version v1" in out
+    code, out = run_slo({"LOG_FILE": log, "SLO_AT": str(T0), "SLO_FUNCTION": ""}, features=skeleton)
+    assert code != 0 and "SLO_FUNCTION names no function" in out, out

@@ -136,3 +136,17 @@ class Prometheus:
                 return value
             time.sleep(0.25)
         raise AssertionError(f"{promql} never satisfied the condition; last answer {value}")
+
+
+def dashboard_queries(substitutions: dict) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query of the metrics dashboard, its Grafana variables
+    replaced as Grafana would (e.g. {"$function": "diabetes", "$__rate_interval": "1m"})."""
+    queries = []
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for var, value in substitutions.items():
+                expr = expr.replace(var, value)
+            assert "$" not in expr, f"a variable left in {expr}"
+            queries.append((panel["title"], expr))
+    return queries
