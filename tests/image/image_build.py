@@ -212,6 +212,11 @@ class Container:
             reader.join(10)
         return code
 
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, as Kubernetes stops a pod; its exit code."""
+        podman("kill", "--signal", "TERM", self.name, timeout=timeout)
+        return self.wait(timeout)
+
     def tail(self) -> str:
         return "stdout:\n" + "\n".join(self.stdout[-20:]) + "\nstderr:\n" + "\n".join(self.stderr[-20:])
 

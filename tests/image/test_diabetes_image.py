@@ -83,8 +83,7 @@ def test_runs_read_only_non_root_answers_its_example_logs_and_counts(diabetes_im
 
         metrics = requests.get(url + "/metrics", timeout=30)
         assert metrics.status_code == 200, metrics.text
-        podman("kill", "--signal", "TERM", container.name, timeout=60)
-        code = container.wait(60)
+        code = container.terminate()
     finally:
         container.remove()
     assert code == 0, container.tail()

@@ -106,8 +106,7 @@ def test_runs_read_only_non_root_answers_logs_json_and_drains(classifier_image):
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "empty_body"
         sent["image-empty"] = (400, None)
 
-        podman("kill", "--signal", "TERM", container.name, timeout=60)
-        code = container.wait(60)
+        code = container.terminate()
     finally:
         container.remove()
     assert code == 0, container.tail()
