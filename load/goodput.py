@@ -35,7 +35,7 @@ def client(host: str, timeout_s: float, stop_at: float, payloads: list, outcomes
     session = requests.Session()
     while time.monotonic() < stop_at:
         payload = picker.payload()
-        query, _predictions = picker.random.choice(payload.queries)
+        query, _predictions = picker.query(payload)
         try:
             res = session.post(host + "/" + (f"?{query}" if query else ""), data=payload.body, timeout=timeout_s,
                                headers={"Content-Type": payload.content_type})

@@ -250,7 +250,7 @@ class FunctionUser(FastHttpUser):
 
     def _good(self, payload: traffic.Payload):
         request_id = self.environment.request_ids.next()
-        query, expected = self.environment.picker.random.choice(payload.queries)
+        query, expected = self.environment.picker.query(payload)
         url = self._url("/?" + query if query else "/", payload.label)
         with self.client.post(url, data=payload.body, name=payload.name,
                               headers={"Content-Type": payload.content_type, "X-Request-Id": request_id},

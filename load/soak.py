@@ -239,7 +239,7 @@ def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) 
             item = (bad.body, bad.content_type, bad.query, bad.expected_status)
         else:
             payload = picker.payload()
-            query, _predictions = picker.random.choice(payload.queries)
+            query, _predictions = picker.query(payload)
             item = (payload.body, payload.content_type, query, 200)
         pool.submit(send, now, ids.next(), *item)
         n += 1

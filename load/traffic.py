@@ -199,6 +199,10 @@ class Picker:
     def payload(self) -> Payload:
         return self.random.choices(self.corpus, cum_weights=self.cum_weights)[0]
 
+    def query(self, payload: Payload) -> tuple[str, int | None]:
+        """One of the payload's (query string, predictions a 200 carries), at random."""
+        return self.random.choice(payload.queries)
+
 
 class Splitter:
     """Which host each request goes to, in random blocks per kind of request: the first of

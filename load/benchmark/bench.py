@@ -857,7 +857,7 @@ def payload_requests(payloads: list, count: int = 240, seed: int = 1) -> list[by
     out = []
     for _ in range(count):
         payload = picker.payload()
-        query, _predictions = picker.random.choice(payload.queries)
+        query, _predictions = picker.query(payload)
         head = (f"POST /{'?' + query if query else ''} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Type: {payload.content_type}\r\nContent-Length: {len(payload.body)}\r\n\r\n").encode()
         out.append(head + payload.body)

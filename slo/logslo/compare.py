@@ -50,8 +50,12 @@ class Sample:
     seconds: list = field(default_factory=list)  # each request's unix time (nan: none logged)
     faults: int = 0  # 5xx
     rejections: int = 0  # 4xx
-    classes: Counter = field(default_factory=Counter)  # top-1 class of each 200
     answers: list = field(default_factory=list)  # the fields of each 200's line
+
+    @property
+    def classes(self) -> Counter:
+        """The top-1 class of each 200 that names one."""
+        return Counter(fields["top1_class"] for fields in self.answers if fields.get("top1_class"))
 
     def values(self, name: str) -> list:
         """The numeric `name` field of each 200 (a regression's prediction_mean, say)."""
@@ -89,8 +93,6 @@ class Sample:
         self.rejections += 400 <= status < 500
         if status == 200:
             self.answers.append(fields)
-            if fields.get("top1_class"):
-                self.classes[fields["top1_class"]] += 1
 
 
 class Comparison:

@@ -60,7 +60,7 @@ def create_app(runtime, events, metrics) -> Flask:
         record = g.record
         response.headers["X-Request-Id"] = record.request_id
         if g.counted:
-            finish(record, response.status_code, settings.latency_objective_ms / 1000)
+            finish(record, response.status_code, settings.latency_objective_s)
             events.emit(record.event, record.message, level_for_status(record.status), **record.log_fields())
             metrics.observe_request(record)
         return response

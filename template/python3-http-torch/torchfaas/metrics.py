@@ -68,6 +68,7 @@ def latency_buckets(objective_s: float) -> tuple:
     share within the objective is exact, as the slow-request counter is."""
     return tuple(sorted({*LATENCY_BUCKETS, objective_s}))
 
+
 BASE_LABELS = ("function", "model_name", "model_version")
 TENANT_NONE, TENANT_OTHER = "none", "other"
 ZERO_STATUSES = ("200", "500", "503", "504")
@@ -250,11 +251,7 @@ class _StateCollector:
             "(metric, kind histogram|counter, the log field it is fed from).",
             labels=names + ["metric", "kind", "field"])
         for prediction, _ in m.predictions:
-            # the name to query: a histogram's _bucket/_sum/_count stem, a counter's _total
-            if isinstance(prediction, ValueHistogram):
-                declared.add_metric(base + [f"torchfaas_{prediction.name}", "histogram", prediction.field], 1)
-            else:
-                declared.add_metric(base + [f"torchfaas_{prediction.name}_total", "counter", prediction.field], 1)
+            declared.add_metric(base + [prediction.queried_as, prediction.kind, prediction.field], 1)
         yield declared
         yield gauge("torchfaas_inflight_requests", "Requests being served now (probes and scrapes excluded).",
                     runtime.inflight if runtime is not None else 0)

@@ -16,6 +16,7 @@ Each becomes `torchfaas_<name>` with the usual `function`, `model_name` and
 (anything else counts as `other`): predicted values never become unbounded labels.
 """
 from dataclasses import dataclass
+from typing import ClassVar
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 OTHER = "other"
@@ -28,6 +29,12 @@ class ValueHistogram:
     name: str
     help: str
     buckets: tuple = CONFIDENCE_BUCKETS
+    kind: ClassVar[str] = "histogram"
+
+    @property
+    def queried_as(self) -> str:
+        """The stem a query names (its _bucket, _sum and _count series)."""
+        return f"torchfaas_{self.name}"
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,12 @@ class LabelCounter:
     help: str
     values: tuple = ()
     label: str = "prediction"
+    kind: ClassVar[str] = "counter"
+
+    @property
+    def queried_as(self) -> str:
+        """The series a query names."""
+        return f"torchfaas_{self.name}_total"
 
     def label_of(self, value) -> str:
         value = str(value)

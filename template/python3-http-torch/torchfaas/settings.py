@@ -117,6 +117,10 @@ class Settings:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {value}")
 
+    @property
+    def latency_objective_s(self) -> float:
+        return self.latency_objective_ms / 1000
+
     def for_handler(self, handler) -> "Settings":
         """These settings as the handler's `settings_class` (a subclass of Settings, e.g.
         an image function's ImageSettings): the fields these have are kept, its own are
