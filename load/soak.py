@@ -17,9 +17,11 @@ each with its own X-Request-Id. It prints, as it goes, the function's RSS every
 contract's bound, for reference: the soak judges memory and the log, not latency),
 and at the end:
 
-- RSS growth after warm-up: the floor (lowest sample) of the last --window-s (10 s)
-  minus the floor of the first --window-s after the warm-up (--warmup-s, default
-  20% of the run, at least 20 s); fails above --max-rss-growth-mib (32);
+- RSS growth after warm-up (--warmup-s, default 20% of the run, at least 20 s): the
+  trend of the RSS floor (the lowest sample of each trailing --window-s, 10 s), as a
+  Theil-Sen slope with its 95% interval, times the time after warm-up; fails when
+  that exceeds --max-rss-growth-mib (32). The floor-to-floor difference is printed
+  beside it;
 - lost log lines: requests that got an answer but have no `inference` line in the
   function's log (and duplicated lines); fails on any;
 - 5xx answers (any is a failure: the load stays below capacity) and bad inputs
@@ -41,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+from scipy.stats import theilslopes
 
 import traffic
 from localrun import free_port, proc_kib, stop_process
@@ -51,20 +54,33 @@ def rss_mib(pid: int) -> float:
     return proc_kib(pid, "VmRSS") / 1024
 
 
-def rss_growth(samples: list[tuple[float, float]], warmup_s: float, window_s: float):
-    """(baseline, final, growth) in MiB from (t, rss) samples, or Nones without samples.
+def rss_growth(samples: list[tuple[float, float]], warmup_s: float, window_s: float) -> dict | None:
+    """How much the RSS grew after the warm-up, as a trend; None with too few samples.
 
-    Floors, not medians: a large photo's decode buffers lift RSS by tens of MiB
-    for a moment and are given back, so any one sample may catch them; a leak
-    lifts the floor itself, and the floor of a window is what is kept.
+    Floors, not samples: a large photo's decode buffers lift RSS by tens of MiB for
+    a moment and are given back, so any one sample may catch them; a leak lifts the
+    floor itself. A trend, not first-to-last: glibc gives a waitress thread its own
+    malloc arena the first time it allocates under a burst (docs/settings.md, Memory),
+    which lifts the floor in a few steps of 10-25 MiB that then stay flat (a fresh
+    clone's CI read +38.5 MiB first-to-last that way); a leak grows with every
+    request. The Theil-Sen slope (scipy) follows the line most floor pairs agree on,
+    so a few steps move it little and a steady leak sets it.
     """
     after = [(t, v) for t, v in samples if t >= warmup_s]
     if not after:
-        return None, None, None
-    first, last = after[0][0], after[-1][0]
-    baseline = min(v for t, v in after if t <= first + window_s)
-    final = min(v for t, v in after if t >= last - window_s)
-    return baseline, final, round(final - baseline, 1)
+        return None
+    first_t = after[0][0]
+    floors = [(t, min(v for u, v in after if t - window_s <= u <= t)) for t, _ in after if t >= first_t + window_s]
+    if len(floors) < 3:
+        return None
+    times, values = [t for t, _ in floors], [v for _, v in floors]
+    fit = theilslopes(values, times, alpha=0.95)
+    span = after[-1][0] - first_t
+    return {"floor_first_mib": values[0], "floor_last_mib": values[-1],
+            "floor_growth_mib": round(values[-1] - values[0], 1), "span_s": span,
+            "slope_mib_per_min": round(60 * float(fit.slope), 2),
+            "slope_ci95_mib_per_min": [round(60 * float(fit.low_slope), 2), round(60 * float(fit.high_slope), 2)],
+            "growth_mib": round(float(fit.slope) * span, 1)}
 
 
 def p99(values: list[float]) -> float | None:
@@ -153,7 +169,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bad-share", type=float, default=0.05)
     parser.add_argument("--warmup-s", type=float, help="default: 20%% of --duration, at least 20 s")
     parser.add_argument("--sample-s", type=float, default=5)
-    parser.add_argument("--window-s", type=float, default=10, help="RSS floor window at each end")
+    parser.add_argument("--window-s", type=float, default=10, help="trailing window of each RSS floor")
     parser.add_argument("--max-rss-growth-mib", type=float, default=32)
     parser.add_argument("--report-dir", default="reports/soak")
     parser.add_argument("--json", help="summary file (default: REPORT_DIR/soak.json)")
@@ -266,7 +282,8 @@ def verdict(args: argparse.Namespace, lines: list[dict], results: list, rss: lis
     # a bad input may meet a full queue first (429 is checked before preprocessing)
     wrong_bad = [r for r in answered if r[4] != 200 and r[2] not in (r[4], 429)]
     after = [v for t, v in rss if t >= args.warmup_s]
-    baseline, final, growth = rss_growth(rss, args.warmup_s, args.window_s)
+    memory = rss_growth(rss, args.warmup_s, args.window_s)
+    growth = memory and memory["growth_mib"]
     minutes = {}
     for r in answered:
         if r[2] == 200:
@@ -278,7 +295,7 @@ def verdict(args: argparse.Namespace, lines: list[dict], results: list, rss: lis
         "statuses": {str(k): v for k, v in sorted(
             {s: sum(1 for r in answered if r[2] == s) for s in {r[2] for r in answered}}.items())},
         "p99_ms_per_minute": {m: round(p99(v) * 1000, 1) for m, v in sorted(minutes.items())},
-        "rss_mib": rss, "rss_baseline_mib": baseline, "rss_final_mib": final, "rss_growth_mib": growth,
+        "rss_mib": rss, "rss_trend": memory, "rss_growth_mib": growth,
         "rss_max_after_warmup_mib": max(after) if after else None,
         "lost_lines": len(lost), "lost_examples": lost[:5], "duplicated_lines": len(duplicated),
         "not_json_lines": not_json, "server_errors": len(server_errors), "bad_inputs_misanswered": len(wrong_bad),
@@ -286,7 +303,7 @@ def verdict(args: argparse.Namespace, lines: list[dict], results: list, rss: lis
     }
     failures = []
     if growth is None or growth > args.max_rss_growth_mib:
-        failures.append(f"RSS grew {growth} MiB after warm-up (limit {args.max_rss_growth_mib:g})")
+        failures.append(f"RSS grew {growth} MiB after warm-up by its trend (limit {args.max_rss_growth_mib:g})")
     if lost or duplicated or not_json:
         failures.append(f"log lines: {len(lost)} lost, {len(duplicated)} duplicated, {not_json} not JSON")
     if server_errors:
@@ -317,6 +334,13 @@ def main(argv=None) -> int:
     finally:
         exit_code = fn.stop()
     summary = verdict(args, fn.lines(), results, rss, exit_code, capacity, rate)
+    memory = summary["rss_trend"]
+    if memory:
+        low, high = memory["slope_ci95_mib_per_min"]
+        print(f"memory: RSS floor trend {memory['slope_mib_per_min']:+.2f} MiB/min (95% CI {low:+.2f} to {high:+.2f},"
+              f" Theil-Sen over {len(summary['rss_mib'])} samples) -> {memory['growth_mib']:+.1f} MiB over the"
+              f" {memory['span_s']:g} s after warm-up (limit {args.max_rss_growth_mib:g}); floor first to last"
+              f" {memory['floor_growth_mib']:+.1f} MiB", flush=True)
     print("SOAK SUMMARY " + json.dumps(summary), flush=True)
     Path(args.json or report_dir / "soak.json").write_text(json.dumps(summary, indent=2))
     for failure in summary["failures"]:

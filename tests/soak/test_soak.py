@@ -2,7 +2,7 @@
 
 The classifier, as `make run` starts it, under steady load at 80% of its measured
 capacity with 5% bad inputs for SOAK_CI_SECONDS (100 s, after a short capacity
-burst): it fails if the RSS floor grows more than 32 MiB after the warm-up, if any answered
+burst): it fails if the RSS floor's trend grows more than 32 MiB after the warm-up, if any answered
 request has no log line (or two), if any answer is a 5xx, or if a bad input is
 not answered with its 4xx.
 """
