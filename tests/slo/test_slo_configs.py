@@ -129,8 +129,12 @@ def test_grafana_dashboard_and_provisioning():
     dashboard = json.loads((LOKI / "grafana/dashboards/torchfaas-slo.json").read_text())
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     for needle in ("rate(", "status >= 500", "quantile_over_time(0.99", "$prediction_field",
-                   "sum by (model_version) (count_over_time"):
+                   "sum by (model_version) (count_over_time", "| unwrap $value_field |"):
         assert needle in exprs
+    # any function: its label field and its numeric field are variables, not the classifier's names
+    variables = {v["name"]: v["query"] for v in dashboard["templating"]["list"] if v["type"] == "textbox"}
+    assert variables == {"prediction_field": "top1_class", "value_field": "top1_prob"}
+    assert "top1" not in exprs
     assert all(t["datasource"]["uid"] == "loki" for p in dashboard["panels"] for t in p["targets"])
     datasource = load("grafana/provisioning/datasources/loki.yaml")["datasources"][0]
     assert (datasource["type"], datasource["uid"]) == ("loki", "loki")
@@ -173,7 +177,8 @@ def test_rules_and_dashboard_queries_extract_only_the_fields_they_use():
         assert metric_queries, name
         for line in metric_queries:
             assert "| json |" not in line, f"{name}: {line.strip()}"
-            for field in ("status", "latency_ms", "model_version", "top1_class"):
-                if re.search(rf"(by \([^)]*\b{field}\b|\| {field} |unwrap {field})", line):
-                    assert re.search(rf"\| json [a-z_, ]*\b{field}\b", line), \
+            for field in ("status", "latency_ms", "model_version", "top1_class", "$prediction_field", "$value_field"):
+                name_ = rf"(?<![\w$]){re.escape(field)}\b"  # a dashboard variable is a field name too
+                if re.search(rf"(by \([^)]*{name_}|\| {name_} |unwrap {name_})", line):
+                    assert re.search(rf"\| json [a-z_$, ]*{name_}", line), \
                         f"{name}: {field} not extracted: {line.strip()}"
