@@ -77,7 +77,7 @@ def rss_growth(samples: list[tuple[float, float]], warmup_s: float, window_s: fl
     fit = theilslopes(values, times, alpha=0.95)
     span = after[-1][0] - first_t
     return {"floor_first_mib": values[0], "floor_last_mib": values[-1],
-            "floor_growth_mib": round(values[-1] - values[0], 1), "span_s": span,
+            "floor_growth_mib": round(values[-1] - values[0], 1), "floors": len(floors), "span_s": span,
             "slope_mib_per_min": round(60 * float(fit.slope), 2),
             "slope_ci95_mib_per_min": [round(60 * float(fit.low_slope), 2), round(60 * float(fit.high_slope), 2)],
             "growth_mib": round(float(fit.slope) * span, 1)}
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
     if memory:
         low, high = memory["slope_ci95_mib_per_min"]
         print(f"memory: RSS floor trend {memory['slope_mib_per_min']:+.2f} MiB/min (95% CI {low:+.2f} to {high:+.2f},"
-              f" Theil-Sen over {len(summary['rss_mib'])} samples) -> {memory['growth_mib']:+.1f} MiB over the"
+              f" Theil-Sen over {memory['floors']} floors) -> {memory['growth_mib']:+.1f} MiB over the"
               f" {memory['span_s']:g} s after warm-up (limit {args.max_rss_growth_mib:g}); floor first to last"
               f" {memory['floor_growth_mib']:+.1f} MiB", flush=True)
     print("SOAK SUMMARY " + json.dumps(summary), flush=True)
