@@ -270,13 +270,14 @@ def handler_stage_cpu_ms(handler, payloads: list, batch: int, repeats: int = 60)
 
 
 # -- 3 + 4: closed-loop HTTP load ----------------------------------------------
+def raw_post(path: str, content_type: str, body: bytes) -> bytes:
+    """One prebuilt HTTP/1.1 POST, as the load client sends it."""
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 def build_requests(jpegs: dict, path: str = "/?topk=5", content_type: str = "image/jpeg") -> list[bytes]:
-    out = []
-    for body in jpegs.values():
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
-        out.append(head + body)
-    return out
+    return [raw_post(path, content_type, body) for body in jpegs.values()]
 
 
 async def _client(port: int, requests: list[bytes], offset: int, warm_until: float, stop_at: float,
@@ -430,14 +431,19 @@ def bare_load_seconds(artifacts: Path, package: str = "model.pt2") -> float:
     return elapsed
 
 
+def start_to_ready_seconds(build: Path, artifacts: Path, env: dict, name: str = "classifier") -> float:
+    """One start of the served function: process start to /ready 200."""
+    server = function_server(build, artifacts, env, subprocess.DEVNULL, name)
+    server.stop()
+    return server.ready_at - server.started
+
+
 def measure_cold_start(build: Path, artifacts: Path, repeats: int, precision: str = "fp32") -> dict:
     served, bare = [], []
     package = "model-bf16.pt2" if precision == "bf16" else "model.pt2"
     for _ in range(repeats):
         bare.append(bare_load_seconds(artifacts, package))
-        server = function_server(build, artifacts, {"MODEL_PRECISION": precision}, subprocess.DEVNULL)
-        served.append(server.ready_at - server.started)
-        server.stop()
+        served.append(start_to_ready_seconds(build, artifacts, {"MODEL_PRECISION": precision}))
     result = {"served_s": statistics.median(served), "bare_s": statistics.median(bare),
               "served_all": served, "bare_all": bare}
     log(f"  {precision}: process start to ready {result['served_s']:.3f} s; import torch + artifact load "
@@ -858,19 +864,13 @@ def payload_requests(payloads: list, count: int = 240, seed: int = 1) -> list[by
     for _ in range(count):
         payload = picker.payload()
         query, _predictions = picker.query(payload)
-        head = (f"POST /{'?' + query if query else ''} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Content-Type: {payload.content_type}\r\nContent-Length: {len(payload.body)}\r\n\r\n").encode()
-        out.append(head + payload.body)
+        out.append(raw_post(f"/{'?' + query if query else ''}", payload.content_type, payload.body))
     return out
 
 
 def cold_start(build: Path, artifacts: Path, repeats: int, name: str) -> dict:
     """Process start to /ready 200, median of `repeats` starts."""
-    served = []
-    for _ in range(repeats):
-        server = function_server(build, artifacts, {}, subprocess.DEVNULL, name)
-        served.append(server.ready_at - server.started)
-        server.stop()
+    served = [start_to_ready_seconds(build, artifacts, {}, name) for _ in range(repeats)]
     log(f"  process start to ready {statistics.median(served):.3f} s (median of {repeats})")
     return {"served_s": statistics.median(served), "served_all": served}
 

@@ -27,6 +27,11 @@ P99 = 99.0
 _LATENCY = parse.compile(LATENCY_STEP, case_sensitive=True)
 
 
+def step_text(percent: float, bound: str) -> str:
+    """The latency step as a contract writes it, for messages: `bound` stands for the number."""
+    return "Then " + LATENCY_STEP.replace("{pct:g}", f"{percent:g}").replace("{bound:g}", bound)
+
+
 class ObjectiveError(ValueError):
     """No objective can be read: no such path, no .feature file, or no latency contract."""
 
@@ -78,8 +83,7 @@ def latency_objective_ms(features, percent: float = P99) -> float:
         files = feature_files(features)
         said = f"none of its {len(files)} .feature file(s) says" if files else "it has no .feature file to say"
         raise ObjectiveError(
-            f"no latency contract in {features}: {said} "
-            f'"Then {LATENCY_STEP.replace("{pct:g}", f"{percent:g}").replace("{bound:g}", "<N>")}"')
+            f'no latency contract in {features}: {said} "{step_text(percent, "<N>")}"')
     return min(bound for bound, _ in bounds)
 
 
@@ -92,7 +96,7 @@ def main(argv: list, prog: str = "torchfaas-slo objective") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Print the latency bound (ms) a function's SLO contracts promise: the N of "
-                    f'"Then {LATENCY_STEP.replace("{pct:g}", "99").replace("{bound:g}", "N")}". '
+                    f'"{step_text(P99, "N")}". '
                     "The load tools (make capacity, make load, make compare, make review) default to it.")
     parser.add_argument("features", nargs="?", default="features", metavar="FEATURES",
                         help="a features folder or .feature file (default: ./features)")

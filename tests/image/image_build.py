@@ -14,7 +14,6 @@ import json
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ import requests
 import yaml
 
 from image_standins import podman, podman_env
+from localrun import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = "python3-http-torch"
@@ -176,12 +176,6 @@ def stage_test_run(build_output: str) -> dict:
     summaries = [line for line in lines if re.match(r"^\d+ (passed|failed|errors?)\b.* in [\d.]+s", line)]
     return {"step": steps[0], "cached": bool(cached), "created_by": created_by,
             "pytest": summaries[-1] if summaries else None, "skipped": "skipping tests" in lines}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Container:

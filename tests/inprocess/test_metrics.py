@@ -11,6 +11,8 @@ from torchfaas.identity import CurrentModel, ModelIdentity
 from torchfaas.metrics import LATENCY_BUCKETS, MAX_TENANTS, Metrics, TenantLabels
 from torchfaas.record import RequestRecord
 
+OBJECTIVE_S = 0.25  # the function's latency objective where a test does not vary it
+
 
 def samples(metrics: Metrics) -> list:
     body, content_type = metrics.render()
@@ -18,7 +20,7 @@ def samples(metrics: Metrics) -> list:
     return parse_samples(body)
 
 
-def answered(status: int, latency_s: float, tenant=None, objective_s: float = 0.25,
+def answered(status: int, latency_s: float, tenant=None, objective_s: float = OBJECTIVE_S,
              **handler_fields) -> RequestRecord:
     """The record of a request answered `status` in `latency_s`; batch timings for 200s."""
     record = RequestRecord("r", 0.0, status=status, latency_s=latency_s, tenant=tenant,
@@ -35,7 +37,8 @@ def loaded(tenants: str = "acme,globex") -> Metrics:
     assert fn.load()
     fn.close()  # only its state (in-flight, readiness, load times) is read
     model = CurrentModel(ModelIdentity("classifier"))
-    metrics = Metrics(model, TenantLabels(tenants, "X-Tenant-Id"), fn.runtime, StandIn.prediction_metrics)
+    metrics = Metrics(model, TenantLabels(tenants, "X-Tenant-Id"), fn.runtime, StandIn.prediction_metrics,
+                      latency_objective_s=OBJECTIVE_S)
     model.loaded("efficientnet-lite0", "v3", "0123456789ab")
     return metrics
 
@@ -82,7 +85,8 @@ def test_success_series_exist_at_zero_once_loaded():
     assert got == {(t, status, 0) for t in ("acme", "globex", "none", "other")
                    for status in ("200", "500", "503", "504")}
     # before load, with no pinned version, nothing is invented for "unknown"
-    unloaded = Metrics(CurrentModel(ModelIdentity("classifier")), TenantLabels("", "X-Tenant-Id"))
+    unloaded = Metrics(CurrentModel(ModelIdentity("classifier")), TenantLabels("", "X-Tenant-Id"),
+                       latency_objective_s=OBJECTIVE_S)
     assert not [s for s in samples(unloaded) if s.name == "torchfaas_requests_total"]
 
 
@@ -185,7 +189,7 @@ def test_zero_series_exist_as_soon_as_the_model_loads():
     from prometheus_client import generate_latest
 
     model = CurrentModel(ModelIdentity("classifier"))
-    metrics = Metrics(model, TenantLabels("", "X-Tenant-Id"))
+    metrics = Metrics(model, TenantLabels("", "X-Tenant-Id"), latency_objective_s=OBJECTIVE_S)
     assert b'status="200"' not in generate_latest(metrics.registry)  # nothing for "unknown"
     model.loaded("efficientnet-lite0", "v3")
     metrics.observe_request(answered(200, 0.01))  # answered before Prometheus scraped once
@@ -201,7 +205,8 @@ def test_prediction_metrics_are_what_the_handler_declares():
     model = CurrentModel(ModelIdentity("diabetes"))
     metrics = Metrics(model, TenantLabels("", "X-Tenant-Id"), predictions=(
         ValueHistogram("prediction_mean", "diabetes_prediction", "Mean prediction.", buckets=(100, 200, 300)),
-        LabelCounter("risk", "risk_class", "Answers by risk class.", values=("low", "high"), label="risk")))
+        LabelCounter("risk", "risk_class", "Answers by risk class.", values=("low", "high"), label="risk")),
+        latency_objective_s=OBJECTIVE_S)
     model.loaded("diabetes-linear", "v1")
     metrics.observe_request(answered(200, 0.01, prediction_mean=150.0, risk="low"))
     metrics.observe_request(answered(200, 0.01, prediction_mean=250.0, risk="LOW; drop table"))

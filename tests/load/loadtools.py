@@ -29,6 +29,12 @@ def run_locust(host: str, out: Path, *args: str, timeout: float = 60) -> subproc
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=clean_env())
 
 
+def run_capacity(host: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python load/capacity.py --host HOST ARGS` as `make capacity` runs it."""
+    cmd = [sys.executable, str(LOAD / "capacity.py"), "--host", host, *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=clean_env())
+
+
 def run_distributed(workers: int, host: str, out: Path, *args: str,
                     timeout: float = 120) -> subprocess.CompletedProcess:
     """What `make load WORKERS=n` runs: load/distributed.py, one master and `workers` local workers."""

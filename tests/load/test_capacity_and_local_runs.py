@@ -6,17 +6,15 @@ import subprocess
 import sys
 import time
 
-from loadtools import clean_env
+from loadtools import clean_env, run_capacity
 from localrun import CLASSIFIER_ARTIFACTS, LOAD, REPO, free_port
 
 
 def test_capacity_finder_measures_steps_and_prints_labels(classifier_fn, tmp_path):
     out = tmp_path / "capacity.json"
-    result = subprocess.run(
-        [sys.executable, str(LOAD / "capacity.py"), "--host", classifier_fn.url, "--start-users", "1",
-         "--max-users", "2", "--warmup-seconds", "0.5", "--step-seconds", "2", "--min-requests", "1",
-         "--slo-p99-ms", "30000", "--peak-rps", "100", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env=clean_env())
+    result = run_capacity(classifier_fn.url, "--start-users", "1", "--max-users", "2", "--warmup-seconds", "0.5",
+                          "--step-seconds", "2", "--min-requests", "1", "--slo-p99-ms", "30000", "--peak-rps", "100",
+                          "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "com.openfaas.scale.type: \"capacity\"" in result.stdout
     report = json.loads(out.read_text())
@@ -28,8 +26,7 @@ def test_capacity_finder_measures_steps_and_prints_labels(classifier_fn, tmp_pat
 
 
 def test_capacity_finder_says_when_the_function_is_down(tmp_path):
-    result = subprocess.run([sys.executable, str(LOAD / "capacity.py"), "--host", f"http://127.0.0.1:{free_port()}",
-                             "--json", ""], cwd=REPO, capture_output=True, text=True, timeout=60, env=clean_env())
+    result = run_capacity(f"http://127.0.0.1:{free_port()}", "--json", "")
     assert result.returncode != 0 and "not reachable" in result.stderr
 
 

@@ -13,7 +13,7 @@ import capacity
 import goodput
 import soak
 import traffic
-from loadtools import clean_env, run_locust
+from loadtools import run_capacity, run_locust
 from localrun import FUNCTIONS, LOAD, REPO
 
 
@@ -79,11 +79,9 @@ def diabetes(function_process):
 
 def test_capacity_measures_diabetes_against_its_50_ms(diabetes, tmp_path):
     out = tmp_path / "capacity.json"
-    result = subprocess.run(
-        [sys.executable, str(LOAD / "capacity.py"), "--host", diabetes.url, "--function", "diabetes",
-         "--start-users", "1", "--max-users", "2", "--warmup-seconds", "0.5", "--step-seconds", "2",
-         "--confirm", "0", "--min-requests", "20", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env=clean_env())
+    result = run_capacity(diabetes.url, "--function", "diabetes", "--start-users", "1", "--max-users", "2",
+                          "--warmup-seconds", "0.5", "--step-seconds", "2", "--confirm", "0", "--min-requests", "20",
+                          "--json", str(out))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "SLO p99 <= 50 ms" in result.stdout
     report = json.loads(out.read_text())

@@ -38,6 +38,6 @@ def assemble(settings: Settings, handler, log_stream, events: EventLog | None = 
     runtime = Runtime(settings, handler, events, events.model,
                       time.time() if process_started is None else process_started, artifact_check)
     metrics = Metrics(events.model, TenantLabels(settings.tenants, settings.tenant_header), runtime,
-                      getattr(handler, "prediction_metrics", ()), settings.latency_objective_s)
+                      getattr(handler, "prediction_metrics", ()), latency_objective_s=settings.latency_objective_s)
     return Function(runtime.settings, events.model, events, runtime, metrics,
                     create_app(runtime, events, metrics))

@@ -112,8 +112,8 @@ class Metrics:
     `latency_objective_s` the function's p99 bound (Settings.latency_objective_ms), whose
     slower requests the app marks `slow` on their record."""
 
-    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None, predictions=(),
-                 latency_objective_s: float = 0.25):
+    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None, predictions=(), *,
+                 latency_objective_s: float):
         self.registry = CollectorRegistry()
         self.model = model
         self.latency_objective_s = latency_objective_s
