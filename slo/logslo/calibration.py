@@ -24,12 +24,12 @@ import gzip
 import json
 import random
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
-from . import compare
-from .steps import parse_percent
+from .compare import feature
+from .compare.sampling import Sample
+from .verdicts import HOLD, INCONCLUSIVE, PROMOTE
 
 SCENARIOS = ("identical", "latency +25%", "5xx +3 points", "class mix 20% moved")
 TARGETS = {"identical": ("at most", 0.025), "latency +25%": ("at least", 0.975),
@@ -44,58 +44,17 @@ def read_pool(path: str) -> list:
     return [line for line in lines if line.get("event") == "inference" and "latency_ms" in line]
 
 
-def feature_contracts(path: str) -> tuple:
-    """(confidence, [(step function, args), ...]) for the `Then` steps of a comparison
-    feature file, matched against the steps `torchfaas-slo compare` registers."""
-    import parse
-    confidence = compare.DEFAULT_CONFIDENCE
-    found = []
-    with open(path, encoding="utf-8") as handle:
-        for raw in handle:
-            words = raw.strip().split(" ", 1)
-            if len(words) != 2 or words[0] not in ("Given", "And", "Then", "But"):
-                continue
-            text = words[1]
-            level = parse.parse("a confidence level of {level}", text)
-            if level:
-                confidence = parse_percent(level["level"])
-                continue
-            for keyword, pattern, func in compare.STEPS:
-                if keyword != "then":
-                    continue
-                match = parse.parse(pattern, text)
-                if match:
-                    found.append((func, match.named))
-                    break
-    if not found:
-        raise ValueError(f"no comparison contract in {path}")
-    return confidence, found
-
-
-def samples_of(lines: list) -> compare.Sample:
-    sample = compare.Sample()
+def samples_of(lines: list) -> Sample:
+    sample = Sample()
     for line in lines:
         sample.add({k: str(v) for k, v in line.items() if v is not None})
     return sample
 
 
-def comparison_of(base: compare.Sample, cand: compare.Sample) -> SimpleNamespace:
-    """What the contract functions read of a Comparison, for two samples."""
-    return SimpleNamespace(baseline="baseline", candidate="candidate", versions=("baseline", "candidate"),
-                           samples={"baseline": base, "candidate": cand}, logql=defaultdict(str), process_sd=0.0)
-
-
-def decide(contracts: tuple, base: compare.Sample, cand: compare.Sample) -> tuple:
+def decide(contracts: feature.Contracts, base: Sample, cand: Sample) -> tuple:
     """(overall verdict, {contract: verdict}) of the feature's contracts on two samples."""
-    confidence, steps = contracts
-    context = SimpleNamespace(slo_results=[], state=SimpleNamespace(
-        comparison=comparison_of(base, cand), confidence=confidence))
-    for func, args in steps:
-        try:
-            func(context, **args)
-        except AssertionError:
-            pass  # a hold: recorded in slo_results like any verdict
-    return compare.verdict(context.slo_results, []), {j.contract: j.verdict for j in context.slo_results}
+    overall, judgements = feature.decide(contracts, feature.pair(base, cand))
+    return overall, {j.contract: j.verdict for j in judgements}
 
 
 def change(scenario: str, lines: list, rng: random.Random, target_class: str) -> list:
@@ -142,8 +101,8 @@ def run(pool: list, contracts: tuple, requests: int, trials: dict, seed: int = 1
             overall, by_contract = decide(contracts, samples_of(base), samples_of(cand))
             tally.trials += 1
             tally.verdicts[overall] += 1
-            tally.holds_by_contract.update(name for name, v in by_contract.items() if v == compare.HOLD)
-            tally.undecided_by_contract.update(name for name, v in by_contract.items() if v == compare.INCONCLUSIVE)
+            tally.holds_by_contract.update(name for name, v in by_contract.items() if v == HOLD)
+            tally.undecided_by_contract.update(name for name, v in by_contract.items() if v == INCONCLUSIVE)
         tallies[scenario] = tally
     return tallies
 
@@ -154,7 +113,7 @@ def missed_targets(tallies: dict) -> list:
         tally = tallies.get(scenario)
         if not tally or not tally.trials:
             continue
-        rate = tally.rate(compare.HOLD)
+        rate = tally.rate(HOLD)
         if (word == "at most" and rate > target) or (word == "at least" and rate < target):
             missed.append(f"{scenario}: held in {rate:.1%} of {tally.trials} trials, target {word} {target:.1%}")
     return missed
@@ -168,8 +127,8 @@ def table(tallies: dict, requests: int, pool: int) -> str:
         word, target = TARGETS[scenario]
         held = ", ".join(f"{name} {count}" for name, count in tally.holds_by_contract.most_common()) or "-"
         undecided = ", ".join(f"{name} {count}" for name, count in tally.undecided_by_contract.most_common()) or "-"
-        lines.append(f"| {scenario} | {tally.trials} | {tally.rate(compare.HOLD):.1%} | "
-                     f"{tally.rate(compare.INCONCLUSIVE):.1%} | {tally.rate(compare.PROMOTE):.1%} | "
+        lines.append(f"| {scenario} | {tally.trials} | {tally.rate(HOLD):.1%} | "
+                     f"{tally.rate(INCONCLUSIVE):.1%} | {tally.rate(PROMOTE):.1%} | "
                      f"{word} {target:.1%} | {held} | {undecided} |")
     return "\n".join(lines)
 
@@ -190,14 +149,14 @@ def main(argv: list) -> int:
     args = parser.parse_args(argv)
     pool = read_pool(args.log)
     trials = {s: (args.trials if s == "identical" else args.detection_trials) for s in SCENARIOS}
-    tallies = run(pool, feature_contracts(args.features), args.requests, trials, args.seed)
+    tallies = run(pool, feature.read(args.features), args.requests, trials, args.seed)
     print(table(tallies, args.requests, len(pool)))
     missed = missed_targets(tallies)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"requests": args.requests, "pool": len(pool), "missed": missed,
                        "scenarios": {s: {"trials": t.trials, **{v: t.rate(v) for v in
-                                                                (compare.HOLD, compare.INCONCLUSIVE, compare.PROMOTE)},
+                                                                (HOLD, INCONCLUSIVE, PROMOTE)},
                                          "holds_by_contract": dict(t.holds_by_contract),
                                          "inconclusive_by_contract": dict(t.undecided_by_contract)}
                                      for s, t in tallies.items()}}, handle, indent=2)

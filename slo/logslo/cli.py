@@ -12,7 +12,7 @@ Every flag has an environment variable (the flag wins): LOKI_URL, LOG_FILE, SLO_
 SLO_REPORT, SLO_TAGS; LOKI_TIMEOUT, LOKI_TENANT, LOKI_USERNAME, LOKI_PASSWORD and
 LOKI_TOKEN are read from the environment only (secrets stay out of the command line).
 
-`compare` judges a candidate model version against a baseline (see compare.py):
+`compare` judges a candidate model version against a baseline (see the compare package):
 
     torchfaas-slo compare [FEATURES ...] --baseline V --candidate V [--log-file F | --loki-url URL]
                           [--at T] [--report-dir DIR] [--tags EXPR]
@@ -84,14 +84,11 @@ def check(argv: list, environ=None) -> int:
     if missing:
         print(f"{PROG}: no features folder or file {', '.join(map(repr, missing))}", file=sys.stderr)
         return 2
-    from . import settings
-    try:  # a missing, empty or unreadable log (or no source at all): one line, exit 2
-        settings.check(env)
-    except settings.SettingsError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
+    slo = _settings(env)
+    if slo is None:  # a missing, empty or unreadable log (or no source at all): one line, exit 2
         return 2
     from .runner import run
-    return run(features, env=env, tags=tags.strip() or None, behave_args=behave_args)
+    return run(features, settings=slo, tags=tags.strip() or None, behave_args=behave_args)
 
 
 def compare_parser() -> argparse.ArgumentParser:
@@ -124,42 +121,55 @@ def compare(argv: list, environ=None) -> int:
                        (args.report_dir, "COMPARE_REPORT")):
         if flag:
             env[name] = flag
-    env.setdefault("COMPARE_REPORT", "reports/compare")
-    env["COMPARE_REPORT"] = env["COMPARE_REPORT"] or "reports/compare"
-    missing = [name for name in ("COMPARE_BASELINE", "COMPARE_CANDIDATE") if not env.get(name)]
-    if missing:
-        print(f"{PROG} compare: set {' and '.join(missing)} (--baseline/--candidate: the two model versions)",
-              file=sys.stderr)
-        return 3
-    if env["COMPARE_BASELINE"] == env["COMPARE_CANDIDATE"]:
-        print(f"{PROG} compare: the baseline and the candidate are the same version", file=sys.stderr)
+    slo = _settings(env, "compare")
+    if slo is None or not _two_versions(slo.compare, "compare"):
         return 3
     features = args.features or ["compare"]
     nowhere = [path for path in features if not os.path.exists(path)]
     if nowhere:
         print(f"{PROG} compare: no features folder or file {', '.join(map(repr, nowhere))}", file=sys.stderr)
         return 3
-    from . import settings
-    try:
-        settings.check(env)
-    except settings.SettingsError as err:
-        print(f"{PROG} compare: {err}", file=sys.stderr)
-        return 3
-    from . import compare as comparing
+    from .compare import EXIT_CODES, behave_glue
     from .runner import run
-    report_json = os.path.join(env["COMPARE_REPORT"], "report.json")
+    report_json = os.path.join(slo.compare.report_dir, "report.json")
     if os.path.exists(report_json):
         os.remove(report_json)  # a stale verdict must never decide this run's exit code
     tags = args.tags if args.tags is not None else env.get("SLO_TAGS", "")
-    code = run(features, env=env, tags=tags.strip() or None, behave_args=behave_args,
-               hooks_class=comparing.CompareHooks, register_steps=comparing.register)
+    code = run(features, settings=slo, tags=tags.strip() or None, behave_args=behave_args,
+               hooks_class=behave_glue.CompareHooks, register_steps=behave_glue.register)
     try:
         with open(report_json, encoding="utf-8") as handle:
             verdict = json.load(handle)["verdict"]
     except (OSError, ValueError, KeyError):
         print(f"{PROG} compare: no verdict (behave exit {code}); see the output above", file=sys.stderr)
         return 3
-    return comparing.EXIT_CODES[verdict]
+    return EXIT_CODES[verdict]
+
+
+def _settings(env: dict, command: str = ""):
+    """The tool's settings with a usable source, or None after one line on stderr."""
+    from . import settings
+    try:
+        slo = settings.from_env(env)
+        slo.source.check()
+    except settings.SettingsError as err:
+        print(f"{PROG}{' ' + command if command else ''}: {err}", file=sys.stderr)
+        return None
+    return slo
+
+
+def _two_versions(wanted, command: str) -> bool:
+    """A comparison needs two different model versions: say which is missing."""
+    missing = [name for name, value in (("COMPARE_BASELINE", wanted.baseline),
+                                        ("COMPARE_CANDIDATE", wanted.candidate)) if not value]
+    if missing:
+        print(f"{PROG} {command}: set {' and '.join(missing)} (--baseline/--candidate: the two model versions)",
+              file=sys.stderr)
+        return False
+    if wanted.baseline == wanted.candidate:
+        print(f"{PROG} {command}: the baseline and the candidate are the same version", file=sys.stderr)
+        return False
+    return True
 
 
 def _source_env(args, environ) -> dict:
@@ -184,7 +194,7 @@ def commits(argv: list, environ=None) -> int:
     from .vectors import labels_of
 
     parser = argparse.ArgumentParser(prog=f"{PROG} commits", description=commits.__doc__)
-    parser.add_argument("--function", default="classifier", help="the function (stream label app)")
+    parser.add_argument("--function", default=settings.DEFAULT_FUNCTION, help="the function (stream label app)")
     parser.add_argument("--window", type=int, default=7 * 86400, metavar="SECONDS",
                         help="how far back to look for model_loaded lines (default 7 days)")
     parser.add_argument("--version", help="only this model version")
@@ -193,7 +203,7 @@ def commits(argv: list, environ=None) -> int:
                              "contracts name, or every version when they name none (a contract over all traffic)")
     args = parser.parse_args(argv)
     try:
-        slo = settings.from_env(os.environ if environ is None else environ)
+        slo = settings.from_env(dict(os.environ if environ is None else environ))
         answer = slo.backend.instant(queries.deployments(args.function, args.window), slo.at)
     except Exception as err:  # no source, a bad log, Loki failing: cannot say
         print(f"{PROG}: {err}", file=sys.stderr)

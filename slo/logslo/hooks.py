@@ -1,4 +1,4 @@
-"""behave hooks: pick the backend from the environment once, collect every contract's
+"""behave hooks: take the tool's settings (read once, settings.py), collect every contract's
 result, and print/write the report at the end (behave's exit code says pass/fail).
 
 `torchfaas-slo` installs these itself (see runner.py); a features folder needs no
@@ -16,10 +16,11 @@ __all__ = ["before_all", "before_scenario", "after_step", "after_all"]
 
 
 class Hooks:
-    """The four hooks, reading `env` (os.environ when None) when the run starts."""
+    """The four hooks, given the run's `Settings` (read from os.environ when the run
+    starts if none is given: a plain-behave environment.py)."""
 
-    def __init__(self, env=None):
-        self.env = env
+    def __init__(self, settings_: settings.Settings | None = None):
+        self.settings = settings_
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in __all__}
@@ -27,12 +28,8 @@ class Hooks:
     def before_all(self, context):
         context.slo_results = []
         context.slo_errors = []
-        try:
-            context.slo = settings.from_env(self.env)
-        except settings.SettingsError as err:
-            print(f"SLO runner: {err}", file=sys.stderr)
-            context.slo = None
-            context.slo_errors.append(str(err))
+        context.slo = self._settings(context)
+        if context.slo is None:
             return
         print(f"SLO contracts evaluated at {report.evaluation_time(context.slo.at)} "
               f"against {context.slo.backend.describe()}")
@@ -47,7 +44,7 @@ class Hooks:
         if failed and step.exception is not None and not isinstance(step.exception, AssertionError):
             message = f"{step.name}: {type(step.exception).__name__}: {step.exception}"
             context.slo_errors.append(message)
-            if self._env().get("SLO_DEBUG"):
+            if context.slo is not None and context.slo.debug:
                 traceback.print_exception(step.exception)
 
     def after_all(self, context):
@@ -59,13 +56,12 @@ class Hooks:
         print("\n" + report.human(results, source, at), file=out)
         for error in context.slo_errors:
             print(f"ERROR (contract not judged): {error}", file=out)
-        path = context.slo.report_path if context.slo else self._env().get("SLO_REPORT")
+        path = context.slo.report_path if context.slo else None
         if path:
             report.write_json(path, report.as_json(results, source, at, context.slo_errors))
             print(f"JSON report written to {path}", file=out)
-        page = self._env().get("SLO_HTML")
-        if page and context.slo is not None:
-            self._write_html(context, page, results, source, at, out)
+        if context.slo is not None and context.slo.html_path:
+            self._write_html(context, context.slo.html_path, results, source, at, out)
         if context.slo is None:
             # No scenario ran; make sure the exit code still says "not OK".
             sys.exit(2)
@@ -75,9 +71,9 @@ class Hooks:
         seconds (default 1 hour) of the function the contracts name."""
         from . import html, timeline
         document = report.as_json(results, source, at, context.slo_errors)
-        function = getattr(context, "function", None) or self._env().get("SLO_FUNCTION", "classifier")
+        function = getattr(context, "function", None) or context.slo.chart_function
         try:
-            window = int(self._env().get("SLO_HTML_WINDOW") or 3600)
+            window = context.slo.html_window_s
             document["timeline"] = timeline.slo_charts(context.slo.backend, function, at, window, results)
         except Exception as err:  # the charts are a view: the verdicts above still stand
             document["errors"] = document["errors"] + [f"charts not drawn: {type(err).__name__}: {err}"]
@@ -86,8 +82,16 @@ class Hooks:
             handle.write(html.slo_page(document))
         print(f"HTML report written to {page}", file=out)
 
-    def _env(self):
-        return os.environ if self.env is None else self.env
+    def _settings(self, context):
+        """The run's settings with a usable source, or None (the error recorded, printed)."""
+        try:
+            slo = self.settings or settings.from_env()
+            slo.backend  # noqa: B018 -- built now: a missing source is reported before any scenario
+        except settings.SettingsError as err:
+            print(f"SLO runner: {err}", file=sys.stderr)
+            context.slo_errors.append(str(err))
+            return None
+        return slo
 
 
 # For a plain-behave environment.py (`from logslo.hooks import *`).

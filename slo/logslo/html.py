@@ -14,6 +14,7 @@ import html
 import math
 import time
 
+from .compare.text import interval_text, power_text, value_text, what_would_decide
 from .contracts import fmt
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
@@ -208,7 +209,6 @@ def _series(timeline: dict, key: str) -> dict:
 def interval_chart(contracts: list, width=920) -> str:
     """Each judged contract as a row: its interval (bar), its estimate (dot) and its bound
     (red line), each row on its own scale: what decided the verdict, at a glance."""
-    from .compare import value_text
     rows = [j for j in contracts if j["unit"] != "requests" and j.get("estimate") is not None]
     if not rows:
         return ""
@@ -244,7 +244,6 @@ def interval_chart(contracts: list, width=920) -> str:
 
 
 def judgement_table(doc: dict) -> str:
-    from .compare import interval_text, power_text, value_text, what_would_decide
     rows = ["<table class=\"verdicts\"><tr><th>contract</th><th>estimate [interval]</th><th>bound</th>"
             "<th>verdict</th></tr>"]
     for j in doc["contracts"]:

@@ -41,8 +41,8 @@ import numpy as np
 from scipy import stats
 
 from .promql_math import quantile
+from .verdicts import HOLD, INCONCLUSIVE, PROMOTE
 
-PROMOTE, HOLD, INCONCLUSIVE = "promote", "hold", "inconclusive"
 BOOTSTRAP_RESAMPLES = 2000
 
 

@@ -23,7 +23,7 @@ BEHAVE_ARGS = ["--format", "plain", "--no-timings", "--no-capture"]
 class SloRunner(Runner):
     """behave's Runner, with the hooks and steps taken from logslo instead of the folder.
 
-    The hooks read `config.slo_env` (set by run(); os.environ when absent).
+    The hooks get `config.slo_settings` (set by run(); read from os.environ when absent).
     """
 
     def setup_paths(self):
@@ -42,7 +42,7 @@ class SloRunner(Runner):
 
     def load_hooks(self, filename=None):
         hooks_class = getattr(self.config, "slo_hooks", None) or hooks.Hooks
-        self.hooks.update(hooks_class(getattr(self.config, "slo_env", None)).as_dict())
+        self.hooks.update(hooks_class(getattr(self.config, "slo_settings", None)).as_dict())
 
     def load_step_definitions(self, extra_step_paths=None):
         if self.step_registry is None:
@@ -56,11 +56,11 @@ class SloRunner(Runner):
             load_step_modules(list(extra_step_paths))
 
 
-def run(paths: list, env: dict | None = None, tags: str | None = None, behave_args: list = (),
+def run(paths: list, settings=None, tags: str | None = None, behave_args: list = (),
         hooks_class=None, register_steps=None) -> int:
     """behave over `paths` (folders or .feature files); 0 when every contract holds.
 
-    `env` is what the hooks read (LOKI_URL, LOG_FILE, SLO_AT, SLO_REPORT, LOKI_*).
+    `settings` (settings.Settings) is what the hooks are given.
     """
     from behave.__main__ import run_behave
 
@@ -73,7 +73,7 @@ def run(paths: list, env: dict | None = None, tags: str | None = None, behave_ar
     except ConfigError as err:
         print(f"ConfigError: {err}")
         return 1
-    config.slo_env = env
+    config.slo_settings = settings
     config.slo_hooks = hooks_class  # None: the SLO check's (hooks.Hooks)
     config.slo_steps = register_steps  # None: steps.register
     return run_behave(config, runner_class=SloRunner)

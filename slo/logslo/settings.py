@@ -1,31 +1,105 @@
-"""Read the runner's environment: which backend, at what time, where the report goes.
+"""Every setting of the SLO tool, read once from the environment (with the command line's
+flags applied by cli.py) into one `Settings`, which the commands and hooks are given.
 
-LOKI_URL    Loki base URL (e.g. http://loki:3100): run the LogQL over HTTP.
-LOG_FILE    a JSONL log file: evaluate the same LogQL locally (used when LOKI_URL is unset).
-SLO_AT      evaluation time, unix seconds (default: now).
-SLO_REPORT  path of the JSON report to write (optional).
-LOKI_TIMEOUT seconds per HTTP call (default 30); LOKI_TENANT sets X-Scope-OrgID;
-LOKI_USERNAME/LOKI_PASSWORD (basic auth) or LOKI_TOKEN (bearer) for a protected Loki.
+Where the data comes from:
+  LOKI_URL      Loki base URL (e.g. http://loki:3100): run the LogQL over HTTP.
+  LOG_FILE      a JSONL log file: evaluate the same LogQL locally (used when LOKI_URL is unset).
+  LOKI_TIMEOUT  seconds per HTTP call (default 30); LOKI_TENANT sets X-Scope-OrgID;
+  LOKI_USERNAME/LOKI_PASSWORD (basic auth) or LOKI_TOKEN (bearer) for a protected Loki.
+What is judged, when, and where the reports go:
+  SLO_AT        evaluation time, unix seconds (default: now).
+  SLO_FUNCTION  the function `Given the function being checked` names; the charts' function
+                when no contract names one (default classifier).
+  SLO_REPORT    path of the check's JSON report (optional).
+  SLO_HTML      path of the check's HTML report (optional); SLO_HTML_WINDOW its charts'
+                window in seconds (default 3600).
+  SLO_P99_MS    the SLO line drawn on latency charts (ms; optional).
+  SLO_DEBUG     print a step error's traceback.
+A comparison (`compare`, `watch`, `serve`):
+  COMPARE_BASELINE, COMPARE_CANDIDATE  the two model versions.
+  COMPARE_REPORT       the reports' folder (default reports/compare).
+  COMPARE_PROCESS_SD   the latency shift's sd between two process starts (make review).
+  COMPARE_CONTEXT      one sentence on how the traffic was made, printed in the report.
+  COMPARE_REVIEW_SECONDS  make review's run length, for "REVIEW_SECONDS=" advice.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+
+DEFAULT_FUNCTION = "classifier"
+DEFAULT_COMPARE_REPORT = "reports/compare"
+NO_SOURCE = "set LOKI_URL (query Loki) or LOG_FILE (a JSONL log) to check the SLO contracts"
 
 
 class SettingsError(ValueError):
     """The runner was started without what it needs; say exactly what to set."""
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where the log lines are: a Loki (url and its options) or a JSONL file."""
+
+    loki_url: str = ""
+    log_file: str = ""
+    loki_timeout_s: float = 30.0
+    loki_tenant: str | None = None
+    loki_username: str | None = None
+    loki_password: str | None = None
+    loki_token: str | None = None
+
+    def check(self) -> None:
+        """What building the backend would refuse, without reading the log or calling Loki."""
+        if self.loki_url:
+            return
+        if self.log_file:
+            check_log_file(self.log_file)
+            return
+        raise SettingsError(NO_SOURCE)
+
+    def backend(self):
+        self.check()
+        if self.loki_url:
+            from .loki_backend import LokiBackend
+            return LokiBackend(self.loki_url, timeout_s=self.loki_timeout_s, tenant=self.loki_tenant,
+                               username=self.loki_username, password=self.loki_password, token=self.loki_token)
+        from .file_backend import FileBackend
+        return FileBackend(self.log_file)
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    baseline: str = ""
+    candidate: str = ""
+    report_dir: str = DEFAULT_COMPARE_REPORT
+    process_sd: float = 0.0
+    context: str = ""
+    review_seconds: float | None = None
+
+
 @dataclass
 class Settings:
-    backend: object
-    at: float
-    report_path: str | None
-    # SLO_FUNCTION: the function `Given the function being checked` names ("" when unset)
-    function: str = ""
+    source: Source = field(default_factory=Source)
+    at: float = field(default_factory=time.time)
+    function: str = ""  # SLO_FUNCTION ("" when unset: `Given the function being checked` says so)
+    report_path: str | None = None
+    html_path: str | None = None
+    html_window_s: int = 3600
+    slo_p99_ms: float | None = None
+    debug: bool = False
+    compare: CompareSettings = field(default_factory=CompareSettings)
+
+    @cached_property
+    def backend(self):
+        """The Loki or file backend, built on first use (SettingsError: no usable source)."""
+        return self.source.backend()
+
+    @property
+    def chart_function(self) -> str:
+        return self.function or DEFAULT_FUNCTION
 
 
 def check_log_file(path: str) -> None:
@@ -43,41 +117,44 @@ def check_log_file(path: str) -> None:
         raise SettingsError(f"LOG_FILE={path} is empty: no request to judge")
 
 
-def check(env=None) -> None:
-    """What from_env would refuse, without reading the log or calling Loki."""
-    env = os.environ if env is None else env
-    _parse_at(env.get("SLO_AT", ""))
-    if env.get("LOKI_URL"):
-        return
-    if env.get("LOG_FILE"):
-        check_log_file(env["LOG_FILE"])
-        return
-    raise SettingsError(NO_SOURCE)
-
-
-NO_SOURCE = "set LOKI_URL (query Loki) or LOG_FILE (a JSONL log) to check the SLO contracts"
-
-
 def from_env(env=None) -> Settings:
+    """Every setting, read from `env` (os.environ when None); SettingsError names the bad one.
+    The source is only read here, not checked: `settings.source.check()` or `.backend` do."""
     env = os.environ if env is None else env
-    at = _parse_at(env.get("SLO_AT", ""))
-    report = env.get("SLO_REPORT") or None
-    if env.get("LOKI_URL"):
-        from .loki_backend import LokiBackend
-        try:
-            timeout = float(env.get("LOKI_TIMEOUT", "30"))
-        except ValueError:
-            raise SettingsError(f"LOKI_TIMEOUT must be seconds, got {env['LOKI_TIMEOUT']!r}") from None
-        backend = LokiBackend(env["LOKI_URL"], timeout_s=timeout, tenant=env.get("LOKI_TENANT"),
-                              username=env.get("LOKI_USERNAME"), password=env.get("LOKI_PASSWORD"),
-                              token=env.get("LOKI_TOKEN"))
-    elif env.get("LOG_FILE"):
-        from .file_backend import FileBackend
-        check_log_file(env["LOG_FILE"])
-        backend = FileBackend(env["LOG_FILE"])
-    else:
-        raise SettingsError(NO_SOURCE)
-    return Settings(backend, at, report, env.get("SLO_FUNCTION", "").strip())
+    return Settings(
+        source=Source(
+            loki_url=env.get("LOKI_URL", ""),
+            log_file="" if env.get("LOKI_URL") else env.get("LOG_FILE", ""),
+            loki_timeout_s=_number(env, "LOKI_TIMEOUT", 30.0, "seconds"),
+            loki_tenant=env.get("LOKI_TENANT") or None,
+            loki_username=env.get("LOKI_USERNAME") or None,
+            loki_password=env.get("LOKI_PASSWORD") or None,
+            loki_token=env.get("LOKI_TOKEN") or None),
+        at=_parse_at(env.get("SLO_AT", "")),
+        function=env.get("SLO_FUNCTION", "").strip(),
+        report_path=env.get("SLO_REPORT") or None,
+        html_path=env.get("SLO_HTML") or None,
+        html_window_s=int(_number(env, "SLO_HTML_WINDOW", 3600, "seconds")),
+        slo_p99_ms=_number(env, "SLO_P99_MS", None, "milliseconds"),
+        debug=bool(env.get("SLO_DEBUG")),
+        compare=CompareSettings(
+            baseline=env.get("COMPARE_BASELINE", ""),
+            candidate=env.get("COMPARE_CANDIDATE", ""),
+            report_dir=env.get("COMPARE_REPORT") or DEFAULT_COMPARE_REPORT,
+            process_sd=_number(env, "COMPARE_PROCESS_SD", 0.0, "a fraction, e.g. 0.02"),
+            context=env.get("COMPARE_CONTEXT", ""),
+            review_seconds=_number(env, "COMPARE_REVIEW_SECONDS", None, "seconds")),
+    )
+
+
+def _number(env, name: str, default, what: str):
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be {what}, got {text!r}") from None
 
 
 def _parse_at(text: str) -> float:

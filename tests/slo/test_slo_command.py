@@ -113,7 +113,7 @@ def test_the_package_needs_behave_and_the_judges_statistics_nothing_else():
                                                                                       "scipy"]
     assert project["scripts"] == {"torchfaas-slo": "logslo.cli:main"}
     imported = {}
-    for path in (SLO / "logslo").glob("*.py"):
+    for path in (SLO / "logslo").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 names = {alias.name.split(".")[0] for alias in node.names}
@@ -126,7 +126,7 @@ def test_the_package_needs_behave_and_the_judges_statistics_nothing_else():
     assert set(imported) == {"behave", "parse", "numpy", "scipy"}
     assert imported["numpy"] | imported["scipy"] <= {"judge", "html", "calibration"}
     done = subprocess.run([sys.executable, "-c", "import sys, logslo.cli, logslo.hooks, logslo.steps, "
-                           "logslo.file_backend, logslo.loki_backend, logslo.html; "
+                           "logslo.file_backend, logslo.loki_backend, logslo.html, logslo.compare.text; "
                            "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SLO)})
     assert done.stdout.strip() == "[]", done.stderr

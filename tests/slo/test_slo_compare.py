@@ -16,6 +16,7 @@ import pytest
 
 import logslo
 from logslo import compare
+from logslo.compare.sampling import Comparison
 from logslo.file_backend import FileBackend
 from test_slo_logql import T0, request
 from test_slo_runner import REPO, loki_json
@@ -206,7 +207,7 @@ class Recording:
 def test_same_verdict_and_figures_from_the_file_and_from_loki(tmp_path, fake_loki, canary, verdict):
     log = write(tmp_path, baseline() + canary())
     recording = Recording(log)
-    comparison = compare.Comparison(recording, "classifier", T0, 3600, "v1", "v2")
+    comparison = Comparison(recording, "classifier", T0, 3600, "v1", "v2")
     assert comparison.figures["v1"]["requests"] == comparison.samples["v1"].requests == 2000
 
     def answer(path, params):

@@ -1,0 +1,146 @@
+"""What a comparison reads: each version's requests (`Sample`) and, over one window, both
+versions' figures and samples (`Comparison`).
+
+The figures come from the LogQL of the SLO contracts (queries.py); the samples from a log
+query, request by request (`backend.lines`). Nothing here judges: judgements.py does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .. import queries
+from ..logfile import parse_rfc3339_ns
+from ..psi import psi
+from ..timeline import latency_timeline
+from ..vectors import by_label
+
+PERCENTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass
+class Sample:
+    """One version's requests in the window, as the judge needs them."""
+
+    latency_ms: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)  # each request's unix time (nan: none logged)
+    faults: int = 0  # 5xx
+    rejections: int = 0  # 4xx
+    answers: list = field(default_factory=list)  # the fields of each 200's line
+
+    @property
+    def classes(self) -> Counter:
+        """The top-1 class of each 200 that names one."""
+        return Counter(fields["top1_class"] for fields in self.answers if fields.get("top1_class"))
+
+    def values(self, name: str) -> list:
+        """The numeric `name` field of each 200 (a regression's prediction_mean, say)."""
+        out = []
+        for fields in self.answers:
+            try:
+                out.append(float(fields[name]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return [v for v in out if math.isfinite(v)]
+
+    @property
+    def requests(self) -> int:
+        return len(self.latency_ms)
+
+    def rate(self) -> float | None:
+        """Requests per second over the span the version was served."""
+        known = [t for t in self.seconds if not math.isnan(t)]
+        if len(known) < 2 or max(known) == min(known):
+            return None
+        return (len(known) - 1) / (max(known) - min(known))
+
+    def add(self, fields: dict) -> None:
+        try:
+            latency, status = float(fields["latency_ms"]), int(fields["status"])
+        except (KeyError, ValueError):
+            return  # not a request the contracts count (no latency_ms: dropped by unwrap too)
+        try:
+            at = parse_rfc3339_ns(fields.get("timestamp", "")) / 1e9
+        except ValueError:
+            at = math.nan
+        self.latency_ms.append(latency)
+        self.seconds.append(at)
+        self.faults += status >= 500
+        self.rejections += 400 <= status < 500
+        if status == 200:
+            self.answers.append(fields)
+
+
+class Comparison:
+    """The two versions' figures and samples over one window, each query asked once."""
+
+    def __init__(self, backend, function: str, at: float, window_s: int, baseline: str, candidate: str,
+                 process_sd: float = 0.0):
+        self.backend, self.function, self.at, self.window_s = backend, function, at, window_s
+        # the latency shift's sd between two process starts of one code (COMPARE_PROCESS_SD;
+        # make review: each side is one process)
+        self.process_sd = process_sd
+        self.baseline, self.candidate = baseline, candidate
+        self.logql: dict = {}  # figure -> LogQL text
+        self.figures = {baseline: {}, candidate: {}}
+        self.samples = {baseline: Sample(), candidate: Sample()}
+        self._measure()
+        self._read_samples()
+        timeline = latency_timeline(backend, function, at, window_s)
+        self.timeline = {**timeline, **{k: {ver: pts for ver, pts in timeline[k].items() if ver in self.versions}
+                                        for k in ("p50_ms", "p99_ms")}}
+
+    @property
+    def versions(self):
+        return (self.baseline, self.candidate)
+
+    def _ask(self, name, query):
+        self.logql[name] = query.render()
+        return self.backend.instant(query, self.at)
+
+    def _measure(self):
+        f, w, v = self.function, self.window_s, (queries.VERSION,)
+        counts = by_label(self._ask("requests", queries.requests(f, w, by=v)), queries.VERSION)
+        latency = {phi: by_label(self._ask(f"p{phi * 100:g} latency", queries.latency_quantile(f, phi, w, by=v)),
+                                 queries.VERSION) for phi in PERCENTILES}
+        ratio5 = by_label(self._ask("5xx ratio", queries.error_ratio_5xx(f, w, by=v)), queries.VERSION)
+        ratio4 = by_label(self._ask("4xx ratio", queries.status_ratio(f, w, 400, 500, by=v)), queries.VERSION)
+        for version in self.versions:
+            n = counts.get(version, 0.0)
+            shares_query = queries.class_share(f, w, version=version)
+            shares = by_label(self._ask(f"class shares of {version}", shares_query), "top1_class") if n else {}
+            self.figures[version] = {
+                "requests": n,
+                **{f"p{phi * 100:g}_ms": latency[phi].get(version) for phi in PERCENTILES},
+                # a version with traffic but no 5xx (4xx) is absent from the ratio: 0
+                "ratio_5xx": ratio5.get(version, 0.0) if n else None,
+                "ratio_4xx": ratio4.get(version, 0.0) if n else None,
+                "class_shares": dict(sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))),
+            }
+
+    def _read_samples(self):
+        for version in self.versions:
+            logs = queries.version_requests(self.function, version)
+            self.logql[f"requests of {version}"] = logs.render()
+            for fields in self.backend.lines(logs, self.at - self.window_s, self.at):
+                self.samples[version].add(fields)
+
+    def figure(self, version, name):
+        value = self.figures[version].get(name)
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    def deltas(self) -> dict:
+        out = {}
+        for name in ("requests", *(f"p{phi * 100:g}_ms" for phi in PERCENTILES), "ratio_5xx", "ratio_4xx"):
+            base, cand = self.figure(self.baseline, name), self.figure(self.candidate, name)
+            out[name] = None if base is None or cand is None else cand - base
+        base, cand = self.figures[self.baseline]["class_shares"], self.figures[self.candidate]["class_shares"]
+        out["class_mix_psi"] = psi(cand, base) if base and cand else None
+        return out
+
+    def rate(self) -> float | None:
+        """The slower version's requests per second: how fast more data would come."""
+        rates = [r for r in (s.rate() for s in self.samples.values()) if r]
+        return min(rates) if len(rates) == 2 else None
