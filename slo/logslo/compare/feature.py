@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import parse
 
 from ..steps import parse_percent
-from .behave_glue import STEPS, WARMUP_STEP
+from .behave_glue import STEPS, WARMUP_STEP, step_enough
 from .judgements import DEFAULT_CONFIDENCE, verdict
 from .sampling import Sample
 
@@ -24,6 +24,11 @@ class Contracts:
     confidence: float
     steps: tuple
     warmup_s: float = 0.0
+
+    @property
+    def minimum_requests(self) -> int:
+        """The `each version served at least N requests` of the feature (0 without one)."""
+        return max((args["count"] for func, args in self.steps if func is step_enough), default=0)
 
 
 def read(path: str) -> Contracts:
