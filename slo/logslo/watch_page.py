@@ -220,8 +220,8 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
     if bound is not None:
         parts.append(f'<line class="bound-line" x1="{left}" x2="{left + w}" y1="{y(bound):.1f}" y2="{y(bound):.1f}" '
                      f'stroke="#d62728" stroke-width="1.5" stroke-dasharray="7 4"/>'
-                     f'<text x="{left - 6}" y="{y(bound) + 4:.1f}" font-size="11" font-weight="600" fill="#d62728" '
-                     f'text-anchor="end">{_e(_value(bound, unit))}<title>bound: '
+                     f'<text class="bound-value" x="{left - 6}" y="{y(bound) + 4:.1f}" font-size="11" '
+                     f'font-weight="600" fill="#d62728" text-anchor="end">{_e(_value(bound, unit))}<title>bound: '
                      f'{_e(_bound({"unit": unit, "bound": bound}))}</title></text>')
     decided = doc.get("decided_look")
     if decided:

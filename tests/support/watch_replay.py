@@ -13,7 +13,8 @@ the whole watch (Bonferroni over the planned looks).
     replay()                                the identical code: promotes
     replay(latency_factor=1.25)             the candidate 25% slower: holds
     replay(stop_after=4)                    still watching at look 4
-    replay(stop_after=4, faults={4: ...})   look 4 could not read the data
+    replay(stop_after=5, faults={3: TIMEOUT, 5: RATE_LIMITED})
+                                            looks 3 and 5 could not read the data
     replay(latency_bound=2, deadline_s=345) a bound this traffic cannot decide; the log
                                             ends at 300 s: looks with no new data, then
                                             inconclusive at the deadline
@@ -34,6 +35,8 @@ FEATURE = REPO / "functions" / "classifier" / "compare" / "canary.feature"
 LOOK_KEYS = ("contract", "unit", "bound", "verdict", "estimate", "low", "high")
 RATE_LIMITED = ("rate_limited", "Loki answered HTTP 429 Too Many Requests (per-tenant rate limit) to the "
                 "candidate's requests: the look read nothing, the next one reads from the same point")
+TIMEOUT = ("timeout", "Loki did not answer the baseline's requests within 30 s: the look read nothing, "
+           "the next one reads from the same point")
 
 
 @functools.lru_cache(maxsize=1)
