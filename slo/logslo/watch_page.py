@@ -181,7 +181,7 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
     parts = [f'<svg class="chart" data-chart="contract-{index}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(name)}, look by look">']
     for v in _ticks(lo, hi):
-        if bound is not None and abs(y(v) - y(bound)) < 12:
+        if bound is not None and abs(y(v) - y(bound)) < 15:
             continue  # the bound's own label goes there
         parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
                      f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
@@ -229,11 +229,13 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
         colour = COLOUR.get(doc["verdict"], "#333")
         ring = (f'<circle cx="{x(decided):.1f}" cy="{y(j["estimate"]):.1f}" r="8" fill="none" stroke="{colour}" '
                 f'stroke-width="2.5"/>' if j and j.get("estimate") is not None else "")
+        late = x(decided) > left + 0.75 * w  # its label goes to the left of the line
         here = f"; this contract {STANDING.get(j['verdict'], j['verdict'])}" if j else ""
         parts.append(f'<g class="decided" data-look="{decided}"><title>look {decided} decided the watch: '
                      f'{_e(doc["verdict"].upper())}{_e(here)}</title>'
                      f'<line x1="{x(decided):.1f}" x2="{x(decided):.1f}" y1="{top}" y2="{top + h}" stroke="{colour}" '
-                     f'stroke-width="2"/>{ring}<text x="{x(decided) + 6:.1f}" y="{top + 12}" font-size="12" '
+                     f'stroke-width="2"/>{ring}<text x="{x(decided) + (-6 if late else 6):.1f}" y="{top - 6}" '
+                     f'font-size="12" text-anchor="{"end" if late else "start"}" '
                      f'font-weight="700" fill="{colour}">{_e(doc["verdict"].upper())} at look {decided}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
