@@ -181,7 +181,7 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
     parts = [f'<svg class="chart" data-chart="contract-{index}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(name)}, look by look">']
     for v in _ticks(lo, hi):
-        if bound is not None and abs(y(v) - y(bound)) < 15:
+        if bound is not None and abs(y(v) - y(bound)) < 16:
             continue  # the bound's own label goes there
         parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>'
                      f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">'
