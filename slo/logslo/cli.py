@@ -235,13 +235,21 @@ def calibrate(argv: list, environ=None) -> int:
     return calibration.main(argv)
 
 
+def calibrate_watch(argv: list, environ=None) -> int:
+    """How often a watch is wrong over a whole watch, on real time-ordered streams
+    (watch_calibration.py)."""
+    from . import watch_calibration
+    return watch_calibration.main(argv)
+
+
 def objective(argv: list, environ=None) -> int:
     """The latency bound a function's contracts promise (objectives.py)."""
     from . import objectives
     return objectives.main(argv, prog=f"{PROG} objective")
 
 
-COMMANDS = {"check": check, "compare": compare, "commits": commits, "calibrate": calibrate, "objective": objective}
+COMMANDS = {"check": check, "compare": compare, "commits": commits, "calibrate": calibrate,
+            "calibrate-watch": calibrate_watch, "objective": objective}
 
 
 def main(argv=None) -> int:

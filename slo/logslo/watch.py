@@ -13,7 +13,8 @@ functions `compare` runs):
 
 A look decides nothing when its data is missing: Loki failing (unreachable, slow, 429,
 5xx, refusing the query) makes a `data-fault` look, a version with no new request a
-`no-new-data` look; the verdict stays "watching" and the document says why.
+`no-new-data` look, fewer judged requests than the feature's minimum a `warm-up` look;
+the verdict stays "watching" and the document says why.
 
 Right over the whole watch, not per look: each look's intervals are computed at
 1 - (1 - confidence) / planned looks (Bonferroni over the looks the deadline allows), so
@@ -35,11 +36,12 @@ from dataclasses import asdict, dataclass, field
 
 from .compare import feature
 from .compare.sampling import Sample
+from .compare.text import interval_text, value_text
 from .newlines import line_time
 from .verdicts import BROKEN, HOLD, INCONCLUSIVE, PROMOTE
 
 WATCHING = "watching"
-OK, DATA_FAULT, NO_NEW_DATA = "ok", "data-fault", "no-new-data"
+OK, DATA_FAULT, NO_NEW_DATA, WARMING = "ok", "data-fault", "no-new-data", "warm-up"
 
 
 def look_confidence(confidence: float, planned_looks: int) -> float:
@@ -131,6 +133,7 @@ class Watch:
                                f"{' or '.join(silent)} since the last look (no traffic yet, or the log "
                                "stopped growing)")
             elif warming:
+                look.status = WARMING
                 self.reason = (f"no decision at look {look.index}: fewer than {fewest} judged requests of "
                                f"{' and '.join(warming)} (warm-up: {self.contracts.warmup_s:g} s after a "
                                "version's first request)")
@@ -162,7 +165,8 @@ class Watch:
         if overall in (HOLD, PROMOTE):
             look.verdict = overall
             self.verdict, self.decided_look, self.decided_at = overall, look.index, look.at
-            broken = [j.contract for j in judgements if j.verdict == HOLD]
+            broken = [f"{j.contract}: {interval_text(j.as_json())}, bound at most "
+                      f"{value_text(j.bound, j.unit)}" for j in judgements if j.verdict == HOLD]
             self.reason = (f"look {look.index}: " + (f"confidently beyond its bound: {'; '.join(broken)}"
                                                      if overall == HOLD else "every contract confidently met"))
         else:

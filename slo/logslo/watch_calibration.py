@@ -4,9 +4,13 @@ time order (`torchfaas-slo calibrate-watch`, make canary-calibration).
 The committed log of one `make review` run of identical code (slo/calibration/: two
 processes of the same code served side by side, ~5,500 requests each over 300 s) is
 replayed as it happened: its bursts, its slow seconds, both sides' interleaving kept.
-A replay starts at an offset into the log (wrapping at its end) and may swap which side
-is the candidate; a look comes every 100 requests a version, up to 3,000 (30 looks); the
-watch stops at its first decisive look, as a rollout controller acts on it.
+Its first 60 s are left out: both processes were starting cold then, and a stream that
+wraps around would put that cold minute in the middle of a watch, where no real
+rollout has it (the "cold start" stream below puts it where it belongs: at the
+candidate's start). A replay starts at an offset into the rest (wrapping at its end)
+and may swap which side is the candidate; a look comes every 100 requests a version,
+up to 3,000 (30 looks); the watch stops at its first decisive look, as a rollout
+controller acts on it.
 
 Streams (what the traffic does):
     as recorded    the log as it is
@@ -43,18 +47,24 @@ from .watch import Watch
 
 STREAMS = ("as recorded", "cold start", "load drift")
 CHANGES = ("identical", "latency +25%", "5xx +3 points", "class mix 20% moved")
+# near the latency bound (+10%): not targets, but where re-checking a fixed level at every
+# look errs most (docs/canary.md shows both): +5% must not be held, +15% not promoted
+NEAR_BOUND = ("latency +5%", "latency +15%")
+RECORDED_WARMUP_S = 60.0  # the recorded run's own cold start, left out of the replay
 LOOK_EVERY, LOOKS = 100, 30
 COLD_S, COLD_FACTOR, DRIFT_FACTOR = 60.0, 2.0, 1.6
 REPLAY_EPOCH = 1_800_000_000  # the replay's clock starts here (any whole second would do)
 
 
-def timed_sides(pool: list) -> tuple:
-    """(span_s, {version: [(seconds since the log's start, line), ...]}) in time order."""
+def timed_sides(pool: list, skip_s: float = 0.0) -> tuple:
+    """(span_s, {version: [(seconds since the log's start, line), ...]}) in time order,
+    without the log's first `skip_s` seconds."""
     times = [line_time(line) for line in pool]
-    first, last = min(times), max(times)
+    first, last = min(times) + skip_s, max(times)
     sides: dict = {}
     for at, line in sorted(zip(times, pool), key=lambda pair: pair[0]):
-        sides.setdefault(line["model_version"], []).append((at - first, line))
+        if at >= first:
+            sides.setdefault(line["model_version"], []).append((at - first, line))
     return last - first, sides
 
 
@@ -80,7 +90,10 @@ def shaped(stream: str, change: str, lines: list, is_candidate: bool, rng: rando
         if factor != 1.0:
             line["latency_ms"] = float(line["latency_ms"]) * factor
         out.append((at, line))
-    if is_candidate:
+    if is_candidate and change in NEAR_BOUND:
+        slower = 1 + float(change.split("+")[1].rstrip("%")) / 100
+        out = [(at, {**line, "latency_ms": float(line["latency_ms"]) * slower}) for at, line in out]
+    elif is_candidate:
         changed = calibration.change(change, [line for _, line in out], rng, target_class)
         out = [(at, line) for (at, _), line in zip(out, changed)]
     return out
@@ -137,13 +150,14 @@ def run(pool: list, contracts: feature.Contracts, watches: int, streams=STREAMS,
         per_look: bool = True, seed: int = 1) -> dict:
     """{(stream, change): Tally} over `watches` replays each (offsets spread over the log,
     every other one with the sides swapped)."""
-    span_s, sides = timed_sides(pool)
+    span_s, sides = timed_sides(pool, RECORDED_WARMUP_S)
     versions = sorted(sides)
     if len(versions) != 2:
         raise ValueError(f"the log holds {len(versions)} model versions, not 2")
     target = Counter(line.get("top1_class") for line in pool if line.get("status") == 200).most_common(1)[0][0]
     rng = random.Random(seed)
-    watch_s = LOOKS * LOOK_EVERY / (len(pool) / 2 / span_s)  # about how long a whole watch lasts
+    rate = min(len(lines) for lines in sides.values()) / span_s
+    watch_s = LOOKS * LOOK_EVERY / rate  # about how long a whole watch lasts
     tallies = {}
     for stream in streams:
         for change in changes:
@@ -166,6 +180,8 @@ def run(pool: list, contracts: feature.Contracts, watches: int, streams=STREAMS,
 def missed_targets(tallies: dict) -> list:
     missed = []
     for (stream, change), t in tallies.items():
+        if change in NEAR_BOUND:
+            continue  # shown, not targets
         if change == "identical":
             if t.rate(HOLD) > 0.025:
                 missed.append(f"{stream}, identical: ever held in {t.rate(HOLD):.1%} of {t.watches}, target <= 2.5%")
@@ -207,7 +223,8 @@ def main(argv: list) -> int:
                         help="the comparison contracts")
     parser.add_argument("--watches", type=int, default=200, help="replays per stream and change")
     parser.add_argument("--streams", default=",".join(STREAMS), help="comma-separated subset of: " + ", ".join(STREAMS))
-    parser.add_argument("--changes", default=",".join(CHANGES), help="comma-separated subset of: " + ", ".join(CHANGES))
+    parser.add_argument("--changes", default=",".join(CHANGES),
+                        help="comma-separated subset of: " + ", ".join(CHANGES + NEAR_BOUND))
     parser.add_argument("--fixed", action="store_true",
                         help="re-check the feature's level at every look (no adjustment): the 'before'")
     parser.add_argument("--seed", type=int, default=1)
@@ -217,7 +234,7 @@ def main(argv: list) -> int:
     contracts = feature.read(args.features)
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
     changes = [c.strip() for c in args.changes.split(",") if c.strip()]
-    unknown = sorted(set(streams) - set(STREAMS) | set(changes) - set(CHANGES))
+    unknown = sorted(set(streams) - set(STREAMS) | set(changes) - set(CHANGES + NEAR_BOUND))
     if unknown:
         parser.error(f"unknown stream or change: {', '.join(unknown)}")
     tallies = run(pool, contracts, args.watches, streams, changes, per_look=not args.fixed, seed=args.seed)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import math
 import re
 
-from .compare import value_text, what_would_decide
+from .compare.text import value_text, what_would_decide
 from .html import STYLE, _e, _nice_max, _stamp
 
 VERDICT_CLASS = {"promote": "ok", "hold": "bad", "broken": "bad", "inconclusive": "unknown", "watching": "running"}
 COLOUR = {"promote": "#2ca02c", "hold": "#d62728", "inconclusive": "#b58900", "watching": "#1f77b4"}
-GAP = {"data-fault": ("data fault", "#fbe3c8", "\u26a0"), "no-new-data": ("no new data", "#ececec", "\u2205")}
+GAP = {"data-fault": ("data fault", "#fbe3c8", "\u26a0"), "no-new-data": ("no new data", "#ececec", "\u2205"),
+       "warm-up": ("warm-up: too few judged requests", "#e4eef8", "\u2026")}
 BLUE = "#1f77b4"
 # a contract's own verdict, in the charts' words (the whole watch's verdict is the headline's)
 STANDING = {"promote": "within the bound", "hold": "beyond the bound", "inconclusive": "undecided"}
@@ -248,7 +249,8 @@ def legend(level) -> str:
              ("mark", BLUE, "interval goes beyond the chart"), ("dash", "#d62728", "bound (its value in red)")],
             [("dot", COLOUR["promote"], "within the bound"), ("dot", COLOUR["inconclusive"], "undecided"),
              ("dot", COLOUR["hold"], "beyond the bound"), ("gap", GAP["data-fault"][1], "data fault: decides nothing"),
-             ("gap", GAP["no-new-data"][1], "no new data: decides nothing")]]
+             ("gap", GAP["no-new-data"][1], "no new data: decides nothing"),
+             ("gap", GAP["warm-up"][1], "warm-up: decides nothing")]]
     parts = ['<svg class="legend" xmlns="http://www.w3.org/2000/svg" width="920" height="44" viewBox="0 0 920 44" '
              'role="img" aria-label="how to read the charts">']
     for r, items in enumerate(rows):
