@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import socket
 import struct
@@ -59,7 +60,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from logslo.file_backend import FileBackend
@@ -431,7 +431,7 @@ class _TailedLog:
                 self._reset()
                 return
             with handle:
-                stat = Path(self.path).stat()
+                stat = os.fstat(handle.fileno())
                 identity = (stat.st_dev, stat.st_ino)
                 if identity != self.identity or stat.st_size < self.offset:
                     self._reset(identity)  # replaced or truncated: read it again from the start
@@ -518,6 +518,7 @@ class LokiStandIn:
 
     # -- life cycle ---------------------------------------------------------------------
     def start(self) -> LokiStandIn:
+        self._wake.clear()
         self._listen()
         return self
 
