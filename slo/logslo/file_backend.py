@@ -61,9 +61,10 @@ class FileBackend:
 
     name = "file"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, log: LogFile | None = None):
+        """`log`: the file already read (e.g. line by line as it grows); else `path` is read."""
         self.path = path
-        self.log = LogFile.read(path)
+        self.log = LogFile.read(path) if log is None else log
 
     def describe(self) -> str:
         return (f"JSONL file {self.path} ({len(self.log.entries)} JSON lines, "
@@ -89,11 +90,16 @@ class FileBackend:
     def lines(self, logs: LogQuery, start: float, end: float):
         """The fields of each line the log query keeps in (start, end], in time order:
         what a log query to Loki returns (the comparison's per-request samples)."""
-        start_ns, end_ns = int(round(start * NS)), int(round(end * NS))
+        for entry in self.entries(logs, int(round(start * NS)), int(round(end * NS))):
+            yield entry.fields
+
+    def entries(self, logs: LogQuery, start_ns: int, end_ns: int):
+        """The entries the log query keeps in (start_ns, end_ns], in time order (file order
+        within one nanosecond); exact to the nanosecond, which float seconds are not."""
         for entry in sorted(self.log.entries, key=lambda e: e.time_ns):
             if start_ns < entry.time_ns <= end_ns and all(entry.stream.get(k, "") == v for k, v in logs.stream) \
                     and all(_passes(f, entry.fields) for f in logs.filters):
-                yield entry.fields
+                yield entry
 
     # -- evaluation -------------------------------------------------------------------
     def _eval(self, query: Query, at_ns: int) -> Vector:

@@ -1,5 +1,6 @@
 """Shared pieces of the SLO tests: the Loki fixtures' log and answers (copied into
-tests/slo/fixtures/loki, so a plain clone has them) and a fake Loki server."""
+tests/slo/fixtures/loki, so a plain clone has them), a fake Loki server (canned answers)
+and a Loki stand-in (answers computed from a log file, with faults)."""
 
 import json
 from pathlib import Path
@@ -41,3 +42,24 @@ def fake_loki():
     yield start
     for server in servers:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def loki_standin():
+    """`loki_standin(log_path, **options)`: a started Loki stand-in over that JSONL file
+    (tests/slo/loki_standin.py: real HTTP, answers computed by FileBackend, switchable
+    faults), stopped after the test, which fails if the stand-in itself broke."""
+    from loki_standin import LokiStandIn
+
+    servers = []
+
+    def start(log_path, **options):
+        server = LokiStandIn(log_path, **options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+    errors = [error for server in servers for error in server.errors]
+    assert not errors, f"the Loki stand-in itself failed: {errors}"
