@@ -235,6 +235,12 @@ def calibrate(argv: list, environ=None) -> int:
     return calibration.main(argv)
 
 
+def watch(argv: list, environ=None) -> int:
+    """A canary watched while traffic shifts to it (watch_command.py)."""
+    from . import watch_command
+    return watch_command.main(argv, environ)
+
+
 def calibrate_watch(argv: list, environ=None) -> int:
     """How often a watch is wrong over a whole watch, on real time-ordered streams
     (watch_calibration.py)."""
@@ -248,7 +254,7 @@ def objective(argv: list, environ=None) -> int:
     return objectives.main(argv, prog=f"{PROG} objective")
 
 
-COMMANDS = {"check": check, "compare": compare, "commits": commits, "calibrate": calibrate,
+COMMANDS = {"check": check, "compare": compare, "watch": watch, "commits": commits, "calibrate": calibrate,
             "calibrate-watch": calibrate_watch, "objective": objective}
 
 

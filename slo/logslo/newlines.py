@@ -43,7 +43,7 @@ class NewLines:
         self.since, self.overlap_s = since, overlap_s
         self.last = since  # the end of the last complete read
         self.seen: dict = {}  # request id -> line time, for the lines that may be read again
-        self.tail = source if isinstance(source, GrowingFile) else None
+        self.tail = source if isinstance(source, (GrowingFile, GrowingFiles)) else None
 
     def read(self, until: float) -> dict:
         """{version: [fields, ...]} new since the last read, up to `until` (unix seconds)."""
@@ -120,3 +120,25 @@ class GrowingFile:
         """Drop the entries no later read can ask for (older than its overlap)."""
         end_ns = int(round(end * NS))
         self.pending = [e for e in self.pending if e.time_ns > end_ns]
+
+
+class GrowingFiles:
+    """Several growing logs read as one (one per process: a canary's and the stable one's)."""
+
+    def __init__(self, files: list):
+        self.files = list(files)
+
+    def describe(self) -> str:
+        return "JSONL files " + ", ".join(f.path for f in self.files) + " (read as they grow)"
+
+    def advance(self) -> None:
+        for growing in self.files:
+            growing.advance()
+
+    def lines(self, logs, start: float, end: float) -> list:
+        merged = [fields for growing in self.files for fields in growing.lines(logs, start, end)]
+        return sorted(merged, key=line_time)
+
+    def forget_until(self, end: float) -> None:
+        for growing in self.files:
+            growing.forget_until(end)

@@ -15,6 +15,10 @@ What is judged, when, and where the reports go:
                 window in seconds (default 3600).
   SLO_P99_MS    the SLO line drawn on latency charts (ms; optional).
   SLO_DEBUG     print a step error's traceback.
+A watch (`watch`, `serve`):
+  WATCH_INTERVAL  seconds between looks (default 60); WATCH_DEADLINE  seconds until the
+  watch ends undecided (default 1800); WATCH_OVERLAP  seconds each Loki read reaches back
+  for lines that arrived late (default 30).
 A comparison (`compare`, `watch`, `serve`):
   COMPARE_BASELINE, COMPARE_CANDIDATE  the two model versions.
   COMPARE_REPORT       the reports' folder (default reports/compare).
@@ -80,6 +84,13 @@ class CompareSettings:
     review_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class WatchSettings:
+    interval_s: float = 60.0
+    deadline_s: float = 1800.0
+    overlap_s: float = 30.0
+
+
 @dataclass
 class Settings:
     source: Source = field(default_factory=Source)
@@ -91,6 +102,7 @@ class Settings:
     slo_p99_ms: float | None = None
     debug: bool = False
     compare: CompareSettings = field(default_factory=CompareSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
     @cached_property
     def backend(self):
@@ -144,6 +156,10 @@ def from_env(env=None) -> Settings:
             process_sd=_number(env, "COMPARE_PROCESS_SD", 0.0, "a fraction, e.g. 0.02"),
             context=env.get("COMPARE_CONTEXT", ""),
             review_seconds=_number(env, "COMPARE_REVIEW_SECONDS", None, "seconds")),
+        watch=WatchSettings(
+            interval_s=_number(env, "WATCH_INTERVAL", 60.0, "seconds"),
+            deadline_s=_number(env, "WATCH_DEADLINE", 1800.0, "seconds"),
+            overlap_s=_number(env, "WATCH_OVERLAP", 30.0, "seconds")),
     )
 
 

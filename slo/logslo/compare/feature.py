@@ -24,6 +24,7 @@ class Contracts:
     confidence: float
     steps: tuple
     warmup_s: float = 0.0
+    function: str = ""  # `Given the function "NAME"` ("" when the feature does not name one)
 
     @property
     def minimum_requests(self) -> int:
@@ -33,7 +34,7 @@ class Contracts:
 
 def read(path: str) -> Contracts:
     """The contracts of a comparison .feature file, matched against the registered steps."""
-    confidence, warmup_s, found = DEFAULT_CONFIDENCE, 0.0, []
+    confidence, warmup_s, function, found = DEFAULT_CONFIDENCE, 0.0, "", []
     with open(path, encoding="utf-8") as handle:
         for raw in handle:
             words = raw.strip().split(" ", 1)
@@ -43,6 +44,10 @@ def read(path: str) -> Contracts:
             level = parse.parse("a confidence level of {level}", text)
             if level:
                 confidence = parse_percent(level["level"])
+                continue
+            named = parse.parse('the function "{name}"', text)
+            if named:
+                function = named["name"]
                 continue
             grace = parse.parse(WARMUP_STEP, text)
             if grace:
@@ -57,7 +62,7 @@ def read(path: str) -> Contracts:
                     break
     if not found:
         raise ValueError(f"no comparison contract in {path}")
-    return Contracts(confidence, tuple(found), warmup_s)
+    return Contracts(confidence, tuple(found), warmup_s, function)
 
 
 def pair(base: Sample, cand: Sample, baseline="baseline", candidate="candidate") -> SimpleNamespace:
