@@ -18,7 +18,7 @@ RUN_ENV = PORT=$(PORT) HOST=127.0.0.1 FUNCTION_NAME=$(FUNCTION) ARTIFACTS_DIR=$(
 	LATENCY_OBJECTIVE_MS=$(shell $(VENV)/bin/torchfaas-slo objective functions/$(FUNCTION)/slo 2>/dev/null)
 
 .PHONY: help install run invoke test lint system-tools ci shrinkwrap build deploy clean slo load capacity demo \
-	bench compare review
+	bench compare review canary
 
 # `$(call exit_with,N)` ends make with status N (compare, review: 0 promote, 1 hold,
 # 2 inconclusive, 3 broken run). GNU make exits 2 whenever a recipe fails, so the status
@@ -254,6 +254,37 @@ review: .review-run
 	@PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' REVIEW_DIR='$(REVIEW_DIR)' \
 		COMPARE_FEATURES='$(COMPARE_FEATURES)' SLO_P99_MS="$(slo_p99_ms)" bash load/review.sh; \
 		code=$$?; mkdir -p $(REVIEW_DIR); echo $$code > $(REVIEW_DIR)/make.status
+
+## canary: watch CANDIDATE= against BASELINE= while traffic shifts (INTERVAL=, DEADLINE=); BASE=<ref> serves a live pair
+# make canary BASELINE=<model_version> CANDIDATE=<model_version> [LOKI_URL=... | LOG_FILE=...]
+# [INTERVAL=60] [DEADLINE=1800]: `torchfaas-slo watch` looks every INTERVAL seconds at what is
+# new, holds at the first look a comparison contract (functions/<fn>/compare) is confidently
+# broken, promotes when all are confidently met, is inconclusive at DEADLINE; exit 0 promote,
+# 1 hold, 2 inconclusive, 3 broken, through make. Reports (watch.html reloads itself) in
+# CANARY_REPORT (default reports/canary).
+# make canary BASE=<git ref>: BASE and the working tree built and served side by side with one
+# split Locust traffic (as make review), watched while it runs (INTERVAL=10, DEADLINE=180)
+.PHONY: .canary-run
+CANARY_REPORT ?= reports/canary
+canary: .canary-run
+	$(call exit_with,$(file < $(CANARY_REPORT)/make.status))
+.canary-run:
+	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
+	@mkdir -p $(CANARY_REPORT); if [ -n "$(BASE)" ]; then \
+		$(MAKE) --no-print-directory install >&2 && PY=$(PY) PORT=$(PORT) FUNCTION=$(FUNCTION) BASE='$(BASE)' \
+		REVIEW_MODE=canary REVIEW_DIR='$(CANARY_REPORT)' INTERVAL='$(INTERVAL)' DEADLINE='$(DEADLINE)' \
+		COMPARE_FEATURES='$(COMPARE_FEATURES)' bash load/review.sh; \
+	else \
+		LOKI_URL="$(LOKI_URL)" LOG_FILE="$(LOG_FILE)" SLO_AT="$(SLO_AT)" SLO_FUNCTION=$(FUNCTION) \
+		$(VENV)/bin/torchfaas-slo watch $(COMPARE_FEATURES) --baseline "$(BASELINE)" --candidate "$(CANDIDATE)" \
+		$(if $(INTERVAL),--interval $(INTERVAL)) $(if $(DEADLINE),--deadline $(DEADLINE)) --report-dir $(CANARY_REPORT); \
+	fi; code=$$?; mkdir -p $(CANARY_REPORT); echo $$code > $(CANARY_REPORT)/make.status
+
+## canary-calibration: the watch's error rates over whole watches, replayed in time order from real logs
+.PHONY: canary-calibration
+canary-calibration:
+	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
+	$(VENV)/bin/torchfaas-slo calibrate-watch --json reports/canary-calibration.json $(CALIBRATION_ARGS)
 
 ## demo: the function locally + 30 s of load + log summary + SLO report (reports/demo)
 # function + short load sized from what the machine serves now (load/sizing.py; DEMO_USERS=n

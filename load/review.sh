@@ -13,6 +13,11 @@
 #   3. the two logs are merged and `make compare` judges the candidate against the base
 #      (COMPARE_FEATURES: the function's functions/<name>/compare); report.md, report.json, report.html in REVIEW_DIR (reports/review)
 #
+# REVIEW_MODE=canary (make canary BASE=<git ref>): instead of step 3, the watch
+# (`torchfaas-slo watch`) judges the candidate WHILE the split traffic runs, a look every
+# INTERVAL seconds (default 10) until DEADLINE (default 180), reading both logs as they
+# grow; the traffic stops when the watch decides; reports in REVIEW_DIR (reports/canary).
+#
 # Exit: compare's (0 promote, 1 hold, 2 inconclusive, 3 broken), or 3 if a side could
 # not be built or run. Needs PY, PORT, FUNCTION from the Makefile; REVIEW_USERS
 # (16), REVIEW_SECONDS (90), REVIEW_SEED (7): about 2,000 requests a version on a 2-core
@@ -100,9 +105,43 @@ load_both() {
     [ "$code" -lt 2 ] || { echo "review: the run failed (exit $code); see $out/*/function.stderr.log" >&2; return 1; }
 }
 
+# both sides up, the split traffic in the background, and the watch in the foreground
+# reading both logs as they grow; the traffic stops when the watch ends
+watch_both() {
+    local base_port=$PORT cand_port=$((PORT + 1)) interval=${INTERVAL:-10} deadline=${DEADLINE:-180}
+    local base_url="http://127.0.0.1:$base_port" cand_url="http://127.0.0.1:$cand_port"
+    echo
+    echo "== canary: base ($base_version) on $base_url and candidate ($cand_version) on $cand_url, side by side,"
+    echo "   $users users split between them (seed $seed), watched every ${interval}s for up to ${deadline}s"
+    serving base "$base_port" "$base_version"
+    local base_cmd=("${serving[@]}")
+    serving candidate "$cand_port" "$cand_version"
+    "${base_cmd[@]}" "${serving[@]}" bash -c '
+        "$PY" -m locust -f load/locustfile.py --headless --only-summary --host "$1" --split-hosts "$1,$2" \
+            --function "$3" --profile steady --peak-users "$4" --duration "$((${6} + ${5} + 5))" --seed "$7" \
+            --max-p95-ms 0 --max-p99-ms 0 --max-fail-ratio 1 --csv "$8/locust" --sent-log "$8/sent.jsonl" \
+            > "$8/locust.log" 2>&1 &
+        traffic=$!
+        SLO_FUNCTION="$3" COMPARE_PROCESS_SD="$9" "$PY" -m logslo watch "${10}" --baseline "${11}" \
+            --candidate "${12}" --log-file "$8/base/function.log" --log-file "$8/candidate/function.log" \
+            --interval "$5" --deadline "$6" --report-dir "$8"
+        code=$?
+        kill -TERM "$traffic" 2>/dev/null; wait "$traffic" 2>/dev/null
+        exit "$code"' canary "$base_url" "$cand_url" "$fn" "$users" "$interval" "$deadline" "$seed" "$out" \
+        "$process_sd" "$compare_features" "$base_version" "$cand_version"
+}
+
 echo "== building base and candidate"
 build base "$tmp/base" || exit 3
 build candidate "$PWD" || exit 3
+if [ "${REVIEW_MODE:-}" = canary ]; then
+    export PY
+    watch_both
+    code=$?
+    echo
+    echo "canary: $out/watch.html, $out/report.md (exit $code: 0 promote, 1 hold, 2 inconclusive, 3 broken)"
+    exit "$code"
+fi
 load_both || exit 3
 
 cat "$out/base/function.log" "$out/candidate/function.log" > "$out/merged.log"

@@ -1,0 +1,189 @@
+"""`torchfaas-slo watch` (make canary): a canary judged look by look, each look reading only
+what is new, on the committed log of identical code replayed in time order (slo/calibration)
+and, for Loki, through a real HTTP stand-in answering from that log with faults switched on
+and off between looks. Missing, partial or failed data never promotes and never holds."""
+
+import gzip
+import json
+import subprocess
+
+import pytest
+
+from logslo import watch_command
+from logslo.compare import feature
+from logslo.loki_backend import LokiBackend
+from logslo.newlines import GrowingFile, NewLines, line_time
+from logslo.watch import Watch, run
+from test_slo_runner import REPO
+
+LOG = REPO / "slo" / "calibration" / "identical-code.jsonl.gz"
+CONTRACTS = REPO / "functions" / "classifier" / "compare"
+BASE, CAND = "base-5a0ed7050d97", "candidate-5a0ed7050d97-dirty"
+INTERVAL, DEADLINE = 10.0, 300.0
+
+
+def log_lines(latency_factor=1.0, keep=lambda line: True) -> list:
+    lines = [json.loads(raw) for raw in gzip.open(LOG, "rt")]
+    out = []
+    for line in lines:
+        if latency_factor != 1.0 and line.get("model_version") == CAND:
+            line["latency_ms"] = round(line["latency_ms"] * latency_factor, 3)
+        if keep(line):
+            out.append(line)
+    return out
+
+
+def write(path, lines):
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+START = int(min(line_time(line) for line in log_lines()))
+
+
+def run_watch(tmp_path, log, *args):
+    reports = tmp_path / "canary"
+    code = watch_command.main([str(CONTRACTS), "--baseline", BASE, "--candidate", CAND, "--log-file", str(log),
+                               "--at", str(START), "--interval", str(INTERVAL), "--deadline", str(DEADLINE),
+                               "--report-dir", str(reports), *args], environ={})
+    return code, json.loads((reports / "watch.json").read_text()), reports
+
+
+def test_identical_code_is_promoted_once_every_contract_is_confidently_met(tmp_path):
+    code, doc, reports = run_watch(tmp_path, write(tmp_path / "log.jsonl", log_lines()))
+    assert (code, doc["verdict"], doc["final"]) == (0, "promote", True)
+    assert doc["decided_look"] < doc["planned_looks"] and {j["verdict"] for j in doc["contracts"]} == {"promote"}
+    assert doc["look_confidence"] == pytest.approx(1 - 0.01 / 30)  # 99% over the whole watch of 30 looks
+    # the warm-up: each version's first 60 s are not judged, and the looks inside it decide nothing
+    assert doc["warmup_s"] == 60 and sum(doc["warming_up"].values()) > 1500
+    assert [look["status"] for look in doc["looks"][:6]] == ["warm-up"] * 6
+    assert "PROMOTE" in (reports / "report.md").read_text() and (reports / "watch.html").is_file()
+
+
+def test_a_slower_candidate_is_held_during_the_watch_not_at_its_end(tmp_path):
+    code, doc, reports = run_watch(tmp_path, write(tmp_path / "log.jsonl", log_lines(latency_factor=1.25)))
+    assert (code, doc["verdict"]) == (1, "hold")
+    assert doc["decided_look"] <= 10 < doc["planned_looks"]  # the first looks after the warm-up
+    held = [j for j in doc["contracts"] if j["verdict"] == "hold"]
+    assert [j["contract"] for j in held] == ["latency of the candidate vs the baseline (all requests, Hodges-Lehmann)"]
+    assert held[0]["low"] > held[0]["bound"] and "HOLD" in (reports / "report.md").read_text()
+
+
+def test_a_candidate_with_no_traffic_decides_nothing_and_the_watch_ends_broken(tmp_path):
+    log = write(tmp_path / "log.jsonl", log_lines(keep=lambda line: line.get("model_version") != CAND))
+    code, doc, _ = run_watch(tmp_path, log, "--deadline", "120")
+    assert (code, doc["verdict"], doc["decided_look"]) == (3, "broken", None)
+    assert {look["status"] for look in doc["looks"]} == {"no-new-data"}
+    assert "no judged request of " + CAND in doc["reason"]
+
+
+def test_make_canary_exits_with_the_verdict(tmp_path):
+    """Through make, as a CI job or Argo's Job provider runs it: 1 on hold."""
+    log = write(tmp_path / "log.jsonl", log_lines(latency_factor=1.25))
+    done = subprocess.run(["make", "-s", "--no-print-directory", "canary", f"BASELINE={BASE}", f"CANDIDATE={CAND}",
+                           f"LOG_FILE={log}", f"SLO_AT={START}", "INTERVAL=10", "DEADLINE=300",
+                           f"CANARY_REPORT={tmp_path / 'canary'}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "HOLD" in done.stdout
+
+
+# -- reading only what is new ------------------------------------------------------------
+
+def test_a_growing_file_is_read_from_where_the_last_look_stopped(tmp_path):
+    lines = [json.dumps(line) + "\n" for line in log_lines()[:300]]
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(lines[:100]) + lines[100][:40])  # a line cut mid-write
+    growing = GrowingFile(str(path))
+    growing.advance()
+    assert growing.read_lines == 100 and growing.offset == path.stat().st_size
+    with open(path, "a") as handle:
+        handle.write(lines[100][40:] + "".join(lines[101:300]))
+    before = growing.offset
+    growing.advance()
+    assert growing.read_lines == 300 and growing.offset == path.stat().st_size > before
+
+
+def test_each_loki_read_asks_only_since_the_last_look_and_counts_no_request_twice(tmp_path, loki_standin):
+    log = write(tmp_path / "log.jsonl", log_lines())
+    loki = loki_standin(log)
+    reader = NewLines(LokiBackend(loki.url, timeout_s=5), "classifier", (BASE, CAND), since=START, overlap_s=5)
+    first = reader.read(START + 20)
+    second = reader.read(START + 40)
+    starts = [int(r["params"]["start"]) for r in loki.requests if r["path"].endswith("query_range")]
+    # look 2 reaches back only the overlap, for lines Loki ingested late
+    assert min(starts[-2:]) == pytest.approx((START + 20 - 5) * 1e9, abs=2)
+    ids = [f["request_id"] for side in (first, second) for f in side[BASE] + side[CAND]]
+    assert len(ids) == len(set(ids))  # the overlap's lines were read twice, counted once
+    expected = [line for line in log_lines() if START < line_time(line) <= START + 40
+                and line.get("event") == "inference"]
+    assert len(ids) == len(expected)
+
+
+# -- data that fails: never a promotion, never a rollback --------------------------------
+
+FAULTS = {"down": "unreachable", "slow": "timeout", "429": "rate_limited", "500": "server_error",
+          "502": "server_error", "503": "server_error", "limit": "refused", "html": "bad_answer",
+          "fail_after_pages": "server_error"}
+
+
+def watch_through(loki, fault=None, fault_looks=(), deadline=DEADLINE):
+    contracts = feature.read(str(CONTRACTS / "canary.feature"))
+    watch = Watch(contracts, BASE, CAND, START, INTERVAL, deadline, function="classifier")
+    reader = NewLines(LokiBackend(loki.url, timeout_s=0.3), "classifier", (BASE, CAND), since=START)
+
+    def on_look(w):  # switch the fault for the next look
+        upcoming = len(w.looks) + 1
+        loki.fault = fault if upcoming in fault_looks else None
+        if fault == "fail_after_pages" and upcoming in fault_looks:
+            loki.fault = None
+            loki.fault = "fail_after_pages=1"  # one page answers, the next fails: a partial read
+
+    on_look(watch)  # the first look too
+    return run(watch, reader, on_look=on_look, sleep=lambda s: None)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_watch_whose_data_keeps_failing_ends_broken_having_decided_nothing(tmp_path, loki_standin, fault):
+    log = write(tmp_path / "log.jsonl", log_lines(latency_factor=1.25))  # would be held at once
+    loki = loki_standin(log)
+    watch = watch_through(loki, fault=fault, fault_looks=range(1, 100), deadline=80)
+    assert watch.verdict == "broken" and watch.decided_look is None
+    assert {look.status for look in watch.looks} == {"data-fault"}
+    assert {look.fault_kind for look in watch.looks} == {FAULTS[fault]}
+    doc = watch.document()
+    assert doc["fault_kind"] == FAULTS[fault] and doc["data_fault"] and "could not be read" in doc["reason"]
+
+
+@pytest.mark.parametrize("fault", ["429", "fail_after_pages", "slow"])
+def test_a_fault_mid_watch_holds_nothing_back_and_loses_nothing(tmp_path, loki_standin, fault):
+    """Looks 8-10 fail: they decide nothing (the clean watch holds at look 8); look 11 reads
+    what they missed and judges exactly the requests the clean watch judged by look 11."""
+    log = write(tmp_path / "log.jsonl", log_lines(latency_factor=1.25))
+    clean = watch_through(loki_standin(log), deadline=DEADLINE)
+    assert clean.verdict == "hold" and clean.decided_look <= 9, clean.reason
+    faulty = watch_through(loki_standin(log), fault=fault, fault_looks=range(clean.decided_look, 11))
+    failed = [look for look in faulty.looks if look.status == "data-fault"]
+    assert [look.index for look in failed] == list(range(clean.decided_look, 11))
+    assert all(look.verdict == "watching" for look in failed) and faulty.verdict == "hold"
+    assert faulty.decided_look == 11
+    requests_at_11 = faulty.looks[10].requests
+    lines = [line for line in log_lines(1.25) if START < line_time(line) <= START + 11 * INTERVAL
+             and line.get("event") == "inference"]
+    judged_upper = {"baseline": sum(line["model_version"] == BASE for line in lines),
+                    "candidate": sum(line["model_version"] == CAND for line in lines)}
+    warming = faulty.document()["warming_up"]
+    assert {side: requests_at_11[side] + warming[side] for side in requests_at_11} == judged_upper
+
+
+def test_a_log_that_stops_growing_decides_nothing_after_it_stopped(tmp_path, loki_standin):
+    log = write(tmp_path / "log.jsonl", log_lines())
+    loki = loki_standin(log)
+    loki.fault = f"stale={START + 75}"  # ingestion stops 15 s after the warm-up
+    contracts = feature.read(str(CONTRACTS / "canary.feature"))
+    watch = Watch(contracts, BASE, CAND, START, INTERVAL, 150, function="classifier")
+    run(watch, NewLines(LokiBackend(loki.url, timeout_s=2), "classifier", (BASE, CAND), since=START),
+        sleep=lambda s: None)
+    assert watch.verdict == "inconclusive" and watch.decided_look is None
+    assert [look.status for look in watch.looks][8:] == ["no-new-data"] * (len(watch.looks) - 8)
+    assert "about" in watch.reason and "requests a version would decide it" in watch.reason
