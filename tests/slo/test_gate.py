@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from logslo.gate import CONTRACT_KEYS, MAX_BODY_BYTES, make_app, make_server
+from logslo.gate import CONTRACT_KEYS, MAX_BODY_BYTES, make_app, make_server, stop_server
 from watch_docs import DOCS, HOLDS, PROMOTES, WAITS, StubWatches
 
 HOOKS = ("rollback", "confirm-promotion", "rollout")
@@ -242,8 +242,9 @@ def server():
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}", watches
-    server.close()
+    stop_server(server)
     thread.join(5)
+    assert not thread.is_alive()
 
 
 def call(url, data=None, headers=None, method=None):
