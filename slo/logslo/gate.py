@@ -235,26 +235,14 @@ def reply(status: int, body: dict) -> Response:
 
 
 def make_server(app, host: str = "0.0.0.0", port: int = 9090, threads: int = 4):
-    """A waitress server for `app` (port 0: a free one, see `.effective_port`); `.run()` serves."""
+    """A waitress server for `app` (port 0: a free one, `.effective_port` says which); `.run()` serves."""
     import waitress.server
 
     return waitress.server.create_server(app, host=host, port=port, threads=threads, ident="torchfaas-slo")
 
 
-def stop_server(server, timeout: float = 5.0) -> None:
-    """Stop a `make_server` server whose `.run()` serves in another thread. Its sockets are
-    closed from inside its own loop (a trigger's thunk): closed from this thread, they race
-    the loop's select, which then fails on a closed descriptor."""
-    def close_all():
-        for channel in list(server._map.values()):  # the listener, the trigger, open connections
-            channel.close()
-
-    server.trigger.pull_trigger(close_all)  # the loop ends once nothing is left to watch
-    server.task_dispatcher.shutdown(timeout=timeout)
-
-
 def serve(app, host: str = "0.0.0.0", port: int = 9090, threads: int = 4) -> None:
     """Serve `app` with waitress, as the function itself is served, until interrupted."""
     server = make_server(app, host, port, threads)
-    print(json.dumps({"event": "gate_listening", "host": host, "port": server.effective_port}), flush=True)
+    print(json.dumps({"event": "gate_listening", "host": host, "port": int(server.effective_port)}), flush=True)
     server.run()

@@ -6,16 +6,21 @@ payloads."""
 
 import io
 import json
-import threading
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from logslo.gate import CONTRACT_KEYS, MAX_BODY_BYTES, make_app, make_server, stop_server
+from logslo.gate import CONTRACT_KEYS, MAX_BODY_BYTES, make_app
 from watch_docs import DOCS, HOLDS, PROMOTES, WAITS, StubWatches
 
 HOOKS = ("rollback", "confirm-promotion", "rollout")
+HERE = Path(__file__).resolve().parent
+SLO = HERE.parents[1] / "slo"
 
 
 @pytest.fixture
@@ -234,17 +239,47 @@ def test_no_log_line_when_logging_is_off(watches, capsys):
 
 # -- over HTTP, on waitress, with the controllers' own payloads -----------------------------------
 
+# the gate as `torchfaas-slo serve` runs it: gate.serve() on waitress, in a process of its
+# own, over a stub that says in `reason` what it was asked
+SERVE = """
+import json, sys
+from watch_docs import StubWatches
+from logslo.gate import make_app, serve
+
+class Echo(StubWatches):
+    def document(self, namespace, name, metadata):
+        doc = super().document(namespace, name, metadata)
+        doc["reason"] = json.dumps([namespace, name, metadata], sort_keys=True)
+        return doc
+
+serve(make_app(Echo(by_name=json.loads(sys.argv[1]))), host="127.0.0.1", port=0, threads=2)
+"""
+
+
 @pytest.fixture
 def server():
-    """The real gate on waitress on a free port; the stub names Flagger's example canary."""
-    watches = StubWatches(by_name={"podinfo": "hold", "classifier": "promote", "fn-data-fault": "loki-429"})
-    server = make_server(make_app(watches, log=False), host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}", watches
-    stop_server(server)
-    thread.join(5)
-    assert not thread.is_alive()
+    """The real gate on a free port; the stub names Flagger's example canary. Yields its
+    URL and a function that stops it and returns the lines it logged."""
+    names = {"podinfo": "hold", "classifier": "promote", "fn-data-fault": "loki-429"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SLO), str(HERE)])}
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, json.dumps(names)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = proc.stdout.readline()
+        assert first, proc.communicate(timeout=10)[1]
+        listening = json.loads(first)
+        assert listening["event"] == "gate_listening" and listening["port"] > 0
+
+        def stop():
+            proc.terminate()
+            out, _ = proc.communicate(timeout=10)
+            return [json.loads(line) for line in out.splitlines()]
+
+        yield f"http://127.0.0.1:{listening['port']}", stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
 
 
 def call(url, data=None, headers=None, method=None):
@@ -256,8 +291,13 @@ def call(url, data=None, headers=None, method=None):
         return err.code, err.headers.get_content_type(), err.read()
 
 
+def asked(body):
+    """What the stub watch was asked: [namespace, name, metadata]."""
+    return json.loads(json.loads(body)["reason"])
+
+
 def test_the_real_server_answers_flaggers_and_argos_own_requests(server):
-    url, watches = server
+    url, stop = server
     # Flagger's webhook payload, as its documentation gives it (docs/usage/webhooks.md),
     # POSTed with the Content-Type its client sets
     payload = b"""{
@@ -273,22 +313,29 @@ def test_the_real_server_answers_flaggers_and_argos_own_requests(server):
     answers = {hook: call(f"{url}/flagger/{hook}", payload, headers) for hook in HOOKS}
     assert {hook: a[0] for hook, a in answers.items()} == {"rollback": 200, "confirm-promotion": 409, "rollout": 409}
     assert all(a[1] == "application/json" and json.loads(a[2])["verdict"] == "hold" for a in answers.values())
-    assert {c[:2] for c in watches.calls} == {("test", "podinfo")} and all(c[2] == {} for c in watches.calls)
+    assert all(asked(a[2]) == ["test", "podinfo", {}] for a in answers.values())
 
     # Flagger's payload today also carries the canary's checksum
     status, _, body = call(f"{url}/flagger/confirm-promotion", json.dumps({
         "name": "classifier", "namespace": "openfaas-fn", "phase": "Progressing", "checksum": "75d8b7f6c4",
         "metadata": {"function": "classifier"}}).encode(), headers)
     assert status == 200 and json.loads(body)["passed"] is True
-    assert watches.calls[-1] == ("openfaas-fn", "classifier", {"function": "classifier", "revision": "75d8b7f6c4"})
+    assert asked(body) == ["openfaas-fn", "classifier", {"function": "classifier", "revision": "75d8b7f6c4"}]
 
     # Argo's web metric: a GET with no body (the default method), then the documented POST
-    status, kind, body = call(f"{url}/argo/openfaas-fn/fn-data-fault")
+    status, kind, body = call(f"{url}/argo/openfaas-fn/fn-data-fault?revision=5d8f9c7b6")
     assert (status, kind) == (200, "application/json")
     assert json.loads(body)["verdict"] == "watching" and json.loads(body)["fault_kind"] == "rate_limited"
+    assert asked(body) == ["openfaas-fn", "fn-data-fault", {"revision": "5d8f9c7b6"}]
     status, _, body = call(f"{url}/argo/openfaas-fn/classifier", b'{"key": "string value"}', headers, "POST")
     assert status == 200 and json.loads(body)["verdict"] == "promote"
 
     # the probes, and an unknown canary
     assert call(f"{url}/healthz")[0] == 200 and call(f"{url}/ready")[0] == 200
     assert call(f"{url}/argo/openfaas-fn/nobody")[0] == 404
+
+    # one JSON line per request on stdout
+    lines = stop()
+    assert [(line["path"], line["status"]) for line in lines][-4:] == [
+        ("/argo/openfaas-fn/classifier", 200), ("/healthz", 200), ("/ready", 200), ("/argo/openfaas-fn/nobody", 404)]
+    assert len(lines) == 9
