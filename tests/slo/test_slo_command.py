@@ -105,12 +105,13 @@ def test_usage_errors_say_what_is_wrong(tmp_path, capsys):
     assert code != 0 and "no .feature files" in out
 
 
-def test_the_package_needs_behave_and_the_judges_statistics_nothing_else():
+def test_the_package_needs_behave_the_judges_statistics_and_the_gates_server_nothing_else():
     """behave (and its parse) for the contracts, numpy + scipy for the comparison's
-    statistics: no torch. The SLO check itself never imports the statistics."""
+    statistics, flask + waitress for the rollout controllers' gate: no torch. The SLO
+    check itself never imports the statistics, nor the web server."""
     project = tomllib.loads((SLO / "pyproject.toml").read_text())["project"]
-    assert [d.split(">")[0].split("=")[0].strip() for d in project["dependencies"]] == ["behave", "parse", "numpy",
-                                                                                      "scipy"]
+    assert [d.split(">")[0].split("=")[0].strip() for d in project["dependencies"]] == [
+        "behave", "parse", "numpy", "scipy", "flask", "waitress"]
     assert project["scripts"] == {"torchfaas-slo": "logslo.cli:main"}
     imported = {}
     for path in (SLO / "logslo").rglob("*.py"):
@@ -123,11 +124,13 @@ def test_the_package_needs_behave_and_the_judges_statistics_nothing_else():
                 continue
             for name in names - set(sys.stdlib_module_names):
                 imported.setdefault(name, set()).add(path.stem)
-    assert set(imported) == {"behave", "parse", "numpy", "scipy"}
-    assert imported["numpy"] | imported["scipy"] <= {"judge", "html", "calibration"}
+    # werkzeug comes with flask (the gate's HTTP errors)
+    assert set(imported) == {"behave", "parse", "numpy", "scipy", "flask", "werkzeug", "waitress"}
+    assert imported["numpy"] | imported["scipy"] <= {"judge", "html", "calibration"}  # html: none today
+    assert imported["flask"] | imported["werkzeug"] | imported["waitress"] == {"gate"}
     done = subprocess.run([sys.executable, "-c", "import sys, logslo.cli, logslo.hooks, logslo.steps, "
                            "logslo.file_backend, logslo.loki_backend, logslo.html, logslo.compare.text; "
-                           "print(sorted(m for m in ('numpy', 'scipy') if m in sys.modules))"],
+                           "print(sorted(m for m in ('numpy', 'scipy', 'flask', 'waitress') if m in sys.modules))"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SLO)})
     assert done.stdout.strip() == "[]", done.stderr
 
