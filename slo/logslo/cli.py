@@ -45,6 +45,7 @@ import re
 import sys
 
 from . import __version__
+from . import settings as settings_mod
 
 PROG = "torchfaas-slo"
 
@@ -146,12 +147,13 @@ def compare(argv: list, environ=None) -> int:
     return EXIT_CODES[verdict]
 
 
-def _settings(env: dict, command: str = ""):
-    """The tool's settings with a usable source, or None after one line on stderr."""
+def _settings(env: dict, command: str = "", check_source: bool = True):
+    """The tool's settings (with a usable source), or None after one line on stderr."""
     from . import settings
     try:
         slo = settings.from_env(env)
-        slo.source.check()
+        if check_source:
+            slo.source.check()
     except settings.SettingsError as err:
         print(f"{PROG}{' ' + command if command else ''}: {err}", file=sys.stderr)
         return None
@@ -241,6 +243,34 @@ def watch(argv: list, environ=None) -> int:
     return watch_command.main(argv, environ)
 
 
+def serve(argv: list, environ=None) -> int:
+    """The HTTP gate Flagger's webhooks and Argo Rollouts' web metric ask (gate.py), one
+    watch per canary (canaries.py)."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} serve", description=serve.__doc__)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    parser.add_argument("--port", type=int, default=9090)
+    parser.add_argument("--functions-dir", default="functions", metavar="DIR",
+                        help="each function's comparison contracts are DIR/<function>/compare (default functions)")
+    parser.add_argument("--report-dir", default="reports/canary", metavar="DIR",
+                        help="each canary's watch.json, watch.html, report.md in DIR/<namespace>/<name>")
+    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    args = parser.parse_args(argv)
+    slo = _settings(dict(os.environ if environ is None else environ), "serve", check_source=False)
+    if slo is None:
+        return 3
+    if not (slo.source.loki_url or slo.source.log_file):  # a log may still be empty: it grows
+        print(f"{PROG} serve: {settings_mod.NO_SOURCE}", file=sys.stderr)
+        return 3
+    from . import gate
+    from .canaries import Canaries
+    canaries = Canaries(slo, functions_dir=args.functions_dir, report_dir=args.report_dir)
+    try:
+        gate.serve(gate.make_app(canaries), args.host, args.port, args.threads)
+    finally:
+        canaries.stop()
+    return 0
+
+
 def calibrate_watch(argv: list, environ=None) -> int:
     """How often a watch is wrong over a whole watch, on real time-ordered streams
     (watch_calibration.py)."""
@@ -254,7 +284,8 @@ def objective(argv: list, environ=None) -> int:
     return objectives.main(argv, prog=f"{PROG} objective")
 
 
-COMMANDS = {"check": check, "compare": compare, "watch": watch, "commits": commits, "calibrate": calibrate,
+COMMANDS = {"check": check, "compare": compare, "watch": watch, "serve": serve, "commits": commits,
+            "calibrate": calibrate,
             "calibrate-watch": calibrate_watch, "objective": objective}
 
 

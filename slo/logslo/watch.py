@@ -17,10 +17,11 @@ A look decides nothing when its data is missing: Loki failing (unreachable, slow
 the verdict stays "watching" and the document says why.
 
 Right over the whole watch, not per look: each look's intervals are computed at
-1 - (1 - confidence) / planned looks (Bonferroni over the looks the deadline allows), so
-the chance that ANY look of a watch holds a candidate that meets its contracts (or
-promotes one that breaks them) stays within the feature's confidence level whatever the
-stream does between looks. docs/canary.md shows the rates on real, time-ordered streams
+1 - (1 - confidence) / K, K the looks that can still decide when the first one does
+(those the deadline allows, less the warm-up's: Bonferroni over them), so the chance that
+ANY look of a watch holds a candidate that meets its contracts (or promotes one that
+breaks them) stays within the feature's confidence level whatever the stream does
+between looks. docs/canary.md shows the rates on real, time-ordered streams
 with and without this (`torchfaas-slo calibrate-watch`).
 
 Each version's first seconds (the feature's warm-up: "Given a watch leaves out the first
@@ -86,8 +87,10 @@ class Watch:
         self.planned_looks = int(deadline_s // interval_s)
         # per_look=False re-checks the feature's own level at every look (what a fixed
         # window does): kept for the calibration's "before"
+        self.per_look = per_look
         self.look_confidence = (look_confidence(contracts.confidence, self.planned_looks) if per_look
                                 else contracts.confidence)
+        self.first_deciding_look = None
         self.compared = feature.pair(Sample(), Sample(), baseline, candidate)
         self.compared.process_sd = process_sd
         self.first_seen: dict = {}
@@ -159,6 +162,13 @@ class Watch:
             sample.add(fields)
 
     def _decide(self, look: Look) -> None:
+        if self.first_deciding_look is None:
+            # the error is spread over the looks that can still decide: which look is the
+            # first is set by the warm-up and the traffic, not by what the data says
+            self.first_deciding_look = look.index
+            if self.per_look:
+                self.look_confidence = look_confidence(self.contracts.confidence,
+                                                       self.planned_looks - look.index + 1)
         overall, judgements = feature.decide(self.contracts, self.compared, self.look_confidence)
         self.judgements = judgements
         look.contracts = [j.as_json() for j in judgements]
