@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 
@@ -47,7 +47,7 @@ class GrowingLog(threading.Thread):
                     return
                 if self.factor != 1.0 and line["model_version"] == CAND:
                     line = {**line, "latency_ms": round(line["latency_ms"] * self.factor, 3)}
-                stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
                 handle.write(json.dumps({**line, "timestamp": stamp}) + "\n")
                 handle.flush()
 

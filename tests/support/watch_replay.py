@@ -25,8 +25,8 @@ from pathlib import Path
 
 from logslo import calibration
 from logslo.compare import behave_glue, feature
-from logslo.loki_backend import LokiError
 from logslo.logfile import parse_rfc3339_ns
+from logslo.loki_backend import LokiError
 from logslo.watch import Watch
 
 REPO = Path(__file__).resolve().parents[2]
