@@ -248,10 +248,11 @@ def legend(level) -> str:
              ("band", BLUE, f"interval{f' ({level * 100:.4g}% each side)' if level else ''}"),
              ("mark", BLUE, "interval goes beyond the chart"), ("dash", "#d62728", "bound (its value in red)")],
             [("dot", COLOUR["promote"], "within the bound"), ("dot", COLOUR["inconclusive"], "undecided"),
-             ("dot", COLOUR["hold"], "beyond the bound"), ("gap", GAP["data-fault"][1], "data fault: decides nothing"),
+             ("dot", COLOUR["hold"], "beyond the bound")],
+            [("gap", GAP["data-fault"][1], "data fault: decides nothing"),
              ("gap", GAP["no-new-data"][1], "no new data: decides nothing"),
              ("gap", GAP["warm-up"][1], "warm-up: decides nothing")]]
-    parts = ['<svg class="legend" xmlns="http://www.w3.org/2000/svg" width="920" height="44" viewBox="0 0 920 44" '
+    parts = ['<svg class="legend" xmlns="http://www.w3.org/2000/svg" width="920" height="64" viewBox="0 0 920 64" '
              'role="img" aria-label="how to read the charts">']
     for r, items in enumerate(rows):
         at, mid = 10, 14 + 20 * r
