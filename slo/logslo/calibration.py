@@ -133,12 +133,17 @@ def table(tallies: dict, requests: int, pool: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list) -> int:
-    parser = argparse.ArgumentParser(prog="torchfaas-slo calibrate", description=__doc__.splitlines()[0])
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    """--log and --features: what a replay reads (this command's and calibrate-watch's)."""
     parser.add_argument("--log", default="slo/calibration/identical-code.jsonl.gz",
                         help="a log of one run whose two sides served identical code")
     parser.add_argument("--features", default="functions/classifier/compare/canary.feature",
                         help="the comparison contracts")
+
+
+def main(argv: list) -> int:
+    parser = argparse.ArgumentParser(prog="torchfaas-slo calibrate", description=__doc__.splitlines()[0])
+    add_replay_arguments(parser)
     parser.add_argument("--requests", type=int, default=2000,
                         help="requests a version per trial (default 2000: about what make review serves a "
                              "version by default)")

@@ -18,7 +18,6 @@ errors included, is JSON.
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 import time
@@ -26,6 +25,8 @@ import traceback
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
+
+from .report import finite
 
 HOLD, PROMOTE = "hold", "promote"
 # the metadata keys passed on to the watches; Flagger's webhook metadata may carry
@@ -216,17 +217,6 @@ def argo_view(doc: dict) -> dict:
         "fault_kind": doc.get("fault_kind"),
         "decided_look": doc.get("decided_look"),
     }
-
-
-def finite(value):
-    """The value with NaN and infinities as null: strict JSON, which Go's decoder needs."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 def reply(status: int, body: dict) -> Response:

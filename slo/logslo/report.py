@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+
+
+def finite(value):
+    """The value with NaN and infinities as null, in dicts and lists too: JSON has neither,
+    and Go's decoder (Argo's) refuses them. A figure that could not be measured is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def evaluation_time(at: float) -> str:

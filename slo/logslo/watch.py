@@ -39,6 +39,7 @@ from .compare import feature
 from .compare.sampling import Sample
 from .compare.text import interval_text, value_text
 from .newlines import line_time
+from .report import finite
 from .verdicts import BROKEN, HOLD, INCONCLUSIVE, PROMOTE
 
 WATCHING = "watching"
@@ -219,7 +220,7 @@ class Watch:
     def document(self) -> dict:
         last = self.looks[-1] if self.looks else None
         fault = last.fault if last and last.status == DATA_FAULT else None
-        return _clean({
+        return finite({
             "kind": "watch",
             "verdict": self.verdict,
             "final": self.final,
@@ -245,17 +246,6 @@ class Watch:
             "looks": [asdict(look) for look in self.looks],
             "errors": [],
         })
-
-
-def _clean(value):
-    """JSON has no NaN or infinity: an open or unknown side is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def run(watch: Watch, reader, on_look=None, clock=time.time, sleep=time.sleep) -> Watch:

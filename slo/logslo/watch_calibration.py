@@ -217,10 +217,7 @@ def _n(value) -> str:
 
 def main(argv: list) -> int:
     parser = argparse.ArgumentParser(prog="torchfaas-slo calibrate-watch", description=__doc__.splitlines()[0])
-    parser.add_argument("--log", default="slo/calibration/identical-code.jsonl.gz",
-                        help="a log of one run whose two sides served identical code")
-    parser.add_argument("--features", default="functions/classifier/compare/canary.feature",
-                        help="the comparison contracts")
+    calibration.add_replay_arguments(parser)
     parser.add_argument("--watches", type=int, default=200, help="replays per stream and change")
     parser.add_argument("--streams", default=",".join(STREAMS), help="comma-separated subset of: " + ", ".join(STREAMS))
     parser.add_argument("--changes", default=",".join(CHANGES),

@@ -42,8 +42,7 @@ def contracts_of(paths: list) -> feature.Contracts:
     if not files:
         raise ValueError(f"no .feature file in {', '.join(paths)}")
     read = [feature.read(path) for path in files]
-    levels = {c.confidence for c in read} | set()
-    if len(levels) > 1 or len({c.warmup_s for c in read}) > 1:
+    if len({c.confidence for c in read}) > 1 or len({c.warmup_s for c in read}) > 1:
         raise ValueError(f"the feature files {', '.join(files)} state different confidence levels or warm-ups")
     function = next((c.function for c in read if c.function), "")
     return feature.Contracts(read[0].confidence, tuple(s for c in read for s in c.steps), read[0].warmup_s, function)

@@ -14,6 +14,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import pytest
 import requests
 
 from logslo.newlines import line_time
@@ -52,7 +53,7 @@ class GrowingLog(threading.Thread):
                 handle.flush()
 
 
-def start_gate(tmp_path, log):
+def start_gate(tmp_path, log, extra_env=None):
     """The gate over `log`, with the classifier's contracts at a warm-up of 3 s (the log
     runs ten times faster), a look a second, a 40 s deadline."""
     contracts = tmp_path / "functions" / "classifier" / "compare"
@@ -62,6 +63,7 @@ def start_gate(tmp_path, log):
     (contracts / "canary.feature").write_text(text.replace("the first 60 seconds", "the first 3 seconds"))
     env = {**os.environ, "LOG_FILE": str(log), "WATCH_INTERVAL": "1", "WATCH_DEADLINE": "40"}
     env.pop("LOKI_URL", None)
+    env.update(extra_env or {})
     gate = subprocess.Popen([sys.executable, "-m", "logslo", "serve", "--port", "0", "--host", "127.0.0.1",
                              "--functions-dir", str(tmp_path / "functions"), "--report-dir",
                              str(tmp_path / "reports")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -124,3 +126,33 @@ def test_the_gate_rolls_back_a_slower_canary_during_the_watch(tmp_path):
     assert argo["verdict"] == "hold" and argo["decided_look"] < 40
     latency = next(c for c in argo["contracts"] if c["contract"].startswith("latency of"))
     assert latency["verdict"] == "hold" and latency["low"] > latency["bound"]
+
+
+FAULT_KINDS = {"down": "unreachable", "slow": "timeout", "429": "rate_limited", "503": "server_error",
+               "limit": "refused"}
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_loki_failing_neither_promotes_nor_rolls_back_and_says_why(tmp_path, loki_standin, fault):
+    """The gate's watch reads a Loki stand-in (a real HTTP server over the recorded log) that
+    fails every query: Flagger's rollback and confirm-promotion hooks never pass, its
+    rollout check never fails, and Argo's metric names the fault."""
+    log = tmp_path / "classifier.log"
+    log.write_text("".join(json.dumps(json.loads(raw)) + "\n" for raw in gzip.open(LOG, "rt")))
+    loki = loki_standin(log)
+    loki.fault = fault
+    gate, url = start_gate(tmp_path, log, {"LOKI_URL": loki.url, "LOKI_TIMEOUT": "1", "WATCH_INTERVAL": "0.5"})
+    try:
+        metadata = {"baseline": BASE, "candidate": CAND}
+        answers, argo = [], {}
+        for _ in range(8):
+            answers.append({h: flagger(url, h, metadata).status_code
+                            for h in ("rollback", "confirm-promotion", "rollout")})
+            argo = requests.get(f"{url}/argo/openfaas-fn/classifier", timeout=10).json()
+            time.sleep(0.5)
+    finally:
+        gate.terminate()
+        gate.wait(timeout=20)
+    assert all(a == {"rollback": 409, "confirm-promotion": 409, "rollout": 200} for a in answers), answers
+    assert argo["verdict"] == "watching" and argo["fault_kind"] == FAULT_KINDS[fault], argo
+    assert argo["data_fault"] and "decision" in argo["reason"]

@@ -132,7 +132,8 @@ FAULTS = {"down": "unreachable", "slow": "timeout", "429": "rate_limited", "500"
 def watch_through(loki, fault=None, fault_looks=(), deadline=DEADLINE):
     contracts = feature.read(str(CONTRACTS / "canary.feature"))
     watch = Watch(contracts, BASE, CAND, START, INTERVAL, deadline, function="classifier")
-    reader = NewLines(LokiBackend(loki.url, timeout_s=0.3), "classifier", (BASE, CAND), since=START)
+    # 1 s: long enough for a loaded machine to answer a fault, short for the slow one
+    reader = NewLines(LokiBackend(loki.url, timeout_s=1.0), "classifier", (BASE, CAND), since=START)
 
     def on_look(w):  # switch the fault for the next look
         upcoming = len(w.looks) + 1

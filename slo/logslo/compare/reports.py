@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 from .. import html, report
@@ -30,17 +29,7 @@ def document(comparison: Comparison | None, judgements: list, errors: list, sour
         "timeline": c.timeline if c else {},
         "errors": errors,
     }
-    return _clean(doc)  # JSON has no NaN: a figure that could not be measured is null
-
-
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
+    return report.finite(doc)
 
 
 def write_reports(directory: str, doc: dict) -> list:
