@@ -156,8 +156,11 @@ class Watch:
         sample = self.compared.samples[version]
         for fields in lines:
             at = line_time(fields)
+            if math.isnan(at):  # no time: cannot tell whether it is in the warm-up
+                self.warming[version] += 1
+                continue
             first = self.first_seen.setdefault(version, at)
-            if math.isnan(at) or at < first + self.contracts.warmup_s:
+            if at < first + self.contracts.warmup_s:
                 self.warming[version] += 1
                 continue
             sample.add(fields)
