@@ -46,12 +46,19 @@ WATCHING = "watching"
 OK, DATA_FAULT, NO_NEW_DATA, WARMING = "ok", "data-fault", "no-new-data", "warm-up"
 
 
-def look_confidence(confidence: float, planned_looks: int) -> float:
-    """Each look's level so that all `planned_looks` together err at most 1 - confidence
-    (a union bound: the looks' intervals may be correlated any way at all)."""
-    if planned_looks < 1:
-        raise ValueError(f"a watch takes at least one look, got {planned_looks}")
-    return 1 - (1 - confidence) / planned_looks
+def look_confidence(confidence: float, looks: int, nth: int = 0) -> float:
+    """The level of the `nth` (1-based) of `looks` deciding looks, so that all of them
+    together err at most 1 - confidence (a union bound: the looks' intervals may be
+    correlated any way at all). The error is spent as the power family's t**2 (Kim and
+    DeMets): look n of K gets (2n - 1)/K**2 of it, little at the first looks, where a
+    change must be large to be decided anyway, more at the last, where the requests are.
+    nth=0: the same share at every look (1/K)."""
+    if looks < 1:
+        raise ValueError(f"a watch takes at least one look, got {looks}")
+    if not 0 <= nth <= looks:
+        raise ValueError(f"look {nth} of {looks}")
+    share = (2 * nth - 1) / looks ** 2 if nth else 1 / looks
+    return 1 - (1 - confidence) * share
 
 
 @dataclass
@@ -170,9 +177,10 @@ class Watch:
             # the error is spread over the looks that can still decide: which look is the
             # first is set by the warm-up and the traffic, not by what the data says
             self.first_deciding_look = look.index
-            if self.per_look:
-                self.look_confidence = look_confidence(self.contracts.confidence,
-                                                       self.planned_looks - look.index + 1)
+        if self.per_look:
+            self.look_confidence = look_confidence(self.contracts.confidence,
+                                                   self.planned_looks - self.first_deciding_look + 1,
+                                                   look.index - self.first_deciding_look + 1)
         overall, judgements = feature.decide(self.contracts, self.compared, self.look_confidence)
         self.judgements = judgements
         look.contracts = [j.as_json() for j in judgements]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -52,7 +53,7 @@ CHANGES = ("identical", "latency +25%", "5xx +3 points", "class mix 20% moved")
 NEAR_BOUND = ("latency +5%", "latency +8%", "latency +12%", "latency +15%")
 RECORDED_WARMUP_S = 60.0  # the recorded run's own cold start, left out of the replay
 LOOK_EVERY, LOOKS = 100, 30
-COLD_S, COLD_FACTOR, DRIFT_FACTOR = 60.0, 2.0, 1.6
+COLD_S, COLD_TAU_S, COLD_FACTOR, DRIFT_FACTOR = 60.0, 10.0, 2.0, 1.6
 REPLAY_EPOCH = 1_800_000_000  # the replay's clock starts here (any whole second would do)
 
 
@@ -84,7 +85,7 @@ def shaped(stream: str, change: str, lines: list, is_candidate: bool, rng: rando
         line = dict(line)
         factor = 1.0
         if stream == "cold start" and is_candidate and at < COLD_S:
-            factor = COLD_FACTOR - (COLD_FACTOR - 1) * at / COLD_S
+            factor = 1 + (COLD_FACTOR - 1) * math.exp(-at / COLD_TAU_S)
         elif stream == "load drift":
             factor = 1 + (DRIFT_FACTOR - 1) * min(1.0, at / watch_s)
         if factor != 1.0:

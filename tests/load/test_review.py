@@ -80,7 +80,7 @@ def test_canary_watches_a_live_pair_while_the_split_traffic_runs(tmp_path):
     features = tmp_path / "compare"
     features.mkdir()
     text = (REPO / "functions" / "classifier" / "compare" / "canary.feature").read_text()
-    (features / "canary.feature").write_text(text.replace("the first 60 seconds", "the first 5 seconds"))
+    (features / "canary.feature").write_text(text.replace("the first 30 seconds", "the first 5 seconds"))
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     env.update(REVIEW_USERS="4")
     report = tmp_path / "canary"

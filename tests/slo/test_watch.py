@@ -53,12 +53,14 @@ def test_identical_code_is_promoted_once_every_contract_is_confidently_met(tmp_p
     code, doc, reports = run_watch(tmp_path, write(tmp_path / "log.jsonl", log_lines()))
     assert (code, doc["verdict"], doc["final"]) == (0, "promote", True)
     assert doc["decided_look"] < doc["planned_looks"] and {j["verdict"] for j in doc["contracts"]} == {"promote"}
-    # 99% over the whole watch: spread over the looks left when the first one could decide
+    # 99% over the whole watch: spent over the K looks left when the first one could decide,
+    # (2n - 1)/K**2 of the 1% at the n-th of them
     first = next(look["index"] for look in doc["looks"] if look["status"] == "ok")
-    assert doc["look_confidence"] == pytest.approx(1 - 0.01 / (30 - first + 1)) and first == 7
-    # the warm-up: each version's first 60 s are not judged, and the looks inside it decide nothing
-    assert doc["warmup_s"] == 60 and sum(doc["warming_up"].values()) > 1500
-    assert [look["status"] for look in doc["looks"][:6]] == ["warm-up"] * 6
+    k, n = 30 - first + 1, doc["decided_look"] - first + 1
+    assert doc["look_confidence"] == pytest.approx(1 - 0.01 * (2 * n - 1) / k ** 2) and first == 4
+    # the warm-up: each version's first 30 s are not judged, and the looks inside it decide nothing
+    assert doc["warmup_s"] == 30 and sum(doc["warming_up"].values()) > 900
+    assert [look["status"] for look in doc["looks"][:3]] == ["warm-up"] * 3
     assert "PROMOTE" in (reports / "report.md").read_text() and (reports / "watch.html").is_file()
 
 

@@ -12,7 +12,7 @@ Feature: A candidate model version is promoted only if it is confidently as good
   Background:
     Given the function "classifier"
     And a confidence level of 99%
-    And a watch leaves out the first 60 seconds of each version (its warm-up)
+    And a watch leaves out the first 30 seconds of each version (its warm-up)
     When I compare the requests of the last 1 hour
 
   Scenario: Both versions answered enough requests to be compared
