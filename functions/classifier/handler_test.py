@@ -22,7 +22,7 @@ CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat
 def classifier(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("artifacts")
     handler = Classifier()
-    settings = ImageSettings(batch_size=2, max_pixels=4_000_000).with_handler_defaults(handler.batch_workers)
+    settings = ImageSettings(batch_size=2, max_pixels=4_000_000).for_handler(handler)
     handler.prepare(artifacts, settings)
     handler.load(artifacts, read_verified_manifest(artifacts), settings)
     return handler

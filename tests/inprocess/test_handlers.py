@@ -1,12 +1,18 @@
 """The other handlers the template serves: a plain python3-http `handle(event, context)`
-module and the `faas-cli new` skeleton, in-process. (That each runs in the build
+module, the `faas-cli new` skeleton and the minimal one `ModelHandler` documents,
+in-process; and the handler a function cannot have, one without `load` or `predict`. (That each runs in the build
 layout as `python index.py` is tests/integration/test_template.py.)"""
 import importlib.util
 import json
+import textwrap
+
+import pytest
 
 from localrun import TEMPLATE
 from support.function_process import TEST_FUNCTIONS
 from support.inprocess import InProcessFunction
+from torchfaas import ModelHandler
+from torchfaas.handler_loader import load_handler
 from torchfaas.plain_handler import PlainHandler
 from torchfaas.settings import Settings
 
@@ -54,3 +60,38 @@ def test_skeleton_function_serves(tmp_path):
         assert line["top1_class"] in ("0", "1", "2") and 0 < line["top1_prob"] <= 1
     finally:
         fn.close()
+
+
+def test_the_minimal_handler_modelhandler_documents_serves():
+    doc = ModelHandler.__doc__
+    code = textwrap.dedent(doc[doc.index("::") + 2:])
+    namespace = {}
+    exec(compile(code, "ModelHandler.__doc__", "exec"), namespace)
+    fn = InProcessFunction(namespace["Handler"](), function_name="minimal")
+    try:
+        assert fn.load(), fn.raw_lines
+        res = fn.post(json.dumps({"scores": [1, 1]}).encode(), "application/json")
+        assert res.status_code == 200 and res.json["probabilities"] == [0.5, 0.5]
+        assert res.json["model_name"] == "softmax"
+        assert fn.post(b"{}", "application/json").json["error"]["code"] == "bad_request"
+    finally:
+        fn.close()
+
+
+def test_a_half_written_handler_fails_when_it_is_made(tmp_path, monkeypatch):
+    """Not later in the loader thread: a handler without predict() cannot be made, and
+    the error names what is missing."""
+    class NoPredict(ModelHandler):
+        def load(self, artifacts_dir, manifest, settings): ...
+
+    with pytest.raises(TypeError, match="NoPredict.*predict"):
+        NoPredict()
+    # found through HANDLER_MODULE, as server.main() and the build step find it
+    (tmp_path / "half_written.py").write_text(
+        "from torchfaas import ModelHandler\n\n\n"
+        "class Handler(ModelHandler):\n"
+        "    def preprocess(self, request):\n"
+        "        return request.body\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match="Handler.*load.*predict"):
+        load_handler("half_written")

@@ -22,7 +22,7 @@ def load_handler(module, artifacts_dir, backend: str):
     from torchfaas.toolkit import ImageSettings, read_verified_manifest
 
     handler = module.handler.Classifier(module.config.ClassifierSettings(model_backend=backend))
-    settings = ImageSettings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
+    settings = ImageSettings(max_pixels=50_000_000, batch_size=4).for_handler(handler)
     handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
     return handler
 

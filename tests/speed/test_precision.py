@@ -34,7 +34,7 @@ def bf16_artifacts(artifacts, classifier_build, tmp_path_factory):
 def load(module, artifacts_dir, precision: str, backend: str = "auto"):
     own = module.config.ClassifierSettings(model_backend=backend, model_precision=precision)
     handler = module.handler.Classifier(own)
-    settings = ImageSettings(max_pixels=50_000_000, batch_size=4).with_handler_defaults(handler.batch_workers)
+    settings = ImageSettings(max_pixels=50_000_000, batch_size=4).for_handler(handler)
     handler.load(artifacts_dir, read_verified_manifest(artifacts_dir), settings)
     return handler
 

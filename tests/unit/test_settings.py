@@ -66,9 +66,18 @@ def test_environment_overrides_and_bad_values_are_named(monkeypatch):
 
 
 def test_handler_defaults_fill_only_what_the_environment_left_unset(monkeypatch):
-    assert Settings().with_handler_defaults(2).batch_workers == 2
+    from torchfaas import ModelHandler
+
+    class TwoWorkers(ModelHandler):
+        batch_workers = 2
+
+        def load(self, artifacts_dir, manifest, settings): ...
+
+        def predict(self, items): ...
+
+    assert Settings().for_handler(TwoWorkers()).batch_workers == 2
     monkeypatch.setenv("BATCH_WORKERS", "3")
-    assert Settings().with_handler_defaults(2).batch_workers == 3
+    assert Settings().for_handler(TwoWorkers()).batch_workers == 3
 
 
 def test_stack_yml_restates_no_default(classifier_settings):
@@ -93,16 +102,20 @@ def test_image_limits_are_for_the_functions_that_opt_in(monkeypatch):
     from torchfaas import ModelHandler
 
     class Tabular(ModelHandler):
-        pass
+        def load(self, artifacts_dir, manifest, settings): ...
 
-    class Photos(ModelHandler):
+        def predict(self, items): ...
+
+    class Photos(Tabular):
         settings_class = ImageSettings
 
     monkeypatch.setenv("MAX_PIXELS", "1000")
     monkeypatch.setenv("BATCH_SIZE", "3")
     runtime = Settings()
     assert "MAX_PIXELS" not in env_fields(Settings) and not hasattr(runtime, "max_pixels")
-    assert runtime.for_handler(Tabular()) is runtime
+    tabular = runtime.for_handler(Tabular())
+    assert type(tabular) is Settings and tabular.batch_size == 3
+    assert tabular.for_handler(Tabular()) is tabular  # worked out once: returned as it is
     image = runtime.for_handler(Photos())
     assert type(image) is ImageSettings and image.max_pixels == 1000 and image.batch_size == 3
     assert image.for_handler(Photos()) is image and image.for_handler(Tabular()) is image

@@ -8,21 +8,34 @@ its response is built, whatever happened.
 import json
 import time
 import traceback
+from typing import NamedTuple
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from .batching import QueueFull
 from .errors import STATUS_CODES, ApiError, BadRequest
 from .logs import level_for_status
+from .metrics import TenantLabels
 from .model_handler import InferenceRequest
 from .record import RequestRecord
 from .request_body import request_body
 from .request_id import request_id_from, sanitise
+from .runtime import Outcome
+from .waitress_channel import client_gone_check
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 # Probes and scrapes arrive every few seconds from machines, not users.
 QUIET_PATHS = {"/ready", "/metrics"}
+# the outcome of a request that never reached the model (routing, 404, not ready...)
+NOT_RUN = Outcome()
+
+
+class Failure(NamedTuple):
+    """What a request was answered with when it failed: its line's `error` and message,
+    and for a server fault where it happened."""
+    code: str
+    message: str
+    trace: str | None = None
 
 
 def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
@@ -30,25 +43,26 @@ def json_response(payload: dict, status: int = 200, headers: dict | None = None)
                     headers=headers, mimetype="application/json")
 
 
-def create_app(runtime, events, metrics) -> Flask:
-    """The WSGI app; `runtime.model` names the model in answers, as in log lines.
+def create_app(runtime, events, metrics, settings) -> Flask:
+    """The WSGI app around `runtime`; `settings` are the handler's (Settings.for_handler).
 
-    Each request to the function gets a `RequestRecord` (on `g.record`) when it
-    arrives; the route, the runtime and the error handlers fill it in, and
-    `close_record` writes its one log line and its metrics from it."""
-    settings = runtime.settings
+    What is learnt about a request waits on `g`: its id, receipt time and client
+    check (open_request), what it asked for and the runtime's `Outcome` (invoke),
+    the `Failure` it was answered with (the error handler). Once the answer is
+    built, `finish` makes its one `RequestRecord` from that, and `close_request`
+    writes the log line and feeds the metrics from the record."""
     app = Flask("torchfaas")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.register_error_handler(Exception, error_responder(settings))
+    app.register_error_handler(Exception, error_responder(settings.max_body_bytes))
 
     @app.before_request
-    def open_record():
-        g.record = RequestRecord(request_id_from(request.headers, settings.request_id_max_len),
-                                 time.perf_counter())
+    def open_request():
+        g.request_id = request_id_from(request.headers, settings.request_id_max_len)
+        g.started = time.perf_counter()
+        g.client_gone = client_gone_check(request.environ)
         g.counted = not (request.path in QUIET_PATHS and request.method == "GET")
         if g.counted:
             runtime.enter()
-            g.record.tenant = metrics.tenants.from_headers(request.headers)
 
     @app.teardown_request
     def leave(_exc):
@@ -56,11 +70,10 @@ def create_app(runtime, events, metrics) -> Flask:
             runtime.leave()
 
     @app.after_request
-    def close_record(response: Response):
-        record = g.record
-        response.headers["X-Request-Id"] = record.request_id
+    def close_request(response: Response):
+        response.headers["X-Request-Id"] = g.request_id
         if g.counted:
-            finish(record, response.status_code, settings.latency_objective_s)
+            record = finish(response.status_code, settings.latency_objective_s, metrics.tenants)
             events.emit(record.event, record.message, level_for_status(record.status), **record.log_fields())
             metrics.observe_request(record)
         return response
@@ -79,17 +92,17 @@ def create_app(runtime, events, metrics) -> Flask:
     @app.route("/", defaults={"path": ""}, methods=ALL_METHODS)
     @app.route("/<path:path>", methods=ALL_METHODS)
     def invoke(path: str):
-        record = g.record
-        if runtime.handler.route(request.method, path) == "metadata":
-            record.event = record.message = "metadata"
-            return json_response({**model_metadata(runtime), "request_id": record.request_id})
-        body = runtime.infer(inference_request(record.request_id), record,
-                             client_gone=request.environ.get("waitress.client_disconnected"))
-        if isinstance(body, Response):  # a plain handle()'s answer, sent as it is
-            return body
-        identity = runtime.model.identity
-        return json_response({**body, "model_name": identity.model_name,
-                              "model_version": identity.model_version, "request_id": record.request_id})
+        if runtime.route(request.method, path) == "metadata":
+            g.event = "metadata"
+            return json_response({**runtime.metadata(), "request_id": g.request_id})
+        outcome = g.outcome = runtime.infer(inference_request(g.request_id), g.client_gone)
+        if outcome.error is not None:
+            raise outcome.error  # answered by the error handler, as any failure
+        if isinstance(outcome.body, Response):  # a plain handle()'s answer, sent as it is
+            return outcome.body
+        identity = runtime.identity
+        return json_response({**outcome.body, "model_name": identity.model_name,
+                              "model_version": identity.model_version, "request_id": g.request_id})
 
     return app
 
@@ -105,46 +118,45 @@ def inference_request(request_id: str) -> InferenceRequest:
                             method=request.method, path=request.path)
 
 
-def finish(record: RequestRecord, status: int, latency_objective_s: float):
-    """What is known once the answer is built: status, latency, the request's shape."""
-    record.latency_s = time.perf_counter() - record.started
-    record.slow = record.latency_s > latency_objective_s
-    record.status = status
-    record.method = request.method
-    record.path = sanitise(request.path, 128) or "/"
-    record.input_bytes = request.content_length or 0
-    client_gone = request.environ.get("waitress.client_disconnected")
-    if client_gone and client_gone():
-        record.client_gone = True
+def finish(status: int, latency_objective_s: float, tenants: TenantLabels) -> RequestRecord:
+    """The request's record, once its answer is built: its status, latency and shape,
+    and what open_request, invoke and the error handler left on `g`."""
+    latency_s = time.perf_counter() - g.started
+    event = g.get("event", "inference")
+    outcome = g.get("outcome", NOT_RUN)
+    failure = g.get("failure")
+    batch = outcome.batch
+    batch_fields = {} if batch is None else {
+        "batch_size": batch.batch_size, "queue_ms": batch.queue_ms, "inference_ms": batch.inference_ms,
+        "preprocess_ms": batch.prepare_ms}
+    return RequestRecord(
+        g.request_id, g.started, event=event, message=failure.message if failure else event,
+        status=status, latency_s=latency_s, slow=latency_s > latency_objective_s,
+        method=request.method, path=sanitise(request.path, 128) or "/",
+        input_bytes=request.content_length or 0, tenant=tenants.from_headers(request.headers),
+        **batch_fields, batch_retried=outcome.retried, handler_fields=outcome.handler_fields,
+        error=failure.code if failure else None, trace=failure.trace if failure else None,
+        client_gone=g.client_gone is not None and bool(g.client_gone()))
 
 
-def error_responder(settings):
+def error_responder(max_body_bytes: int):
     """The app's one error handler: every failure as a JSON error with its status."""
 
     def answer(exc: Exception) -> Response:
-        headers = None
+        headers, trace = None, None
         if isinstance(exc, ApiError):
             status, code, message, headers = exc.status, exc.code, exc.message, exc.headers
-        elif isinstance(exc, QueueFull):
-            status, code, message = 429, "queue_full", "too many requests queued; retry later"
-            headers = {"Retry-After": str(settings.retry_after_s)}
         elif isinstance(exc, HTTPException):
             status, code = exc.code, STATUS_CODES.get(exc.code, "http_error")
             message = exc.description or code
             if status == 413:
-                message = f"request body is larger than {settings.max_body_bytes} bytes"
+                message = f"request body is larger than {max_body_bytes} bytes"
         else:
             # the trace goes to the log line, never to the client
-            g.record.trace = traceback.format_exc(limit=30)
+            trace = traceback.format_exc(limit=30)
             status, code, message = 500, "internal_error", "internal server error"
-        g.record.error, g.record.message = code, message
+        g.failure = Failure(code, message, trace)
         return json_response({"error": {"code": code, "message": message},
-                              "request_id": g.record.request_id}, status, headers)
+                              "request_id": g.request_id}, status, headers)
 
     return answer
-
-
-def model_metadata(runtime) -> dict:
-    return {**runtime.model.identity.fields(), "source_commit": runtime.settings.source_commit or None,
-            "ready": runtime.ready,
-            "batch_size": runtime.settings.batch_size, **runtime.handler.metadata()}

@@ -18,7 +18,7 @@ from .settings import Settings
 
 @dataclass
 class Function:
-    settings: Settings  # with the handler's defaults filled in
+    settings: Settings  # the handler's (Settings.for_handler)
     model: CurrentModel
     events: EventLog
     runtime: Runtime
@@ -38,6 +38,6 @@ def assemble(settings: Settings, handler, log_stream, events: EventLog | None = 
     runtime = Runtime(settings, handler, events, events.model,
                       time.time() if process_started is None else process_started, artifact_check)
     metrics = Metrics(events.model, TenantLabels(settings.tenants, settings.tenant_header), runtime,
-                      getattr(handler, "prediction_metrics", ()), latency_objective_s=settings.latency_objective_s)
-    return Function(runtime.settings, events.model, events, runtime, metrics,
-                    create_app(runtime, events, metrics))
+                      handler.prediction_metrics, latency_objective_s=settings.latency_objective_s)
+    return Function(settings, events.model, events, runtime, metrics,
+                    create_app(runtime, events, metrics, settings))

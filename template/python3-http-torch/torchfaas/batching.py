@@ -5,8 +5,8 @@ Request threads `submit()` an item and wait on the returned
 thread takes the first waiting item, then keeps collecting until it has
 `max_batch_size` items or `max_delay_s` has passed since the first, and calls
 `predict_fn(items)` once. The queue is bounded: when it is full `submit()`
-raises `QueueFull` at once, so overload turns into quick 429s rather than
-unbounded latency.
+raises `QueueFull` (429 with Retry-After) at once, so overload turns into quick
+429s rather than unbounded latency.
 
 A waiter that gives up (inference timeout, client gone) calls `withdraw(future)`:
 an item whose batch has not started is taken out of the queue and never computed
@@ -37,14 +37,16 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from .errors import QueueFull
 
-class QueueFull(Exception):
-    """The batcher's queue is full: the caller should retry later (HTTP 429)."""
-
+Item = TypeVar("Item")  # what predict_fn takes: a preprocessed request
+Output = TypeVar("Output")  # what it returns for each item
 
 @dataclass(frozen=True)
 class BatchInfo:
@@ -88,9 +90,14 @@ class _Queued:
 _STOP = object()
 
 
-class Batcher:
-    def __init__(self, predict_fn, *, max_batch_size: int, max_delay_s: float, queue_size: int,
-                 workers: int, adaptive: bool = True, prepare_fn=None):
+class Batcher(Generic[Item, Output]):
+    """`predict_fn` answers a batch of items, one output per item, in order; `prepare_fn`
+    (optional) turns a raw submitted item into one for `predict_fn` in the worker;
+    `retry_after_s` is what a `QueueFull` tells the client."""
+
+    def __init__(self, predict_fn: Callable[[list[Item]], list[Output]], *, max_batch_size: int,
+                 max_delay_s: float, queue_size: int, workers: int, adaptive: bool = True,
+                 prepare_fn: Callable[[Any], Item] | None = None, retry_after_s: int = 1):
         if not callable(predict_fn):
             raise TypeError("predict_fn must be callable")
         if prepare_fn is not None and not callable(prepare_fn):
@@ -106,6 +113,7 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_delay_s = float(max_delay_s)
         self.queue_size = queue_size
+        self.retry_after_s = retry_after_s
         self.adaptive = adaptive
         self._queue: deque = deque()
         self._arriving = 0  # announced items still being preprocessed
@@ -117,11 +125,13 @@ class Batcher:
                          for i in range(workers)]
 
     @classmethod
-    def from_settings(cls, predict_fn, settings, prepare_fn=None) -> "Batcher":
-        """The batcher production runs: BATCH_SIZE, BATCH_DELAY_MS, QUEUE_SIZE, BATCH_WORKERS."""
+    def from_settings(cls, predict_fn: Callable[[list[Item]], list[Output]], settings,
+                      prepare_fn: Callable[[Any], Item] | None = None) -> "Batcher[Item, Output]":
+        """The batcher production runs: BATCH_SIZE, BATCH_DELAY_MS, QUEUE_SIZE, BATCH_WORKERS,
+        RETRY_AFTER_SECONDS."""
         return cls(predict_fn, max_batch_size=settings.batch_size,
                    max_delay_s=settings.batch_delay_ms / 1000, queue_size=settings.queue_size,
-                   workers=settings.batch_workers, prepare_fn=prepare_fn)
+                   workers=settings.batch_workers, prepare_fn=prepare_fn, retry_after_s=settings.retry_after_s)
 
     def start(self) -> "Batcher":
         for thread in self._threads:
@@ -148,7 +158,7 @@ class Batcher:
         queued = _Queued(item, BatchFuture(), time.perf_counter())
         with self._cond:
             if len(self._queue) >= self.queue_size:
-                raise QueueFull
+                raise QueueFull(self.retry_after_s)
             self._queue.append(queued)
             self._cond.notify()
         return queued.future

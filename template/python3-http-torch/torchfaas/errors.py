@@ -1,8 +1,8 @@
 """Errors a request can end with, each with its HTTP status and a stable code.
 
 Handlers raise these for client mistakes; anything else is a server fault (500).
-The code is what clients, log lines and SLO queries key on. A full queue is the
-batcher's `QueueFull`, answered 429 by the app.
+The code is what clients, log lines and SLO queries key on. The runtime raises
+the rest (a full queue, not ready, a timeout, a client that hung up).
 """
 
 
@@ -36,6 +36,14 @@ class PayloadTooLarge(ApiError):
 
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
+
+
+class QueueFull(ApiError):
+    """The batcher's queue is full: the client should retry after `retry_after_s`."""
+    status, code = 429, "queue_full"
+
+    def __init__(self, retry_after_s: int = 1):
+        super().__init__("too many requests queued; retry later", headers={"Retry-After": str(retry_after_s)})
 
 
 class NotReady(ApiError):

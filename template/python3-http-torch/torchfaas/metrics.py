@@ -36,6 +36,9 @@ Series (all prefixed `torchfaas_`):
   cold_start_seconds                               gauges, from the last model load
   model_info{artifact_hash}                        gauge = 1
 """
+from collections.abc import Iterable
+from typing import Protocol
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -46,6 +49,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .batching import BatchStats
 from .identity import CurrentModel, ModelIdentity
 from .predictions import LabelCounter, ValueHistogram
 from .record import RequestRecord
@@ -105,15 +109,34 @@ class TenantLabels:
         return tenant if tenant in self._allowed else TENANT_OTHER
 
 
+class RuntimeGauges(Protocol):
+    """What the scrape-time gauges read from the runtime (torchfaas.runtime.Runtime)."""
+
+    # seconds of the last model load: "load", "warmup", "cold_start"; empty before one
+    load_times: dict[str, float]
+
+    @property
+    def inflight(self) -> int: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    def queue_depth(self) -> int: ...
+
+    @property
+    def batch_stats(self) -> BatchStats | None: ...
+
+
 class Metrics:
     """The function's series. `runtime` (optional) supplies the gauges read at
-    scrape time: in-flight requests, readiness, queue depth and load times;
+    scrape time: in-flight requests, readiness, queue depth, batch failures and
+    re-runs, and load times;
     `predictions` are the handler's declared prediction metrics (torchfaas.predictions);
     `latency_objective_s` the function's p99 bound (Settings.latency_objective_ms), whose
     slower requests the app marks `slow` on their record."""
 
-    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime=None, predictions=(), *,
-                 latency_objective_s: float):
+    def __init__(self, model: CurrentModel, tenants: TenantLabels, runtime: RuntimeGauges | None = None,
+                 predictions: Iterable[ValueHistogram | LabelCounter] = (), *, latency_objective_s: float):
         self.registry = CollectorRegistry()
         self.model = model
         self.latency_objective_s = latency_objective_s
@@ -260,8 +283,7 @@ class _StateCollector:
         yield gauge("torchfaas_ready", "1 when the function reports ready (model loaded, not draining).",
                     1 if runtime.ready else 0)
         yield gauge("torchfaas_queue_depth", "Items waiting for the batcher.", runtime.queue_depth())
-        batcher = getattr(runtime, "batcher", None)
-        stats = batcher.stats if batcher is not None else None
+        stats = runtime.batch_stats
         for name, doc, attr in (
                 ("torchfaas_batch_failures", "Batches whose predict() raised (first runs and re-runs).",
                  "batch_failures"),

@@ -1,16 +1,18 @@
 """What a function declares: the model lifecycle.
 
-A torchfaas handler subclasses `ModelHandler` and overrides the hooks it needs;
-every hook the runtime calls is declared here with its default. The runtime
-owns the request lifecycle (ids, limits, batching, errors, the log line):
+A torchfaas handler subclasses `ModelHandler`, defines `load` and `predict`
+(abstract: a handler without them fails when it is made, naming what it lacks)
+and overrides the other hooks it needs; every hook the runtime calls is declared
+here, the optional ones with their defaults. The runtime owns the request
+lifecycle (ids, limits, batching, errors, the log line):
 
     prepare(artifacts_dir, settings)          image build time: export/compile the model
-    load(artifacts_dir, manifest, settings)   once at cold start, before /ready says 200
+    load(artifacts_dir, manifest, settings)   required: once at cold start, before /ready says 200
     load_info() -> dict                       extra fields for the model_loaded line
     warmup()                                  once after load, still before ready
     preprocess(request)                       per request, in the request's thread
                                               (or the batch worker's: see below)
-    predict(items) -> list                    per batch: preprocessed items -> outputs
+    predict(items) -> list                    required: per batch, preprocessed items -> outputs
     postprocess(output, request) -> dict      the JSON response body
     log_fields(output) -> dict                extra fields for the log line (top1_class,
                                               instances, prediction_mean, ...)
@@ -34,6 +36,7 @@ the runtime's own (image functions: `toolkit.images.ImageSettings`, MAX_PIXELS).
 Tools for writing one (image decoding and limits, manifests, AOTInductor
 packages) are in `torchfaas.toolkit`.
 """
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +59,36 @@ class InferenceRequest:
     params: dict = field(default_factory=dict)
 
 
-class ModelHandler:
+class ModelHandler(ABC):
+    """The model lifecycle a function declares (the hooks: see the module docstring).
+
+    A minimal one, with no artifacts (a real one loads its weights from
+    `artifacts_dir` and writes them there in prepare())::
+
+        import json
+        import torch
+        from torchfaas import BadRequest, ModelHandler
+
+        class Handler(ModelHandler):
+            model_name = "softmax"
+
+            def load(self, artifacts_dir, manifest, settings):
+                self.model = torch.nn.Softmax(dim=-1)
+
+            def preprocess(self, request):  # one request -> one model input
+                try:
+                    return torch.tensor(json.loads(request.body)["scores"], dtype=torch.float32)
+                except (ValueError, KeyError, TypeError):
+                    raise BadRequest('send {"scores": [numbers]}') from None
+
+            def predict(self, items):  # a batch of inputs -> one output each, in order
+                with torch.inference_mode():
+                    return list(self.model(torch.stack(items)))
+
+            def postprocess(self, output, request):  # one output -> the JSON answer
+                return {"probabilities": output.tolist()}
+    """
+
     model_name: str = "model"
     # None: the runtime names the version after the verified manifest's hash
     # (MODEL_VERSION overrides both)
@@ -73,28 +105,28 @@ class ModelHandler:
     # kind of function needs (toolkit.images.ImageSettings: MAX_PIXELS)
     settings_class: type = Settings
 
-    def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
+    def prepare(self, artifacts_dir: Path, settings: Settings) -> None:  # noqa: B027 (optional: no-op)
         """Build time: write artifacts (and their manifest) into `artifacts_dir`."""
 
+    @abstractmethod
     def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
         """Cold start: load the model. `manifest` was verified against every file
         it lists before this call (None when the function has no artifacts)."""
-        raise NotImplementedError
 
     def load_info(self) -> dict:
         """Extra fields for the model_loaded log line (e.g. which backend loaded)."""
         return {}
 
-    def warmup(self) -> None:
+    def warmup(self) -> None:  # noqa: B027 (optional: no-op)
         """Run the model once or more so the first request is not slow."""
 
     def preprocess(self, request: InferenceRequest) -> Any:
         """One request -> one model input; raise BadRequest & co. for client mistakes."""
         return request.body
 
+    @abstractmethod
     def predict(self, items: list) -> list:
         """A batch of preprocessed items -> one output per item, in order."""
-        raise NotImplementedError
 
     def postprocess(self, output: Any, request: InferenceRequest) -> dict:
         """One output -> the JSON response body."""

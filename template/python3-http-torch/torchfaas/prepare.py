@@ -20,7 +20,7 @@ def main() -> int:
         return 0
     out = Path(settings.artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
-    handler.prepare(out, settings.for_handler(handler).with_handler_defaults(handler.batch_workers))
+    handler.prepare(out, settings.for_handler(handler))
     print(f"prepared {handler.model_name} artifacts in {out}", file=sys.stderr)
     return 0
 

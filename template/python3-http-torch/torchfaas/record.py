@@ -1,11 +1,11 @@
 """One request, as its log line and its metrics see it.
 
-The app creates a `RequestRecord` when a request arrives; the runtime and the
-error handlers fill in what they learn (batch timings, the error code), the
-handler's `log_fields()` go in `handler_fields`, and when the answer is built the
-app writes the line from `log_fields()` and hands the same record to the metrics,
-which read its attributes. A log field is an attribute's name: renaming one
-renames the field, and any reader of the old name fails.
+The app makes a request's `RequestRecord` once its answer is built (`app.finish`),
+from the answer, the runtime's `Outcome` (batch timings, the handler's
+`log_fields()` in `handler_fields`) and the error it was answered with; it writes
+the line from `log_fields()` and hands the same record to the metrics, which read
+its attributes. A log field is an attribute's name: renaming one renames the
+field, and any reader of the old name fails.
 """
 from dataclasses import dataclass
 

@@ -2,7 +2,8 @@
 
 The runtime is the one object the HTTP layer talks to. It loads the handler's
 model once, reports readiness only after warm-up, and turns one request into
-preprocess -> batched predict -> postprocess, mapping failures to ApiErrors.
+preprocess -> batched predict -> postprocess, and returns how that ended (an
+`Outcome`: the answer or the error, and what the log line says about the run).
 Every handler is a `ModelHandler` by then (a plain `handle(event, context)` module
 is adapted at load, torchfaas.plain_handler); one that is not `batched` has no
 batcher and predicts in the request's own thread.
@@ -11,26 +12,42 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import artifacts
-from .batching import Batcher, QueueFull
-from .errors import ClientGone, InferenceTimeout, NotReady
-from .identity import CurrentModel
-from .model_handler import InferenceRequest
-from .record import RequestRecord
+from .batching import Batcher, BatchFuture, BatchInfo, BatchStats
+from .errors import ClientGone, InferenceTimeout, NotReady, QueueFull
+from .identity import CurrentModel, ModelIdentity
+from .model_handler import InferenceRequest, ModelHandler
+from .settings import Settings
 
 STARTING, READY, DRAINING, STOPPING, FAILED = "starting", "ready", "draining", "stopping", "failed"
 # how often a request waiting for its batch looks whether its client hung up
 CLIENT_POLL_S = 0.05
 
 
+@dataclass
+class Outcome:
+    """How one request's run through the model ended: its answer, or the error it is
+    answered with, and what its log line and metrics say about the run."""
+    body: Any = None  # postprocess()'s answer: a dict, or a plain handler's Response
+    error: Exception | None = None
+    batch: BatchInfo | None = None  # the batch that served it (batched handlers)
+    # its batch failed and it was re-run in a smaller one: said on a failure too
+    retried: bool = False
+    handler_fields: dict | None = None  # the handler's log_fields(output)
+
+
 class Runtime:
-    def __init__(self, settings, handler, events, model: CurrentModel, process_started: float,
-                 artifact_check=None):
-        # BATCH_WORKERS unset: the handler's own number
-        self.settings = settings.with_handler_defaults(handler.batch_workers)
+    """`settings` are the handler's own, worked out by `Settings.for_handler`."""
+
+    def __init__(self, settings: Settings, handler: ModelHandler, events, model: CurrentModel,
+                 process_started: float, artifact_check=None):
+        self.settings = settings
         self.handler = handler
         self.events = events
         self.model = model
@@ -51,6 +68,16 @@ class Runtime:
     @property
     def ready(self) -> bool:
         return self.state == READY
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The model answers and log lines name now."""
+        return self.model.identity
+
+    def metadata(self) -> dict:
+        """GET /: the model, the build, readiness and the handler's own fields."""
+        return {**self.identity.fields(), "source_commit": self.settings.source_commit or None,
+                "ready": self.ready, "batch_size": self.settings.batch_size, **self.handler.metadata()}
 
     def load(self) -> bool:
         """Load and warm up the model; log model_loaded or startup_failed."""
@@ -127,31 +154,52 @@ class Runtime:
     def queue_depth(self) -> int:
         return self.batcher.depth() if self.batcher is not None else 0
 
+    @property
+    def batch_stats(self) -> BatchStats | None:
+        """The batcher's failure and re-run counters; None without a batcher."""
+        return self.batcher.stats if self.batcher is not None else None
+
+    def route(self, method: str, path: str) -> str:
+        """What a request asks for, "inference" or "metadata" (the handler's `route`)."""
+        return self.handler.route(method, path)
+
     def check_serving(self):
         if self.state == STOPPING:
             raise NotReady("function is shutting down", code="draining")
         if self.state in (STARTING, FAILED):
             raise NotReady("model is not loaded yet", code="not_ready")
 
-    def infer(self, request: InferenceRequest, record: RequestRecord, client_gone=None):
-        """Run one request through the model: the handler's postprocess() answer.
+    def infer(self, request: InferenceRequest, client_gone: Callable[[], bool] | None = None) -> Outcome:
+        """Run one request through the model; how it ended, never raised.
 
-        What the request's line and metrics need goes into `record` (batch timings,
-        the handler's log fields, `batch_retried` on a failure too). `client_gone()`
-        (waitress's `waitress.client_disconnected`) says the client hung up: such a
-        request is not preprocessed, or is taken out of its batch if that has not
-        started (ClientGone, 499, nobody to answer).
+        `client_gone()` (waitress's `waitress.client_disconnected`) says the client
+        hung up: such a request is not preprocessed, or is taken out of its batch if
+        that has not started (ClientGone, 499, nobody to answer).
         """
-        self.check_serving()
+        outcome = Outcome()
+        try:
+            self.check_serving()
+            handler = self.handler
+            if self.batcher is None:  # not batched (handler.batched): run here, in the request's thread
+                output = handler.predict([handler.preprocess(request)])[0]
+            else:
+                future = self._batch_done(request, client_gone)
+                outcome.retried = future.retried  # a failure raises below: the line still says so
+                output, outcome.batch = future.result()
+            outcome.handler_fields = handler.log_fields(output)
+            outcome.body = handler.postprocess(output, request)
+        except Exception as exc:
+            outcome.error = exc
+        return outcome
+
+    def _batch_done(self, request: InferenceRequest, client_gone) -> BatchFuture:
+        """The request queued for a batch, once that batch has answered it."""
         handler = self.handler
-        if self.batcher is None:  # not batched (handler.batched): run here, in the request's thread
-            output = handler.predict([handler.preprocess(request)])[0]
-            record.handler_fields = handler.log_fields(output)
-            return handler.postprocess(output, request)
         if client_gone is not None and client_gone():
             raise ClientGone("the client hung up before inference")
         if self.batcher.depth() >= self.settings.queue_size:
-            raise QueueFull  # before preprocessing: an overloaded replica says so cheaply
+            # before preprocessing: an overloaded replica says so cheaply
+            raise QueueFull(self.settings.retry_after_s)
         if handler.preprocess_in_batch_worker:
             future = self.batcher.submit(request)  # preprocessed by the batch worker
         else:
@@ -160,12 +208,7 @@ class Runtime:
             with self.batcher.arriving():
                 future = self.batcher.submit(handler.preprocess(request))
         self._wait(future, client_gone)
-        record.batch_retried = future.retried  # a failure raises below: the line still says so
-        output, info = future.result()
-        record.batch_size, record.queue_ms, record.inference_ms = info.batch_size, info.queue_ms, info.inference_ms
-        record.preprocess_ms = info.prepare_ms
-        record.handler_fields = handler.log_fields(output)
-        return handler.postprocess(output, request)
+        return future
 
     def _wait(self, future, client_gone):
         """Until `future` is done; withdraw it on the inference timeout or a gone client."""

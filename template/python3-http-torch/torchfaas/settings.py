@@ -6,7 +6,8 @@ function keeps its own variables in its own settings object built the same
 way (see `env()` and the classifier's `ClassifierSettings`). Nothing here is about
 one kind of model: a handler that needs more of the runtime's settings names a
 subclass in its `settings_class` (image functions: `toolkit.images.ImageSettings`,
-which adds MAX_PIXELS), and the runtime builds that (`for_handler`).
+which adds MAX_PIXELS). `for_handler()` works out the settings a handler runs with,
+the one place the build step, the runtime, its metrics and the benchmark get them.
 """
 import math
 import os
@@ -73,7 +74,7 @@ class Settings:
     max_body_bytes: int = env("MAX_BODY_BYTES", 10 * 1024 * 1024, int)
     batch_size: int = env("BATCH_SIZE", 8, int)
     batch_delay_ms: float = env("BATCH_DELAY_MS", 2.0, float)
-    # batches run side by side; 0: the handler's `batch_workers` (see with_handler_defaults)
+    # batches run side by side; 0: the handler's `batch_workers` (see for_handler)
     batch_workers: int = env("BATCH_WORKERS", 0, int, documented="handler's")
     queue_size: int = env("QUEUE_SIZE", 16, int)
     inference_timeout_ms: float = env("INFERENCE_TIMEOUT_MS", 10_000.0, float)
@@ -122,19 +123,17 @@ class Settings:
         return self.latency_objective_ms / 1000
 
     def for_handler(self, handler) -> "Settings":
-        """These settings as the handler's `settings_class` (a subclass of Settings, e.g.
-        an image function's ImageSettings): the fields these have are kept, its own are
-        read from the environment. Settings that already are one are returned as they are."""
+        """The settings `handler` runs with: these, as its `settings_class` (a subclass of
+        Settings, e.g. an image function's ImageSettings: the fields these have are kept,
+        its own are read from the environment), with its own `batch_workers` where
+        BATCH_WORKERS is unset. Settings already worked out are returned as they are."""
         cls = getattr(handler, "settings_class", Settings)
-        if isinstance(self, cls) or not (isinstance(cls, type) and issubclass(cls, Settings)):
-            return self
-        return cls(**{f.name: getattr(self, f.name) for f in fields(cls) if f.init and hasattr(self, f.name)})
-
-    def with_handler_defaults(self, batch_workers: int) -> "Settings":
-        """These settings with the handler's own defaults where the environment set none."""
-        if self.batch_workers > 0:
-            return self
-        return replace(self, batch_workers=max(1, batch_workers))
+        settings = self
+        if not isinstance(self, cls) and isinstance(cls, type) and issubclass(cls, Settings):
+            settings = cls(**{f.name: getattr(self, f.name) for f in fields(cls) if f.init and hasattr(self, f.name)})
+        if settings.batch_workers > 0:
+            return settings
+        return replace(settings, batch_workers=max(1, getattr(handler, "batch_workers", 1)))
 
     def apply_torch_allocator(self):
         """Hand PyTorch its allocator variables: it reads them once, at its first

@@ -2,14 +2,21 @@
 
 Everything that reaches into waitress internals (HTTPChannel.service,
 WSGITask.build_response_header, the server's socket map, channels, task queue and
-trigger) is here, so a waitress upgrade is checked here; server.py only calls
-`WaitressServer`.
+trigger) or its own environ keys is here, so a waitress upgrade is checked here;
+server.py only calls `WaitressServer`, the app `client_gone_check`.
 """
 import select
+from collections.abc import Callable
 
 import waitress
 from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.task import WSGITask
+
+
+def client_gone_check(environ: dict) -> Callable[[], bool] | None:
+    """waitress's `waitress.client_disconnected`: a callable that says whether the
+    request's client has hung up; None when not served by waitress (a test client)."""
+    return environ.get("waitress.client_disconnected")
 
 
 class DrainingTask(WSGITask):
