@@ -167,7 +167,7 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
     for backend in ("aoti", "eager") if precision == "fp32" else ("aoti",):
         handler = handler_module.Classifier(handler_module.ClassifierSettings(
             model_backend=backend, model_precision=precision))
-        settings = ImageSettings().with_handler_defaults(handler.batch_workers)
+        settings = ImageSettings().for_handler(handler)
         try:
             handler.load(artifacts, read_verified_manifest(artifacts), settings)
         except Exception as exc:
