@@ -10,6 +10,10 @@ build folder), wait for its /ready and stop it: the tests, the soak, the
 benchmark and `load/with_function.sh` all start it so.
 
     python load/localrun.py shrinkwrap functions/classifier build/classifier
+    python load/localrun.py run [--port P] [--env "NAME=value ..."] BUILD LOG_DIR COMMAND [ARGS...]
+
+`run` starts the build's function, runs COMMAND once /ready answers 200 (it finds
+the function at $FUNCTION_URL) and stops both whatever happens (see `run_with_function`).
 """
 from __future__ import annotations
 
@@ -256,11 +260,132 @@ class FunctionProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+class _Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+def _interrupt(signum, _frame):
+    raise _Interrupted(signum)
+
+
+def _exit_code(returncode: int) -> int:
+    """A child's exit code as a shell reports it: 128 + N when signal N ended it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _start_ignoring_ctrl_c(start):
+    """Run `start()` (which starts a child) with SIGINT ignored, so the child inherits
+    that (as a shell's background job does): a Ctrl-C reaches this process, which
+    stops the command and then the function in that order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return start()
+    finally:
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def _say(message: str, err: bool = False) -> None:
+    print(message, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _stop_command(cmd: subprocess.Popen | None) -> None:
+    if cmd is not None and cmd.poll() is None:
+        _say(f"stopping the command (pid {cmd.pid}, SIGTERM)")
+        cmd.terminate()
+        cmd.wait()
+
+
+def _stop_function(fn: FunctionProcess, stop_timeout: float) -> None:
+    if fn.proc is None:
+        return
+    if fn.proc.poll() is None:
+        _say(f"stopping the function (pid {fn.pid}, SIGTERM)")
+    code = fn.stop(timeout=stop_timeout)
+    if code == -signal.SIGKILL:
+        _say(f"the function did not stop within {stop_timeout:g}s: SIGKILL")
+    _say(f"function stopped (exit {_exit_code(code)}); its log: {fn.log}")
+
+
+def run_with_function(build: Path, log_dir: Path, command: list[str], port: int, env: dict[str, str],
+                      ready_timeout: float = 180, stop_timeout: float = 30) -> int:
+    """Start the function in `build` on `port` (its log in LOG_DIR/function.log, its stderr
+    beside it), run `command` once it is ready, then stop the function: after the command
+    ends, or on Ctrl-C or SIGTERM (the command gets SIGTERM first). The exit code is the
+    command's, 128 + N after signal N, 3 when the function could not be started."""
+    if _port_taken(port):
+        _say(f"port {port} is already in use (a `make run` still going?): stop it, pass PORT=... for another "
+             f"port, or HOST=http://127.0.0.1:{port} to load what is running there", err=True)
+        return 3
+    fn = FunctionProcess(build, env, log=Path(log_dir) / "function.log", port=port)
+    cmd = None
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _say(f"starting the function on {fn.url} (log: {fn.log})")
+        try:
+            _start_ignoring_ctrl_c(lambda: fn.start(wait_ready=False))
+            _say(f"function ready after {fn.wait_ready(ready_timeout, poll=0.1):.0f}s")
+        except OSError as e:  # no such build folder
+            _say(f"cannot start the function: {e}", err=True)
+            return 3
+        except FunctionExited:
+            _say(f"the function exited during start-up; last lines of its stderr:\n{fn.stderr_tail()}", err=True)
+            return 3
+        except TimeoutError:
+            _say(f"the function was not ready after {ready_timeout:g}s", err=True)
+            return 3
+        try:
+            cmd = _start_ignoring_ctrl_c(lambda: subprocess.Popen(command, env={**os.environ, "FUNCTION_URL": fn.url}))
+        except OSError as e:
+            _say(f"cannot run {command[0]}: {e}", err=True)
+            return 127
+        return _exit_code(cmd.wait())
+    except _Interrupted as stop:
+        return stop.exit_code
+    finally:
+        for sig in handlers:  # a second Ctrl-C must not cut the stopping short
+            signal.signal(sig, signal.SIG_IGN)
+        _stop_command(cmd)
+        _stop_function(fn, stop_timeout)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _run_main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="localrun.py run", description=run_with_function.__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--env", default="", help="NAME=value words for the function (the Makefile's RUN_ENV)")
+    parser.add_argument("--ready-timeout", type=float, default=float(os.environ.get("READY_TIMEOUT", 180)))
+    parser.add_argument("--stop-timeout", type=float, default=float(os.environ.get("STOP_TIMEOUT", 30)))
+    parser.add_argument("build", type=Path)
+    parser.add_argument("log_dir", type=Path)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error("no COMMAND to run")
+    # locally nothing routes to the process after SIGTERM: a short drain unless told otherwise
+    env = {"DRAIN_SECONDS": os.environ.get("DRAIN_SECONDS", "0.5"),
+           **dict(word.split("=", 1) for word in args.env.split())}
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    return run_with_function(args.build, args.log_dir, args.command, args.port, env,
+                             args.ready_timeout, args.stop_timeout)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "shrinkwrap":
         shrinkwrap(Path(argv[1]), Path(argv[2]))
         return 0
-    print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+    if argv[:1] == ["run"]:
+        return _run_main(argv[1:])
+    print(__doc__.split("\n\n")[-2].strip(), file=sys.stderr)
     return 2
 
 
