@@ -116,6 +116,29 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30, sig: int = signal.
     return proc.returncode
 
 
+def stop_group(proc: subprocess.Popen, timeout: float = 30, sig: int = signal.SIGTERM) -> int:
+    """`sig` to the process group `proc` leads (it was started in a session of its own),
+    SIGKILL to what is left of the group after `timeout`; `proc`'s exit code once the
+    whole group is gone (a `make run` ends before the function it started has drained)."""
+    def signal_group(signum: int) -> bool:
+        try:
+            os.killpg(proc.pid, signum)
+            return True
+        except ProcessLookupError:  # no process left in the group
+            return False
+
+    signal_group(sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader: a zombie still counts as a member
+        if not signal_group(0):
+            break
+        time.sleep(0.05)
+    else:
+        signal_group(signal.SIGKILL)
+    return proc.wait()
+
+
 def proc_kib(pid: int, key: str, file: str = "status") -> int:
     """A `key: N kB` figure of /proc/PID/<file> (VmRSS, VmHWM in status; Pss in
     smaps_rollup); 0 once the process is gone."""
@@ -152,18 +175,21 @@ class FunctionProcess:
     defaults: PORT and HOST (127.0.0.1), FUNCTION_NAME (`name`) and DRAIN_SECONDS
     (locally nothing routes to a stopping process, so 0.5 s instead of the
     container's 5). `command` replaces `python index.py` for another server that
-    answers /ready the same way (pass it `port` too).
+    answers /ready the same way (pass it `port` too). `own_session`: the command and
+    whatever it starts (`make run`, a watchdog and its function) form a process group
+    of their own, which `stop()` signals and waits for as a whole.
     """
 
     def __init__(self, build_dir: Path, env: Mapping[str, str] | None = None, *, name: str = "classifier",
                  log: Path | None = None, port: int | None = None, base_env: Mapping[str, str] | None = None,
-                 command: Sequence[str] = (sys.executable, "index.py")):
+                 command: Sequence[str] = (sys.executable, "index.py"), own_session: bool = False):
         self.build_dir = Path(build_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**(os.environ if base_env is None else base_env), "PORT": str(self.port), "HOST": "127.0.0.1",
                     "FUNCTION_NAME": name, "DRAIN_SECONDS": "0.5", **(env or {})}
         self.command = list(command)
+        self.own_session = own_session
         if log is None:
             folder = tempfile.mkdtemp(prefix="torchfaas-function-")
             weakref.finalize(self, shutil.rmtree, folder, True)
@@ -185,7 +211,8 @@ class FunctionProcess:
         with open(self.log, "wb") as out, open(self.stderr_log, "wb") as err:
             self.started = time.perf_counter()
             self.proc = subprocess.Popen([*prefix, *self.command], cwd=self.build_dir, env=self.env,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         start_new_session=self.own_session)
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -219,8 +246,10 @@ class FunctionProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """`sig` (SIGTERM: it drains and logs `shutdown`), SIGKILL if it outlives
-        `timeout`; its exit code (0 if it never started)."""
-        return 0 if self.proc is None else stop_process(self.proc, timeout, sig)
+        `timeout` (with `own_session`: to its whole group); its exit code (0 if it never started)."""
+        if self.proc is None:
+            return 0
+        return (stop_group if self.own_session else stop_process)(self.proc, timeout, sig)
 
     def wait_exit(self, timeout: float = 30) -> int:
         """Its exit code, once it ends by itself (or after a signal sent through `.proc`)."""
