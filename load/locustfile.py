@@ -47,6 +47,7 @@ import logging
 import os
 import sys
 import threading
+import time
 
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.runners import MasterRunner, WorkerRunner
@@ -63,6 +64,8 @@ DEFAULT_FUNCTION = "classifier"
 # latency contract (None: read from functions/<name>/slo when the run
 # is judged; classifier 250 ms, diabetes 50 ms), so the threshold follows the function
 DEFAULTS = {"max_p95_ms": 0.0, "max_p99_ms": None, "max_fail_ratio": 0.01}
+# how long a distributed run's master waits for its workers to build their inputs
+MAX_INPUTS_WAIT_S = 120
 
 
 def _env(name: str, default=None):
@@ -208,6 +211,8 @@ def on_init(environment, **_kw):
         environment.worker_requests = {}
         environment.events.worker_report.add_listener(
             lambda client_id, data, **_kw: on_worker_report(environment, client_id, data))
+        environment.workers_with_inputs = set()
+        environment.runner.register_message(INPUTS_READY, on_worker_inputs_ready)
     seed = _option(environment, "seed")
     environment.picker = None  # built by the first user, once the options (a worker's from the master) are known
     hosts = [h.strip().rstrip("/") for h in (_option(environment, "split_hosts", "") or "").split(",") if h.strip()]
@@ -221,6 +226,44 @@ def picker_of(environment) -> traffic.Picker:
         environment.picker = traffic.Picker(good, seed=_option(environment, "seed"))
         environment.bad_requests = bad
     return environment.picker
+
+
+# -- the inputs are built before the clock starts ----------------------------
+INPUTS_READY = "torchfaas_inputs_ready"  # a worker to the master: its users can send
+
+
+@events.test_start.add_listener
+def prepare_inputs(environment, **_kw):
+    """Build the inputs before the first user starts, then start the shape's clock.
+
+    Building them is seconds of CPU (the classifier's 54 photos: ~2 s, more on a busy
+    machine). Counted inside the shape, that time ended a 2-s steady run before its
+    first request. test_start comes before any user and, on a worker, after the
+    master's options have arrived. On a local run the shape's clock restarts here (as
+    Locust's master restarts its own after test_start); a worker tells the master,
+    whose Profile holds its clock until every worker's users can send.
+    """
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        return
+    if not hasattr(environment, "picker"):  # used as a library without the init event
+        on_init(environment)
+    picker_of(environment)
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(INPUTS_READY)
+    elif environment.shape_class is not None:
+        environment.shape_class.reset_time()
+
+
+def on_worker_inputs_ready(environment, msg, **_kw):
+    """On the master: one more worker can send; when all can, the shape's clock starts."""
+    environment.workers_with_inputs.add(msg.node_id)
+    if all_workers_can_send(environment) and environment.shape_class is not None:
+        environment.shape_class.reset_time()
+
+
+def all_workers_can_send(environment) -> bool:
+    return len(environment.workers_with_inputs) >= environment.runner.worker_count
 
 
 class FunctionUser(FastHttpUser):
@@ -306,6 +349,8 @@ class Profile(LoadTestShape):
 
     Locust's only shape class: shapes.py's shapes are plain tick(run_time) objects.
     In distributed mode it runs on the master, which tells the workers how many users to run.
+    Its clock starts when the users can send, once their inputs are built (prepare_inputs):
+    a 2-s steady run sends for 2 s however long the building took.
     """
 
     use_common_options = False
@@ -313,15 +358,33 @@ class Profile(LoadTestShape):
     def __init__(self):
         super().__init__()
         self.shape = None
+        self.holding_since: float | None = None
 
     def tick(self):
+        env = self.runner.environment
         if self.shape is None:
-            env = self.runner.environment
             self.shape = shapes.build(profile_name(env), _option(env, "peak_users"),
                                       _option(env, "duration"), _option(env, "step_users"),
                                       _option(env, "step_seconds"))
             log.info("load profile %s: %s", profile_name(env), vars(self.shape))
+        if self.waiting_for_workers(env):
+            self.reset_time()  # the clock stays at 0 until the users can send (prepare_inputs)
         return self.shape.tick(self.get_run_time())
+
+    def waiting_for_workers(self, env) -> bool:
+        """On a master: whether a worker is still building its inputs (at most
+        MAX_INPUTS_WAIT_S, then the run goes on without it, with a warning)."""
+        if not isinstance(self.runner, MasterRunner) or all_workers_can_send(env):
+            return False
+        now = time.monotonic()
+        self.holding_since = self.holding_since or now
+        if now - self.holding_since < MAX_INPUTS_WAIT_S:
+            return True
+        log.warning("%d of %d workers have not built their inputs after %g s: the shape's clock starts anyway",
+                    self.runner.worker_count - len(env.workers_with_inputs), self.runner.worker_count,
+                    MAX_INPUTS_WAIT_S)
+        env.workers_with_inputs.update(self.runner.clients.keys())
+        return False
 
 
 # -- thresholds --------------------------------------------------------------
