@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -170,7 +171,10 @@ class FunctionProcess:
 
     Its stdout (the JSON log) goes to `log` and its stderr beside it (`function.log`
     -> `function.stderr.log`); without `log`, to a temporary folder that lives as long
-    as this object. Files, not pipes: a process under load never waits for a reader.
+    as this object. A file, not a pipe, by default: a process under load never waits
+    for a reader. `stdout_pipe`: its stdout is a pipe instead, read line by line into
+    `log` by a thread, as the of-watchdog reads it (what a pipe does to long lines and
+    concurrent writers is what the tests check).
     `env` is laid over `base_env` (default: this process's environment) and the
     defaults: PORT and HOST (127.0.0.1), FUNCTION_NAME (`name`) and DRAIN_SECONDS
     (locally nothing routes to a stopping process, so 0.5 s instead of the
@@ -182,7 +186,8 @@ class FunctionProcess:
 
     def __init__(self, build_dir: Path, env: Mapping[str, str] | None = None, *, name: str = "classifier",
                  log: Path | None = None, port: int | None = None, base_env: Mapping[str, str] | None = None,
-                 command: Sequence[str] = (sys.executable, "index.py"), own_session: bool = False):
+                 command: Sequence[str] = (sys.executable, "index.py"), own_session: bool = False,
+                 stdout_pipe: bool = False):
         self.build_dir = Path(build_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -190,6 +195,8 @@ class FunctionProcess:
                     "FUNCTION_NAME": name, "DRAIN_SECONDS": "0.5", **(env or {})}
         self.command = list(command)
         self.own_session = own_session
+        self.stdout_pipe = stdout_pipe
+        self._relay: threading.Thread | None = None
         if log is None:
             folder = tempfile.mkdtemp(prefix="torchfaas-function-")
             weakref.finalize(self, shutil.rmtree, folder, True)
@@ -211,8 +218,11 @@ class FunctionProcess:
         with open(self.log, "wb") as out, open(self.stderr_log, "wb") as err:
             self.started = time.perf_counter()
             self.proc = subprocess.Popen([*prefix, *self.command], cwd=self.build_dir, env=self.env,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         start_new_session=self.own_session)
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.stdout_pipe else out,
+                                         stderr=err, start_new_session=self.own_session)
+        if self.stdout_pipe:
+            self._relay = threading.Thread(target=self._relay_stdout, daemon=True)
+            self._relay.start()
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -249,11 +259,25 @@ class FunctionProcess:
         `timeout` (with `own_session`: to its whole group); its exit code (0 if it never started)."""
         if self.proc is None:
             return 0
-        return (stop_group if self.own_session else stop_process)(self.proc, timeout, sig)
+        code = (stop_group if self.own_session else stop_process)(self.proc, timeout, sig)
+        self._join_relay()
+        return code
 
     def wait_exit(self, timeout: float = 30) -> int:
         """Its exit code, once it ends by itself (or after a signal sent through `.proc`)."""
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self._join_relay()
+        return code
+
+    def _relay_stdout(self) -> None:
+        with open(self.log, "ab") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+
+    def _join_relay(self) -> None:
+        if self._relay is not None:
+            self._relay.join(5)
 
     def __enter__(self) -> FunctionProcess:
         return self if self.proc is not None else self.start()
@@ -286,7 +310,9 @@ class FunctionProcess:
         return log.lines
 
     def _running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        """Whether lines may still be on their way to the log."""
+        relaying = self._relay is not None and self._relay.is_alive()
+        return relaying or (self.proc is not None and self.proc.poll() is None)
 
 
 class _Interrupted(Exception):

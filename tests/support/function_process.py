@@ -30,8 +30,9 @@ def real_artifacts(name: str) -> Path | None:
 
 class FunctionProcess(localrun.FunctionProcess):
     def __init__(self, build_dir: Path, env: dict | None = None, **kwargs):
-        # a test stops many processes: a short drain keeps the suite quick
-        super().__init__(build_dir, {"DRAIN_SECONDS": "0.2", **(env or {})}, **kwargs)
+        # a test stops many processes: a short drain keeps the suite quick; stdout through a
+        # pipe, as the of-watchdog reads it (tests/reliability/test_log_integrity.py)
+        super().__init__(build_dir, {"DRAIN_SECONDS": "0.2", **(env or {})}, **{"stdout_pipe": True, **kwargs})
 
     def post(self, data: bytes, content_type: str = "image/jpeg", params=None, headers=None,
              timeout: float = 30) -> requests.Response:
