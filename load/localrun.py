@@ -334,11 +334,11 @@ def _start_ignoring_ctrl_c(start):
     """Run `start()` (which starts a child) with SIGINT ignored, so the child inherits
     that (as a shell's background job does): a Ctrl-C reaches this process, which
     stops the command and then the function in that order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return start()
     finally:
-        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGINT, handler)
 
 
 def _say(message: str, err: bool = False) -> None:
@@ -375,15 +375,19 @@ def run_with_function(build: Path, log_dir: Path, command: list[str], port: int,
         return 3
     fn = FunctionProcess(build, env, log=Path(log_dir) / "function.log", port=port)
     cmd = None
-    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # started with Ctrl-C ignored (by another run, as its command), it stays ignored, as a
+    # shell keeps it: whoever started this stops it with SIGTERM
+    caught = [signal.SIGTERM] + ([] if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else [signal.SIGINT])
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in caught}
     try:
         _say(f"starting the function on {fn.url} (log: {fn.log})")
         try:
             _start_ignoring_ctrl_c(lambda: fn.start(wait_ready=False))
-            _say(f"function ready after {fn.wait_ready(ready_timeout, poll=0.1):.0f}s")
         except OSError as e:  # no such build folder
             _say(f"cannot start the function: {e}", err=True)
             return 3
+        try:
+            _say(f"function ready after {fn.wait_ready(ready_timeout, poll=0.1):.0f}s")
         except FunctionExited:
             _say(f"the function exited during start-up; last lines of its stderr:\n{fn.stderr_tail()}", err=True)
             return 3
