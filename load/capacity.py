@@ -177,6 +177,7 @@ def run(args) -> list[Step]:
     env = Environment(user_classes=[CapacityUser], host=args.host.rstrip("/"), events=locustfile.events)
     env.load_function = args.function
     locustfile.on_init(env)
+    locustfile.picker_of(env)  # the inputs are built before the first step's clock starts
     recorder = Recorder(env)
     runner = env.create_local_runner()
     steps: list[Step] = []

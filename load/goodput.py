@@ -25,6 +25,7 @@ from collections import Counter
 import requests
 
 import traffic
+from functionlog import raw_lines, read_log
 
 RETRY_S = 0.05
 
@@ -54,17 +55,7 @@ def client(host: str, timeout_s: float, stop_at: float, payloads: list, outcomes
 
 
 def summarise_log(path: str, since_line: int) -> dict:
-    lines = []
-    with open(path, encoding="utf-8") as f:
-        for i, raw in enumerate(f):
-            if i < since_line:
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if line.get("event") == "inference":
-                lines.append(line)
+    lines = [line for line in read_log(path, since_line).lines if line.get("event") == "inference"]
     gone = [line for line in lines if line.get("client_gone")]
     return {"log_lines": len(lines),
             "client_gone_lines": len(gone),
@@ -92,8 +83,7 @@ def main(argv=None) -> int:
     payloads, _bad = traffic.load_inputs(args.function)  # good requests only: goodput counts 200s
     since = 0
     if args.log:
-        with open(args.log, encoding="utf-8") as f:
-            since = sum(1 for _ in f)
+        since = len(raw_lines(args.log))
     outcomes, lock = Counter(), threading.Lock()
     stop_at = time.monotonic() + args.duration
     timeouts = [float(t) for t in args.timeout.split(",")]

@@ -5,11 +5,19 @@ template, then the function's files over its `function/` folder. The Makefile
 (`make shrinkwrap`), the benchmark and the tests all use this one copy.
 `import_build()` loads a build's packages into the calling process (the
 benchmark's in-process measurements) without touching sys.path.
+`FunctionProcess` is the one way to start a function (`python index.py` in its
+build folder), wait for its /ready and stop it: the tests, the soak, the
+benchmark and `load/with_function.sh` all start it so.
 
     python load/localrun.py shrinkwrap functions/classifier build/classifier
+    python load/localrun.py run [--port P] [--env "NAME=value ..."] BUILD LOG_DIR COMMAND [ARGS...]
+
+`run` starts the build's function, runs COMMAND once /ready answers 200 (it finds
+the function at $FUNCTION_URL) and stops both whatever happens (see `run_with_function`).
 """
 from __future__ import annotations
 
+import http.client
 import importlib.machinery
 import importlib.util
 import os
@@ -18,7 +26,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import functionlog
 
 LOAD = Path(__file__).resolve().parent
 REPO = LOAD.parent
@@ -89,17 +104,40 @@ def import_function(function_dir: Path, name: str, module: str = "handler"):
     return importlib.import_module(f"{name}.{module}")
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 30) -> int:
-    """SIGTERM (the function drains and logs `shutdown`), SIGKILL if it outlives
+def stop_process(proc: subprocess.Popen, timeout: float = 30, sig: int = signal.SIGTERM) -> int:
+    """`sig` (SIGTERM: the function drains and logs `shutdown`), SIGKILL if it outlives
     `timeout`; the exit code."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30, sig: int = signal.SIGTERM) -> int:
+    """`sig` to the process group `proc` leads (it was started in a session of its own),
+    SIGKILL to what is left of the group after `timeout`; `proc`'s exit code once the
+    whole group is gone (a `make run` ends before the function it started has drained)."""
+    def signal_group(signum: int) -> bool:
+        try:
+            os.killpg(proc.pid, signum)
+            return True
+        except ProcessLookupError:  # no process left in the group
+            return False
+
+    signal_group(sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader: a zombie still counts as a member
+        if not signal_group(0):
+            break
+        time.sleep(0.05)
+    else:
+        signal_group(signal.SIGKILL)
+    return proc.wait()
 
 
 def proc_kib(pid: int, key: str, file: str = "status") -> int:
@@ -120,11 +158,293 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class FunctionExited(RuntimeError):
+    """The function's process ended before it was ready."""
+
+
+class FunctionProcess:
+    """`python index.py` in a build folder, as the container starts it, on a port of its own.
+
+        with FunctionProcess(build, {"ARTIFACTS_DIR": str(artifacts)}, log=Path("fn.log")) as fn:
+            requests.post(fn.url + "/", data=photo)
+        fn.lines()  # its JSON log, parsed
+
+    Its stdout (the JSON log) goes to `log` and its stderr beside it (`function.log`
+    -> `function.stderr.log`); without `log`, to a temporary folder that lives as long
+    as this object. A file, not a pipe, by default: a process under load never waits
+    for a reader. `stdout_pipe`: its stdout is a pipe instead, read line by line into
+    `log` by a thread, as the of-watchdog reads it (what a pipe does to long lines and
+    concurrent writers is what the tests check).
+    `env` is laid over `base_env` (default: this process's environment) and the
+    defaults: PORT and HOST (127.0.0.1), FUNCTION_NAME (`name`) and DRAIN_SECONDS
+    (locally nothing routes to a stopping process, so 0.5 s instead of the
+    container's 5). `command` replaces `python index.py` for another server that
+    answers /ready the same way (pass it `port` too). `own_session`: the command and
+    whatever it starts (`make run`, a watchdog and its function) form a process group
+    of their own, which `stop()` signals and waits for as a whole.
+    """
+
+    def __init__(self, build_dir: Path, env: Mapping[str, str] | None = None, *, name: str = "classifier",
+                 log: Path | None = None, port: int | None = None, base_env: Mapping[str, str] | None = None,
+                 command: Sequence[str] = (sys.executable, "index.py"), own_session: bool = False,
+                 stdout_pipe: bool = False):
+        self.build_dir = Path(build_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**(os.environ if base_env is None else base_env), "PORT": str(self.port), "HOST": "127.0.0.1",
+                    "FUNCTION_NAME": name, "DRAIN_SECONDS": "0.5", **(env or {})}
+        self.command = list(command)
+        self.own_session = own_session
+        self.stdout_pipe = stdout_pipe
+        self._relay: threading.Thread | None = None
+        if log is None:
+            folder = tempfile.mkdtemp(prefix="torchfaas-function-")
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            log = Path(folder) / "function.log"
+        self.log = Path(log)
+        self.stderr_log = self.log.with_suffix(".stderr.log")
+        self.proc: subprocess.Popen | None = None
+        self.started: float | None = None   # time.perf_counter() just before the process started
+        self.ready_at: float | None = None  # time.perf_counter() of the first /ready 200
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, wait_ready: bool = True, timeout: float = 180, prefix: Sequence[str] = ()) -> FunctionProcess:
+        """Start it (under `prefix`, a command such as a sandbox, if given); with
+        `wait_ready`, return once /ready answers 200."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as out, open(self.stderr_log, "wb") as err:
+            self.started = time.perf_counter()
+            self.proc = subprocess.Popen([*prefix, *self.command], cwd=self.build_dir, env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if self.stdout_pipe else out,
+                                         stderr=err, start_new_session=self.own_session)
+        if self.stdout_pipe:
+            self._relay = threading.Thread(target=self._relay_stdout, daemon=True)
+            self._relay.start()
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def is_ready(self, probe_timeout: float = 1.0) -> bool:
+        """Whether /ready answers 200 within `probe_timeout` (a start-up that holds the CPU
+        may answer late: that is a no). Raises FunctionExited if the process has ended."""
+        if self.proc.poll() is not None:
+            raise FunctionExited(f"the function exited with {self.proc.returncode} before it was ready; "
+                                 f"the end of its stderr ({self.stderr_log}):\n{self.stderr_tail()}")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=probe_timeout)
+        try:
+            conn.request("GET", "/ready")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):  # not listening yet, or too slow to answer
+            return False
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 180, poll: float = 0.05) -> float:
+        """Wait until /ready answers 200, polling every `poll` s; the seconds from the
+        process start. Raises FunctionExited if it ends first, TimeoutError after `timeout`."""
+        deadline = time.perf_counter() + timeout
+        while not self.is_ready():
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the function was not ready after {timeout:g} s; the end of its stderr "
+                                   f"({self.stderr_log}):\n{self.stderr_tail()}")
+            time.sleep(poll)
+        self.ready_at = time.perf_counter()
+        return self.ready_at - self.started
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """`sig` (SIGTERM: it drains and logs `shutdown`), SIGKILL if it outlives
+        `timeout` (with `own_session`: to its whole group); its exit code (0 if it never started)."""
+        if self.proc is None:
+            return 0
+        code = (stop_group if self.own_session else stop_process)(self.proc, timeout, sig)
+        self._join_relay()
+        return code
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        """Its exit code, once it ends by itself (or after a signal sent through `.proc`)."""
+        code = self.proc.wait(timeout)
+        self._join_relay()
+        return code
+
+    def _relay_stdout(self) -> None:
+        with open(self.log, "ab") as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+
+    def _join_relay(self) -> None:
+        if self._relay is not None:
+            self._relay.join(5)
+
+    def __enter__(self) -> FunctionProcess:
+        return self if self.proc is not None else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- what it wrote --------------------------------------------------------
+    @property
+    def raw_lines(self) -> list[str]:
+        """Its stdout so far, line by line (a line still being written is left out)."""
+        return functionlog.raw_lines(self.log, whole_lines_only=self._running())
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return functionlog.raw_lines(self.stderr_log, whole_lines_only=self._running())
+
+    def stderr_tail(self, count: int = 20) -> str:
+        return "\n".join(self.stderr_lines[-count:])
+
+    def read_log(self) -> functionlog.FunctionLog:
+        """Its JSON log so far: the objects and the lines that are not one."""
+        return functionlog.read_log(self.log, whole_lines_only=self._running())
+
+    def lines(self) -> list[dict]:
+        """Its JSON log so far, parsed; a line that is not a JSON object raises ValueError."""
+        log = self.read_log()
+        if log.broken:
+            raise ValueError(f"{len(log.broken)} stdout lines are not JSON objects, e.g. {log.broken[0][:200]!r}")
+        return log.lines
+
+    def _running(self) -> bool:
+        """Whether lines may still be on their way to the log."""
+        relaying = self._relay is not None and self._relay.is_alive()
+        return relaying or (self.proc is not None and self.proc.poll() is None)
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+def _interrupt(signum, _frame):
+    raise _Interrupted(signum)
+
+
+def _exit_code(returncode: int) -> int:
+    """A child's exit code as a shell reports it: 128 + N when signal N ended it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _start_ignoring_ctrl_c(start):
+    """Run `start()` (which starts a child) with SIGINT ignored, so the child inherits
+    that (as a shell's background job does): a Ctrl-C reaches this process, which
+    stops the command and then the function in that order."""
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return start()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
+def _say(message: str, err: bool = False) -> None:
+    print(message, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _stop_command(cmd: subprocess.Popen | None) -> None:
+    if cmd is not None and cmd.poll() is None:
+        _say(f"stopping the command (pid {cmd.pid}, SIGTERM)")
+        cmd.terminate()
+        cmd.wait()
+
+
+def _stop_function(fn: FunctionProcess, stop_timeout: float) -> None:
+    if fn.proc is None:
+        return
+    if fn.proc.poll() is None:
+        _say(f"stopping the function (pid {fn.pid}, SIGTERM)")
+    code = fn.stop(timeout=stop_timeout)
+    if code == -signal.SIGKILL:
+        _say(f"the function did not stop within {stop_timeout:g}s: SIGKILL")
+    _say(f"function stopped (exit {_exit_code(code)}); its log: {fn.log}")
+
+
+def run_with_function(build: Path, log_dir: Path, command: list[str], port: int, env: dict[str, str],
+                      ready_timeout: float = 180, stop_timeout: float = 30) -> int:
+    """Start the function in `build` on `port` (its log in LOG_DIR/function.log, its stderr
+    beside it), run `command` once it is ready, then stop the function: after the command
+    ends, or on Ctrl-C or SIGTERM (the command gets SIGTERM first). The exit code is the
+    command's, 128 + N after signal N, 3 when the function could not be started."""
+    if _port_taken(port):
+        _say(f"port {port} is already in use (a `make run` still going?): stop it, pass PORT=... for another "
+             f"port, or HOST=http://127.0.0.1:{port} to load what is running there", err=True)
+        return 3
+    fn = FunctionProcess(build, env, log=Path(log_dir) / "function.log", port=port)
+    cmd = None
+    # started with Ctrl-C ignored (by another run, as its command), it stays ignored, as a
+    # shell keeps it: whoever started this stops it with SIGTERM
+    caught = [signal.SIGTERM] + ([] if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else [signal.SIGINT])
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in caught}
+    try:
+        _say(f"starting the function on {fn.url} (log: {fn.log})")
+        try:
+            _start_ignoring_ctrl_c(lambda: fn.start(wait_ready=False))
+        except OSError as e:  # no such build folder
+            _say(f"cannot start the function: {e}", err=True)
+            return 3
+        try:
+            _say(f"function ready after {fn.wait_ready(ready_timeout, poll=0.1):.0f}s")
+        except FunctionExited:
+            _say(f"the function exited during start-up; last lines of its stderr:\n{fn.stderr_tail()}", err=True)
+            return 3
+        except TimeoutError:
+            _say(f"the function was not ready after {ready_timeout:g}s", err=True)
+            return 3
+        try:
+            cmd = _start_ignoring_ctrl_c(lambda: subprocess.Popen(command, env={**os.environ, "FUNCTION_URL": fn.url}))
+        except OSError as e:
+            _say(f"cannot run {command[0]}: {e}", err=True)
+            return 127
+        return _exit_code(cmd.wait())
+    except _Interrupted as stop:
+        return stop.exit_code
+    finally:
+        for sig in handlers:  # a second Ctrl-C must not cut the stopping short
+            signal.signal(sig, signal.SIG_IGN)
+        _stop_command(cmd)
+        _stop_function(fn, stop_timeout)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _run_main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="localrun.py run", description=run_with_function.__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--env", default="", help="NAME=value words for the function (the Makefile's RUN_ENV)")
+    parser.add_argument("--ready-timeout", type=float, default=float(os.environ.get("READY_TIMEOUT", 180)))
+    parser.add_argument("--stop-timeout", type=float, default=float(os.environ.get("STOP_TIMEOUT", 30)))
+    parser.add_argument("build", type=Path)
+    parser.add_argument("log_dir", type=Path)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error("no COMMAND to run")
+    # locally nothing routes to the process after SIGTERM: a short drain unless told otherwise
+    env = {"DRAIN_SECONDS": os.environ.get("DRAIN_SECONDS", "0.5"),
+           **dict(word.split("=", 1) for word in args.env.split())}
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    return run_with_function(args.build, args.log_dir, args.command, args.port, env,
+                             args.ready_timeout, args.stop_timeout)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "shrinkwrap":
         shrinkwrap(Path(argv[1]), Path(argv[2]))
         return 0
-    print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+    if argv[:1] == ["run"]:
+        return _run_main(argv[1:])
+    print(__doc__.split("\n\n")[-2].strip(), file=sys.stderr)
     return 2
 
 

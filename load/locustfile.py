@@ -47,7 +47,10 @@ import logging
 import os
 import sys
 import threading
+import time
 
+import gevent
+import gevent.lock
 from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
@@ -63,6 +66,8 @@ DEFAULT_FUNCTION = "classifier"
 # latency contract (None: read from functions/<name>/slo when the run
 # is judged; classifier 250 ms, diabetes 50 ms), so the threshold follows the function
 DEFAULTS = {"max_p95_ms": 0.0, "max_p99_ms": None, "max_fail_ratio": 0.01}
+# how long the shape waits for the users' inputs to be built before its clock starts anyway
+MAX_INPUTS_WAIT_S = 120
 
 
 def _env(name: str, default=None):
@@ -111,6 +116,7 @@ def _option(environment, name: str, default=None):
 
 # -- what is sent ------------------------------------------------------------
 _INPUTS: dict[str, tuple] = {}
+_BUILDING = gevent.lock.Semaphore()  # one build at a time: the others wait for it
 
 
 def function_of(environment) -> str:
@@ -121,11 +127,18 @@ def function_of(environment) -> str:
 
 
 def inputs(function: str) -> tuple[list[traffic.Payload], list[traffic.BadRequest]]:
-    """The function's declared load inputs, built once per process."""
-    if function not in _INPUTS:
-        _INPUTS[function] = traffic.load_inputs(function)
-        good, bad = _INPUTS[function]
-        log.info("%s: %d kinds of request, %d kinds of bad request", function, len(good), len(bad))
+    """The function's declared load inputs, built once per process.
+
+    Building them is seconds of CPU on a busy machine. In the event loop it would stop
+    everything else in this process; a worker's heartbeats among them, and a master that
+    hears none for 3 s drops the worker from the run (two workers dropped: "no request
+    was made"). So they are built in a thread of gevent's pool, and the loop runs on.
+    """
+    with _BUILDING:
+        if function not in _INPUTS:
+            _INPUTS[function] = gevent.get_hub().threadpool.apply(traffic.load_inputs, (function,))
+            good, bad = _INPUTS[function]
+            log.info("%s: %d kinds of request, %d kinds of bad request", function, len(good), len(bad))
     return _INPUTS[function]
 
 
@@ -208,6 +221,8 @@ def on_init(environment, **_kw):
         environment.worker_requests = {}
         environment.events.worker_report.add_listener(
             lambda client_id, data, **_kw: on_worker_report(environment, client_id, data))
+        environment.workers_with_inputs = set()
+        environment.runner.register_message(INPUTS_READY, on_worker_inputs_ready)
     seed = _option(environment, "seed")
     environment.picker = None  # built by the first user, once the options (a worker's from the master) are known
     hosts = [h.strip().rstrip("/") for h in (_option(environment, "split_hosts", "") or "").split(",") if h.strip()]
@@ -221,6 +236,48 @@ def picker_of(environment) -> traffic.Picker:
         environment.picker = traffic.Picker(good, seed=_option(environment, "seed"))
         environment.bad_requests = bad
     return environment.picker
+
+
+# -- the inputs are built before the clock starts ----------------------------
+INPUTS_READY = "torchfaas_inputs_ready"  # a worker to the master: its users can send
+
+
+@events.test_start.add_listener
+def prepare_inputs(environment, **_kw):
+    """Build the inputs before the first user starts, then start the shape's clock.
+
+    Building them is seconds of CPU (the classifier's 54 photos: ~2 s, more on a busy
+    machine). Counted inside the shape, that time ended a 2-s steady run before its
+    first request. test_start comes before any user is spawned and, on a worker, after
+    the master's options have arrived. The Profile holds its clock at 0 until the users
+    can send (users_can_send): on a local run the clock restarts here once they can; a
+    worker tells the master, which restarts it once every worker has.
+    """
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        return
+    if not hasattr(environment, "picker"):  # used as a library without the init event
+        on_init(environment)
+    picker_of(environment)
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(INPUTS_READY)
+    elif environment.shape_class is not None:
+        environment.shape_class.reset_time()
+
+
+def on_worker_inputs_ready(environment, msg, **_kw):
+    """On the master: one more worker can send; when all can, the shape's clock starts."""
+    environment.workers_with_inputs.add(msg.node_id)
+    if users_can_send(environment) and environment.shape_class is not None:
+        environment.shape_class.reset_time()
+
+
+def users_can_send(environment) -> bool:
+    """Whether the processes that send have built their inputs: on a master every worker,
+    else this process."""
+    if isinstance(environment.runner, MasterRunner):
+        return len(environment.workers_with_inputs) >= environment.runner.worker_count
+    return getattr(environment, "picker", None) is not None
 
 
 class FunctionUser(FastHttpUser):
@@ -306,6 +363,8 @@ class Profile(LoadTestShape):
 
     Locust's only shape class: shapes.py's shapes are plain tick(run_time) objects.
     In distributed mode it runs on the master, which tells the workers how many users to run.
+    Its clock starts when the users can send, once their inputs are built (prepare_inputs):
+    a 2-s steady run sends for 2 s however long the building took.
     """
 
     use_common_options = False
@@ -313,15 +372,32 @@ class Profile(LoadTestShape):
     def __init__(self):
         super().__init__()
         self.shape = None
+        self.holding_since: float | None = None  # when the clock was first held for the inputs
+        self.gave_up_waiting = False
 
     def tick(self):
+        env = self.runner.environment
         if self.shape is None:
-            env = self.runner.environment
             self.shape = shapes.build(profile_name(env), _option(env, "peak_users"),
                                       _option(env, "duration"), _option(env, "step_users"),
                                       _option(env, "step_seconds"))
             log.info("load profile %s: %s", profile_name(env), vars(self.shape))
+        if self.waiting_for_inputs(env):
+            self.reset_time()  # the clock stays at 0 until the users can send (prepare_inputs)
         return self.shape.tick(self.get_run_time())
+
+    def waiting_for_inputs(self, env) -> bool:
+        """Whether the users cannot send yet, their inputs still being built (at most
+        MAX_INPUTS_WAIT_S: then the clock starts anyway, with a warning)."""
+        if self.gave_up_waiting or users_can_send(env):
+            return False
+        now = time.monotonic()
+        self.holding_since = self.holding_since or now
+        if now - self.holding_since < MAX_INPUTS_WAIT_S:
+            return True
+        log.warning("the inputs are not built after %g s: the shape's clock starts anyway", MAX_INPUTS_WAIT_S)
+        self.gave_up_waiting = True
+        return False
 
 
 # -- thresholds --------------------------------------------------------------

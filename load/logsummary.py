@@ -17,23 +17,10 @@ from collections import Counter
 from functools import partial
 
 import stats
+from functionlog import read_log
 
 # Loki's quantile_over_time, so these agree with the SLO report on the same log; 0.0 for no requests
 percentile = partial(stats.percentile, empty=0.0)
-
-
-def read_log(path: str) -> tuple[list[dict], int]:
-    lines, broken = [], 0
-    with open(path, encoding="utf-8") as log:
-        for raw in log:
-            try:
-                line = json.loads(raw)
-                if not isinstance(line, dict):
-                    raise ValueError
-                lines.append(line)
-            except ValueError:
-                broken += 1
-    return lines, broken
 
 
 def summarise(lines: list[dict]) -> dict:
@@ -92,7 +79,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sent", help="the locustfile's --sent-log: check every request has its log line")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    lines, broken = read_log(args.log)
+    lines, broken_lines = read_log(args.log)
+    broken = len(broken_lines)
     summary = summarise(lines)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -46,7 +44,9 @@ import requests
 from scipy.stats import theilslopes
 
 import traffic
-from localrun import free_port, proc_kib, stop_process
+from functionlog import FunctionLog
+from localrun import FunctionProcess, proc_kib
+from stats import percentile
 from traffic import Picker, RequestIds
 
 
@@ -84,51 +84,8 @@ def rss_growth(samples: list[tuple[float, float]], warmup_s: float, window_s: fl
 
 
 def p99(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-
-
-class Function:
-    def __init__(self, build: Path, artifacts: Path, log_path: Path, env: dict, name: str = "classifier"):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "w", encoding="utf-8")
-        self._err = open(log_path.with_suffix(".stderr.log"), "w", encoding="utf-8")
-        self.proc = subprocess.Popen(
-            [sys.executable, "index.py"], cwd=build, stdout=self._log, stderr=self._err,
-            env={**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1", "FUNCTION_NAME": name,
-                 "ARTIFACTS_DIR": str(artifacts), "DRAIN_SECONDS": "0.5", **env})
-
-    def wait_ready(self, timeout: float = 180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the function exited with {self.proc.returncode}")
-            try:
-                if requests.get(self.url + "/ready", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the function never became ready")
-
-    def stop(self) -> int:
-        code = stop_process(self.proc)
-        self._log.close()
-        self._err.close()
-        return code
-
-    def lines(self) -> list[dict]:
-        out = []
-        for raw in self.log_path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(raw))
-            except ValueError:
-                out.append({"event": "not_json", "raw": raw[:200]})
-        return out
+    """The p99 the SLO contracts compute (stats.percentile); None for no values."""
+    return percentile(values, 0.99) if values else None
 
 
 def measure_capacity(url: str, corpus, seconds: float, concurrency: int) -> float:
@@ -184,7 +141,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def steady_rate(fn: Function, args: argparse.Namespace, corpus) -> tuple[float | None, float]:
+def steady_rate(fn: FunctionProcess, args: argparse.Namespace, corpus) -> tuple[float | None, float]:
     """(measured capacity or None, the steady rate): --rate, else --load-factor x a capacity burst."""
     if args.rate:
         return None, args.rate
@@ -192,7 +149,7 @@ def steady_rate(fn: Function, args: argparse.Namespace, corpus) -> tuple[float |
     return capacity, max(1.0, args.load_factor * capacity)
 
 
-def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) -> tuple[list, list]:
+def run_load(fn: FunctionProcess, args: argparse.Namespace, corpus, bads, rate: float) -> tuple[list, list]:
     """Send at `rate` for --duration, printing RSS every --sample-s and p99 per minute.
 
     -> (results: (t, rid, status or None, latency_s, expected_status) per request,
@@ -236,7 +193,7 @@ def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) 
         if now >= args.duration:
             break
         if now >= next_sample:
-            rss.append((round(now, 1), round(rss_mib(fn.proc.pid), 1)))
+            rss.append((round(now, 1), round(rss_mib(fn.pid), 1)))
             next_sample += args.sample_s
             print(f"t={now:6.0f}s rss={rss[-1][1]:.1f} MiB sent={n}", flush=True)
         minute = int(now // 60)
@@ -260,16 +217,17 @@ def run_load(fn: Function, args: argparse.Namespace, corpus, bads, rate: float) 
         pool.submit(send, now, ids.next(), *item)
         n += 1
     pool.shutdown(wait=True)
-    rss.append((round(time.monotonic() - start, 1), round(rss_mib(fn.proc.pid), 1)))
+    rss.append((round(time.monotonic() - start, 1), round(rss_mib(fn.pid), 1)))
     lat = latencies_200(minute_reported * 60, float("inf"))
     if lat:
         print(f"minute {minute_reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms{contract}")
     return results, rss
 
 
-def verdict(args: argparse.Namespace, lines: list[dict], results: list, rss: list, exit_code: int,
+def verdict(args: argparse.Namespace, log: FunctionLog, results: list, rss: list, exit_code: int,
             capacity: float | None, rate: float) -> dict:
     """The run's summary, with `failures`: what broke a promise of the soak."""
+    lines = log.lines
     per_id: dict[str, int] = {}
     for line in lines:
         if line.get("event") == "inference":
@@ -277,7 +235,7 @@ def verdict(args: argparse.Namespace, lines: list[dict], results: list, rss: lis
     answered = [r for r in results if r[2] is not None]
     lost = [r[1] for r in answered if per_id.get(r[1], 0) == 0]
     duplicated = [rid for rid, count in per_id.items() if count > 1]
-    not_json = sum(1 for line in lines if line.get("event") == "not_json")
+    not_json = len(log.broken)
     server_errors = [r for r in answered if r[2] >= 500]
     # a bad input may meet a full queue first (429 is checked before preprocessing)
     wrong_bad = [r for r in answered if r[4] != 200 and r[2] not in (r[4], 429)]
@@ -323,17 +281,18 @@ def main(argv=None) -> int:
     corpus, bads = traffic.load_inputs(args.function)
     if not bads:
         args.bad_share = 0.0  # the function declares no client mistakes to send
-    fn = Function(Path(args.build).resolve(), Path(args.artifacts).resolve(), report_dir / "function.log",
-                  dict(item.split("=", 1) for item in args.env), traffic.function_dir(args.function).name)
+    env = {"ARTIFACTS_DIR": str(Path(args.artifacts).resolve()), **dict(item.split("=", 1) for item in args.env)}
+    fn = FunctionProcess(Path(args.build).resolve(), env, name=traffic.function_dir(args.function).name,
+                         log=report_dir / "function.log")
     try:
-        fn.wait_ready()
+        fn.start(timeout=180)
         capacity, rate = steady_rate(fn, args, corpus)
         print(f"soak: {args.function}, capacity {capacity and round(capacity, 1)} req/s, steady load {rate:.1f} req/s "
               f"for {args.duration:g} s, {args.bad_share:.0%} bad inputs, warm-up {args.warmup_s:g} s", flush=True)
         results, rss = run_load(fn, args, corpus, bads, rate)
     finally:
         exit_code = fn.stop()
-    summary = verdict(args, fn.lines(), results, rss, exit_code, capacity, rate)
+    summary = verdict(args, fn.read_log(), results, rss, exit_code, capacity, rate)
     memory = summary["rss_trend"]
     if memory:
         low, high = memory["slope_ci95_mib_per_min"]

@@ -56,7 +56,7 @@ def function_process(build):
         artifacts = real_artifacts(function) if is_name else None
         defaults = {"ARTIFACTS_DIR": str(artifacts)} if artifacts is not None else {}
         fn = FunctionProcess(folder, env={**defaults, **(env or {})},
-                             function_name=function_name or (function if is_name else "classifier"))
+                             name=function_name or (function if is_name else "classifier"))
         processes.append(fn)
         return fn.start(wait_ready=wait_ready, timeout=timeout, prefix=prefix) if start else fn
 

@@ -41,3 +41,23 @@ def run_distributed(workers: int, host: str, out: Path, *args: str,
     cmd = [sys.executable, str(LOAD / "distributed.py"), "--workers", str(workers), "--max-wait", "60",
            "--", *locust_args(host, out, *args)]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=clean_env())
+
+
+SLOW_INPUTS = """\"\"\"The classifier's small JPEGs, built as slowly as a busy machine builds its 54 photos.\"\"\"
+import time
+
+import traffic
+
+
+def payloads():
+    time.sleep({seconds})
+    return traffic.build_corpus(sizes={{320: 1}}, formats={{"jpeg": traffic.FORMATS["jpeg"]}})
+"""
+
+
+def slow_inputs_function(folder: Path, seconds: float) -> Path:
+    """A function folder (for --function) whose load inputs take `seconds` to build: longer
+    than a short run, as the classifier's took on a busy 2-core machine."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "load_inputs.py").write_text(SLOW_INPUTS.format(seconds=seconds))
+    return folder

@@ -6,8 +6,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from loadtools import clean_env, run_capacity
-from localrun import CLASSIFIER_ARTIFACTS, LOAD, REPO, free_port
+from localrun import CLASSIFIER_ARTIFACTS, LOAD, REPO, FunctionExited, FunctionProcess, free_port
+
+# a build whose function dies at start-up, saying why on stderr, as a missing model does
+DYING_INDEX = "import sys\nprint('loading the model failed: no model.pt', file=sys.stderr)\nsys.exit(3)\n"
 
 
 def test_capacity_finder_measures_steps_and_prints_labels(classifier_fn, tmp_path):
@@ -72,6 +77,25 @@ def test_with_function_stops_the_function_when_killed(classifier_build, tmp_path
     assert not _port_open(port)
     lines = (tmp_path / "function.log").read_text().splitlines()
     assert json.loads(lines[-1])["event"] == "shutdown"
+
+
+def test_a_function_that_dies_at_start_up_says_why(tmp_path):
+    (tmp_path / "index.py").write_text(DYING_INDEX)
+    with pytest.raises(FunctionExited, match=r"exited with 3(.|\n)*loading the model failed: no model.pt"):
+        FunctionProcess(tmp_path).start(timeout=30)
+
+
+def test_with_function_exits_3_with_the_stderr_of_a_function_that_dies(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "index.py").write_text(DYING_INDEX)
+    port = free_port()
+    env = clean_env(PY=sys.executable, FN_BUILD=str(build), PORT=str(port), FN_ENV=f"PORT={port}")
+    result = subprocess.run(["bash", str(LOAD / "with_function.sh"), str(tmp_path / "logs"), "true"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "the function exited during start-up" in result.stderr
+    assert "loading the model failed: no model.pt" in result.stderr
 
 
 def test_decode_memory_prints_each_format_answered():

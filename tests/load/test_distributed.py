@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from loadtools import clean_env, locust_args, run_distributed
+from loadtools import clean_env, locust_args, run_distributed, slow_inputs_function
 from localrun import LOAD, REPO
 from test_locust_run import logged_lines
 
@@ -61,6 +61,19 @@ def test_a_broken_threshold_fails_the_distributed_run(classifier_fn, tmp_path):
     assert "2 workers connected" in result.stderr
     assert "threshold broken: p95 latency of good requests" in result.stderr
     assert (tmp_path / "run_stats.csv").is_file() and (tmp_path / "run.html").is_file()
+
+
+def test_the_master_starts_the_clock_when_the_workers_can_send(classifier_fn, tmp_path):
+    """Each worker builds its inputs (3 s here, as on a busy machine) before the master's
+    2-s shape counts: both workers still send requests."""
+    function = slow_inputs_function(tmp_path / "function", seconds=3)
+    result = run_distributed(2, classifier_fn.url, tmp_path / "out", "--function", str(function), "--profile",
+                             "steady", "--peak-users", "2", "--duration", "2", "--max-p99-ms", "60000",
+                             "--max-fail-ratio", "0.0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    made = re.search(r"2 workers made (\d+) requests: worker 0 (\d+), worker 1 (\d+)", result.stderr)
+    assert made and int(made.group(2)) > 0 and int(made.group(3)) > 0, result.stderr[-3000:]
+    assert "thresholds met" in result.stderr
 
 
 def test_sigterm_ends_the_run_cleanly_and_leaves_nothing_running(classifier_fn, tmp_path):

@@ -15,6 +15,7 @@ import shapes
 import sizing
 import stats
 import traffic
+from functionlog import read_log
 from localrun import LOAD, REPO
 
 LOKI_FIXTURES = REPO / "tests" / "slo" / "fixtures" / "loki"  # a real Loki's answers over a real log
@@ -135,7 +136,7 @@ def test_log_summary_percentiles_are_the_ones_loki_gave():
     def loki(name):
         return {tuple(r["metric"].values()): float(r["value"][1]) for r in answers[name]["response"]["data"]["result"]}
 
-    lines, _broken = logsummary.read_log(str(LOKI_FIXTURES / "requests.jsonl"))
+    lines, _broken = read_log(LOKI_FIXTURES / "requests.jsonl")
     summary = logsummary.summarise(lines)  # the log is the query's whole [1h] window
     assert summary["requests"] == loki("requests_1h")[()]
     assert summary["latency_ms"]["p50"] == loki("p50_latency_1h")[()]  # to the last bit
@@ -219,9 +220,9 @@ def test_log_summary_and_sent_matching(tmp_path):
     lines += [{"event": "inference", "request_id": "bad", "status": 400, "latency_ms": 1.0, "error": "empty_body",
                "model_version": "v1"}]
     log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    parsed, broken = logsummary.read_log(str(log))
+    parsed, broken = read_log(log)
     summary = logsummary.summarise(parsed)
-    assert broken == 0 and summary["requests"] == 100
+    assert broken == [] and summary["requests"] == 100
     assert summary["by_status"] == {200: 99, 400: 1} and summary["errors"] == {"empty_body": 1}
     assert summary["latency_200_ms"]["p99"] == pytest.approx(98.02)  # as Loki: rank 0.99 x (99-1) = 97.02
     sent = tmp_path / "sent.jsonl"

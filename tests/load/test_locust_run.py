@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from loadtools import run_locust
+from loadtools import run_locust, slow_inputs_function
 
 
 def logged_lines(fn, request_ids, timeout: float = 10) -> dict:
@@ -76,6 +76,18 @@ def test_bad_requests_are_reported_apart_and_pass_on_the_expected_4xx(classifier
     assert sent and {s["status"] for s in sent} <= {400, 415}
     logged = logged_lines(classifier_fn, [s["request_id"] for s in sent])
     assert all(logged[s["request_id"]]["status"] == s["status"] for s in sent)
+
+
+def test_a_run_shorter_than_building_its_inputs_still_sends_its_requests(classifier_fn, tmp_path):
+    """The shape's clock starts once the inputs are built: a 2-s run whose inputs take 3 s
+    (a busy machine) sends for its 2 s instead of ending before its first request."""
+    function = slow_inputs_function(tmp_path / "function", seconds=3)
+    result = run_locust(classifier_fn.url, tmp_path / "out", "--function", str(function), "--profile", "steady",
+                        "--peak-users", "2", "--duration", "2", "--max-p99-ms", "60000", "--max-fail-ratio", "0.0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "thresholds met" in result.stderr
+    sent = [json.loads(line) for line in (tmp_path / "out" / "sent.jsonl").read_text().splitlines()]
+    assert len(sent) >= 2 and {s["status"] for s in sent} == {200}
 
 
 def test_a_broken_threshold_fails_the_run(classifier_fn, tmp_path):

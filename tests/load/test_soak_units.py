@@ -1,8 +1,9 @@
 """load/soak.py's RSS verdict: transient decode buffers and glibc's arena steps must not
-read as growth, a leak must."""
+read as growth, a leak must. Its per-minute p99 is the SLO's."""
 from pathlib import Path
 
-from soak import rss_growth
+from soak import p99, rss_growth
+from stats import percentile
 
 HERE = Path(__file__).parent
 
@@ -47,3 +48,11 @@ def test_the_warm_up_is_left_out_and_too_few_samples_after_it_give_no_verdict():
     assert rss_growth(samples(warming), warmup_s=30, window_s=10)["growth_mib"] == 0.0
     assert rss_growth(samples([300.0, 310.0]), warmup_s=30, window_s=10) is None
     assert rss_growth(samples([300.0] * 20), warmup_s=30, window_s=10) is None
+
+
+def test_the_per_minute_p99_is_the_slo_percentile():
+    """Interpolated as Loki's quantile_over_time (stats.percentile), not nearest-rank: of 1..10
+    nearest-rank would say 10, Loki says 9.91."""
+    latencies = [float(v) for v in range(1, 11)]
+    assert p99(latencies) == percentile(latencies, 0.99) == 9.91
+    assert p99([]) is None

@@ -42,24 +42,6 @@ def bucket_of(value: float, bounds) -> tuple[float, float]:
     return lower, math.inf
 
 
-def is_ready(fn: FunctionProcess) -> bool:
-    """/ready says 200; a slow answer (the model load holds the CPU) is a no."""
-    if fn.proc.poll() is not None:
-        raise RuntimeError(f"function exited with {fn.proc.returncode}: {fn.raw_lines[-3:]}")
-    try:
-        return requests.get(fn.url + "/ready", timeout=5).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def wait_ready(fn: FunctionProcess, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while not is_ready(fn):
-        if time.monotonic() > deadline:
-            raise TimeoutError("function did not become ready")
-        time.sleep(0.1)
-
-
 class Traffic:
     """Sends requests to one function and counts what came back."""
 
@@ -113,7 +95,7 @@ def scenario(function_process, metrics_artifacts, prometheus):
     v2 = function_process("classifier", env={**env, "MODEL_VERSION": "v2"}, start=False)
     started = time.monotonic()
     try:
-        wait_ready(v1)
+        v1.wait_ready(120)
         prometheus.set_pods([
             {"name": "classifier-v1-abc", "port": v1.port,
              "annotations": {**ANNOTATIONS, "prometheus.io.port": str(v1.port)}},
@@ -137,10 +119,10 @@ def scenario(function_process, metrics_artifacts, prometheus):
             try:
                 t2.send(body=photo_bytes("rocket.jpg"), content_type="image/jpeg")
             except requests.ConnectionError:
-                is_ready(v2)  # raises if the process died
+                v2.is_ready()  # raises if the process died
                 time.sleep(0.01)  # not listening yet
                 continue
-            if is_ready(v2):
+            if v2.is_ready(probe_timeout=5):  # a slow answer (the model load holds the CPU) is a no
                 break
             time.sleep(0.01)
         cold_503 = t2.statuses[503]

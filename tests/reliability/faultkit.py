@@ -1,6 +1,7 @@
-"""Helpers for the fault suite: raw HTTP, log lookups of a process, RSS.
+"""Helpers for the fault suite: raw HTTP, log lookups of a process, its thread count.
 
-(The contract's error-body check is support.contract.assert_json_error.)
+(The contract's error-body check is support.contract.assert_json_error; a process's
+RSS is localrun.proc_kib.)
 """
 import json
 import socket
@@ -69,13 +70,6 @@ def wait_line(fn, request_id: str, timeout: float = 10, event: str = "inference"
     while time.monotonic() < deadline and not lines_for(fn, request_id, event):
         time.sleep(0.01)
     return lines_for(fn, request_id, event)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def threads_of(pid: int) -> int:

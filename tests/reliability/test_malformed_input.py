@@ -12,7 +12,8 @@ import uuid
 import pytest
 import requests
 
-from faultkit import raw_post, rss_kib, wait_line
+from faultkit import raw_post, wait_line
+from localrun import proc_kib
 from photos import photo_bytes
 from support.classifier import MAX_PIXELS
 from support.contract import SAFE_ID, assert_json_error
@@ -75,11 +76,11 @@ def test_memory_stays_bounded_over_hundreds_of_bad_requests(classifier, cases):
     pid = classifier.proc.pid
     for i in range(WARM_ROUNDS):
         run_round(classifier, cases, f"warm{i}")
-    before = rss_kib(pid)
+    before = proc_kib(pid, "VmRSS")
     sent = 0
     for i in range(BAD_ROUNDS):
         sent += len(run_round(classifier, cases, f"r{i}"))
-    after = rss_kib(pid)
+    after = proc_kib(pid, "VmRSS")
     assert sent >= 500
     growth_mib = (after - before) / 1024
     print(f"RSS {before / 1024:.0f} MiB -> {after / 1024:.0f} MiB after {sent} bad requests")
@@ -90,14 +91,14 @@ def test_memory_stays_bounded_over_hundreds_of_bad_requests(classifier, cases):
 def test_a_decompression_bomb_is_refused_before_it_is_decoded(classifier):
     """The forged headers claim GB of pixels: the answer comes without allocating them."""
     pid = classifier.proc.pid
-    before = rss_kib(pid)
+    before = proc_kib(pid, "VmRSS")
     for body, kind in [(png_bomb(10_000, 10_000), "image/png"), (jpeg_with_size(65_000, 65_000), "image/jpeg"),
                        (webp_with_size(16_383, 16_383), "image/webp")]:
         res = classifier.post(body, kind)
         assert_json_error(res, 413, "image_too_large")
         assert str(MAX_PIXELS) in res.json()["error"]["message"]
     # 16383^2 RGBA alone would be 1 GiB; allow 64 MiB of noise
-    assert (rss_kib(pid) - before) / 1024 < 64
+    assert (proc_kib(pid, "VmRSS") - before) / 1024 < 64
 
 
 # Hostile header values, sent byte for byte over a raw socket (requests would refuse them).

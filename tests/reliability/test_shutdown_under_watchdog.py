@@ -8,10 +8,7 @@ serving until DRAIN_SECONDS (> H). Checked through watchdog_standin.py, which
 copies the watchdog's sequence (relayed stdout, forwarded SIGTERM, routing for H,
 exit when idle, the function killed with it), under steady traffic.
 """
-import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from localrun import free_port
+from localrun import FunctionProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 # the image's ratio (healthcheck_interval 5s, DRAIN_SECONDS 6), shortened
@@ -29,27 +26,16 @@ ROUTING_S, DRAIN_S = 2.0, 2.5
 
 def run_under_watchdog(build: Path, routing_s: float, app_env: dict) -> tuple[list, list[dict]]:
     port, app_port = free_port(), free_port()
-    env = {**os.environ, "PORT": str(app_port), "HOST": "127.0.0.1", "FUNCTION_NAME": "standin", **app_env}
-    watchdog = subprocess.Popen(
-        [sys.executable, str(HERE / "watchdog_standin.py"), str(port), f"http://127.0.0.1:{app_port}",
-         str(routing_s), "--", sys.executable, "index.py"], cwd=build, env=env, stdout=subprocess.PIPE,
-        start_new_session=True)  # its own process group: the function with it, for killpg
-    raw_lines: list[bytes] = []
-    reader = threading.Thread(target=lambda: raw_lines.extend(watchdog.stdout), daemon=True)
-    reader.start()
+    watchdog = FunctionProcess(
+        build, {"PORT": str(app_port), **app_env}, name="standin", port=port,
+        command=[sys.executable, str(HERE / "watchdog_standin.py"), str(port), f"http://127.0.0.1:{app_port}",
+                 str(routing_s), "--", sys.executable, "index.py"],
+        own_session=True)  # the function in the watchdog's process group: stop() ends both
     stop = threading.Event()
     clients = []
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(url + "/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "never ready"
-            time.sleep(0.1)
+        watchdog.start(timeout=60)
+        url = watchdog.url
         results = []  # (seconds after SIGTERM, request id, status or the error)
         sigterm_at = [None]
 
@@ -72,17 +58,14 @@ def run_under_watchdog(build: Path, routing_s: float, app_env: dict) -> tuple[li
             t.start()
         time.sleep(0.5)
         sigterm_at[0] = time.monotonic()
-        watchdog.send_signal(signal.SIGTERM)
-        watchdog.wait(60)
+        watchdog.proc.send_signal(signal.SIGTERM)  # to the watchdog only: it forwards SIGTERM itself
+        watchdog.wait_exit(60)
     finally:  # a watchdog that never gets ready or never exits fails the test, and leaves nothing running
         stop.set()
-        if watchdog.poll() is None:
-            os.killpg(watchdog.pid, signal.SIGKILL)
-            watchdog.wait()
+        watchdog.stop(signal.SIGKILL)
     for t in clients:
         t.join(15)
-    reader.join(5)
-    return results, [json.loads(line) for line in raw_lines if line.strip()]
+    return results, watchdog.lines()  # what it relayed: what reaches the container's log
 
 
 def test_the_shutdown_line_is_written_before_the_watchdog_exits(build):
