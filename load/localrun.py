@@ -5,11 +5,15 @@ template, then the function's files over its `function/` folder. The Makefile
 (`make shrinkwrap`), the benchmark and the tests all use this one copy.
 `import_build()` loads a build's packages into the calling process (the
 benchmark's in-process measurements) without touching sys.path.
+`FunctionProcess` is the one way to start a function (`python index.py` in its
+build folder), wait for its /ready and stop it: the tests, the soak, the
+benchmark and `load/with_function.sh` all start it so.
 
     python load/localrun.py shrinkwrap functions/classifier build/classifier
 """
 from __future__ import annotations
 
+import http.client
 import importlib.machinery
 import importlib.util
 import os
@@ -18,7 +22,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import functionlog
 
 LOAD = Path(__file__).resolve().parent
 REPO = LOAD.parent
@@ -89,11 +99,11 @@ def import_function(function_dir: Path, name: str, module: str = "handler"):
     return importlib.import_module(f"{name}.{module}")
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 30) -> int:
-    """SIGTERM (the function drains and logs `shutdown`), SIGKILL if it outlives
+def stop_process(proc: subprocess.Popen, timeout: float = 30, sig: int = signal.SIGTERM) -> int:
+    """`sig` (SIGTERM: the function drains and logs `shutdown`), SIGKILL if it outlives
     `timeout`; the exit code."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -118,6 +128,132 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class FunctionExited(RuntimeError):
+    """The function's process ended before it was ready."""
+
+
+class FunctionProcess:
+    """`python index.py` in a build folder, as the container starts it, on a port of its own.
+
+        with FunctionProcess(build, {"ARTIFACTS_DIR": str(artifacts)}, log=Path("fn.log")) as fn:
+            requests.post(fn.url + "/", data=photo)
+        fn.lines()  # its JSON log, parsed
+
+    Its stdout (the JSON log) goes to `log` and its stderr beside it (`function.log`
+    -> `function.stderr.log`); without `log`, to a temporary folder that lives as long
+    as this object. Files, not pipes: a process under load never waits for a reader.
+    `env` is laid over `base_env` (default: this process's environment) and the
+    defaults: PORT and HOST (127.0.0.1), FUNCTION_NAME (`name`) and DRAIN_SECONDS
+    (locally nothing routes to a stopping process, so 0.5 s instead of the
+    container's 5). `command` replaces `python index.py` for another server that
+    answers /ready the same way (pass it `port` too).
+    """
+
+    def __init__(self, build_dir: Path, env: Mapping[str, str] | None = None, *, name: str = "classifier",
+                 log: Path | None = None, port: int | None = None, base_env: Mapping[str, str] | None = None,
+                 command: Sequence[str] = (sys.executable, "index.py")):
+        self.build_dir = Path(build_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**(os.environ if base_env is None else base_env), "PORT": str(self.port), "HOST": "127.0.0.1",
+                    "FUNCTION_NAME": name, "DRAIN_SECONDS": "0.5", **(env or {})}
+        self.command = list(command)
+        if log is None:
+            folder = tempfile.mkdtemp(prefix="torchfaas-function-")
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            log = Path(folder) / "function.log"
+        self.log = Path(log)
+        self.stderr_log = self.log.with_suffix(".stderr.log")
+        self.proc: subprocess.Popen | None = None
+        self.started: float | None = None   # time.perf_counter() just before the process started
+        self.ready_at: float | None = None  # time.perf_counter() of the first /ready 200
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, wait_ready: bool = True, timeout: float = 180, prefix: Sequence[str] = ()) -> FunctionProcess:
+        """Start it (under `prefix`, a command such as a sandbox, if given); with
+        `wait_ready`, return once /ready answers 200."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as out, open(self.stderr_log, "wb") as err:
+            self.started = time.perf_counter()
+            self.proc = subprocess.Popen([*prefix, *self.command], cwd=self.build_dir, env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def is_ready(self, probe_timeout: float = 1.0) -> bool:
+        """Whether /ready answers 200 within `probe_timeout` (a start-up that holds the CPU
+        may answer late: that is a no). Raises FunctionExited if the process has ended."""
+        if self.proc.poll() is not None:
+            raise FunctionExited(f"the function exited with {self.proc.returncode} before it was ready; "
+                                 f"the end of its stderr ({self.stderr_log}):\n{self.stderr_tail()}")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=probe_timeout)
+        try:
+            conn.request("GET", "/ready")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):  # not listening yet, or too slow to answer
+            return False
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 180, poll: float = 0.05) -> float:
+        """Wait until /ready answers 200, polling every `poll` s; the seconds from the
+        process start. Raises FunctionExited if it ends first, TimeoutError after `timeout`."""
+        deadline = time.perf_counter() + timeout
+        while not self.is_ready():
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the function was not ready after {timeout:g} s; the end of its stderr "
+                                   f"({self.stderr_log}):\n{self.stderr_tail()}")
+            time.sleep(poll)
+        self.ready_at = time.perf_counter()
+        return self.ready_at - self.started
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """`sig` (SIGTERM: it drains and logs `shutdown`), SIGKILL if it outlives
+        `timeout`; its exit code (0 if it never started)."""
+        return 0 if self.proc is None else stop_process(self.proc, timeout, sig)
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        """Its exit code, once it ends by itself (or after a signal sent through `.proc`)."""
+        return self.proc.wait(timeout)
+
+    def __enter__(self) -> FunctionProcess:
+        return self if self.proc is not None else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- what it wrote --------------------------------------------------------
+    @property
+    def raw_lines(self) -> list[str]:
+        """Its stdout so far, line by line (a line still being written is left out)."""
+        return functionlog.raw_lines(self.log, whole_lines_only=self._running())
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return functionlog.raw_lines(self.stderr_log, whole_lines_only=self._running())
+
+    def stderr_tail(self, count: int = 20) -> str:
+        return "\n".join(self.stderr_lines[-count:])
+
+    def read_log(self) -> functionlog.FunctionLog:
+        """Its JSON log so far: the objects and the lines that are not one."""
+        return functionlog.read_log(self.log, whole_lines_only=self._running())
+
+    def lines(self) -> list[dict]:
+        """Its JSON log so far, parsed; a line that is not a JSON object raises ValueError."""
+        log = self.read_log()
+        if log.broken:
+            raise ValueError(f"{len(log.broken)} stdout lines are not JSON objects, e.g. {log.broken[0][:200]!r}")
+        return log.lines
+
+    def _running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
 
 def main(argv: list[str]) -> int:
