@@ -111,5 +111,5 @@ def test_derive_adds_the_figures_once_and_the_report_only_renders_them():
     before = copy.deepcopy(res)
     text = bench_report.report(res)
     assert res == before
-    assert "  fp32 served c16 / seed c16 throughput            3.12x  (target >= 3.0x)  ok" in text
+    assert "  fp32 served c16 / seed c16 throughput               3.12x  (target >= 3.0x)  ok" in text
     assert "+ 1.60 serving beside the model" in text
