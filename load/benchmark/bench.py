@@ -82,7 +82,7 @@ CLASSIFIER_ONLY = [
     ("bare load beside the cold start (5)", "import torch + the classifier's artifact layout"),
     ("JSON logging cost (6)", "timed with the classifier's log fields"),
     ("MODEL_PRECISION=bf16", "the classifier's precision setting"),
-    ("target ratios", "the targets are stated for the classifier (docs/benchmarks.md, \"Targets\")"),
+    ("target ratios", 'the targets are stated for the classifier (docs/benchmarks.md, "Targets")'),
 ]
 
 
