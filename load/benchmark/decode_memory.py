@@ -13,16 +13,15 @@ decode two images at once. For sizing a pod's memory limit (docs/settings.md, "M
 import argparse
 import http.client
 import io
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
-from bench import function_server
 from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, proc_kib, shrinkwrap
 from photos import PHOTOS
+from serving import start_function
 
 FORMATS = {  # name: (PIL format, save arguments, Content-Type)
     "jpeg": ("JPEG", {"quality": 60}, "image/jpeg"),
@@ -72,13 +71,10 @@ def main() -> int:
             photo = scaled_photo(megapixels)
             for fmt, (_, _, content_type) in FORMATS.items():
                 body = encoded(photo, fmt)
-                server = function_server(build, CLASSIFIER_ARTIFACTS, env, subprocess.DEVNULL)
-                try:
+                with start_function(build, CLASSIFIER_ARTIFACTS, env) as server:
                     for _ in range(3):  # a warm server: its first requests set up threads' arenas
-                        one_request(server.proc.pid, server.port, warm, "image/jpeg")
-                    r = one_request(server.proc.pid, server.port, body, content_type)
-                finally:
-                    server.stop()
+                        one_request(server.pid, server.port, warm, "image/jpeg")
+                    r = one_request(server.pid, server.port, body, content_type)
                 print(f"{fmt + f' {megapixels:g} MP':>24} {len(body) / 1024:>7.0f}Ki {r['status']:>6} "
                       f"{r['rss_mib']:>6.0f} MiB {r['peak_rise_mib']:>6.0f} MiB {r['kept_mib']:>4.0f} MiB", flush=True)
     return 0

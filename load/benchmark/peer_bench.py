@@ -5,10 +5,10 @@ EfficientNet-Lite0 with the same preprocessing (load/benchmark/peers/common.py; 
 per peer in load/benchmark/peers/, each with its own dynamic batching at the best setting
 measured, recorded in the file) from its own venv under .peers/<name>/ (created here:
 torch==2.13.0 first, then the peer at its pinned version, then the model packages).
-torchfaas fp32 is served exactly as load/benchmark/bench.py serves it (`function_server`).
+torchfaas fp32 is served exactly as load/benchmark/bench.py serves it (`serving.start_function`).
 
 One server runs at a time. Servers are interleaved: each round starts every server
-once, in a rotated order, and loads it at concurrency 1, 4 and 16 with bench.py's own
+once, in a rotated order, and loads it at concurrency 1, 4 and 16 with the benchmark's own
 closed-loop client and requests (same three real JPEGs; each server's API framing:
 raw JPEG body where the server takes one, JSON with the JPEG in base64 where its API
 only takes JSON); each figure is the median over the rounds. Per server: req/s, p50,
@@ -38,16 +38,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench import (
-    build_requests,
-    closed_loop,
-    cpu_ms_per_request,
-    cpu_seconds,
-    function_server,
-    real_jpegs,
-    write_json,
-)
-from localrun import CLASSIFIER, REPO, free_port, proc_kib, shrinkwrap, stop_process
+from localrun import CLASSIFIER, REPO, FunctionProcess, free_port, proc_kib, shrinkwrap, stop_process
+from results import Target, verdict, write_json
+from serving import Load, build_requests, cpu_seconds, load_levels, log, real_jpegs, rotated, start_function
 
 PEERS_DIR = REPO / ".peers"
 SERVERS_DIR = REPO / "load" / "benchmark" / "peers"
@@ -76,12 +69,8 @@ PEERS = {
                     encode=b64_json("images", True), stop="leader", signal=signal.SIGTERM),
 }
 CHECK_PHOTOS = ("china.jpg", "flower.jpg", "rocket.jpg")
-TARGETS = [("c16_vs_best_peer", "fp32 c16 throughput / best peer's c16", ">=", 2.0),
-           ("p50_c1_vs_best_peer", "fp32 p50 at c1 / best peer's p50 at c1", "<=", 0.7)]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+TARGETS = [Target("c16_vs_best_peer", "fp32 c16 throughput / best peer's c16", ">=", 2.0),
+           Target("p50_c1_vs_best_peer", "fp32 p50 at c1 / best peer's p50 at c1", "<=", 0.7)]
 
 
 # -- venvs ----------------------------------------------------------------------------
@@ -166,10 +155,18 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu_seconds() -> float:
-    """This process (the load generator and its sampler thread)."""
-    t = os.times()
-    return t.user + t.system
+class OtherProcesses:
+    """A meter for serving.load_levels: the CPU every other process used during a level
+    (`other_cores`, in cores: 0 on a quiet machine), the server and the load generator
+    left out."""
+
+    def begin(self) -> None:
+        self.busy0 = machine_busy_seconds()
+
+    def end(self, result: dict, wall: float) -> str:
+        others = machine_busy_seconds() - self.busy0 - result["server_cpu_s"] - result["client_cpu_s"]
+        result["other_cores"] = max(0.0, others / wall)
+        return f"other processes {result['other_cores']:.2f} cores"
 
 
 class MemorySampler:
@@ -233,11 +230,13 @@ def top1(answer: bytes) -> tuple[int, str]:
 
 
 class Served:
-    """A running server: its process, port, API framing, cold start, memory sampler."""
+    """A running server: its process, port, API framing, cold start, memory sampler
+    (`function`: the FunctionProcess it was started as, for torchfaas)."""
 
     def __init__(self, name: str, proc: subprocess.Popen, port: int, path: str, content_type: str,
-                 encode, started: float, stop_mode: str = "leader", stop_signal=signal.SIGTERM):
-        self.name, self.proc, self.port = name, proc, port
+                 encode, started: float, stop_mode: str = "leader", stop_signal=signal.SIGTERM,
+                 function: FunctionProcess | None = None):
+        self.name, self.proc, self.port, self.function = name, proc, port, function
         self.path, self.content_type, self.encode = path, content_type, encode
         self.stop_mode, self.stop_signal = stop_mode, stop_signal
         self.memory = MemorySampler(proc.pid)
@@ -306,33 +305,20 @@ def start_peer(name: str, python: Path, env: dict, workdir: Path) -> Served:
 
 
 def start_torchfaas(build: Path, artifacts: Path, env: dict) -> Served:
-    """torchfaas fp32 exactly as bench.py serves it (function_server, which returns once
-    /ready is 200); cold start from its process start to the first answer."""
-    server = function_server(build, artifacts, {"MODEL_PRECISION": "fp32", **env}, subprocess.DEVNULL)
-    return Served("torchfaas", server.proc, server.port, "/?topk=5", "image/jpeg", lambda jpeg: jpeg,
-                  server.started)
+    """torchfaas fp32 exactly as bench.py serves it (serving.start_function, which returns
+    once /ready is 200); cold start from its process start to the first answer."""
+    function = start_function(build, artifacts, {"MODEL_PRECISION": "fp32", **env})
+    return Served("torchfaas", function.proc, function.port, "/?topk=5", "image/jpeg", lambda jpeg: jpeg,
+                  function.started, function=function)
 
 
 # -- measuring --------------------------------------------------------------------
-def load_levels(served: Served, jpegs: dict, levels: list, warmup: float, duration: float) -> list:
+def measure(served: Served, jpegs: dict, levels: list, warmup: float, duration: float) -> list[dict]:
+    """`served` at every level with the photos in its API's framing; the CPU of its whole
+    process tree, and what the rest of the machine used meanwhile."""
     requests = build_requests({k: served.encode(v) for k, v in jpegs.items()}, served.path, served.content_type)
-    out = []
-    for concurrency in levels:
-        cpu0, busy0, own0 = tree_cpu_seconds(served.proc.pid), machine_busy_seconds(), own_cpu_seconds()
-        wall0 = time.perf_counter()
-        result = closed_loop(served.port, requests, concurrency, warmup, duration)
-        wall = time.perf_counter() - wall0
-        result["server_cpu_s"] = tree_cpu_seconds(served.proc.pid) - cpu0
-        result["client_cpu_s"] = own_cpu_seconds() - own0
-        # contention: CPU the rest of the machine used meanwhile, in cores (0 on a quiet machine)
-        others = machine_busy_seconds() - busy0 - result["server_cpu_s"] - result["client_cpu_s"]
-        result["other_cores"] = max(0.0, others / wall)
-        result["cpu_ms_per_request"] = cpu_ms_per_request(result, warmup, duration)
-        log(f"  {served.name} c={concurrency}: {result['throughput']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
-            f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']}, "
-            f"CPU {result['cpu_ms_per_request']:.2f} ms/request, other processes {result['other_cores']:.2f} cores")
-        out.append(result)
-    return out
+    return load_levels(served, Load(requests, levels, warmup, duration), server_cpu=tree_cpu_seconds,
+                       meters=(OtherProcesses(),), label=served.name)
 
 
 def summarise(runs: list[dict], levels: list) -> dict:
@@ -383,11 +369,10 @@ def report(res: dict) -> str:
     if ratios:
         lines.append("")
         lines.append("## Ratios against the best peer (target)")
-        for key, text, op, target in TARGETS:
-            value, peer = ratios[key], ratios[key + "_peer"]
-            ok = value >= target if op == ">=" else value <= target
-            lines.append(f"  {text:42s} {value:5.2f}x (best peer: {peer})  (target {op} {target}x)  "
-                         f"{'ok' if ok else 'MISSED'}")
+        for t in TARGETS:
+            value, peer = ratios[t.key], ratios[t.key + "_peer"]
+            lines.append(f"  {t.label:42s} {value:5.2f}x (best peer: {peer})  (target {t.op} {t.target}x)  "
+                         f"{verdict(t.met_by(value))}")
     return "\n".join(lines)
 
 
@@ -405,7 +390,7 @@ def ratios_of(summary: dict, levels: list) -> dict:
             "p50_c1_vs_best_peer_peer": quickest}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", default=str(REPO / "artifacts" / "classifier"))
     parser.add_argument("--servers", default="torchfaas,litserve,torchserve,bentoml")
@@ -418,7 +403,69 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for torchfaas")
     parser.add_argument("--json", help="also write the raw results here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def peer_envs(items: list[str]) -> dict[str, dict]:
+    """--peer-env PEER:KEY=VALUE items as peer -> {KEY: VALUE}."""
+    out: dict[str, dict] = {}
+    for item in items:
+        peer, kv = item.split(":", 1)
+        key, value = kv.split("=", 1)
+        out.setdefault(peer, {})[key] = value
+    return out
+
+
+def peer_workdirs(pythons: dict[str, Path]) -> dict[str, Path]:
+    """Each peer's working folder under .peers/<name>/ (TorchServe's .mar built there
+    ahead, as a deployment would)."""
+    workdirs = {}
+    for name in pythons:
+        workdirs[name] = PEERS_DIR / name / "work"
+        workdirs[name].mkdir(parents=True, exist_ok=True)
+        if name == "torchserve":
+            subprocess.run([str(pythons[name]), str(SERVERS_DIR / "torchserve_server.py"), "--prepare",
+                            "--workdir", str(workdirs[name])], check=True, stdout=subprocess.DEVNULL)
+    return workdirs
+
+
+def check_top1(name: str, answers: dict, reference: dict | None) -> None:
+    """A peer must answer the check photos with torchfaas's top-1 (`reference`), or the run stops."""
+    if name == "torchfaas" or reference is None:
+        return
+    wrong = {p: (answers[p], reference[p]) for p in CHECK_PHOTOS if answers[p][0] != reference[p][0]}
+    if wrong:
+        log(f"FAILED: {name}: top-1 differs from torchfaas's: {wrong}")
+        raise SystemExit(1)
+
+
+def run_one(served: Served, jpegs: dict, args: argparse.Namespace, levels: list, res: dict) -> None:
+    """One start of a server: its answers checked against torchfaas's, then its load
+    levels, cold start and peak memory added to res["runs"]."""
+    try:
+        log(f"  {served.name}: first answer {served.cold_start:.2f} s after process start")
+        answers = {p: served.answer_top1(jpegs[p]) for p in CHECK_PHOTOS}
+        res["top1"].setdefault(served.name, answers)
+        check_top1(served.name, answers, res["top1"].get("torchfaas"))
+        served_levels = measure(served, jpegs, levels, args.warmup, args.duration)
+    finally:
+        served.stop()
+    res["runs"][served.name].append({"served": served_levels, "cold_start_s": served.cold_start,
+                                     "peak_rss_kib": served.memory.peak_rss, "peak_pss_kib": served.memory.peak_pss})
+    log(f"  {served.name}: peak RSS {served.memory.peak_rss / 1024:.0f} MiB "
+        f"(PSS {served.memory.peak_pss / 1024:.0f} MiB)")
+
+
+def print_results(res: dict) -> None:
+    print(f"$ {res['command']}")
+    print(report(res))
+    print(f"\n  load average at start {res['loadavg_start']}, at end {res['loadavg_end']}")
+    for name, answers in res["top1"].items():
+        print(f"  top-1 {name}: " + ", ".join(f"{p} {a[1]} ({a[0]})" for p, a in answers.items()))
+
+
+def main() -> int:
+    args = parse_args()
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     unknown = [n for n in names if n != "torchfaas" and n not in PEERS]
     if unknown:
@@ -428,12 +475,10 @@ def main() -> int:
     if "torchfaas" in names and not (artifacts / "manifest.json").is_file():
         log(f"no artifacts in {artifacts}: run `make install` first")
         return 2
+    if "torchfaas" in names:  # torchfaas first in round 1: its answers are the reference
+        names = ["torchfaas"] + [n for n in names if n != "torchfaas"]
     levels = [int(c) for c in args.levels.split(",")]
-    peer_env: dict[str, dict] = {}
-    for item in args.peer_env:
-        peer, kv = item.split(":", 1)
-        key, value = kv.split("=", 1)
-        peer_env.setdefault(peer, {})[key] = value
+    peer_env = peer_envs(args.peer_env)
     pythons = {n: ensure_venv(n) for n in names if n in PEERS}
     jpegs = real_jpegs()
     settings = {n: setting_of(best_setting(n), peer_env.get(n, {})) for n in names if n in PEERS}
@@ -446,58 +491,22 @@ def main() -> int:
     log(f"load average at start: {res['loadavg_start']}")
     if loadavg[0] > 2.5:
         log("WARNING: the machine is busy (load average > 2.5): the numbers will be contended")
-    failures = []
     with tempfile.TemporaryDirectory(prefix="torchfaas-peers-") as tmp:
         build = shrinkwrap(CLASSIFIER, Path(tmp) / "classifier")
-        workdirs = {}
-        for name in pythons:
-            workdirs[name] = PEERS_DIR / name / "work"
-            workdirs[name].mkdir(parents=True, exist_ok=True)
-            if name == "torchserve":  # the .mar is built ahead, as a deployment would
-                subprocess.run([str(pythons[name]), str(SERVERS_DIR / "torchserve_server.py"), "--prepare",
-                                "--workdir", str(workdirs[name])], check=True, stdout=subprocess.DEVNULL)
-        reference = None
-        if "torchfaas" in names:  # torchfaas first in round 1: its answers are the reference
-            names = ["torchfaas"] + [n for n in names if n != "torchfaas"]
+        workdirs = peer_workdirs(pythons)
         for round_ in range(args.rounds):
-            order = names[round_ % len(names):] + names[:round_ % len(names)]
+            order = rotated(names, round_)
             log(f"round {round_ + 1}/{args.rounds}: {', '.join(order)}")
             for name in order:
                 if name == "torchfaas":
-                    env = dict(kv.split("=", 1) for kv in args.env)
-                    served = start_torchfaas(build, artifacts, env)
+                    served = start_torchfaas(build, artifacts, dict(kv.split("=", 1) for kv in args.env))
                 else:
                     served = start_peer(name, pythons[name], peer_env.get(name, {}), workdirs[name])
-                try:
-                    log(f"  {name}: first answer {served.cold_start:.2f} s after process start")
-                    answers = {p: served.answer_top1(jpegs[p]) for p in CHECK_PHOTOS}
-                    res["top1"].setdefault(name, answers)
-                    if name == "torchfaas":
-                        reference = answers
-                    elif reference is not None:
-                        wrong = {p: (answers[p], reference[p]) for p in CHECK_PHOTOS
-                                 if answers[p][0] != reference[p][0]}
-                        if wrong:
-                            failures.append(f"{name}: top-1 differs from torchfaas's: {wrong}")
-                            log(f"FAILED: {failures[-1]}")
-                            raise SystemExit(1)
-                    served_levels = load_levels(served, jpegs, levels, args.warmup, args.duration)
-                finally:
-                    served.stop()
-                res["runs"][name].append({"served": served_levels, "cold_start_s": served.cold_start,
-                                          "peak_rss_kib": served.memory.peak_rss,
-                                          "peak_pss_kib": served.memory.peak_pss})
-                log(f"  {name}: peak RSS {served.memory.peak_rss / 1024:.0f} MiB "
-                    f"(PSS {served.memory.peak_pss / 1024:.0f} MiB)")
+                run_one(served, jpegs, args, levels, res)
     res["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     res["summary"] = {n: summarise(res["runs"][n], levels) for n in names}
     res["ratios"] = ratios_of(res["summary"], levels)
-    text = report(res)
-    print(f"$ {res['command']}")
-    print(text)
-    print(f"\n  load average at start {res['loadavg_start']}, at end {res['loadavg_end']}")
-    for name, answers in res["top1"].items():
-        print(f"  top-1 {name}: " + ", ".join(f"{p} {a[1]} ({a[0]})" for p, a in answers.items()))
+    print_results(res)
     write_json(args.json, res)
     return 0
 

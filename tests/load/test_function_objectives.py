@@ -1,4 +1,4 @@
-"""The kit follows the function (issue #24): the load tools hold each function to the p99 of its
+"""The kit follows the function: the load tools hold each function to the p99 of its
 own latency contract (classifier 250 ms, diabetes 50 ms) unless told otherwise, and soak,
 goodput and bench send the function's own load inputs."""
 import json
@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-import bench
 import capacity
 import goodput
+import serving
 import soak
 import traffic
 from loadtools import run_capacity, run_locust
@@ -60,8 +60,8 @@ def test_soak_and_goodput_take_the_function():
 
 def test_bench_sends_the_functions_own_requests_by_weight():
     payloads, _ = traffic.load_inputs("diabetes")
-    requests = bench.payload_requests(payloads, count=400)
-    assert requests == bench.payload_requests(payloads, count=400)  # the same sequence every start
+    requests = serving.payload_requests(payloads, count=400)
+    assert requests == serving.payload_requests(payloads, count=400)  # the same sequence every start
     rows = []
     for raw in requests:
         head, body = raw.split(b"\r\n\r\n", 1)

@@ -114,7 +114,7 @@ def scenario(function_process, metrics_artifacts, prometheus):
         # sent as soon as the port takes connections, so it waits in the listen backlog
         # and is answered first thing: the load and warm-up after that take ~50 ms
         # (the artifacts are hashed during `import torch`), too short to first poll
-        # /metrics and /ready and then post, as this did until 2026-12-02
+        # /metrics and /ready and then post
         while True:
             try:
                 t2.send(body=photo_bytes("rocket.jpg"), content_type="image/jpeg")
