@@ -16,16 +16,16 @@ A look decides nothing when its data is missing: Loki failing (unreachable, slow
 `no-new-data` look, fewer judged requests than the feature's minimum a `warm-up` look;
 the verdict stays "watching" and the document says why.
 
-Right over the whole watch, not per look: each look's intervals are computed at
-1 - (1 - confidence) / K, K the looks that can still decide when the first one does
-(those the deadline allows, less the warm-up's: Bonferroni over them), so the chance that
-ANY look of a watch holds a candidate that meets its contracts (or promotes one that
-breaks them) stays within the feature's confidence level whatever the stream does
-between looks. docs/canary.md shows the rates on real, time-ordered streams
+Right over the whole watch, not per look: the feature's error (1 - confidence) is spent
+over the K looks that can still decide when the first one does (those the deadline
+allows, less the warm-up's), the n-th at (2n - 1)/K**2 of it (look_confidence), so by the
+union bound the chance that ANY look of a watch holds a candidate that meets its
+contracts (or promotes one that breaks them) stays within the feature's confidence level
+whatever the stream does between looks. docs/canary.md shows the rates on real, time-ordered streams
 with and without this (`torchfaas-slo calibrate-watch`).
 
 Each version's first seconds (the feature's warm-up: "Given a watch leaves out the first
-60 seconds of each version") are not judged: a cold process is slower for a while, and a
+30 seconds of each version") are not judged: a cold process is slower for a while, and a
 good release must not be held for it.
 """
 

@@ -14,8 +14,9 @@ controller acts on it.
 
 Streams (what the traffic does):
     as recorded    the log as it is
-    cold start     the candidate's first minute slower (x2 at its first request, back to
-                   x1 at 60 s, linearly), then identical: a new pod warming up
+    cold start     the candidate's first minute slower (x2 at its first request, the
+                   excess decaying with a 10 s time constant: x1.05 at 30 s), then
+                   identical: a new pod warming up
     load drift     both sides slow down together over the watch (x1 to x1.6): the node
                    getting busier during the rollout
 Changes (what the candidate does), on each stream:
