@@ -199,8 +199,8 @@ def missed_targets(tallies: dict) -> list:
 
 
 def table(tallies: dict, pool: int, per_look: bool, confidence: float) -> str:
-    level = (f"each look at 1 - {1 - confidence:.0%}/K, K the looks left at the first that could decide"
-             if per_look else f"each look at {confidence:.0%} (re-checked, not adjusted)")
+    level = (f"the {1 - confidence:.0%} spent as (2n-1)/K^2 at the n-th of the K looks left at the first "
+             "that could decide" if per_look else f"each look at {confidence:.0%} (re-checked, not adjusted)")
     lines = [f"watch calibration: {pool} real request lines of identical code in time order; a look every "
              f"{LOOK_EVERY} requests a version up to {LOOKS * LOOK_EVERY}; {level}", "",
              "| stream | candidate | watches | ever held | promoted | inconclusive | median requests to hold | "

@@ -143,7 +143,7 @@ def _facts(doc: dict) -> str:
     rows = [("look", f"{made}, every {interval:g} s" if interval else made),
             ("time left", time_left),
             ("requests judged", f"baseline {requests.get('baseline', 0)}, candidate {requests.get('candidate', 0)}"),
-            ("confidence", f"{doc['confidence'] * 100:.4g}% over the whole watch; each look's intervals at "
+            ("confidence", f"{doc['confidence'] * 100:.4g}% over the whole watch; the last look's intervals at "
                            f"{doc['look_confidence'] * 100:.4g}%" if doc.get("confidence") and
              doc.get("look_confidence") else "-"),
             ("warm-up", f"each version's first {doc.get('warmup_s', 0):g} s not judged"),
@@ -245,7 +245,8 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
 def legend(level) -> str:
     """How to read the charts, once above them all."""
     rows = [[("line", BLUE, "estimate"),
-             ("band", BLUE, f"interval{f' ({level * 100:.4g}% each side)' if level else ''}"),
+             ("band", BLUE, "interval at each look's level"
+              + (f" (last: {level * 100:.4g}% each side)" if level else "")),
              ("mark", BLUE, "interval goes beyond the chart"), ("dash", "#d62728", "bound (its value in red)")],
             [("dot", COLOUR["promote"], "within the bound"), ("dot", COLOUR["inconclusive"], "undecided"),
              ("dot", COLOUR["hold"], "beyond the bound")],
