@@ -34,9 +34,9 @@ DISCOVER_S = 600
 
 class Canaries:
     def __init__(self, slo: Settings, functions_dir: str = "functions", report_dir: str = "reports/canary",
-                 clock=time.time, sleep=time.sleep):
+                 clock=time.time):
         self.slo, self.functions_dir, self.report_dir = slo, functions_dir, report_dir
-        self.clock, self.sleep = clock, sleep
+        self.clock = clock
         self.lock = threading.Lock()
         self.watches: dict = {}  # (namespace, name) -> CanaryWatch
 
@@ -106,13 +106,13 @@ class CanaryWatch:
         try:
             source = source_of(slo, [slo.source.log_file] if slo.source.log_file else [])
             while not (self.baseline and self.candidate):
-                if self.stopped.is_set() or self.canaries.clock() > self.started_at + slo.watch.deadline_s:
+                if self.canaries.clock() > self.started_at + slo.watch.deadline_s:
                     self._publish({**self.document(), "verdict": "broken", "final": True,
                                    "reason": "the deadline passed before two model versions served the function"})
                     return
                 self._discover(source)
                 if not (self.baseline and self.candidate):
-                    self.canaries.sleep(slo.watch.interval_s)
+                    self._sleep(slo.watch.interval_s)
             watch = Watch(self.contracts, self.baseline, self.candidate, self.started_at, slo.watch.interval_s,
                           slo.watch.deadline_s, function=self.function, source=source.describe(),
                           process_sd=slo.compare.process_sd)
