@@ -230,7 +230,8 @@ class Container:
             self.proc.kill()
 
 
-def start_as_faas_netes(image: str, fn: dict, timeout: float = 180) -> tuple[Container, str, float]:
+def start_as_faas_netes(image: str, fn: dict, timeout: float = 180,
+                        poll_s: float = 0.25) -> tuple[Container, str, float]:
     """The image run as faas-netes runs it (read-only root, writable /tmp, its non-root
     user, stack.yml's limits and environment), started as the watchdog would start it
     (the image's fprocess) and ready: (container, the app's URL, seconds to /ready 200).
@@ -254,7 +255,7 @@ def start_as_faas_netes(image: str, fn: dict, timeout: float = 180) -> tuple[Con
                     break
             except requests.RequestException:
                 pass
-            time.sleep(0.25)
+            time.sleep(poll_s)
     except BaseException:
         container.remove()
         raise
