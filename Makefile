@@ -83,7 +83,7 @@ invoke:
 # Suites whose system tools are missing skip, and the run ends with one line saying so
 # and how to install them (INSTALL_SYSTEM_TOOLS=0: never install).
 test: install system-tools lint
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=25
 
 ## lint: ruff over the whole tree (rules in pyproject.toml)
 lint: $(VENV)/.installed
