@@ -63,7 +63,7 @@ $(ARTIFACTS)/manifest.json: $(VENV)/.installed $(wildcard functions/$(FUNCTION)/
 # the function's files over its function/ folder
 ## shrinkwrap: lay out build/<function> as `faas-cli build --shrinkwrap` does
 shrinkwrap:
-	@$(PYTHON) load/localrun.py shrinkwrap functions/$(FUNCTION) $(FN_BUILD)
+	@$(PYTHON) load/local_function.py shrinkwrap functions/$(FUNCTION) $(FN_BUILD)
 
 ## run: the function on http://127.0.0.1:8080 (PORT=) as in the image, minus the watchdog; Ctrl-C stops it
 # stdout carries only the function's JSON lines (`make run | jq .`): the set-up's
@@ -172,7 +172,7 @@ SLO_FEATURES ?= functions/$(FUNCTION)/slo
 # The p99 bound (ms) of the function's own latency contract in SLO_FEATURES (classifier 250,
 # diabetes 50), read by `torchfaas-slo objective` when a recipe runs: the line compare and
 # review draw on their latency charts. SLO_P99_MS=... overrides it. The load tools
-# (capacity, load, soak) read the same contract themselves (load/traffic.py), so they
+# (capacity, load, soak) read the same contract themselves (load/loadkit/traffic.py), so they
 # hold the function to its promise when run without make too.
 slo_p99_ms = $(or $(SLO_P99_MS),$$($(VENV)/bin/torchfaas-slo objective $(SLO_FEATURES) 2>/dev/null))
 slo:

@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from stats import percentile
+from loadkit.stats import percentile
 
 # Locust (and its gevent monkey-patching) is imported by run() only, so the
 # arithmetic below can be imported and tested without it.
@@ -285,7 +285,7 @@ def parse_args(argv=None):
                    help="where to write the result ('' for nowhere)")
     args = p.parse_args(argv)
     if args.slo_p99_ms is None:
-        import traffic
+        from loadkit import traffic
         try:
             args.slo_p99_ms = traffic.latency_objective_ms(args.function)
         except ValueError as err:  # logslo.objectives.ObjectiveError: no latency contract

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from localrun import free_port
+from loadkit.localrun import free_port
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 LOCUST_MASTER_PORT = 5557

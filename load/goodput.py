@@ -24,8 +24,8 @@ from collections import Counter
 
 import requests
 
-import traffic
-from functionlog import raw_lines, read_log
+from loadkit import traffic
+from loadkit.functionlog import raw_lines, read_log
 
 RETRY_S = 0.05
 

@@ -2,10 +2,9 @@
 
     python load/invoke.py functions/diabetes [--url http://127.0.0.1:8080]
 
-The example is declared in the function's folder: `testdata/example.<ext>`, sent with
-the media type its extension names (.json -> application/json, .jpg -> image/jpeg, ...);
-without one, the first photo in testdata/ (sorted by name). Prints the HTTP status
-and the pretty-printed JSON body; exits 1 on a non-2xx answer or no connection.
+The example is declared in the function's folder (loadkit/example.py says how).
+Prints the HTTP status and the pretty-printed JSON body; exits 1 on a non-2xx answer
+or no connection.
 """
 import argparse
 import json
@@ -14,21 +13,7 @@ from pathlib import Path
 
 import requests
 
-MEDIA_TYPES = {".json": "application/json", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-               ".png": "image/png", ".webp": "image/webp", ".bin": "application/octet-stream"}
-PHOTOS = (".jpg", ".jpeg", ".png", ".webp")
-
-
-def example_of(function_dir: Path) -> Path:
-    """The function's declared example request (see the module docstring)."""
-    testdata = Path(function_dir) / "testdata"
-    files = sorted(p for p in testdata.glob("*") if p.suffix.lower() in MEDIA_TYPES)
-    declared = [p for p in files if p.stem == "example"]
-    photos = [p for p in files if p.suffix.lower() in PHOTOS]
-    if declared or photos:
-        return (declared or photos)[0]
-    raise SystemExit(f"{function_dir} declares no example request: add testdata/example.json "
-                     "(or another testdata/example.<ext>)")
+from loadkit.example import MEDIA_TYPES, example_of
 
 
 def main(argv=None) -> int:

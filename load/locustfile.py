@@ -21,7 +21,7 @@ request id (it wins over X-Request-Id); both are recorded in --sent-log.
 
 Options (each also an environment variable, which `make load` passes through):
     --function NAME|DIR          (LOAD_FUNCTION)   whose inputs to send (default classifier)
-    --profile steady|step|spike  (PROFILE)         the load shape, see shapes.py (Locust's
+    --profile steady|step|spike  (PROFILE)         the load shape, see loadkit/shapes.py (Locust's
                                                    own --profile, which also labels the report)
     --peak-users N               (LOAD_USERS)      users at the top of the shape
     --duration S                 (LOAD_DURATION)   steady/spike length
@@ -55,8 +55,7 @@ from locust import FastHttpUser, LoadTestShape, between, events, task
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry
 
-import shapes
-import traffic
+from loadkit import shapes, traffic
 
 log = logging.getLogger("torchfaas.load")
 
@@ -361,7 +360,7 @@ class FunctionUser(FastHttpUser):
 class Profile(LoadTestShape):
     """The shape named by --profile, built on the first tick (options are parsed by then).
 
-    Locust's only shape class: shapes.py's shapes are plain tick(run_time) objects.
+    Locust's only shape class: loadkit/shapes.py's shapes are plain tick(run_time) objects.
     In distributed mode it runs on the master, which tells the workers how many users to run.
     Its clock starts when the users can send, once their inputs are built (prepare_inputs):
     a 2-s steady run sends for 2 s however long the building took.

@@ -5,7 +5,7 @@
 With --sent (the locustfile's --sent-log), it also checks that every request the
 load generator sent has its log line with the same status, and exits 1 if not.
 A stdout line that is not a JSON object breaks the log contract and exits 1 too.
-Percentiles are computed as Loki computes quantile_over_time (load/stats.py), so
+Percentiles are computed as Loki computes quantile_over_time (load/loadkit/stats.py), so
 they are the numbers the SLO report gives for the same log.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 from collections import Counter
 from functools import partial
 
-import stats
-from functionlog import read_log
+from loadkit import stats
+from loadkit.functionlog import read_log
 
 # Loki's quantile_over_time, so these agree with the SLO report on the same log; 0.0 for no requests
 percentile = partial(stats.percentile, empty=0.0)

@@ -2,7 +2,7 @@
 # `make review BASE=<git ref>`: the pre-merge check, on one machine, no cluster.
 #
 #   1. a git worktree of BASE in a temporary folder; both BASE and the working tree are
-#      shrinkwrapped (each with its own load/localrun.py and template) and their model
+#      shrinkwrapped (each with its own shrinkwrap command and template) and their model
 #      artifacts prepared (the compile is reused when the recipe did not change)
 #   2. both run locally AT THE SAME TIME (base on PORT, candidate on PORT+1), with
 #      MODEL_VERSION=base-<sha> / candidate-<sha>, and one Locust traffic is split
@@ -67,9 +67,11 @@ git worktree add --quiet --detach "$tmp/base" "$base_sha" || { echo "review: can
 build() {
     local side=$1 tree=$2
     local dest="$tmp/$side-build" artifacts="$tmp/$side-artifacts"
-    if [ -f "$tree/load/localrun.py" ]; then
+    if [ -f "$tree/load/local_function.py" ]; then
+        "$PY" "$tree/load/local_function.py" shrinkwrap "$tree/functions/$fn" "$dest" || return 1
+    elif [ -f "$tree/load/localrun.py" ]; then  # a tree whose shrinkwrap command is load/localrun.py
         "$PY" "$tree/load/localrun.py" shrinkwrap "$tree/functions/$fn" "$dest" || return 1
-    else  # an older tree without localrun.py: the same layout by hand
+    else  # an older tree without either: the same layout by hand
         cp -r "$tree/template/python3-http-torch" "$dest" && cp -r "$tree/functions/$fn/." "$dest/function/" || return 1
     fi
     [ -d "artifacts/$fn" ] && cp -r "artifacts/$fn" "$artifacts"

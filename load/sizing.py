@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 
 import requests
 
-import traffic
-from stats import percentile
+from loadkit import traffic
+from loadkit.stats import percentile
 
 THINK_MEAN_S = sum(traffic.THINK_SECONDS) / 2  # a Locust user's mean wait between requests
 

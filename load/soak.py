@@ -43,11 +43,11 @@ from pathlib import Path
 import requests
 from scipy.stats import theilslopes
 
-import traffic
-from functionlog import FunctionLog
-from localrun import FunctionProcess, proc_kib
-from stats import percentile
-from traffic import Picker, RequestIds
+from loadkit import traffic
+from loadkit.functionlog import FunctionLog
+from loadkit.localrun import FunctionProcess, proc_kib
+from loadkit.stats import percentile
+from loadkit.traffic import Picker, RequestIds
 
 
 def rss_mib(pid: int) -> float:

@@ -3,7 +3,7 @@
 #
 #   load/with_function.sh LOG_DIR COMMAND [ARGS...]
 #
-# The Makefile's and the shell scripts' way to call `load/localrun.py run`, which
+# The Makefile's and the shell scripts' way to call `load/local_function.py run`, which
 # does the work (FunctionProcess): the function is started as `make run` starts
 # it (python index.py in the shrinkwrapped build folder, with FN_ENV, the
 # Makefile's RUN_ENV), with its stdout - the JSON log - in LOG_DIR/function.log
@@ -21,4 +21,4 @@ set -euo pipefail
 log_dir=${1:?usage: with_function.sh LOG_DIR COMMAND [ARGS...]}
 shift
 : "${PY:?set PY}" "${FN_BUILD:?set FN_BUILD}" "${PORT:?set PORT}"
-exec "$PY" "$(dirname "$0")/localrun.py" run --port "$PORT" --env "${FN_ENV:-}" "$FN_BUILD" "$log_dir" "$@"
+exec "$PY" "$(dirname "$0")/local_function.py" run --port "$PORT" --env "${FN_ENV:-}" "$FN_BUILD" "$log_dir" "$@"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from localrun import prepare_artifacts, shrinkwrap
+from loadkit.localrun import prepare_artifacts, shrinkwrap
 from support import system_tools
 from support.function_process import TEST_FUNCTIONS, FunctionProcess, real_artifacts
 

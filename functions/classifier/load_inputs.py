@@ -1,9 +1,9 @@
 """What the load tools send the classifier (`make load|demo|capacity|review`): real photos
 as phones and browsers upload them, and the client mistakes it must answer with a 4xx.
 
-Read by load/traffic.py (`load_inputs()`), never by the function itself.
+Read by load/loadkit/traffic.py (`load_inputs()`), never by the function itself.
 """
-import traffic  # load/traffic.py: the photos of load/photos.py, re-encoded as JPEG/PNG/WebP at 320-1280 px
+from loadkit import traffic  # the photos of load/loadkit/photos.py, re-encoded as JPEG/PNG/WebP at 320-1280 px
 
 # each photo request asks for one of these at random; a 200 carries that many predictions
 TOPK = {"topk=1": 1, "topk=3": 3, "topk=5": 5}

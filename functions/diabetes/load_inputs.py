@@ -2,7 +2,7 @@
 real patients' rows (testdata/rows.jsonl) one at a time and in batches, and the client
 mistakes it must answer with a JSON 4xx.
 
-Read by load/traffic.py (`load_inputs()`), never by the function itself. Each request is
+Read by load/loadkit/traffic.py (`load_inputs()`), never by the function itself. Each request is
 a dict: `label` (what it is), `body` (an object is sent as JSON), and optionally `name`
 (its row in Locust's statistics), `weight` (share of the traffic), `predictions` (how many
 a 200 carries); a bad request has `kind`, `body`, `expected_status`.

@@ -48,12 +48,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import traffic
 from bench_report import derive, generic_report, report
 from coldstart import cold_start, measure_cold_start
 from limits import Pipeline, logging_cpu_ms, measure_in_process, prepare_bf16
-from localrun import CLASSIFIER as FUNCTION
-from localrun import REPO, FunctionProcess, free_port, import_build, shrinkwrap
+from loadkit import traffic
+from loadkit.localrun import CLASSIFIER as FUNCTION
+from loadkit.localrun import REPO, FunctionProcess, free_port, import_build, shrinkwrap
 from results import cpu_model, write_json
 from serving import (
     ORIGINAL_ENV,

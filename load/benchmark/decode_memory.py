@@ -4,7 +4,7 @@
 
 Starts the classifier as `make bench` does (its defaults: MAX_PIXELS 25 MP, 10 MiB
 bodies), a fresh process for each size and format, and sends it one real photo
-(load/photos.py, scaled up) after three photos of a usual size. Prints how far the
+(load/loadkit/photos.py, scaled up) after three photos of a usual size. Prints how far the
 process's peak RSS rose above its RSS just before (the kernel's VmHWM, reset through
 /proc/PID/clear_refs) and how much of that it still holds after the answer (glibc
 keeps freed memory in its arenas for the next request). The two batch workers can
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, proc_kib, shrinkwrap
-from photos import PHOTOS
+from loadkit.localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, proc_kib, shrinkwrap
+from loadkit.photos import PHOTOS
 from serving import start_function
 
 FORMATS = {  # name: (PIL format, save arguments, Content-Type)

@@ -19,7 +19,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from localrun import import_build
+from loadkit.localrun import import_build
 from serving import log
 
 

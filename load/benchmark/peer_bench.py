@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-from localrun import CLASSIFIER, REPO, FunctionProcess, free_port, proc_kib, shrinkwrap, stop_process
+from loadkit.localrun import CLASSIFIER, REPO, FunctionProcess, free_port, proc_kib, shrinkwrap, stop_process
 from results import Target, verdict, write_json
 from serving import Load, build_requests, cpu_seconds, load_levels, log, real_jpegs, rotated, start_function
 

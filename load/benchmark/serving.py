@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from localrun import FunctionProcess
-from stats import percentile
+from loadkit.localrun import FunctionProcess
+from loadkit.stats import percentile
 
 # what every process the benchmark starts inherits: the environment it was given, not
 # the torch allocator settings bench.py applies to its own in-process limits (the seed
@@ -33,7 +33,7 @@ def log(msg: str) -> None:
 # -- requests -------------------------------------------------------------------------
 def real_jpegs() -> dict[str, bytes]:
     """The three real 640x427 photos every server is loaded with."""
-    from photos import PHOTOS
+    from loadkit.photos import PHOTOS
 
     return {name: PHOTOS[name].read_bytes() for name in ("china.jpg", "flower.jpg", "rocket.jpg")}
 
@@ -52,7 +52,7 @@ def payload_requests(payloads: list, count: int = 240, seed: int = 1) -> list[by
     """`count` raw HTTP requests drawn from a function's load inputs by their weights
     (seeded, so every start and every run sends the same sequence), each with its
     Content-Type and one of its query strings."""
-    import traffic
+    from loadkit import traffic
 
     picker = traffic.Picker(payloads, seed=seed)
     out = []

@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 
-from localrun import FUNCTIONS
+from loadkit.localrun import FUNCTIONS
 from support.metrics import by_name, parse_samples
 
 TESTDATA = FUNCTIONS / "diabetes" / "testdata"
@@ -127,7 +127,7 @@ def test_the_build_fails_below_the_quality_gate_and_records_held_out_r2(build, t
 
 
 def test_a_swapped_artifact_stops_the_start(function_process, build, tmp_path):
-    from localrun import REPO
+    from loadkit.localrun import REPO
 
     artifacts = shutil.copytree(REPO / "artifacts" / "diabetes", tmp_path / "artifacts")
     weights = artifacts / "weights.pt"

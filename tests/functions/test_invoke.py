@@ -3,7 +3,7 @@ folder to a running function and prints the answer."""
 import json
 import subprocess
 
-from localrun import FUNCTIONS, LOAD, REPO
+from loadkit.localrun import FUNCTIONS, LOAD, REPO
 
 
 def invoke_module():
@@ -27,7 +27,7 @@ def test_make_invoke_prints_the_answer_to_the_declared_example(function_process)
 
 
 def test_make_invoke_without_a_function_running_says_how_to_start_one(tmp_path):
-    from localrun import free_port
+    from loadkit.localrun import free_port
 
     run = subprocess.run(["make", "--no-print-directory", "invoke", "FUNCTION=diabetes", f"PORT={free_port()}"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -12,7 +12,7 @@ import time
 
 import requests
 
-from localrun import LOAD, TEMPLATE, prepare_artifacts, shrinkwrap
+from loadkit.localrun import LOAD, TEMPLATE, prepare_artifacts, shrinkwrap
 from support.metrics import by_name, parse_samples
 
 NAME = "tabular-throwaway"

@@ -2,7 +2,7 @@
 
     python tests/fuzz/fuzz_request.py --seconds 60 [--work reports/fuzz] [--crashes tests/fuzz/crashes]
 
-Seeds are real photos (load/photos.py and the classifier's testdata) re-encoded
+Seeds are real photos (load/loadkit/photos.py and the classifier's testdata) re-encoded
 small as JPEG, PNG and WebP, sent raw and as JSON base64, plus JSON and
 request-id/tenant/query variants (see fuzzkit.py for the input layout).
 torchfaas, the classifier's handler, PIL's image plugins, werkzeug and flask are
@@ -48,7 +48,7 @@ def write_seeds(folder: Path) -> int:
     from PIL import Image
 
     from fuzzkit import encode
-    from photos import PHOTOS
+    from loadkit.photos import PHOTOS
 
     folder.mkdir(parents=True, exist_ok=True)
     sources = dict(PHOTOS)

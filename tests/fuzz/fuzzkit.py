@@ -37,7 +37,7 @@ import os
 import sys
 from pathlib import Path
 
-from localrun import import_function, proc_kib
+from loadkit.localrun import import_function, proc_kib
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSIFIER = REPO / "functions" / "classifier"

@@ -24,7 +24,7 @@ import requests
 import yaml
 
 from image_standins import podman, podman_env
-from localrun import free_port
+from loadkit.localrun import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = "python3-http-torch"

@@ -1,7 +1,7 @@
 """In-process fixtures: the real app around a stand-in handler or the real classifier."""
 import pytest
 
-from localrun import CLASSIFIER_ARTIFACTS
+from loadkit.localrun import CLASSIFIER_ARTIFACTS
 from support.classifier import MAX_BODY, MAX_PIXELS, classifier_module
 from support.functions.standin.handler import StandIn
 from support.inprocess import InProcessFunction

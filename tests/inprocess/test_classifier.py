@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from photos import photo_bytes, reencode
+from loadkit.photos import photo_bytes, reencode
 from support.corpus import check_answer, corpus
 
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}

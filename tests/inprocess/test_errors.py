@@ -8,7 +8,7 @@ import uuid
 import pytest
 from PIL import Image
 
-from photos import photo_bytes
+from loadkit.photos import photo_bytes
 from support.classifier import MAX_BODY
 from support.contract import assert_json_error
 from support.functions.standin.handler import SECRET, StandIn

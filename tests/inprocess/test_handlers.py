@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from localrun import TEMPLATE
+from loadkit.localrun import TEMPLATE
 from support.function_process import TEST_FUNCTIONS
 from support.inprocess import InProcessFunction
 from torchfaas import ModelHandler

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from photos import photo_bytes, reencode
+from loadkit.photos import photo_bytes, reencode
 from support.classifier import MAX_BODY
 from support.contract import assert_request_line
 from support.functions.standin.handler import StandIn

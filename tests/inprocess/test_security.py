@@ -2,7 +2,7 @@
 and nothing in the runtime or its image turns a debugger on."""
 import uuid
 
-from localrun import REPO, TEMPLATE
+from loadkit.localrun import REPO, TEMPLATE
 from support.metrics import series
 
 

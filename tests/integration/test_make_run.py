@@ -3,7 +3,7 @@ import json
 
 import requests
 
-from localrun import REPO, FunctionProcess, free_port
+from loadkit.localrun import REPO, FunctionProcess, free_port
 
 
 def test_make_run_stdout_is_json_lines_only():

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from localrun import REPO
+from loadkit.localrun import REPO
 
 README = REPO / "README.md"
 LOCAL = "http://127.0.0.1:8080"

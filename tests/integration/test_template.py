@@ -8,7 +8,7 @@ import pytest
 import requests
 import yaml
 
-from localrun import CLASSIFIER, TEMPLATE, shrinkwrap
+from loadkit.localrun import CLASSIFIER, TEMPLATE, shrinkwrap
 
 
 def ship_stage_env() -> dict:

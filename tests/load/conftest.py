@@ -8,7 +8,7 @@ directly (pyproject.toml puts load/ on pytest's path).
 """
 import pytest
 
-from localrun import CLASSIFIER_ARTIFACTS
+from loadkit.localrun import CLASSIFIER_ARTIFACTS
 from support.function_process import FunctionProcess
 
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from localrun import LOAD, REPO
+from loadkit.localrun import LOAD, REPO
 
 # the locustfile's options also come from these; a developer's shell must not change a test
 OPTION_VARS = ("PROFILE", "LOAD_USERS", "LOAD_DURATION", "LOAD_STEP_USERS", "LOAD_STEP_SECONDS", "MAX_P95_MS",
@@ -46,7 +46,7 @@ def run_distributed(workers: int, host: str, out: Path, *args: str,
 SLOW_INPUTS = """\"\"\"The classifier's small JPEGs, built as slowly as a busy machine builds its 54 photos.\"\"\"
 import time
 
-import traffic
+from loadkit import traffic
 
 
 def payloads():

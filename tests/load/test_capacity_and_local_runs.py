@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from loadkit.localrun import CLASSIFIER_ARTIFACTS, LOAD, REPO, FunctionExited, FunctionProcess, free_port
 from loadtools import clean_env, run_capacity
-from localrun import CLASSIFIER_ARTIFACTS, LOAD, REPO, FunctionExited, FunctionProcess, free_port
 
 # a build whose function dies at start-up, saying why on stderr, as a missing model does
 DYING_INDEX = "import sys\nprint('loading the model failed: no model.pt', file=sys.stderr)\nsys.exit(3)\n"

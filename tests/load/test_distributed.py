@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from loadkit.localrun import LOAD, REPO
 from loadtools import clean_env, locust_args, run_distributed, slow_inputs_function
-from localrun import LOAD, REPO
 from test_locust_run import logged_lines
 
 

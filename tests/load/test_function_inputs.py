@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-import traffic
+from loadkit import traffic
+from loadkit.localrun import FUNCTIONS
 from loadtools import run_locust
-from localrun import FUNCTIONS
 from test_locust_run import logged_lines
 
 DIABETES_ROWS = [json.loads(line) for line in (FUNCTIONS / "diabetes" / "testdata" / "rows.jsonl").read_text()

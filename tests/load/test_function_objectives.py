@@ -12,9 +12,9 @@ import capacity
 import goodput
 import serving
 import soak
-import traffic
+from loadkit import traffic
+from loadkit.localrun import FUNCTIONS, LOAD, REPO
 from loadtools import run_capacity, run_locust
-from localrun import FUNCTIONS, LOAD, REPO
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,10 @@ from PIL import Image
 
 import capacity
 import logsummary
-import shapes
 import sizing
-import stats
-import traffic
-from functionlog import read_log
-from localrun import LOAD, REPO
+from loadkit import shapes, stats, traffic
+from loadkit.functionlog import read_log
+from loadkit.localrun import LOAD, REPO
 
 LOKI_FIXTURES = REPO / "tests" / "slo" / "fixtures" / "loki"  # a real Loki's answers over a real log
 
@@ -153,7 +151,7 @@ def test_log_summary_percentiles_are_the_ones_loki_gave():
 
 
 def load_sources():
-    return [*sorted(LOAD.glob("*.py")), *sorted(LOAD.glob("benchmark/*.py")),
+    return [*sorted(LOAD.glob("*.py")), *sorted(LOAD.glob("loadkit/*.py")), *sorted(LOAD.glob("benchmark/*.py")),
             *sorted(LOAD.glob("benchmark/seed_handler/*.py"))]
 
 

@@ -107,7 +107,7 @@ def test_an_unknown_profile_is_refused(classifier_fn, tmp_path):
 def test_split_hosts_share_one_run_between_two_functions(classifier_fn, classifier_build, tmp_path):
     """make review's traffic: one Locust run, each request to one of two functions served at
     the same time; every request reaches exactly one of them and is logged there once."""
-    from localrun import CLASSIFIER_ARTIFACTS
+    from loadkit.localrun import CLASSIFIER_ARTIFACTS
     from support.function_process import FunctionProcess
 
     env = {"ARTIFACTS_DIR": str(CLASSIFIER_ARTIFACTS), "MODEL_VERSION": "split-b"}

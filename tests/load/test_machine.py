@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from localrun import LOAD, REPO, free_port
+from loadkit.localrun import LOAD, REPO, free_port
 
 # spins for CPU seconds, not wall seconds: on a busy machine it still burns what the test counts
 SPIN = "import sys, time\nend = time.process_time() + float(sys.argv[1])\nwhile time.process_time() < end: pass\n"

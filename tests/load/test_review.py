@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from localrun import REPO, free_port
+from loadkit.localrun import REPO, free_port
 from logslo.logfile import parse_rfc3339_ns
 
 

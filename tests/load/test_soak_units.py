@@ -2,8 +2,8 @@
 read as growth, a leak must. Its per-minute p99 is the SLO's."""
 from pathlib import Path
 
+from loadkit.stats import percentile
 from soak import p99, rss_growth
-from stats import percentile
 
 HERE = Path(__file__).parent
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from localrun import CLASSIFIER_ARTIFACTS
+from loadkit.localrun import CLASSIFIER_ARTIFACTS
 from support.prometheus import RULES, Prometheus
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from photos import PHOTOS, photo_bytes
+from loadkit.photos import PHOTOS, photo_bytes
 from support.function_process import FunctionProcess
 from support.prometheus import dashboard_queries
 

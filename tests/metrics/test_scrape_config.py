@@ -3,7 +3,7 @@ import re
 
 import yaml
 
-from localrun import REPO
+from loadkit.localrun import REPO
 from support.dockerfile import image_env
 from support.prometheus import SCRAPE_CONFIG
 

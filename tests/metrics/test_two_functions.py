@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from loadkit.traffic import load_inputs
 from support.prometheus import DASHBOARD, dashboard_queries
-from traffic import load_inputs
 
 # Objectives set low on purpose, so that some of this test's requests are slower than
 # them and the counts compared below are not all 0 (a 2-CPU machine answers the

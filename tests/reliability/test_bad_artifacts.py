@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from localrun import FunctionExited
+from loadkit.localrun import FunctionExited
 from support.damaged_artifacts import assert_failure_message, damaged_copy
 
 FAIL_FAST_S = 60  # generous: importing torch alone takes seconds on a busy 2-core box

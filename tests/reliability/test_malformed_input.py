@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from faultkit import raw_post, wait_line
-from localrun import proc_kib
-from photos import photo_bytes
+from loadkit.localrun import proc_kib
+from loadkit.photos import photo_bytes
 from support.classifier import MAX_PIXELS
 from support.contract import SAFE_ID, assert_json_error
 from support.corpus import check_answer, corpus, jpeg_with_size, png_bomb, webp_with_size

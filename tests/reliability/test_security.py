@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from faultkit import raw_http, wait_line
-from localrun import CLASSIFIER_ARTIFACTS, REPO, TEMPLATE
-from photos import photo_bytes
+from loadkit.localrun import CLASSIFIER_ARTIFACTS, REPO, TEMPLATE
+from loadkit.photos import photo_bytes
 from support.classifier import MAX_BODY
 from support.contract import assert_json_error
 from support.dockerfile import instructions

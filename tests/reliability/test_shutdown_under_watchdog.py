@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from localrun import FunctionProcess, free_port
+from loadkit.localrun import FunctionProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 # the image's ratio (healthcheck_interval 5s, DRAIN_SECONDS 6), shortened

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from localrun import CLASSIFIER_ARTIFACTS, REPO
+from loadkit.localrun import CLASSIFIER_ARTIFACTS, REPO
 
 SECONDS = int(os.environ.get("SOAK_CI_SECONDS", "100"))
 

@@ -1,6 +1,6 @@
 import pytest
 
-from localrun import CLASSIFIER_ARTIFACTS
+from loadkit.localrun import CLASSIFIER_ARTIFACTS
 from support.classifier import classifier_parts
 
 
@@ -45,9 +45,9 @@ def eager_handler(make_handler, artifacts):
 
 @pytest.fixture(scope="session")
 def photo_items(classifier):
-    """Every real photo of load/photos.py as the served preprocessing gives it (uint8
+    """Every real photo of load/loadkit/photos.py as the served preprocessing gives it (uint8
     224x224x3), in name order."""
-    from photos import PHOTOS
+    from loadkit.photos import PHOTOS
     from torchfaas.toolkit import open_image
 
     return [classifier.preprocessing.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000)) for n in sorted(PHOTOS)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import requests
 
-from photos import photo_bytes
+from loadkit.photos import photo_bytes
 from torchfaas.toolkit import write_manifest
 
 

@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from photos import PHOTOS
+from loadkit.photos import PHOTOS
 from torchfaas.toolkit import decode_rgb, open_image
 
 EXACT_TOL = 1e-4  # the same pixels through the compiled and the eager network

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from localrun import proc_kib
-from photos import PHOTOS
+from loadkit.localrun import proc_kib
+from loadkit.photos import PHOTOS
 
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 CONCURRENCY = 8  # batches of several images: activations of 2 MiB and more

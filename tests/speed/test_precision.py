@@ -15,7 +15,7 @@ import pytest
 import requests
 import torch
 
-from photos import PHOTOS, photo_bytes
+from loadkit.photos import PHOTOS, photo_bytes
 from support.function_process import FunctionProcess
 from torchfaas.toolkit import ImageSettings, open_image, precision_gate, read_verified_manifest
 from torchfaas.toolkit.compiled import bf16_feature, prepacked_calls

@@ -1,7 +1,7 @@
 """functions/classifier's modules in the test process (once per session)."""
 from types import SimpleNamespace
 
-from localrun import CLASSIFIER, import_function
+from loadkit.localrun import CLASSIFIER, import_function
 
 MODULES = ("config", "preprocessing", "network", "packages", "handler")
 

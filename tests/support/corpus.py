@@ -14,7 +14,7 @@ import struct
 
 from PIL import Image
 
-from photos import photo_bytes, reencode
+from loadkit.photos import photo_bytes, reencode
 from support.classifier import MAX_BODY
 from support.contract import assert_json_error
 

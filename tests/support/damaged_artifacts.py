@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from localrun import CLASSIFIER_ARTIFACTS
+from loadkit.localrun import CLASSIFIER_ARTIFACTS
 
 KINDS = ["manifest-not-json", "manifest-without-files", "manifest-deleted", "weights-byte-flipped",
          "weights-garbage-rehashed", "weights-code-pickle-rehashed", "weights-missing", "labels-tampered"]

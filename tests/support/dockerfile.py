@@ -1,7 +1,7 @@
 """What the template's Dockerfile says, read once for every test that checks against it."""
 import re
 
-from localrun import TEMPLATE
+from loadkit.localrun import TEMPLATE
 
 DOCKERFILE = TEMPLATE / "Dockerfile"
 

@@ -1,6 +1,6 @@
 """A torchfaas function as a real server process, as the container runs it, for tests.
 
-`FunctionProcess` is localrun's (load/localrun.py: the one way to start a function
+`FunctionProcess` is localrun's (load/loadkit/localrun.py: the one way to start a function
 and wait for /ready) with what tests ask of a running function: a short drain,
 `post()`, and its log lines by event. Tests start one through the
 `function_process` fixture (tests/conftest.py), which stops it afterwards;
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import requests
 
-import localrun
-from localrun import FUNCTIONS as REAL_FUNCTIONS
-from localrun import REPO, TEMPLATE
+from loadkit import localrun
+from loadkit.localrun import FUNCTIONS as REAL_FUNCTIONS
+from loadkit.localrun import REPO, TEMPLATE
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 # name -> function folder: the stand-ins the tests build, beside the real ones (functions/*)

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from localrun import REPO, free_port
+from loadkit.localrun import REPO, free_port
 from support.system_tools import require
 
 PROM_DIR = REPO / "loki" / "prometheus"

@@ -6,7 +6,7 @@ import contextlib
 import pytest
 import torch
 
-from localrun import REPO
+from loadkit.localrun import REPO
 from torchfaas.toolkit import compiled
 
 

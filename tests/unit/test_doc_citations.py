@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from localrun import REPO
+from loadkit.localrun import REPO
 
 SOURCES = ["Makefile", "stack.yml", "*.py", "**/*.py", "docs/*.md"]
 CITATION = re.compile(r'benchmarks\.md\)?,? "([^"]+)"')

@@ -6,7 +6,7 @@ requests the Prometheus and Loki alerts count. A contract changed without its se
 import pytest
 import yaml
 
-from localrun import REPO
+from loadkit.localrun import REPO
 from logslo.objectives import latency_objective_ms
 from torchfaas.settings import Settings, env_fields
 

@@ -2,7 +2,7 @@
 import re
 import subprocess
 
-from localrun import REPO
+from loadkit.localrun import REPO
 
 
 def makefile_targets() -> list[str]:

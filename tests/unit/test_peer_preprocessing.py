@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from localrun import REPO
-from photos import PHOTOS
+from loadkit.localrun import REPO
+from loadkit.photos import PHOTOS
 from support.classifier import classifier_module
 from torchfaas.toolkit import open_image
 

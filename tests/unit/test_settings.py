@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from localrun import CLASSIFIER, REPO, import_function
+from loadkit.localrun import CLASSIFIER, REPO, import_function
 from support.dockerfile import image_env
 from torchfaas import Settings
 from torchfaas.settings import env_fields

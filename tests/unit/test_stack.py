@@ -2,7 +2,7 @@
 deploys) exactly the folders under functions/, each on the template, named as its folder."""
 import yaml
 
-from localrun import REPO
+from loadkit.localrun import REPO
 
 TEMPLATE = "python3-http-torch"
 

@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from localrun import REPO
+from loadkit.localrun import REPO
 
 
 def step(workflow: str, job: str, step_id: str) -> dict:

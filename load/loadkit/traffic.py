@@ -4,7 +4,7 @@ Pure Python (no Locust import), so the inputs can be checked by unit tests and
 reused by the capacity finder and the soak. Each function declares its own load
 inputs in its folder (`functions/<name>/load_inputs.py`, see `load_inputs()`; the
 fallback is its `testdata/example.*`). The photo corpus below is the classifier's:
-the photos the test suite uses (load/photos.py: photos shipped inside scikit-image
+the photos the test suite uses (load/loadkit/photos.py: photos shipped inside scikit-image
 and scikit-learn), re-encoded as JPEG/PNG/WebP at several resolutions, the way
 phones and browsers would upload them.
 """
@@ -23,8 +23,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from localrun import import_build
-from photos import PHOTOS
+from loadkit.example import MEDIA_TYPES, example_of
+from loadkit.localrun import import_build
+from loadkit.photos import PHOTOS
 
 # format -> (PIL format, Content-Type, save options, share of the traffic)
 FORMATS = {
@@ -134,7 +135,7 @@ def as_bad_request(item) -> BadRequest:
                       item.get("query", ""), int(item["expected_status"]))
 
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "functions"
 
 
@@ -178,8 +179,7 @@ def load_inputs(function: str) -> tuple[list[Payload], list[BadRequest]]:
         good = [as_payload(p) for p in module.payloads()]
         bad = [as_bad_request(b) for b in getattr(module, "bad_requests", list)()]
     else:
-        from invoke import MEDIA_TYPES, example_of  # the example `make invoke` sends
-        example = example_of(folder)
+        example = example_of(folder)  # the example `make invoke` sends
         good = [Payload("example", f"POST / {example.name}", MEDIA_TYPES[example.suffix.lower()],
                         example.read_bytes())]
         bad = []

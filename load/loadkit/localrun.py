@@ -8,12 +8,8 @@ benchmark's in-process measurements) without touching sys.path.
 `FunctionProcess` is the one way to start a function (`python index.py` in its
 build folder), wait for its /ready and stop it: the tests, the soak, the
 benchmark and `load/with_function.sh` all start it so.
-
-    python load/localrun.py shrinkwrap functions/classifier build/classifier
-    python load/localrun.py run [--port P] [--env "NAME=value ..."] BUILD LOG_DIR COMMAND [ARGS...]
-
-`run` starts the build's function, runs COMMAND once /ready answers 200 (it finds
-the function at $FUNCTION_URL) and stops both whatever happens (see `run_with_function`).
+`run_with_function()` runs a command against a started function and stops both
+whatever happens; `load/local_function.py` is its command line.
 """
 from __future__ import annotations
 
@@ -33,9 +29,9 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import functionlog
+from loadkit import functionlog
 
-LOAD = Path(__file__).resolve().parent
+LOAD = Path(__file__).resolve().parents[1]
 REPO = LOAD.parent
 TEMPLATE = REPO / "template" / "python3-http-torch"
 FUNCTIONS = REPO / "functions"
@@ -414,39 +410,3 @@ def run_with_function(build: Path, log_dir: Path, command: list[str], port: int,
 def _port_taken(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _run_main(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="localrun.py run", description=run_with_function.__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--env", default="", help="NAME=value words for the function (the Makefile's RUN_ENV)")
-    parser.add_argument("--ready-timeout", type=float, default=float(os.environ.get("READY_TIMEOUT", 180)))
-    parser.add_argument("--stop-timeout", type=float, default=float(os.environ.get("STOP_TIMEOUT", 30)))
-    parser.add_argument("build", type=Path)
-    parser.add_argument("log_dir", type=Path)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.error("no COMMAND to run")
-    # locally nothing routes to the process after SIGTERM: a short drain unless told otherwise
-    env = {"DRAIN_SECONDS": os.environ.get("DRAIN_SECONDS", "0.5"),
-           **dict(word.split("=", 1) for word in args.env.split())}
-    args.log_dir.mkdir(parents=True, exist_ok=True)
-    return run_with_function(args.build, args.log_dir, args.command, args.port, env,
-                             args.ready_timeout, args.stop_timeout)
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) == 3 and argv[0] == "shrinkwrap":
-        shrinkwrap(Path(argv[1]), Path(argv[2]))
-        return 0
-    if argv[:1] == ["run"]:
-        return _run_main(argv[1:])
-    print(__doc__.split("\n\n")[-2].strip(), file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
