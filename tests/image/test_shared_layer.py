@@ -8,6 +8,7 @@ registries and nodes deduplicate by, once compressed the same way); sizes are
 uncompressed too (`podman history`), an upper bound of the bytes a pull moves.
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -37,18 +38,23 @@ def layers(image: str) -> list[dict]:
 
 def build_shared_runtime(function_image: dict, log: Path, *extra: str) -> tuple[dict, float]:
     """The Dockerfile's shared-runtime stage alone, built in the function's folder:
-    (its top layer, the runtime layer; the build's seconds). The image is removed."""
+    (its top layer, the runtime layer; the build's seconds). The images this build made
+    are removed afterwards (not `--layers=false`: podman 4.3 then removes the base image
+    of a stage without instructions, the watchdog's)."""
+    before = set(podman("images", "--all", "--quiet", "--no-trunc").stdout.split())
     iidfile = log.with_suffix(".iid")
     with serve(function_image["index"]) as url:
         args = ["--build-arg", f"TORCH_INDEX_URL={url}/simple", "--target", "shared-runtime",
                 "--iidfile", str(iidfile), *extra]
         code, output, seconds = podman_build(function_image["context"], None, args, log)
-    assert code == 0, output[-3000:]
-    image = iidfile.read_text().strip()
+    made = [image for image in re.findall(r"^--> ([0-9a-f]{11,})$", output, re.M)
+            if not any(old.removeprefix("sha256:").startswith(image) for old in before)]
     try:
-        return layers(image)[-1], seconds
+        assert code == 0, output[-3000:]
+        return layers(iidfile.read_text().strip())[-1], seconds
     finally:
-        podman("rmi", image, check=False)
+        for image in reversed(made):  # the stages' images, newest first: children before parents
+            podman("rmi", image, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +84,8 @@ def test_a_node_running_the_classifier_pulls_little_to_start_diabetes(classifier
 
 
 def test_the_runtime_layer_is_reproducible(classifier_image, runtime_layer, tmp_path):
-    """The shared stage alone, built from nothing (no cache, no intermediate layers kept,
-    no builder flag): the same layer, byte for byte, as in the shipped images."""
-    rebuilt, seconds = build_shared_runtime(classifier_image, tmp_path / "build.log", "--no-cache", "--layers=false")
+    """The shared stage alone, built from nothing (no cache, no builder flag): the same
+    layer, byte for byte, as in the shipped images."""
+    rebuilt, seconds = build_shared_runtime(classifier_image, tmp_path / "build.log", "--no-cache")
     FACTS["shared runtime layer rebuilt from nothing"] = f"{seconds:.0f} s, {rebuilt['digest'][:19]}"
     assert rebuilt["digest"] == runtime_layer["digest"], rebuilt
