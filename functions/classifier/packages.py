@@ -4,7 +4,9 @@ Build time (`build_artifacts`, the handler's prepare()): the weights, labels
 and an AOTInductor package of network.ServedModel with a dynamic batch
 dimension (model.pt2, hash-checked through the manifest); with
 MODEL_PRECISION=bf16 also model-bf16.pt2, gated on its agreement with fp32 on
-real photos (a package that fails the gate never ships). A package built from
+real photos (a package that fails the gate never ships); on a build machine whose
+oneDNN has no bf16 kernels (an AVX2-only CPU) no bf16 package is built, the
+manifest says why (bf16_not_built), and fp32 serves. A package built from
 the same weights, torch and recipe is reused, not recompiled.
 
 Cold start (`load_model`, the handler's load()): MODEL_BACKEND=auto|aoti|eager
@@ -139,13 +141,31 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
         info = {"aoti_key": key, "aoti_torch": torch.__version__,
                 "aoti_isa": package_isa(artifacts_dir / PACKAGE),
                 "aoti_prepacked_convolutions": prepacked_calls(artifacts_dir / PACKAGE)[0]}
-    if own.model_precision == "bf16" and own.model_backend != "eager":
+    bf16_not_built = bf16_unbuildable() if own.model_precision == "bf16" and own.model_backend != "eager" else None
+    if own.model_precision == "bf16" and own.model_backend != "eager" and not bf16_not_built:
         info.update(prepare_bf16(artifacts_dir, model.eval(), PACKAGE in files))
         files.append(BF16_PACKAGE)
     else:
+        if bf16_not_built:
+            log(f"MODEL_PRECISION=bf16: no {BF16_PACKAGE} built, fp32 serves: {bf16_not_built}")
+            info["bf16_not_built"] = bf16_not_built
         (artifacts_dir / BF16_PACKAGE).unlink(missing_ok=True)
     write_manifest(artifacts_dir, files, model_name=ARCH, arch=ARCH, image_size=IMAGE_SIZE,
                    crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
+
+
+def bf16_unbuildable() -> str | None:
+    """Why this build machine cannot build the bf16 package (None: it can).
+
+    Inductor's freezing turns bf16 convolutions into prepacked oneDNN ones only where
+    oneDNN has bf16 kernels (AVX-512 and up; torch.ops.mkldnn._is_mkldnn_bf16_supported,
+    which ONEDNN_MAX_CPU_ISA caps too); elsewhere the package would not be frozen and the
+    gate could not run it as served.
+    """
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return (f"oneDNN has no bf16 kernels on this build machine ({torch.backends.cpu.get_cpu_capability()}; "
+            f"they need AVX-512 or newer): the bf16 package could not be frozen")
 
 
 def prepare_bf16(artifacts_dir: Path, net: torch.nn.Module, have_fp32_package: bool) -> dict:
@@ -253,7 +273,12 @@ def bf16_unavailable(artifacts_dir: Path, manifest: dict) -> str | None:
     if not bf16_feature():
         return (f"this CPU has no native bf16 (none of {', '.join(BF16_FEATURES)}; "
                 f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be slower than fp32")
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return (f"this CPU has no native bf16 (oneDNN's bf16 kernels are off, ONEDNN_MAX_CPU_ISA?; "
+                f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be slower than fp32")
     if BF16_PACKAGE not in manifest.get("files", {}):
+        if manifest.get("bf16_not_built"):
+            return f"no {BF16_PACKAGE} in the artifacts: {manifest['bf16_not_built']}"[:300]
         return f"no {BF16_PACKAGE} in the artifacts (build with MODEL_PRECISION=bf16)"
     gate = manifest.get("bf16_gate")
     if not isinstance(gate, dict) or gate.get("passed") is not True or failures(gate, BF16_GATE):

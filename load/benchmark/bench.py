@@ -54,7 +54,7 @@ from limits import Pipeline, logging_cpu_ms, measure_in_process, prepare_bf16
 from loadkit import traffic
 from loadkit.localrun import CLASSIFIER as FUNCTION
 from loadkit.localrun import REPO, FunctionProcess, free_port, import_build, shrinkwrap
-from results import cpu_model, write_json
+from results import cpu_capability, cpu_model, write_json
 from serving import (
     ORIGINAL_ENV,
     ClientCpu,
@@ -221,6 +221,7 @@ def classifier_bench(args: argparse.Namespace, artifacts: Path) -> int:
     over interleaved rounds, the runtime alone, cold starts; the report and its ratios."""
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+           "cpu_capability": cpu_capability(),
            "env": dict(kv.split("=", 1) for kv in args.env), "variants": {}}
     jpegs = real_jpegs()
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:
@@ -254,6 +255,7 @@ def generic_bench(args: argparse.Namespace, function: Path, artifacts: Path) -> 
     load = load_of(args, payload_requests(payloads))
     extra_env = dict(kv.split("=", 1) for kv in args.env)
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+           "cpu_capability": cpu_capability(),
            "function": name, "env": extra_env, "payload_kinds": len(payloads),
            "skipped": {part: why for part, why in CLASSIFIER_ONLY}}
     with tempfile.TemporaryDirectory(prefix="torchfaas-bench-") as tmp:

@@ -224,7 +224,8 @@ def report(res: dict) -> str:
     precisions = list(res["variants"])
     first = res["variants"][precisions[0]]["limits"]
     lines = [f"# torchfaas bench ({res['when']}, {res['cpus']} CPUs, torch threads {first['torch_threads']})",
-             f"# CPU: {res.get('cpu_model', '?')}; native bf16: {res.get('bf16_feature') or 'none'}", ""]
+             f"# CPU: {res.get('cpu_model', '?')} ({res.get('cpu_capability', '?')}); "
+             f"native bf16: {res.get('bf16_feature') or 'none'}", ""]
     for precision in precisions:
         lines += limits_section(res, precision)
     lines += served_section(res, precisions)
@@ -245,7 +246,7 @@ def report(res: dict) -> str:
 def generic_report(res: dict) -> str:
     """Any other function's run (bench.generic_bench) as text."""
     lines = [f"# torchfaas bench: {res['function']} ({res['when']}, {res['cpus']} CPUs)",
-             f"# CPU: {res.get('cpu_model', '?')}", "",
+             f"# CPU: {res.get('cpu_model', '?')} ({res.get('cpu_capability', '?')})", "",
              f"## Served, closed loop, its load inputs ({res['payload_kinds']} kinds of request, drawn by weight)",
              SERVED_HEADER]
     lines += served_rows(res["function"], res["served"]) + served_rows("runtime only", res.get("runtime_only", []))

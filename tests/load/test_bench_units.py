@@ -96,7 +96,8 @@ def classifier_run():
               {**level(16, 187, 10.3), "p50_ms": 86.9, "p99_ms": 122.0, "errors": 0}]
     seed = [{**level(1, 36, 27.3), "p50_ms": 26.6, "p99_ms": 31.7, "errors": 0},
             {**level(16, 60, 31.2), "p50_ms": 259.3, "p99_ms": 286.5, "errors": 0}]
-    return {"when": "now", "cpus": 2, "cpu_model": "?", "bf16_feature": None, "logging_ms": 0.02,
+    return {"when": "now", "cpus": 2, "cpu_model": "AMD EPYC", "cpu_capability": "AVX512, AVX512-BF16, no AMX",
+            "bf16_feature": None, "logging_ms": 0.02,
             "seed": seed, "runtime_only": [level(16, 300, 0.7)],
             "variants": {"fp32": {"limits": limits, "served": served, "pipeline_windows": windows,
                                   "cold_start": {"served_s": 0.9, "bare_s": 0.75}}}}
@@ -113,3 +114,5 @@ def test_derive_adds_the_figures_once_and_the_report_only_renders_them():
     assert res == before
     assert "  fp32 served c16 / seed c16 throughput               3.12x  (target >= 3.0x)  ok" in text
     assert "+ 1.60 serving beside the model" in text
+    # the figures differ by 2x between CPU capabilities: the header names the machine's
+    assert "# CPU: AMD EPYC (AVX512, AVX512-BF16, no AMX); native bf16: none" in text
