@@ -149,79 +149,111 @@ def steady_rate(fn: FunctionProcess, args: argparse.Namespace, corpus) -> tuple[
     return capacity, max(1.0, args.load_factor * capacity)
 
 
+class _Sender:
+    """Sends requests from a pool of threads, each thread with its own session, and keeps
+    every request's (t, rid, status or None, latency_s, expected_status)."""
+
+    def __init__(self, url: str, threads: int):
+        self.url = url
+        self.results: list[tuple] = []
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.pool = ThreadPoolExecutor(threads)
+
+    def submit(self, t_rel: float, rid: str, body: bytes, content_type: str, query: str, expected: int | None):
+        self.pool.submit(self._send, t_rel, rid, body, content_type, query, expected)
+
+    def _send(self, t_rel: float, rid: str, body: bytes, content_type: str, query: str, expected: int | None):
+        session = getattr(self.local, "session", None) or requests.Session()
+        self.local.session = session
+        started = time.perf_counter()
+        try:
+            res = session.post(self.url + "/" + (f"?{query}" if query else ""), data=body, timeout=30,
+                               headers={"Content-Type": content_type, "X-Request-Id": rid})
+            status = res.status_code
+        except requests.RequestException:
+            status = None
+            self.local.session = None
+        with self.lock:
+            self.results.append((t_rel, rid, status, time.perf_counter() - started, expected))
+
+    def latencies_200(self, first_s: float, end_s: float) -> list[float]:
+        """Latencies of the 200s sent in [first_s, end_s) of the run."""
+        with self.lock:
+            return [r[3] for r in self.results if first_s <= r[0] < end_s and r[2] == 200]
+
+    def close(self):
+        """Waits for every request sent."""
+        self.pool.shutdown(wait=True)
+
+
+class _MinuteP99:
+    """Prints the p99 of each minute's 200s once the minute is over (and of the last,
+    partial one at the end), beside the latency contract's bound."""
+
+    def __init__(self, sender: _Sender, slo_p99_ms: float | None):
+        self.sender = sender
+        self.contract = f" (latency contract: p99 <= {slo_p99_ms:g} ms)" if slo_p99_ms else ""
+        self.reported = 0
+
+    def report_until(self, now: float):
+        minute = int(now // 60)
+        if minute > self.reported:
+            lat = self.sender.latencies_200(self.reported * 60, minute * 60)
+            value = p99(lat)
+            print(f"minute {self.reported + 1}: {len(lat)} answers, p99 "
+                  f"{value * 1000 if value else float('nan'):.0f} ms{self.contract}", flush=True)
+            self.reported = minute
+
+    def report_partial(self):
+        lat = self.sender.latencies_200(self.reported * 60, float("inf"))
+        if lat:
+            print(f"minute {self.reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms"
+                  f"{self.contract}")
+
+
+def next_request(rng: random.Random, picker: Picker, bads, bad_share: float) -> tuple:
+    """(body, content type, query, expected status): a bad input with probability
+    `bad_share`, else a load input with its query."""
+    if rng.random() < bad_share:
+        bad = rng.choice(bads)
+        return bad.body, bad.content_type, bad.query, bad.expected_status
+    payload = picker.payload()
+    query, _predictions = picker.query(payload)
+    return payload.body, payload.content_type, query, 200
+
+
 def run_load(fn: FunctionProcess, args: argparse.Namespace, corpus, bads, rate: float) -> tuple[list, list]:
     """Send at `rate` for --duration, printing RSS every --sample-s and p99 per minute.
 
     -> (results: (t, rid, status or None, latency_s, expected_status) per request,
         rss: (t, MiB) samples).
     """
-    results: list[tuple] = []
     rss: list[tuple[float, float]] = []
     ids = RequestIds("soak")
     picker = Picker(corpus, seed=7)
     rng = random.Random(11)
-    lock = threading.Lock()
-    local = threading.local()
-
-    def send(t_rel: float, rid: str, body: bytes, content_type: str, query: str, expected: int | None):
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
-        started = time.perf_counter()
-        try:
-            res = session.post(fn.url + "/" + (f"?{query}" if query else ""), data=body, timeout=30,
-                               headers={"Content-Type": content_type, "X-Request-Id": rid})
-            status = res.status_code
-        except requests.RequestException:
-            status = None
-            local.session = None
-        with lock:
-            results.append((t_rel, rid, status, time.perf_counter() - started, expected))
-
-    def latencies_200(first_s: float, end_s: float) -> list[float]:
-        """Latencies of the 200s sent in [first_s, end_s) of the run."""
-        with lock:
-            return [r[3] for r in results if first_s <= r[0] < end_s and r[2] == 200]
-
-    contract = f" (latency contract: p99 <= {args.slo_p99_ms:g} ms)" if args.slo_p99_ms else ""
+    sender = _Sender(fn.url, max(8, int(rate)))
+    minutes = _MinuteP99(sender, args.slo_p99_ms)
     start = time.monotonic()
     next_sample = 0.0
-    minute_reported = 0
-    pool = ThreadPoolExecutor(max(8, int(rate)))
     n = 0
-    while True:
-        now = time.monotonic() - start
-        if now >= args.duration:
-            break
+    while (now := time.monotonic() - start) < args.duration:
         if now >= next_sample:
             rss.append((round(now, 1), round(rss_mib(fn.pid), 1)))
             next_sample += args.sample_s
             print(f"t={now:6.0f}s rss={rss[-1][1]:.1f} MiB sent={n}", flush=True)
-        minute = int(now // 60)
-        if minute > minute_reported:
-            lat = latencies_200(minute_reported * 60, minute * 60)
-            value = p99(lat)
-            print(f"minute {minute_reported + 1}: {len(lat)} answers, p99 "
-                  f"{value * 1000 if value else float('nan'):.0f} ms{contract}", flush=True)
-            minute_reported = minute
+        minutes.report_until(now)
         wait = start + n / rate - time.monotonic()  # read the clock once: it moves between two reads
         if wait > 0:
             time.sleep(min(wait, 0.05))
             continue
-        if rng.random() < args.bad_share:
-            bad = rng.choice(bads)
-            item = (bad.body, bad.content_type, bad.query, bad.expected_status)
-        else:
-            payload = picker.payload()
-            query, _predictions = picker.query(payload)
-            item = (payload.body, payload.content_type, query, 200)
-        pool.submit(send, now, ids.next(), *item)
+        sender.submit(now, ids.next(), *next_request(rng, picker, bads, args.bad_share))
         n += 1
-    pool.shutdown(wait=True)
+    sender.close()
     rss.append((round(time.monotonic() - start, 1), round(rss_mib(fn.pid), 1)))
-    lat = latencies_200(minute_reported * 60, float("inf"))
-    if lat:
-        print(f"minute {minute_reported + 1} (partial): {len(lat)} answers, p99 {p99(lat) * 1000:.0f} ms{contract}")
-    return results, rss
+    minutes.report_partial()
+    return sender.results, rss
 
 
 def verdict(args: argparse.Namespace, log: FunctionLog, results: list, rss: list, exit_code: int,

@@ -69,16 +69,12 @@ def parallel_rate(fn, items_per_call: int, workers: int, seconds: float, repeats
     return best
 
 
-def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float,
-                       precision: str = "fp32") -> tuple[dict, "Pipeline"]:
-    import_build(build)
-    import numpy as np
-    import torch
+def load_handlers(handler_module, artifacts: Path, precision: str, results: dict) -> tuple[dict, object]:
+    """The classifier loaded with each backend measured, those that load -> ({backend:
+    handler}, the settings of the last backend tried); the served precision and its
+    reason go in `results`."""
+    from torchfaas.toolkit import ImageSettings, read_verified_manifest
 
-    import function.handler as handler_module  # before torch: see bench.prepare_variants()
-    from torchfaas.toolkit import ImageSettings, open_image, read_verified_manifest
-
-    results = {"torch_threads": None, "model": {}, "precision": precision}
     handlers = {}
     # the eager model is fp32 whatever MODEL_PRECISION says: measured with fp32 only
     for backend in ("aoti", "eager") if precision == "fp32" else ("aoti",):
@@ -94,28 +90,53 @@ def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float
         if backend == "aoti":
             results["served_precision"] = handler.precision
             results["precision_reason"] = handler.precision_reason
+    return handlers, settings
+
+
+def model_rates(handler, backend: str, pixels, precision: str, seconds: float) -> dict:
+    """Images per second of the model alone, one stream, by batch size."""
+    rates = {}
+    for batch in (1, 2, 4, 8, 16):
+        items = [pixels] * batch
+        rates[batch] = best_rate(partial(handler.predict, items), batch, seconds)
+        log(f"  {precision} model {backend} batch {batch}: {rates[batch]:.1f} images/s")
+    return rates
+
+
+def parallel_model_rates(handler, served: str, workers: int, pixels, precision: str, seconds: float) -> dict:
+    """Images per second of the model alone in the served layout, `workers` forward
+    passes side by side, by batch size."""
+    parallel = {}
+    for batch in (1, 2, 4, 8):
+        items = [pixels] * batch
+        parallel[batch] = parallel_rate(partial(handler.predict, items), batch, workers, seconds)
+        log(f"  {precision} model {served} x{workers} streams, batch {batch}: {parallel[batch]:.1f} images/s")
+    return parallel
+
+
+def measure_in_process(build: Path, artifacts: Path, jpegs: dict, seconds: float,
+                       precision: str = "fp32") -> tuple[dict, "Pipeline"]:
+    import_build(build)
+    import numpy as np
+    import torch
+
+    import function.handler as handler_module  # before torch: see bench.prepare_variants()
+    from torchfaas.toolkit import open_image
+
+    results = {"torch_threads": None, "model": {}, "precision": precision}
+    handlers, settings = load_handlers(handler_module, artifacts, precision, results)
     results["torch_threads"] = torch.get_num_threads()
     pixels = np.zeros((224, 224, 3), dtype=np.uint8)
     for backend, handler in handlers.items():
-        rates = {}
-        for batch in (1, 2, 4, 8, 16):
-            items = [pixels] * batch
-            rates[batch] = best_rate(partial(handler.predict, items), batch, seconds)
-            log(f"  {precision} model {backend} batch {batch}: {rates[batch]:.1f} images/s")
-        results["model"][backend] = rates
+        results["model"][backend] = model_rates(handler, backend, pixels, precision, seconds)
     served = "aoti" if "aoti" in handlers else "eager"
     handler = handlers[served]
     workers = settings.batch_workers or handler.batch_workers
     results["workers"] = workers
     rates = results["model"][served]
     if workers > 1:  # the served layout: `workers` forward passes side by side
-        parallel = {}
-        for batch in (1, 2, 4, 8):
-            items = [pixels] * batch
-            parallel[batch] = parallel_rate(partial(handler.predict, items), batch, workers, seconds)
-            log(f"  {precision} model {served} x{workers} streams, batch {batch}: {parallel[batch]:.1f} images/s")
-        results["model"][f"{served} x{workers}"] = parallel
-        rates = parallel
+        rates = parallel_model_rates(handler, served, workers, pixels, precision, seconds)
+        results["model"][f"{served} x{workers}"] = rates
     best_batch = max(rates, key=rates.get)
     results["served_backend"], results["best_batch"] = served, best_batch
     results["model_limit"] = rates[best_batch]

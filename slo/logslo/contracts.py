@@ -102,7 +102,7 @@ def latency_per_version(backend, function, at, window_s, phi, bound_ms) -> list:
 
 def error_ratio_per_version(backend, function, at, window_s, bound_ratio) -> list:
     traffic = queries.requests(function, window_s, by=(queries.VERSION,))
-    ratio = queries.error_ratio_5xx(function, window_s, by=(queries.VERSION,))
+    ratio = queries.status_ratio(function, window_s, 500, by=(queries.VERSION,))
     versions = by_label(backend.instant(traffic, at), queries.VERSION)
     measured = by_label(backend.instant(ratio, at), queries.VERSION)
     if not versions:

@@ -66,6 +66,19 @@ def make_app(watches, *, log=True) -> Flask:
     `log`: one JSON line per request on stdout (False: none; a file object: there)."""
     app = Flask("logslo.gate", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    watch = watcher(watches)
+    add_flagger_hooks(app, watch)
+    add_argo_metric(app, watch)
+    add_own_routes(app)
+    add_error_handlers(app)
+    if log:
+        add_request_log(app, None if log is True else log)
+    return app
+
+
+def watcher(watches):
+    """`watch(namespace, name, metadata)`: the canary's document, its names checked; its
+    verdict is kept for the request's log line."""
 
     def watch(namespace: str, name: str, metadata: dict) -> dict:
         check_names(namespace, name)
@@ -78,7 +91,11 @@ def make_app(watches, *, log=True) -> Flask:
         g.verdict = doc.get("verdict")
         return doc
 
-    # -- Flagger: POST {"name", "namespace", "phase", "checksum", "metadata": {...}} --------
+    return watch
+
+
+def add_flagger_hooks(app: Flask, watch) -> None:
+    """Flagger: POST {"name", "namespace", "phase", "checksum", "metadata": {...}}."""
     def flagger_hook(hook: str):
         def answer():
             payload = request.get_json(force=True, silent=True)
@@ -98,7 +115,9 @@ def make_app(watches, *, log=True) -> Flask:
     for hook in FLAGGER_HOOKS:
         app.add_url_rule(f"/flagger/{hook}", view_func=flagger_hook(hook), methods=["POST"])
 
-    # -- Argo Rollouts: the web metric reads `{$.verdict}` -------------------------------------
+
+def add_argo_metric(app: Flask, watch) -> None:
+    """Argo Rollouts: the web metric reads `{$.verdict}`."""
     # Always 200 when the gate can answer: Argo counts a non-2xx as a measurement Error,
     # and consecutive errors past consecutiveErrorLimit abort the rollout (a rollback on
     # the gate's fault). The AnalysisTemplate's conditions decide, not the status code.
@@ -113,7 +132,9 @@ def make_app(watches, *, log=True) -> Flask:
             body = request.args.to_dict()
         return reply(200, argo_view(watch(namespace, name, pick_metadata(body))))
 
-    # -- the gate itself ------------------------------------------------------------------------
+
+def add_own_routes(app: Flask) -> None:
+    """The gate's own liveness and readiness."""
     @app.route("/healthz")
     def healthz():
         return reply(200, {"status": "ok"})
@@ -125,7 +146,9 @@ def make_app(watches, *, log=True) -> Flask:
     def ready():
         return reply(200, {"status": "ready"})
 
-    # -- errors: JSON too -----------------------------------------------------------------------
+
+def add_error_handlers(app: Flask) -> None:
+    """Errors answered in JSON too."""
     @app.errorhandler(BadPayload)
     def bad_request(exc):
         return reply(400, {"error": str(exc)})
@@ -151,26 +174,25 @@ def make_app(watches, *, log=True) -> Flask:
         traceback.print_exception(exc, file=sys.stderr)
         return reply(500, {"error": f"internal error: {type(exc).__name__}"})
 
-    if log:
-        stream = None if log is True else log
 
-        @app.before_request
-        def start_clock():
-            g.started = time.perf_counter()
+def add_request_log(app: Flask, stream) -> None:
+    """One JSON line per request on `stream` (None: stdout)."""
 
-        @app.after_request
-        def log_line(response):
-            line = {"ts": round(time.time(), 3), "method": request.method, "path": request.path,
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)}
-            if "verdict" in g:
-                line["verdict"] = g.verdict
-            out = stream or sys.stdout  # looked up per line: stdout may be replaced after start
-            out.write(json.dumps(line) + "\n")
-            out.flush()
-            return response
+    @app.before_request
+    def start_clock():
+        g.started = time.perf_counter()
 
-    return app
+    @app.after_request
+    def log_line(response):
+        line = {"ts": round(time.time(), 3), "method": request.method, "path": request.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)}
+        if "verdict" in g:
+            line["verdict"] = g.verdict
+        out = stream or sys.stdout  # looked up per line: stdout may be replaced after start
+        out.write(json.dumps(line) + "\n")
+        out.flush()
+        return response
 
 
 def check_names(namespace, name) -> None:

@@ -96,16 +96,23 @@ def line_chart(name: str, title: str, series: dict, unit: str = "ms", hlines=(),
     legend_y = top + 10
     for i, (label, values) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
-        good = [(t, v) for t, v in values if v is not None and math.isfinite(v)]
-        if len(good) > 1:
-            path = " ".join(f"{'M' if j == 0 else 'L'}{x(t):.1f},{y(v):.1f}" for j, (t, v) in enumerate(good))
-            parts.append(f'<path class="series" d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        for t, v in good:
-            parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}">'
-                         f'<title>{_e(label)} {_e(fmt(v, unit) if unit != "" else v)}</title></circle>')
+        parts.append(_series_line(label, values, colour, x, y, unit))
         parts.append(f'<rect x="{left + w + 6}" y="{legend_y + 20 * i + 14}" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{left + w + 20}" y="{legend_y + 20 * i + 23}" font-size="11">{_e(label)}</text>')
     parts.append("</svg>")
+    return "".join(parts)
+
+
+def _series_line(label: str, values: list, colour: str, x, y, unit: str) -> str:
+    """One series of a line chart: its line and a point per value, the finite ones."""
+    good = [(t, v) for t, v in values if v is not None and math.isfinite(v)]
+    parts = []
+    if len(good) > 1:
+        path = " ".join(f"{'M' if j == 0 else 'L'}{x(t):.1f},{y(v):.1f}" for j, (t, v) in enumerate(good))
+        parts.append(f'<path class="series" d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+    for t, v in good:
+        parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}">'
+                     f'<title>{_e(label)} {_e(fmt(v, unit) if unit != "" else v)}</title></circle>')
     return "".join(parts)
 
 

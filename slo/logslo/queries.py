@@ -36,10 +36,6 @@ def requests(function: str, window_s: int, by: tuple | None = None, offset_s: in
     return Sum(RangeAggregation("count_over_time", logs, window_s, offset_s=offset_s), by)
 
 
-def request_rate(function: str, window_s: int) -> Sum:
-    return Sum(RangeAggregation("rate", inference_logs(function), window_s))
-
-
 def latency_quantile(function: str, phi: float, window_s: int, by: tuple = ()) -> RangeAggregation:
     """phi-quantile of latency_ms over every request in the window (`by ()` pools them)."""
     return RangeAggregation(
@@ -48,19 +44,12 @@ def latency_quantile(function: str, phi: float, window_s: int, by: tuple = ()) -
 
 
 def status_ratio(function: str, window_s: int, low: int, high: int | None = None, by: tuple | None = None) -> Divide:
-    """Share of requests answered with a status in [low, high) (high None: no upper end)."""
+    """Share of requests answered with a status in [low, high) (high None: no upper end;
+    `low` 500: the 5xx ratio). A group with none in the range is absent from the answer (0)."""
     filters = [LabelFilter("status", ">=", low)] + ([LabelFilter("status", "<", high)] if high else [])
     some = RangeAggregation("count_over_time", inference_logs(function, *filters, keep=by), window_s)
     everything = RangeAggregation("count_over_time", inference_logs(function, keep=by), window_s)
     return Divide(Sum(some, by), Sum(everything, by))
-
-
-def error_ratio_5xx(function: str, window_s: int, by: tuple | None = None) -> Divide:
-    """Share of requests answered 5xx. A group with no 5xx is absent from the answer (0)."""
-    faults = RangeAggregation("count_over_time",
-                              inference_logs(function, LabelFilter("status", ">=", 500), keep=by), window_s)
-    everything = RangeAggregation("count_over_time", inference_logs(function, keep=by), window_s)
-    return Divide(Sum(faults, by), Sum(everything, by))
 
 
 def class_share(function: str, window_s: int, offset_s: int = 0, version: str | None = None) -> Divide:
@@ -86,11 +75,6 @@ def value_bins(function: str, field: str, edges: tuple, window_s: int, offset_s:
         logs = inference_logs(function, *filters)
         out.append(Sum(RangeAggregation("count_over_time", logs, window_s, offset_s=offset_s)))
     return out
-
-
-def mean_top1_prob(function: str, window_s: int, by: tuple = (VERSION,)) -> RangeAggregation:
-    ok = inference_logs(function, LabelFilter("status", "=", 200), unwrap="top1_prob", keep=by)
-    return RangeAggregation("avg_over_time", ok, window_s, by=by)
 
 
 def deployments(function: str, window_s: int) -> Sum:

@@ -48,7 +48,7 @@ def version_figures(backend, function: str, at: float, window_s: int) -> dict:
     from .vectors import by_label
     v = (queries.VERSION,)
     counts = by_label(backend.instant(queries.requests(function, window_s, by=v), at), queries.VERSION)
-    ratio = by_label(backend.instant(queries.error_ratio_5xx(function, window_s, by=v), at), queries.VERSION)
+    ratio = by_label(backend.instant(queries.status_ratio(function, window_s, 500, by=v), at), queries.VERSION)
     out = {}
     for version in sorted(counts):
         shares = by_label(backend.instant(queries.class_share(function, window_s, version=version), at), "top1_class")

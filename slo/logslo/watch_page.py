@@ -189,6 +189,25 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
                      f'{_e(_value(v, unit))}</text>')
     if unit != "requests" and lo < 0 < hi:
         parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#999"/>')
+    parts.append(_look_axis(looks, n, x, left, top, w, h))
+    parts.append(_gaps(looks, x, top, h, w / n))
+    parts.append(draw(x, y, points))
+    if bound is not None:
+        parts.append(f'<line class="bound-line" x1="{left}" x2="{left + w}" y1="{y(bound):.1f}" y2="{y(bound):.1f}" '
+                     f'stroke="#d62728" stroke-width="1.5" stroke-dasharray="7 4"/>'
+                     f'<text class="bound-value" x="{left - 6}" y="{y(bound) + 4:.1f}" font-size="11" '
+                     f'font-weight="600" fill="#d62728" text-anchor="end">{_e(_value(bound, unit))}<title>bound: '
+                     f'{_e(_bound({"unit": unit, "bound": bound}))}</title></text>')
+    if doc.get("decided_look"):
+        parts.append(_decided(doc, points, x, y, left, top, w, h))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _look_axis(looks: list, n: int, x, left: float, top: float, w: float, h: float) -> str:
+    """The x axis: look numbers, each look's requests (the fewer of the two sides), and
+    the looks still to come up to the deadline."""
+    parts = []
     every = max(1, math.ceil(n / 30))
     parts.append(f'<line x1="{left}" x2="{left + w}" y1="{top + h}" y2="{top + h}" stroke="#999"/>'
                  f'<text x="{left - 6}" y="{top + h + 15}" font-size="11" text-anchor="end" fill="#666">look</text>'
@@ -206,7 +225,12 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
     if n > len(looks):
         parts.append(f'<text x="{left + w}" y="{top + h + 29}" font-size="10" fill="#888" text-anchor="end">'
                      f'deadline \u2192</text>')
-    slot = w / n
+    return "".join(parts)
+
+
+def _gaps(looks: list, x, top: float, h: float, slot: float) -> str:
+    """The looks that decided nothing, each a shaded slot with its reason."""
+    parts = []
     for look in looks:
         if look.get("status") in GAP:
             label, fill, mark = GAP[look["status"]]
@@ -217,29 +241,25 @@ def _frame(doc: dict, index: int, name: str, unit: str, bound, lo: float, hi: fl
                          f'width="{slot * 0.8:.1f}" height="{h}" fill="{fill}"/>'
                          f'<text x="{x(look["index"]):.1f}" y="{top + h - 6}" font-size="14" text-anchor="middle" '
                          f'fill="#8a4b00">{mark}</text></g>')
-    parts.append(draw(x, y, points))
-    if bound is not None:
-        parts.append(f'<line class="bound-line" x1="{left}" x2="{left + w}" y1="{y(bound):.1f}" y2="{y(bound):.1f}" '
-                     f'stroke="#d62728" stroke-width="1.5" stroke-dasharray="7 4"/>'
-                     f'<text class="bound-value" x="{left - 6}" y="{y(bound) + 4:.1f}" font-size="11" '
-                     f'font-weight="600" fill="#d62728" text-anchor="end">{_e(_value(bound, unit))}<title>bound: '
-                     f'{_e(_bound({"unit": unit, "bound": bound}))}</title></text>')
-    decided = doc.get("decided_look")
-    if decided:
-        j = next((j for look, j in points if look["index"] == decided), None)
-        colour = COLOUR.get(doc["verdict"], "#333")
-        ring = (f'<circle cx="{x(decided):.1f}" cy="{y(j["estimate"]):.1f}" r="8" fill="none" stroke="{colour}" '
-                f'stroke-width="2.5"/>' if j and j.get("estimate") is not None else "")
-        late = x(decided) > left + 0.75 * w  # its label goes to the left of the line
-        here = f"; this contract {STANDING.get(j['verdict'], j['verdict'])}" if j else ""
-        parts.append(f'<g class="decided" data-look="{decided}"><title>look {decided} decided the watch: '
-                     f'{_e(doc["verdict"].upper())}{_e(here)}</title>'
-                     f'<line x1="{x(decided):.1f}" x2="{x(decided):.1f}" y1="{top}" y2="{top + h}" stroke="{colour}" '
-                     f'stroke-width="2"/>{ring}<text x="{x(decided) + (-6 if late else 6):.1f}" y="{top - 6}" '
-                     f'font-size="12" text-anchor="{"end" if late else "start"}" '
-                     f'font-weight="700" fill="{colour}">{_e(doc["verdict"].upper())} at look {decided}</text></g>')
-    parts.append("</svg>")
     return "".join(parts)
+
+
+def _decided(doc: dict, points: list, x, y, left: float, top: float, w: float, h: float) -> str:
+    """The look that decided the watch: a line across the chart, this contract's estimate
+    ringed there."""
+    decided = doc["decided_look"]
+    j = next((j for look, j in points if look["index"] == decided), None)
+    colour = COLOUR.get(doc["verdict"], "#333")
+    ring = (f'<circle cx="{x(decided):.1f}" cy="{y(j["estimate"]):.1f}" r="8" fill="none" stroke="{colour}" '
+            f'stroke-width="2.5"/>' if j and j.get("estimate") is not None else "")
+    late = x(decided) > left + 0.75 * w  # its label goes to the left of the line
+    here = f"; this contract {STANDING.get(j['verdict'], j['verdict'])}" if j else ""
+    return (f'<g class="decided" data-look="{decided}"><title>look {decided} decided the watch: '
+            f'{_e(doc["verdict"].upper())}{_e(here)}</title>'
+            f'<line x1="{x(decided):.1f}" x2="{x(decided):.1f}" y1="{top}" y2="{top + h}" stroke="{colour}" '
+            f'stroke-width="2"/>{ring}<text x="{x(decided) + (-6 if late else 6):.1f}" y="{top - 6}" '
+            f'font-size="12" text-anchor="{"end" if late else "start"}" '
+            f'font-weight="700" fill="{colour}">{_e(doc["verdict"].upper())} at look {decided}</text></g>')
 
 
 def legend(level) -> str:

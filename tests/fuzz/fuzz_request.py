@@ -138,7 +138,7 @@ def leak_check(folders: list[Path]) -> dict:
 STAT = re.compile(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/")
 
 
-def main() -> int:
+def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description="coverage-guided fuzzing of the request path")
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--work", default=None, help="working corpus folder (default: a temporary one)")
@@ -146,25 +146,16 @@ def main() -> int:
     parser.add_argument("--max-len", type=int, default=32768)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--replay", action="store_true", help=argparse.SUPPRESS)
-    args, rest = parser.parse_known_args()
-    if args.child:
-        fuzz(rest)
-        return 0
-    if args.replay:
-        replay(rest)
-        return 0
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fuzz-"))
-    corpus, seeds = work / "corpus", work / "seeds"
-    corpus.mkdir(parents=True, exist_ok=True)
-    n_seeds = write_seeds(seeds)
-    crashes = Path(args.crashes)
-    crashes.mkdir(parents=True, exist_ok=True)
-    before = set(crashes.iterdir())
+    return parser.parse_known_args()
+
+
+def run_fuzzer(args: argparse.Namespace, corpus: Path, seeds: Path,
+               crashes: Path) -> tuple[int, re.Match | None, list[str]]:
+    """libFuzzer in a child process for --seconds, its progress lines echoed; -> (its exit
+    code, its last coverage line, the last 60 lines it wrote)."""
     cmd = [sys.executable, __file__, "--child", f"-max_total_time={args.seconds}", f"-max_len={args.max_len}",
            "-rss_limit_mb=4096", "-timeout=20", f"-artifact_prefix={crashes}/", "-print_final_stats=1",
            str(corpus), str(seeds)]
-    print(f"fuzzing the request path for {args.seconds} s ({n_seeds} seeds, corpus {corpus})", flush=True)
-    started = time.monotonic()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace",
                             env=CHILD_ENV)
     last, tail = None, []
@@ -175,9 +166,11 @@ def main() -> int:
             last = match
         if any(word in line for word in ("#fuzz", "INITED", "pulse", "DONE", "ERROR")):
             print(line.rstrip(), flush=True)
-    code = proc.wait()
-    elapsed = time.monotonic() - started
-    new_crashes = sorted(set(crashes.iterdir()) - before)
+    return proc.wait(), last, tail
+
+
+def fuzz_summary(code: int, last: re.Match | None, tail: list[str], elapsed: float, new_crashes: list[Path]) -> dict:
+    """The run's figures, from libFuzzer's last coverage line and its final stats."""
     stats = dict(re.findall(r"stat::(\w+):\s+(\d+)", "\n".join(tail)))
     summary = {
         "seconds": round(elapsed, 1),
@@ -191,6 +184,29 @@ def main() -> int:
     }
     if summary["executions"]:
         summary["executions_per_s"] = round(summary["executions"] / elapsed, 1)
+    return summary
+
+
+def main() -> int:
+    args, rest = parse_args()
+    if args.child:
+        fuzz(rest)
+        return 0
+    if args.replay:
+        replay(rest)
+        return 0
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fuzz-"))
+    corpus, seeds = work / "corpus", work / "seeds"
+    corpus.mkdir(parents=True, exist_ok=True)
+    n_seeds = write_seeds(seeds)
+    crashes = Path(args.crashes)
+    crashes.mkdir(parents=True, exist_ok=True)
+    before = set(crashes.iterdir())
+    print(f"fuzzing the request path for {args.seconds} s ({n_seeds} seeds, corpus {corpus})", flush=True)
+    started = time.monotonic()
+    code, last, tail = run_fuzzer(args, corpus, seeds, crashes)
+    new_crashes = sorted(set(crashes.iterdir()) - before)
+    summary = fuzz_summary(code, last, tail, time.monotonic() - started, new_crashes)
     if code != 0:
         print("\n".join(tail[-40:]), file=sys.stderr)
     for path in new_crashes:

@@ -38,9 +38,12 @@ def fn(function_process):
     return function_process("standin", env=ENV)
 
 
-def test_overload_gives_quick_429s_and_bounded_latency(fn):
+def overload(fn) -> tuple[list, list, list, float]:
+    """CLIENTS back to back for LOAD_SECONDS, the queue depth and the thread count sampled
+    beside them -> (results: (request id, status, client seconds, Retry-After) per request,
+    queue depths, thread counts, seconds)."""
     stop = time.monotonic() + LOAD_SECONDS
-    results = []  # (request id, status, client seconds, Retry-After, body ok)
+    results = []
     lock = threading.Lock()
     depths, thread_counts = [], []
 
@@ -69,7 +72,11 @@ def test_overload_gives_quick_429s_and_bounded_latency(fn):
         futures = [pool.submit(client, n) for n in range(CLIENTS)] + [pool.submit(sampler)]
         for f in futures:
             f.result()  # a connection error or timeout fails the test here
-    duration = time.monotonic() - started
+    return results, depths, thread_counts, time.monotonic() - started
+
+
+def test_overload_gives_quick_429s_and_bounded_latency(fn):
+    results, depths, thread_counts, duration = overload(fn)
 
     statuses = {status for _, status, _, _ in results}
     assert statuses <= {200, 429}, statuses

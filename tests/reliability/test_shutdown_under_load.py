@@ -27,10 +27,10 @@ def refused(exc: Exception) -> bool:
     return "Connection refused" in text or "Errno 111" in text or "Failed to establish a new connection" in text
 
 
-@pytest.mark.parametrize("keep_alive", [False, True], ids=["new-connections", "keep-alive"])
-def test_sigterm_under_load_loses_nothing_and_exits_zero(function_process, keep_alive):
-    fn = function_process("standin", env=ENV)
-    outcomes = []  # (request id, status or exception)
+def sigterm_under_load(fn, keep_alive: bool) -> tuple[int, list]:
+    """12 clients sending until the listener is closed, SIGTERM a second in -> (the exit
+    code, (request id, status or exception) per request)."""
+    outcomes = []
     lock = threading.Lock()
     done = threading.Event()
 
@@ -58,6 +58,13 @@ def test_sigterm_under_load_loses_nothing_and_exits_zero(function_process, keep_
     done.set()
     for t in clients:
         t.join(30)
+    return code, outcomes
+
+
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["new-connections", "keep-alive"])
+def test_sigterm_under_load_loses_nothing_and_exits_zero(function_process, keep_alive):
+    fn = function_process("standin", env=ENV)
+    code, outcomes = sigterm_under_load(fn, keep_alive)
 
     assert code == 0
     answered = {rid: r for rid, r in outcomes if isinstance(r, int)}

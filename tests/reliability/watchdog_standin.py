@@ -20,20 +20,31 @@ import time
 import requests
 
 
-def main() -> int:
-    port, upstream, routing_s = int(sys.argv[1]), sys.argv[2].rstrip("/"), float(sys.argv[3])
-    command = sys.argv[sys.argv.index("--") + 1:]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE)
-    inflight = [0]
-    lock = threading.Lock()
-    out = sys.stdout.buffer
+class Inflight:
+    """The requests being proxied now: `with inflight:` around each."""
 
-    def relay():
-        for line in child.stdout:
-            out.write(line)
-            out.flush()
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
 
-    threading.Thread(target=relay, daemon=True).start()
+    def __enter__(self):
+        with self.lock:
+            self.count += 1
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.count -= 1
+
+    def wait_idle(self):
+        while True:
+            with self.lock:
+                if self.count == 0:
+                    return
+            time.sleep(0.001)
+
+
+def proxy_handler(upstream: str, inflight: Inflight) -> type[http.server.BaseHTTPRequestHandler]:
+    """The handler that proxies every GET and POST to `upstream`, one connection each."""
     session = requests.Session()
 
     class Proxy(http.server.BaseHTTPRequestHandler):
@@ -43,9 +54,7 @@ def main() -> int:
             pass
 
         def _proxy(self):
-            with lock:
-                inflight[0] += 1
-            try:
+            with inflight:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     res = session.request(self.command, upstream + self.path, data=body, timeout=30,
@@ -60,30 +69,38 @@ def main() -> int:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(payload)
-            finally:
-                with lock:
-                    inflight[0] -= 1
 
         do_GET = do_POST = _proxy
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+    return Proxy
+
+
+def relay(child: subprocess.Popen, out):
+    for line in child.stdout:
+        out.write(line)
+        out.flush()
+
+
+def main() -> int:
+    port, upstream, routing_s = int(sys.argv[1]), sys.argv[2].rstrip("/"), float(sys.argv[3])
+    command = sys.argv[sys.argv.index("--") + 1:]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE)
+    out = sys.stdout.buffer
+    threading.Thread(target=relay, args=(child, out), daemon=True).start()
+    inflight = Inflight()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), proxy_handler(upstream, inflight))
     server.daemon_threads = True
     done = threading.Event()
 
+    def shutdown():
+        time.sleep(routing_s)  # still routing
+        server.shutdown()
+        server.server_close()  # no new connections
+        inflight.wait_idle()  # its own requests answered: exit at once
+        done.set()
+
     def on_sigterm(*_):
         child.send_signal(signal.SIGTERM)  # forwarded at once
-
-        def shutdown():
-            time.sleep(routing_s)  # still routing
-            server.shutdown()
-            server.server_close()  # no new connections
-            while True:  # its own requests answered: exit at once
-                with lock:
-                    if inflight[0] == 0:
-                        break
-                time.sleep(0.001)
-            done.set()
-
         threading.Thread(target=shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_sigterm)

@@ -280,7 +280,8 @@ class _Parser:
         text = self.take("str")
         return text[1:-1] if text.startswith("`") else json.loads(text)
 
-    def log_query(self):
+    def stream_selector(self) -> list:
+        """`{name="value", ...}` -> [(name, value), ...]."""
         self.take("op", "{")
         stream = []
         while not self.peek("op", "}"):
@@ -292,6 +293,28 @@ class _Parser:
             self.take("op", "=")
             stream.append((name, self.string()))
         self.take("op", "}")
+        return stream
+
+    def no_error_stage(self):
+        """`__error__=""` (the only __error__ filter logslo writes)."""
+        self.take("ident")
+        self.take("op", "=")
+        if self.string() != "":
+            raise LogQLError("the stand-in supports __error__=\"\" only")
+        return ("no_error", None)
+
+    def filter_stage(self):
+        """`name op value`, a label filter."""
+        name = self.take("ident")
+        op = self.take("op")
+        value = self.string() if self.peek("str") else float(self.take("num"))
+        try:
+            return ("filter", LabelFilter(name, op, value))
+        except ValueError as err:
+            raise LogQLError(str(err)) from None
+
+    def pipeline(self) -> list:
+        """The `| stage` list after a stream selector -> [(kind, value), ...]."""
         stages = []
         while self.peek("op", "|"):
             self.take("op", "|")
@@ -306,25 +329,20 @@ class _Parser:
                 self.take("ident")
                 stages.append(("unwrap", self.take("ident")))
             elif self.peek("ident", "__error__"):
-                self.take("ident")
-                self.take("op", "=")
-                if self.string() != "":
-                    raise LogQLError("the stand-in supports __error__=\"\" only")
-                stages.append(("no_error", None))
+                stages.append(self.no_error_stage())
             elif self.peek("ident") and any(self.peek("op", op, ahead=1) for op in _FILTER_OPS):
-                name = self.take("ident")
-                op = self.take("op")
-                value = self.string() if self.peek("str") else float(self.take("num"))
-                try:
-                    stages.append(("filter", LabelFilter(name, op, value)))
-                except ValueError as err:
-                    raise LogQLError(str(err)) from None
+                stages.append(self.filter_stage())
             else:
                 what = self.tokens[self.i][1] or "end of input"
                 raise LogQLError(f"the stand-in does not evaluate `| {what} ...`: it answers the pipelines logslo "
                                  "writes (| json [fields] | __error__=\"\" | filters [| unwrap f | __error__=\"\"])")
         if self.peek("op", "|=") or self.peek("op", "|~"):
             raise LogQLError("the stand-in does not evaluate line filters")
+        return stages
+
+    def log_query(self):
+        stream = self.stream_selector()
+        stages = self.pipeline()
         if not stages:
             return Selector(tuple(stream))
         kinds = [kind for kind, _ in stages]

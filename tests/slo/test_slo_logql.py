@@ -90,7 +90,7 @@ def test_without_by_every_request_is_its_own_series(tmp_path):
 def test_ratio_leaves_out_versions_without_faults_and_other_functions(tmp_path):
     fb = backend(tmp_path, [request(T0 - 1, "v1", 500), request(T0 - 2, "v1"), request(T0 - 3, "v2"),
                             request(T0 - 4, "v1", 500, function="other")])
-    got = fb.instant(queries.error_ratio_5xx("classifier", 60, by=("model_version",)), T0)
+    got = fb.instant(queries.status_ratio("classifier", 60, 500, by=("model_version",)), T0)
     assert got == {(("model_version", "v1"),): 0.5}
 
 
@@ -117,7 +117,7 @@ def test_field_list_and_bare_json_count_the_same_lines(tmp_path):
         json.dumps({"timestamp": stamp(T0 - 4), "event": "model_loaded", "function": "classifier"}),
     ])
     for query in (queries.requests("classifier", 60, by=("model_version",)),
-                  queries.error_ratio_5xx("classifier", 60, by=("model_version",)),
+                  queries.status_ratio("classifier", 60, 500, by=("model_version",)),
                   queries.latency_quantile("classifier", 0.5, 60, by=("model_version",)),
                   queries.class_share("classifier", 60)):
         assert fb.instant(query, T0) == fb.instant(query.bare(), T0), query.render()

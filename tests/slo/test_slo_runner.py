@@ -94,7 +94,7 @@ def test_same_report_from_loki_as_from_the_file(fixture_log, answers, fake_loki,
     at = answers["instant_time"]
     file_backend = FileBackend(fixture_log)
     asked = [q.requests(F, 3600, by=V), q.requests(F, 86400, by=V), q.latency_quantile(F, 0.99, 3600, by=V),
-             q.error_ratio_5xx(F, 3600, by=V), q.class_share(F, 3600), q.class_share(F, 1800),
+             q.status_ratio(F, 3600, 500, by=V), q.class_share(F, 3600), q.class_share(F, 1800),
              q.class_share(F, 1800, offset_s=1800)]
     replies = {query.render(): loki_json(file_backend.instant(query, at)) for query in asked}
     real = {item["query"]: item["response"] for item in answers["queries"].values()}

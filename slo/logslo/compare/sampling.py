@@ -105,7 +105,7 @@ class Comparison:
         counts = by_label(self._ask("requests", queries.requests(f, w, by=v)), queries.VERSION)
         latency = {phi: by_label(self._ask(f"p{phi * 100:g} latency", queries.latency_quantile(f, phi, w, by=v)),
                                  queries.VERSION) for phi in PERCENTILES}
-        ratio5 = by_label(self._ask("5xx ratio", queries.error_ratio_5xx(f, w, by=v)), queries.VERSION)
+        ratio5 = by_label(self._ask("5xx ratio", queries.status_ratio(f, w, 500, by=v)), queries.VERSION)
         ratio4 = by_label(self._ask("4xx ratio", queries.status_ratio(f, w, 400, 500, by=v)), queries.VERSION)
         for version in self.versions:
             n = counts.get(version, 0.0)

@@ -54,6 +54,14 @@ def create_app(runtime, events, metrics, settings) -> Flask:
     app = Flask("torchfaas")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.register_error_handler(Exception, error_responder(settings.max_body_bytes))
+    add_request_lifecycle(app, runtime, events, metrics, settings)
+    add_routes(app, runtime, metrics)
+    return app
+
+
+def add_request_lifecycle(app: Flask, runtime, events, metrics, settings) -> None:
+    """Open every request (its id, clock and client check, counted in flight unless a
+    probe or scrape) and close it (X-Request-Id, its log line and metrics)."""
 
     @app.before_request
     def open_request():
@@ -77,6 +85,10 @@ def create_app(runtime, events, metrics, settings) -> Flask:
             events.emit(record.event, record.message, level_for_status(record.status), **record.log_fields())
             metrics.observe_request(record)
         return response
+
+
+def add_routes(app: Flask, runtime, metrics) -> None:
+    """GET /ready, GET /metrics, and every other path and method to the runtime."""
 
     @app.get("/ready")
     def ready():
@@ -103,8 +115,6 @@ def create_app(runtime, events, metrics, settings) -> Flask:
         identity = runtime.identity
         return json_response({**outcome.body, "model_name": identity.model_name,
                               "model_version": identity.model_version, "request_id": g.request_id})
-
-    return app
 
 
 def inference_request(request_id: str) -> InferenceRequest:
