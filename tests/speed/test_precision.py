@@ -167,14 +167,14 @@ def test_bf16_serves_where_the_cpu_supports_it(classifier, bf16_artifacts, aoti_
     assert info["bf16_top1_agreement"] >= 0.99
     items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000))
              for n in ("coffee.png", "chelsea.png")]
-    bf16, fp32 = torch.stack(handler.predict(items)), torch.stack(aoti_handler.predict(items))
+    bf16, fp32 = (torch.from_numpy(np.stack(h.predict(items))) for h in (handler, aoti_handler))
     assert torch.equal(bf16.argmax(-1), fp32.argmax(-1))
     assert float((bf16 - fp32).abs().max()) < 0.05
     handler.warmup()
 
 
 def test_bf16_falls_back_to_fp32_without_cpu_support(classifier, bf16_artifacts, monkeypatch):
-    monkeypatch.setattr(classifier.packages, "bf16_feature", lambda: "")
+    monkeypatch.setattr(classifier.loading, "bf16_feature", lambda: "")
     handler = load(classifier, bf16_artifacts, "bf16")
     info = handler.load_info()
     assert (info["backend"], info["precision"]) == ("aoti", "fp32")
@@ -184,7 +184,7 @@ def test_bf16_falls_back_to_fp32_without_cpu_support(classifier, bf16_artifacts,
 def test_bf16_falls_back_to_fp32_without_a_bf16_package(classifier, artifacts):
     handler = load(classifier, artifacts, "bf16")
     info = handler.load_info()
-    if not classifier.packages.bf16_feature():
+    if not classifier.loading.bf16_feature():
         assert "no native bf16" in info["precision_reason"]
     else:
         assert "no model-bf16.pt2" in info["precision_reason"]
