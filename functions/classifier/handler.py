@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from torchfaas import TOP1_PROBABILITY, BadRequest, ModelHandler, Settings
+from torchfaas.allocator import release_free_memory
 from torchfaas.toolkit import ImageSettings, image_bytes_from, open_image
 
 from .config import ARCH, IMAGE_SIZE, LABELS, SETTINGS, ClassifierSettings, log
@@ -105,7 +106,11 @@ class Classifier(ModelHandler):
                 self.predict([image] * size)
             except Exception as exc:  # the request path reports its own errors; this one only logs
                 log(f"warm-up at batch {size} failed: {type(exc).__name__}: {exc}")
-                return
+                break
+        # the activations of batches up to BATCH_SIZE, freed: back to the kernel rather than
+        # held for sizes that may not come (an idle replica: ~90 MB less; docs/benchmarks.md,
+        # "Memory per replica")
+        release_free_memory()
 
     # -- per request -----------------------------------------------------
     def preprocess(self, request):

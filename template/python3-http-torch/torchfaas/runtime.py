@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
+from .allocator import release_free_memory
 from .batching import Batcher, BatchFuture, BatchInfo, BatchStats
 from .errors import ClientGone, InferenceTimeout, NotReady, QueueFull
 from .identity import CurrentModel, ModelIdentity
@@ -92,6 +93,9 @@ class Runtime:
             if self.handler.batched:
                 prepare = self.handler.preprocess if self.handler.preprocess_in_batch_worker else None
                 self.batcher = Batcher.from_settings(self.handler.predict, self.settings, prepare).start()
+            # what load() and warmup() freed (a state dict, a warm-up's activations) goes
+            # back to the kernel, not kept in malloc's arenas for nothing
+            release_free_memory()
             warmup_ms = (time.perf_counter() - t1) * 1000
         except Exception as exc:
             self.state = FAILED

@@ -133,6 +133,7 @@ def main(entered: float | None = None) -> int:
     events = None
     try:
         settings = Settings()
+        settings.apply_malloc()  # before any thread allocates
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
         settings.apply_torch_allocator()  # before the handler imports torch
         # hashed on the other core while the handler imports torch

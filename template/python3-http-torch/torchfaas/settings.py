@@ -101,6 +101,11 @@ class Settings:
     # activations afresh each time; on 4 KiB pages that cost ~400 page faults per
     # request, most of the kernel time of a served request (docs/benchmarks.md, "The fast path").
     torch_huge_pages: int = env("THP_MEM_ALLOC_ENABLE", 1, int)
+    # glibc's own variable (which it reads too), 1 here: every thread allocates from one
+    # malloc arena, so a forward pass's freed activations are one shared pool instead of
+    # a copy per thread (torchfaas.allocator; docs/benchmarks.md, "Memory per replica");
+    # 0: glibc's default, 8 arenas per core
+    malloc_arena_max: int = env("MALLOC_ARENA_MAX", 1, int)
 
     def __post_init__(self):
         if self.threads <= 0:
@@ -139,6 +144,12 @@ class Settings:
         """Hand PyTorch its allocator variables: it reads them once, at its first
         allocation, so call this before anything imports torch."""
         os.environ["THP_MEM_ALLOC_ENABLE"] = str(self.torch_huge_pages)
+
+    def apply_malloc(self):
+        """Limit glibc's malloc arenas: call it before the process starts threads."""
+        from .allocator import limit_arenas
+
+        limit_arenas(self.malloc_arena_max)
 
     def public(self) -> dict:
         """The settings worth a line in the start-up log."""
