@@ -108,7 +108,7 @@ class Classifier(ModelHandler):
                 log(f"warm-up at batch {size} failed: {type(exc).__name__}: {exc}")
                 break
         # the activations of batches up to BATCH_SIZE, freed: back to the kernel rather than
-        # held for sizes that may not come (an idle replica: ~90 MB less; docs/benchmarks.md,
+        # held for sizes that may not come (an idle replica: ~70-90 MB less; docs/benchmarks.md,
         # "Memory per replica")
         release_free_memory()
 

@@ -1,4 +1,4 @@
-"""glibc malloc, set up for a replica's memory: few arenas, and what a warm-up freed given back.
+"""glibc malloc, set up for a replica's memory: fewer arenas, and what a warm-up freed given back.
 
 glibc gives a thread that finds the arenas busy an arena of its own, up to 8 per core:
 the request threads reading bodies, the batch workers, a warm-up thread each fill one.
@@ -6,10 +6,12 @@ A forward pass's activations (tens of MB at batch 4-6) come from the arena of th
 thread that runs it, because malloc's mmap threshold rises to the largest block freed
 (up to 32 MB): freed, they stay in that arena for its next pass, which saves their page
 faults (a fixed threshold that maps and unmaps them every pass doubled the CPU per
-request here), but every arena keeps its own copy. With one arena (MALLOC_ARENA_MAX, a
-setting) the threads share one pool of freed memory; and what the warm-up freed is
-handed back (`release_free_memory`) instead of waiting in an arena for a batch size
-that may never come. docs/benchmarks.md, "Memory per replica", has the measurements.
+request here), but every arena keeps its own copy. Fewer arenas (MALLOC_ARENA_MAX, a setting: 4)
+keep fewer copies; one or two made the two batch workers wait on each other's
+allocations (more context switches per request, less throughput at c16). What the
+warm-up freed is handed back (`release_free_memory`) instead of waiting in an arena for
+a batch size that may never come. docs/benchmarks.md, "Cold start and memory per
+replica", has the measurements.
 
 Both are no-ops where the C library is not glibc.
 """
