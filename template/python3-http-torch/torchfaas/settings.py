@@ -104,7 +104,7 @@ class Settings:
     # glibc's own variable (which it reads too), 4 here instead of glibc's 8 per core: a
     # forward pass's freed activations wait in its thread's arena for the next pass, one
     # pool per arena (torchfaas.allocator; docs/benchmarks.md, "Cold start and memory per
-    # replica"). 1 or 2 made the batch workers wait on each other's allocations; 0: glibc's default
+    # replica"). 1 made the batch workers wait on each other's allocations; 0: glibc's default
     malloc_arena_max: int = env("MALLOC_ARENA_MAX", 4, int)
 
     def __post_init__(self):
