@@ -10,7 +10,7 @@ function. The rest of the classifier lives beside it, by job:
 - loading.py: the backend and precision chosen at cold start (MODEL_BACKEND,
   MODEL_PRECISION), the package served through libtorch's C ABI.
 Nothing a request or the cold start runs imports torch (the eager fallback aside):
-numpy arrays in and out (docs/benchmarks.md, "Cold start").
+numpy arrays in and out (docs/benchmarks.md, "Cold start and memory per replica").
 docs/benchmarks.md, "The fast path", and docs/precision.md have the numbers behind the choices.
 """
 import json
@@ -109,7 +109,7 @@ class Classifier(ModelHandler):
                 break
         # the activations of batches up to BATCH_SIZE, freed: back to the kernel rather than
         # held for sizes that may not come (an idle replica: ~70-90 MB less; docs/benchmarks.md,
-        # "Memory per replica")
+        # "Cold start and memory per replica")
         release_free_memory()
 
     # -- per request -----------------------------------------------------

@@ -6,7 +6,7 @@ MODEL_PRECISION=bf16 serves the bf16 package only on CPUs with native bf16, else
 fp32 with the reason. A package is served through `torchfaas.toolkit.libtorch`
 (libtorch's C ABI, numpy arrays in and out): nothing on this path imports torch,
 which would add about 1 s to the cold start and 80 MB to the replica
-(docs/benchmarks.md, "Cold start"); only the eager fallback does, when it is used.
+(docs/benchmarks.md, "Cold start and memory per replica"); only the eager fallback does, when it is used.
 The packages themselves are built at image build time (packages.py).
 """
 from dataclasses import dataclass
