@@ -5,9 +5,9 @@ efficientnet/preprocessing.py): centre crop of 224/(224+32) of the shorter
 side, bicubic resize to 224x224; the normalisation, (pixel - 127) / 128, is
 compiled into the model (network.ServedModel). Here: decode, the crop, and one
 antialiased bicubic resize by PyTorch's vectorised uint8 kernel, called in libtorch
-without the torch Python package (`resize_bicubic`, a third of PIL's CPU time); a JPEG much larger than needed
-is decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, `Image.draft`)
-while the crop stays the TF crop of the full image.
+without the torch Python package (`resize_bicubic`, a third of PIL's CPU time); a
+JPEG much larger than needed is decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT
+scaling, `Image.draft`) while the crop stays the TF crop of the full image.
 """
 import numpy as np
 
