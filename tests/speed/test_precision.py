@@ -68,7 +68,7 @@ def test_gate_figures_see_changed_answers(classifier, aoti_handler):
     agreement and the probability shift, and says so."""
     _, inputs = classifier.packages.gate_set()
     inputs = inputs[:8 * precision_gate.VIEWS]  # the 4 testdata photos with their mirrors
-    reference = lambda x: aoti_handler.model(x)  # noqa: E731
+    reference = lambda x: torch.from_numpy(aoti_handler.model(x.numpy()))  # noqa: E731 (measure() passes tensors)
     same = precision_gate.measure(reference, reference, inputs)
     assert (same["confident_top1_agreement"], same["top5_contains_top1"], same["prob_shift_max"]) == (1.0, 1.0, 0.0)
     assert same["confident_inputs"] > 0 and same["fp32_mirror_shift_mean"] > 0
