@@ -1,10 +1,11 @@
-"""The classifier's settings and constants, imported before torch.
+"""The classifier's settings and constants, imported before libtorch loads.
 
 ClassifierSettings reads the function's own environment variables (the
 runtime's are in torchfaas.Settings). Importing this module sets
 OMP_NUM_THREADS from TORCH_THREADS: compiled kernels size their OpenMP teams
-from it, and OpenMP reads it once, when torch is first imported, so every
-module of the classifier imports this one first.
+from it, and OpenMP reads it once, when libtorch is first loaded (by
+torchfaas.toolkit.libtorch, or by `import torch`), so every module of the
+classifier imports this one first.
 """
 import os
 import sys

@@ -6,22 +6,24 @@ function. The rest of the classifier lives beside it, by job:
 - preprocessing.py: image -> the uint8 NHWC pixels the model takes (TF eval crop,
   bicubic resize, JPEG draft decoding);
 - network.py: the network and its exact surgery, and the bf16 precision recipe;
-- packages.py: the AOTInductor packages, compiled, cached and gated at build
-  time, and the backend and precision chosen at cold start (MODEL_BACKEND,
-  MODEL_PRECISION).
+- packages.py: the AOTInductor packages, compiled, cached and gated at build time;
+- loading.py: the backend and precision chosen at cold start (MODEL_BACKEND,
+  MODEL_PRECISION), the package served through libtorch's C ABI.
+Nothing a request or the cold start runs imports torch (the eager fallback aside):
+numpy arrays in and out (docs/benchmarks.md, "Cold start and memory per replica").
 docs/benchmarks.md, "The fast path", and docs/precision.md have the numbers behind the choices.
 """
 import json
 from pathlib import Path
 
-import numpy as np  # after config: it sets OMP_NUM_THREADS before torch is imported
-import torch
+import numpy as np
 
 from torchfaas import TOP1_PROBABILITY, BadRequest, ModelHandler, Settings
+from torchfaas.allocator import release_free_memory
 from torchfaas.toolkit import ImageSettings, image_bytes_from, open_image
 
 from .config import ARCH, IMAGE_SIZE, LABELS, SETTINGS, ClassifierSettings, log
-from .packages import build_artifacts, load_model
+from .loading import load_model
 from .preprocessing import to_pixels
 
 
@@ -43,7 +45,8 @@ class Classifier(ModelHandler):
         self.own = settings
         self.model = None  # callable: uint8 [B, 224, 224, 3] -> probabilities [B, 1000]
         self.backend = self.fallback_reason = None
-        self.precision = self.precision_reason = self.bf16_agreement = None  # packages.LoadedModel
+        self.precision = self.precision_reason = self.bf16_agreement = None  # loading.LoadedModel
+        self.threads = None  # OpenMP threads per forward pass, as loaded
         self.labels: list[str] = []
         self.max_pixels = 0  # MAX_PIXELS, from the runtime settings load() receives
         # BATCH_SIZE as load() receives it: the warm-up runs every size up to it
@@ -52,11 +55,12 @@ class Classifier(ModelHandler):
 
     # -- build time ------------------------------------------------------
     def prepare(self, artifacts_dir: Path, settings: Settings) -> None:
+        from .packages import build_artifacts  # torch and the compiler: build time only
+
         build_artifacts(artifacts_dir, self.own)
 
     # -- cold start ------------------------------------------------------
     def load(self, artifacts_dir: Path, manifest: dict | None, settings: Settings) -> None:
-        torch.set_num_threads(self.own.torch_threads)
         self.max_pixels = settings.max_pixels
         self.warmup_sizes = max(1, settings.batch_size)
         self.labels = json.loads((artifacts_dir / LABELS).read_text())
@@ -64,12 +68,14 @@ class Classifier(ModelHandler):
         self.model, self.backend, self.fallback_reason = loaded.model, loaded.backend, loaded.fallback_reason
         self.precision, self.precision_reason = loaded.precision, loaded.precision_reason
         self.bf16_agreement = loaded.bf16_agreement
+        # TORCH_THREADS, through OMP_NUM_THREADS (config) or torch.set_num_threads (eager)
+        self.threads = loaded.threads
 
     def load_info(self) -> dict:
         """Extra fields for the model_loaded log line."""
         return {"backend": self.backend, "fallback_reason": self.fallback_reason,
                 "precision": self.precision, "precision_reason": self.precision_reason,
-                "bf16_top1_agreement": self.bf16_agreement, "torch_threads": torch.get_num_threads()}
+                "bf16_top1_agreement": self.bf16_agreement, "torch_threads": self.threads}
 
     def warmup(self) -> None:
         # The first forward pass at each batch size sets up that shape's oneDNN
@@ -100,7 +106,11 @@ class Classifier(ModelHandler):
                 self.predict([image] * size)
             except Exception as exc:  # the request path reports its own errors; this one only logs
                 log(f"warm-up at batch {size} failed: {type(exc).__name__}: {exc}")
-                return
+                break
+        # the activations of batches up to BATCH_SIZE, freed: back to the kernel rather than
+        # held for sizes that may not come (an idle replica: ~70-90 MB less;
+        # docs/benchmarks.md, "Cold start and memory per replica")
+        release_free_memory()
 
     # -- per request -----------------------------------------------------
     def preprocess(self, request):
@@ -109,22 +119,21 @@ class Classifier(ModelHandler):
         return to_pixels(open_image(data, self.max_pixels), self.own.jpeg_draft_margin)
 
     def predict(self, items: list) -> list:
+        """uint8 [224, 224, 3] images -> float32 [1000] probabilities, one array each."""
         outputs = []
-        with torch.inference_mode():
-            for start, stop in forward_passes(len(items), self.own.max_forward_batch):
-                batch = torch.from_numpy(np.stack(items[start:stop]))  # one copy: uint8 [B, 224, 224, 3]
-                outputs.extend(self.model(batch))
+        for start, stop in forward_passes(len(items), self.own.max_forward_batch):
+            outputs.extend(self.model(np.stack(items[start:stop])))  # one copy: uint8 [B, 224, 224, 3]
         return outputs
 
-    def postprocess(self, output: torch.Tensor, request) -> dict:
-        probs, indices = output.topk(request.params["topk"])
+    def postprocess(self, output: np.ndarray, request) -> dict:
+        indices = top_indices(output, request.params["topk"])
         return {"predictions": [
             {"label": self.labels[i], "class_index": i, "probability": round(p, 6)}
-            for p, i in zip(probs.tolist(), indices.tolist())]}
+            for p, i in zip(output[indices].tolist(), indices.tolist())]}
 
-    def log_fields(self, output: torch.Tensor) -> dict:
-        prob, index = output.max(dim=-1)
-        return {"top1_class": self.labels[int(index)], "top1_prob": round(float(prob), 4)}
+    def log_fields(self, output: np.ndarray) -> dict:
+        index = int(output.argmax())
+        return {"top1_class": self.labels[index], "top1_prob": round(float(output[index]), 4)}
 
     def metadata(self) -> dict:
         return {"input": {"content_types": ["image/jpeg", "image/png", "image/webp",
@@ -140,6 +149,11 @@ def forward_passes(count: int, most: int) -> list[tuple[int, int]]:
     passes = max(1, -(-count // most)) if most > 0 else 1
     bounds = [count * k // passes for k in range(passes + 1)]
     return list(zip(bounds, bounds[1:]))
+
+
+def top_indices(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the `k` largest probabilities, largest first (ties: the lower index first)."""
+    return np.argsort(-probabilities, kind="stable")[:k]
 
 
 def parse_topk(query, limit: int) -> int:

@@ -1,4 +1,4 @@
-"""The compiled packages: built (cached, gated) at image build time, chosen at cold start.
+"""The compiled packages, built (cached, gated) at image build time.
 
 Build time (`build_artifacts`, the handler's prepare()): the weights, labels
 and an AOTInductor package of network.ServedModel with a dynamic batch
@@ -9,14 +9,12 @@ oneDNN has no bf16 kernels (an AVX2-only CPU) no bf16 package is built, the
 manifest says why (bf16_not_built), and fp32 serves. A package built from
 the same weights, torch and recipe is reused, not recompiled.
 
-Cold start (`load_model`, the handler's load()): MODEL_BACKEND=auto|aoti|eager
-picks the backend (`auto` falls back to the eager network, channels_last, when
-the package is missing or does not load); MODEL_PRECISION=bf16 serves the bf16
-package only on CPUs with native bf16, else fp32 with the reason.
+Cold start (choosing and loading a package, the handler's load()) is loading.py,
+which imports no torch.
 """
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np  # after config: it sets OMP_NUM_THREADS before torch is imported
@@ -26,14 +24,13 @@ from torchfaas.toolkit import (
     MANIFEST,
     CompiledModel,
     compile_package,
-    cpu_supports,
     package_isa,
     portable_x86_configs,
     sha256_of,
     write_manifest,
 )
-from torchfaas.toolkit.compiled import BF16_FEATURES, bf16_feature, prepacked_calls
-from torchfaas.toolkit.precision_gate import Bounds, GateFailed, check, failures, gate_inputs, gate_photos, measure
+from torchfaas.toolkit.compiled import prepacked_calls
+from torchfaas.toolkit.precision_gate import GateFailed, check, gate_inputs, gate_photos, measure
 
 from .config import (
     ARCH,
@@ -49,12 +46,10 @@ from .config import (
     ClassifierSettings,
     log,
 )
-from .network import ServedModel, ServedModelBF16, bf16_network, build_network, fold_same_pads, fp32_network
+from .loading import BF16_GATE
+from .network import ServedModel, ServedModelBF16, bf16_network, fold_same_pads, fp32_network
 from .preprocessing import center_crop_box, resize_bicubic
 
-# the bf16 package ships only if it passes the accuracy gate against fp32 on real
-# photos (torchfaas.toolkit.precision_gate; bounds and why in docs/precision.md)
-BF16_GATE = Bounds()
 # Bump when the compiled graph changes (wrapper, export or inductor options):
 # prepare() reuses an existing package only if this, torch and the weights match.
 # "convpack": convolution weights packed at build time despite the dynamic batch
@@ -114,31 +109,9 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
     labels = [full.split(",")[0].strip() for full in json.loads((HERE / "imagenet_labels.json").read_text())]
     (artifacts_dir / LABELS).write_text(json.dumps(labels))
     files, info = [WEIGHTS, LABELS], {}
-    key = package_key(sha256_of(artifacts_dir / WEIGHTS))
-    if own.model_backend == "eager":
-        log("MODEL_BACKEND=eager: no compiled package")
-        (artifacts_dir / PACKAGE).unlink(missing_ok=True)
-    elif package_is_current(artifacts_dir, key):
-        log(f"reusing {PACKAGE} (key {key})")
+    if fp32_package(artifacts_dir, model, own):
         files.append(PACKAGE)
-    else:
-        log(f"compiling {PACKAGE} with AOTInductor (takes about half a minute)")
-        try:
-            compile_package(ServedModel(fp32_network(model)),
-                            torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
-                            artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS, pack_conv_weights=True)
-            if not package_isa(artifacts_dir / PACKAGE) and AOTI_CONFIGS:
-                # scalar kernels: ~3x slower than vectorised ones; never ship that silently
-                raise RuntimeError("the compiled kernels are not vectorised")
-            check_frozen(artifacts_dir / PACKAGE)
-            files.append(PACKAGE)
-        except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
-            if own.model_backend == "aoti":
-                raise
-            log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
-            (artifacts_dir / PACKAGE).unlink(missing_ok=True)
-    if PACKAGE in files:
-        info = {"aoti_key": key, "aoti_torch": torch.__version__,
+        info = {"aoti_key": package_key(sha256_of(artifacts_dir / WEIGHTS)), "aoti_torch": torch.__version__,
                 "aoti_isa": package_isa(artifacts_dir / PACKAGE),
                 "aoti_prepacked_convolutions": prepacked_calls(artifacts_dir / PACKAGE)[0]}
     bf16_not_built = bf16_unbuildable() if own.model_precision == "bf16" and own.model_backend != "eager" else None
@@ -152,6 +125,35 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
         (artifacts_dir / BF16_PACKAGE).unlink(missing_ok=True)
     write_manifest(artifacts_dir, files, model_name=ARCH, arch=ARCH, image_size=IMAGE_SIZE,
                    crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
+
+
+def fp32_package(artifacts_dir: Path, model: torch.nn.Module, own: ClassifierSettings) -> bool:
+    """model.pt2 compiled (or reused when current); False when none ships (MODEL_BACKEND=eager,
+    or a failed compile under auto: the eager model serves)."""
+    key = package_key(sha256_of(artifacts_dir / WEIGHTS))
+    if own.model_backend == "eager":
+        log("MODEL_BACKEND=eager: no compiled package")
+        (artifacts_dir / PACKAGE).unlink(missing_ok=True)
+        return False
+    if package_is_current(artifacts_dir, key):
+        log(f"reusing {PACKAGE} (key {key})")
+        return True
+    log(f"compiling {PACKAGE} with AOTInductor (takes about half a minute)")
+    try:
+        compile_package(ServedModel(fp32_network(model)),
+                        torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
+                        artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS, pack_conv_weights=True)
+        if not package_isa(artifacts_dir / PACKAGE) and AOTI_CONFIGS:
+            # scalar kernels: ~3x slower than vectorised ones; never ship that silently
+            raise RuntimeError("the compiled kernels are not vectorised")
+        check_frozen(artifacts_dir / PACKAGE)
+        return True
+    except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
+        if own.model_backend == "aoti":
+            raise
+        log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
+        (artifacts_dir / PACKAGE).unlink(missing_ok=True)
+        return False
 
 
 def bf16_unbuildable() -> str | None:
@@ -227,79 +229,3 @@ def package_is_current(artifacts_dir: Path, key: str, package: str = PACKAGE, ke
                 and manifest["files"].get(package) == sha256_of(artifacts_dir / package))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-
-
-# -- cold start --------------------------------------------------------------
-@dataclass
-class LoadedModel:
-    model: object  # callable: uint8 [B, 224, 224, 3] -> probabilities [B, 1000]
-    backend: str  # "aoti" or "eager"
-    precision: str = "fp32"  # what serves: "fp32" or "bf16"
-    precision_reason: str | None = None  # why not the MODEL_PRECISION asked for, if not
-    fallback_reason: str | None = None  # why not the compiled package, if eager under auto
-    bf16_agreement: float | None = None  # the served bf16 package's measured top-1 agreement
-
-
-def load_model(artifacts_dir: Path, manifest: dict, own: ClassifierSettings, concurrent_batches: int) -> LoadedModel:
-    backend, precision_reason = own.model_backend, None
-    if own.model_precision == "bf16":
-        precision_reason = ("MODEL_BACKEND=eager: the eager model serves fp32" if backend == "eager"
-                            else bf16_unavailable(artifacts_dir, manifest))
-        if precision_reason:
-            log(f"MODEL_PRECISION=bf16 not used, serving fp32: {precision_reason}")
-        else:
-            try:
-                return LoadedModel(load_aoti(artifacts_dir, manifest, concurrent_batches, BF16_PACKAGE), "aoti",
-                                   "bf16", bf16_agreement=manifest.get("bf16_top1_agreement"))
-            except Exception as exc:  # e.g. a package this torch cannot load: fp32 serves
-                precision_reason = f"{BF16_PACKAGE} did not load: {type(exc).__name__}: {exc}"[:300]
-                log(f"MODEL_PRECISION=bf16 not used, serving fp32: {precision_reason}")
-    fallback_reason = None
-    if backend in ("auto", "aoti"):
-        try:
-            return LoadedModel(load_aoti(artifacts_dir, manifest, concurrent_batches), "aoti",
-                               precision_reason=precision_reason)
-        except Exception as exc:
-            if backend == "aoti":
-                raise
-            fallback_reason = f"{type(exc).__name__}: {exc}"[:300]
-            log(f"compiled model not used, falling back to eager: {fallback_reason}")
-    return LoadedModel(load_eager(artifacts_dir), "eager", precision_reason=precision_reason,
-                       fallback_reason=fallback_reason)
-
-
-def bf16_unavailable(artifacts_dir: Path, manifest: dict) -> str | None:
-    """Why the bf16 package cannot serve here (None: it can)."""
-    if not bf16_feature():
-        return (f"this CPU has no native bf16 (none of {', '.join(BF16_FEATURES)}; "
-                f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be slower than fp32")
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return (f"this CPU has no native bf16 (oneDNN's bf16 kernels are off, ONEDNN_MAX_CPU_ISA?; "
-                f"{torch.backends.cpu.get_cpu_capability()}): bf16 would be slower than fp32")
-    if BF16_PACKAGE not in manifest.get("files", {}):
-        if manifest.get("bf16_not_built"):
-            return f"no {BF16_PACKAGE} in the artifacts: {manifest['bf16_not_built']}"[:300]
-        return f"no {BF16_PACKAGE} in the artifacts (build with MODEL_PRECISION=bf16)"
-    gate = manifest.get("bf16_gate")
-    if not isinstance(gate, dict) or gate.get("passed") is not True or failures(gate, BF16_GATE):
-        return f"{BF16_PACKAGE} has no passing accuracy gate in the manifest ({gate!r})"[:300]
-    return None
-
-
-def load_aoti(artifacts_dir: Path, manifest: dict, concurrent_batches: int, package: str = PACKAGE):
-    path = artifacts_dir / package
-    if not path.is_file():
-        raise FileNotFoundError(f"no {package} in {artifacts_dir}")
-    isa = manifest.get("aoti_isa" if package == PACKAGE else "bf16_isa", "")
-    if not cpu_supports(isa):
-        # loading it would end in SIGILL at the first request, past any fallback
-        raise RuntimeError(f"{package} needs {isa}; this CPU has {torch.backends.cpu.get_cpu_capability()}")
-    # the runtime has checked the package against the manifest before load()
-    compiled = CompiledModel(path, num_models=max(1, concurrent_batches))
-    return lambda pixels: compiled(pixels)[0]
-
-
-def load_eager(artifacts_dir: Path):
-    served = ServedModel(build_network(artifacts_dir / WEIGHTS)).eval()
-    served.net.to(memory_format=torch.channels_last)
-    return served

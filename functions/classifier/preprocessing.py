@@ -4,23 +4,16 @@ The TF pipeline these weights were trained with (tensorflow/tpu
 efficientnet/preprocessing.py): centre crop of 224/(224+32) of the shorter
 side, bicubic resize to 224x224; the normalisation, (pixel - 127) / 128, is
 compiled into the model (network.ServedModel). Here: decode, the crop, and one
-antialiased bicubic resize by PyTorch's vectorised uint8 kernel
-(`resize_bicubic`, a third of PIL's CPU time); a JPEG much larger than needed
-is decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, `Image.draft`)
-while the crop stays the TF crop of the full image.
+antialiased bicubic resize by PyTorch's vectorised uint8 kernel, called in libtorch
+without the torch Python package (`resize_bicubic`, a third of PIL's CPU time); a
+JPEG much larger than needed is decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT
+scaling, `Image.draft`) while the crop stays the TF crop of the full image.
 """
-import warnings
+import numpy as np
 
-import numpy as np  # after config: it sets OMP_NUM_THREADS before torch is imported
-import torch
-
-from torchfaas.toolkit import decode_rgb_array
+from torchfaas.toolkit import decode_rgb_array, libtorch
 
 from .config import CROP_PADDING, IMAGE_SIZE, SETTINGS
-
-# resize_bicubic() hands torch the read-only pixels PIL decoded; torch only reads them,
-# so its once-per-process "not writable" warning is noise on stderr
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
 
 
 def center_crop_box(width: int, height: int, image_size: int = IMAGE_SIZE) -> tuple[int, int, int, int]:
@@ -72,10 +65,17 @@ def resize_bicubic(pixels: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     Within 1 of PIL's `resize(BICUBIC)` on every value, at a third of its CPU time
     (a 373x373 crop: 0.6 vs 1.9 ms; docs/benchmarks.md, "The fast path"). The crop is resized on its
     own, as TF's eval pipeline does (decode_and_crop, then resize)."""
-    x = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a view: NCHW, channels_last strides
-    out = torch.empty((1, size, size, 3), dtype=torch.uint8)
+    out = np.empty((size, size, 3), dtype=np.uint8)
     # interpolate()'s own op, told to write into HWC memory: interpolate() itself answers
     # NCHW (the kernel works in HWC and copies out), and turning that back into HWC was a
-    # second strided copy: the same pixels at half the CPU (1.17 -> 0.55 ms per crop)
-    torch.ops.aten._upsample_bicubic2d_aa.out(x, [size, size], False, None, None, out=out.permute(0, 3, 1, 2))
-    return out[0].numpy()
+    # second strided copy: the same pixels at half the CPU (1.17 -> 0.55 ms per crop).
+    # Both arrays go in as NCHW views with channels_last strides (no copy); the crop is a
+    # view of the decoded image, read where it lies.
+    libtorch.call_op("aten::_upsample_bicubic2d_aa", "out", nchw(pixels), [size, size], False, None, None,
+                     nchw(out))
+    return out
+
+
+def nchw(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] -> the [1, 3, H, W] view of the same memory (channels_last strides)."""
+    return pixels.transpose(2, 0, 1)[None]

@@ -54,6 +54,7 @@ from limits import Pipeline, logging_cpu_ms, measure_in_process, prepare_bf16
 from loadkit import traffic
 from loadkit.localrun import CLASSIFIER as FUNCTION
 from loadkit.localrun import REPO, FunctionProcess, free_port, import_build, shrinkwrap
+from memory import ResidentMemory
 from results import cpu_capability, cpu_model, write_json
 from serving import (
     ORIGINAL_ENV,
@@ -87,8 +88,9 @@ CLASSIFIER_ONLY = [
 
 
 def served_levels(server: FunctionProcess, load: Load) -> list[dict]:
-    """One start of a server at every load level, with the client's CPU beside the server's."""
-    return load_levels(server, load, meters=(ClientCpu(load),))
+    """One start of a server at every load level, with the client's CPU beside the server's
+    and the server's resident memory (anonymous and file-backed) at the end of and during each."""
+    return load_levels(server, load, meters=(ClientCpu(load), ResidentMemory(server.proc.pid)))
 
 
 def seed_server(artifacts: Path) -> FunctionProcess:

@@ -7,6 +7,7 @@ holds exactly what the text shows.
 """
 from dataclasses import dataclass
 
+from coldstart import phases_text
 from results import Target, verdict
 
 # The speed targets, per precision (docs/benchmarks.md, "Targets"); bf16's hold on a CPU
@@ -204,6 +205,30 @@ def served_section(res: dict, precisions: list[str]) -> list[str]:
     return lines + [""]
 
 
+def memory_section(servers: list[tuple[str, list]]) -> list[str]:
+    """Resident memory per replica (memory.ResidentMemory), per server over its starts: after
+    the lowest level (warmed up, serving one request at a time) and the peak at the top one."""
+    header = ("## Resident memory per replica, MB (anonymous: the replica's own; file-backed: mapped "
+              "libraries, shared between replicas of an image)")
+    rows = []
+    for name, runs in servers:
+        runs = [run for run in runs if run and "memory_mb" in run[0]]
+        if not runs:
+            continue
+        low, top = runs[0][0]["concurrency"], runs[0][-1]["concurrency"]
+        after = [run[0]["memory_mb"] for run in runs]
+        peak = [run[-1]["peak_memory_mb"] for run in runs]
+
+        def median(values: list[dict], key: str) -> float:
+            return sorted(v.get(key, float("nan")) for v in values)[len(values) // 2]
+
+        rows.append(f"  {name:15s} after c{low}: anon {median(after, 'anon_mb'):.0f} + file "
+                    f"{median(after, 'file_mb'):.0f} = {median(after, 'rss_mb'):.0f}; peak at c{top}: RSS "
+                    f"{median(peak, 'rss_mb'):.0f} (anon {median(peak, 'anon_mb'):.0f}, file "
+                    f"{median(peak, 'file_mb'):.0f}); medians of {len(runs)} starts")
+    return [header, *rows, ""] if rows else []
+
+
 def ratio_lines(res: dict, precisions: list[str]) -> list[str]:
     lines = ["## Ratios (target)"]
     for precision in precisions:
@@ -229,12 +254,14 @@ def report(res: dict) -> str:
     for precision in precisions:
         lines += limits_section(res, precision)
     lines += served_section(res, precisions)
+    lines += memory_section([(f"torchfaas {p}", res["variants"][p].get("served_runs", [])) for p in precisions]
+                            + [("seed", res.get("seed_runs", []))])
     lines.append("## Cold start (median)")
     for precision in precisions:
         cold = res["variants"][precision].get("cold_start")
         if cold:
-            lines.append(f"  {precision}: process start -> ready {cold['served_s']:.3f} s; "
-                         f"import torch + load {cold['bare_s']:.3f} s")
+            lines.append(f"  {precision}: process start -> ready {cold['served_s']:.3f} s "
+                         f"({phases_text(cold)}); import torch + load {cold['bare_s']:.3f} s")
     lines += ["", "## JSON logging", f"  one inference line     : {res['logging_ms']:.4f} ms CPU", ""]
     lines += ratio_lines(res, precisions)
     budget = cpu_budget(res)
@@ -256,9 +283,10 @@ def generic_report(res: dict) -> str:
     if res.get("runtime_only"):
         lines.append("  runtime only: the stand-in model (no model work) under the same requests: the runtime's own "
                      "share (HTTP, batching, JSON, log line, metrics)")
+    lines += [""] + memory_section([(res["function"], res.get("served_runs", []))])
     cold = res.get("cold_start")
     if cold:
-        lines += ["", "## Cold start (median)", f"  process start -> ready {cold['served_s']:.3f} s"]
+        lines += ["## Cold start (median)", f"  process start -> ready {cold['served_s']:.3f} s ({phases_text(cold)})"]
     lines += ["", "## Not measured for this function (the classifier's; make bench FUNCTION=classifier)"]
     lines += [f"  {part}: {why}" for part, why in res["skipped"].items()]
     return "\n".join(lines)

@@ -116,3 +116,21 @@ def test_derive_adds_the_figures_once_and_the_report_only_renders_them():
     assert "+ 1.60 serving beside the model" in text
     # the figures differ by 2x between CPU capabilities: the header names the machine's
     assert "# CPU: AMD EPYC (AVX512, AVX512-BF16, no AMX); native bf16: none" in text
+
+
+def test_the_report_gives_memory_per_replica_and_where_the_cold_start_went():
+    res = classifier_run()
+    runs = []
+    for anon in (150.0, 120.0, 130.0):  # three starts: the report takes each figure's median
+        low, top = copy.deepcopy(res["variants"]["fp32"]["served"])
+        low["memory_mb"] = {"rss_mb": anon + 90, "anon_mb": anon, "file_mb": 90.0}
+        top["peak_memory_mb"] = {"rss_mb": anon + 200, "anon_mb": anon + 110, "file_mb": 90.0}
+        runs.append([low, top])
+    res["variants"]["fp32"]["served_runs"] = runs
+    res["variants"]["fp32"]["cold_start"]["phases_ms"] = {"interpreter_ms": 60.0, "imports_ms": 500.0,
+                                                          "setup_ms": 20.0, "load_ms": 120.0, "warmup_ms": 50.0}
+    text = bench_report.report(bench_report.derive(res))
+    assert ("after c1: anon 130 + file 90 = 220; peak at c16: RSS 330 (anon 240, file 90); "
+            "medians of 3 starts") in text
+    assert "process start -> ready 0.900 s (interpreter 60 + imports 500 + setup 20 + load 120 + warm-up 50 ms)" \
+        in text

@@ -61,7 +61,7 @@ def reference(classifier, artifacts):
 
 
 def fast(handler, module, data: bytes) -> torch.Tensor:
-    return handler.predict([module.preprocessing.to_pixels(open_image(data, MAX_PIXELS))])[0]
+    return torch.from_numpy(handler.predict([module.preprocessing.to_pixels(open_image(data, MAX_PIXELS))])[0])
 
 
 def upscaled_jpeg(name: str, factor: int) -> bytes:
@@ -116,10 +116,10 @@ def test_small_jpeg_and_non_jpeg_are_not_drafted(classifier):
 def test_compiled_model_has_a_dynamic_batch_dimension(classifier, aoti_handler):
     items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
              for name in sorted(PHOTOS)]
-    singles = torch.stack([aoti_handler.predict([item])[0] for item in items])
+    singles = torch.from_numpy(np.stack([aoti_handler.predict([item])[0] for item in items]))
     for size in (2, 3, len(items), 16):
         batch = (items * 3)[:size]
-        out = torch.stack(aoti_handler.predict(batch))
+        out = torch.from_numpy(np.stack(aoti_handler.predict(batch)))
         assert out.shape == (size, 1000)
         assert torch.allclose(out, singles.repeat(3, 1)[:size], atol=1e-5)
 
@@ -150,7 +150,7 @@ def test_a_batch_above_max_forward_batch_runs_as_smaller_passes_with_the_same_an
         calls = []
         aoti_handler.model = lambda batch: calls.append(len(batch)) or model(batch)
         aoti_handler.own = classifier.config.ClassifierSettings(max_forward_batch=most)
-        return torch.stack(aoti_handler.predict(items)), calls
+        return torch.from_numpy(np.stack(aoti_handler.predict(items))), calls
 
     try:
         (whole, whole_calls), (split, split_calls) = predict(0), predict(6)
@@ -164,7 +164,7 @@ def test_eager_fallback_matches_the_compiled_model(classifier, aoti_handler, eag
     assert (aoti_handler.backend, eager_handler.backend) == ("aoti", "eager")
     items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[name].read_bytes(), MAX_PIXELS))
              for name in sorted(PHOTOS)]
-    compiled, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
+    compiled, eager = (torch.from_numpy(np.stack(h.predict(items))) for h in (aoti_handler, eager_handler))
     assert torch.equal(compiled.argmax(-1), eager.argmax(-1))
     assert float((compiled - eager).abs().max()) <= EXACT_TOL
 

@@ -134,7 +134,7 @@ def test_warmup_runs_every_batch_size_the_batcher_can_form(classifier, aoti_hand
 def test_frozen_answers_match_eager_within_tolerance(photo_items, aoti_handler, eager_handler):
     # real photos, batch of all of them: the frozen graph keeps the eager answers
     items = photo_items
-    frozen, eager = torch.stack(aoti_handler.predict(items)), torch.stack(eager_handler.predict(items))
+    frozen, eager = (torch.from_numpy(np.stack(h.predict(items))) for h in (aoti_handler, eager_handler))
     assert torch.equal(frozen.argmax(-1), eager.argmax(-1))
     assert float((frozen - eager).abs().max()) <= 1e-5
 

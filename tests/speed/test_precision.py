@@ -22,7 +22,7 @@ from support.function_process import FunctionProcess
 from torchfaas.toolkit import ImageSettings, open_image, precision_gate, read_verified_manifest
 from torchfaas.toolkit.compiled import bf16_feature, prepacked_calls
 
-# native bf16 here, as the classifier judges it when it loads (packages.bf16_unavailable)
+# native bf16 here, as the classifier judges it when it loads (loading.bf16_unavailable)
 NATIVE_BF16 = bool(bf16_feature()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 # An AVX2-only x86-64 CPU, simulated in a subprocess's environment on any newer one:
 # ATEN_CPU_CAPABILITY=avx2 holds torch's own kernels to AVX2 (get_cpu_capability() is
@@ -89,7 +89,7 @@ def test_gate_figures_see_changed_answers(classifier, aoti_handler):
     agreement and the probability shift, and says so."""
     _, inputs = classifier.packages.gate_set()
     inputs = inputs[:8 * precision_gate.VIEWS]  # the 4 testdata photos with their mirrors
-    reference = lambda x: aoti_handler.model(x)  # noqa: E731
+    reference = lambda x: torch.from_numpy(aoti_handler.model(x.numpy()))  # noqa: E731 (measure() passes tensors)
     same = precision_gate.measure(reference, reference, inputs)
     assert (same["confident_top1_agreement"], same["top5_contains_top1"], same["prob_shift_max"]) == (1.0, 1.0, 0.0)
     assert same["confident_inputs"] > 0 and same["fp32_mirror_shift_mean"] > 0
@@ -188,14 +188,14 @@ def test_bf16_serves_where_the_cpu_supports_it(classifier, bf16_package, aoti_ha
     assert info["bf16_top1_agreement"] >= 0.99
     items = [classifier.preprocessing.to_pixels(open_image(PHOTOS[n].read_bytes(), 50_000_000))
              for n in ("coffee.png", "chelsea.png")]
-    bf16, fp32 = torch.stack(handler.predict(items)), torch.stack(aoti_handler.predict(items))
+    bf16, fp32 = (torch.from_numpy(np.stack(h.predict(items))) for h in (handler, aoti_handler))
     assert torch.equal(bf16.argmax(-1), fp32.argmax(-1))
     assert float((bf16 - fp32).abs().max()) < 0.05
     handler.warmup()
 
 
 def test_bf16_falls_back_to_fp32_without_cpu_support(classifier, bf16_artifacts, monkeypatch):
-    monkeypatch.setattr(classifier.packages, "bf16_feature", lambda: "")
+    monkeypatch.setattr(classifier.loading, "bf16_feature", lambda: "")
     handler = load(classifier, bf16_artifacts, "bf16")
     info = handler.load_info()
     assert (info["backend"], info["precision"]) == ("aoti", "fp32")

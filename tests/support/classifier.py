@@ -3,11 +3,11 @@ from types import SimpleNamespace
 
 from loadkit.localrun import CLASSIFIER, import_function
 
-MODULES = ("config", "preprocessing", "network", "packages", "handler")
+MODULES = ("config", "preprocessing", "network", "loading", "packages", "handler")
 
 
 def classifier_module(module: str = "handler"):
-    """A module of the classifier (handler, config, preprocessing, network, packages),
+    """A module of the classifier (handler, config, preprocessing, network, loading, packages),
     imported as the image imports it (the template's torchfaas is on sys.path)."""
     return import_function(CLASSIFIER, "classifier_under_test", module)
 

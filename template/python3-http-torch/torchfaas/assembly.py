@@ -14,6 +14,7 @@ from .logs import EventLog
 from .metrics import Metrics, TenantLabels
 from .runtime import Runtime
 from .settings import Settings
+from .startup import StartupPhases
 
 
 @dataclass
@@ -27,16 +28,22 @@ class Function:
 
 
 def assemble(settings: Settings, handler, log_stream, events: EventLog | None = None,
-             process_started: float | None = None, artifact_check=None) -> Function:
+             process_started: float | None = None, artifact_check=None,
+             startup: StartupPhases | None = None) -> Function:
     """Everything but the model load (`function.runtime.load()`) and the server.
 
     `artifact_check`: `artifacts.verify_in_background()` started earlier, which
-    the load then waits for instead of hashing the artifacts itself."""
+    the load then waits for instead of hashing the artifacts itself. `startup`: the
+    process's phases before the load (server.main), which `model_loaded` reports and
+    whose process start counts as the cold start's; else the cold start counts from
+    `process_started` (default: now)."""
     settings = settings.for_handler(handler)  # e.g. an image function's ImageSettings
     if events is None:
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
+    if startup is not None:
+        process_started = startup.process_started
     runtime = Runtime(settings, handler, events, events.model,
-                      time.time() if process_started is None else process_started, artifact_check)
+                      time.time() if process_started is None else process_started, artifact_check, startup)
     metrics = Metrics(events.model, TenantLabels(settings.tenants, settings.tenant_header), runtime,
                       handler.prediction_metrics, latency_objective_s=settings.latency_objective_s)
     return Function(settings, events.model, events, runtime, metrics,

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
+from .allocator import release_free_memory
 from .batching import Batcher, BatchFuture, BatchInfo, BatchStats
 from .errors import ClientGone, InferenceTimeout, NotReady, QueueFull
 from .identity import CurrentModel, ModelIdentity
 from .model_handler import InferenceRequest, ModelHandler
 from .settings import Settings
+from .startup import StartupPhases
 
 STARTING, READY, DRAINING, STOPPING, FAILED = "starting", "ready", "draining", "stopping", "failed"
 # how often a request waiting for its batch looks whether its client hung up
@@ -46,7 +48,7 @@ class Runtime:
     """`settings` are the handler's own, worked out by `Settings.for_handler`."""
 
     def __init__(self, settings: Settings, handler: ModelHandler, events, model: CurrentModel,
-                 process_started: float, artifact_check=None):
+                 process_started: float, artifact_check=None, startup: StartupPhases | None = None):
         self.settings = settings
         self.handler = handler
         self.events = events
@@ -54,6 +56,7 @@ class Runtime:
         self.process_started = process_started
         # artifacts.verify_in_background() started before the handler's imports, or None
         self._artifact_check = artifact_check
+        self.startup = startup  # the phases before the load, for model_loaded (server.main)
         self.state = STARTING
         self.batcher: Batcher | None = None
         self._inflight = 0
@@ -81,7 +84,7 @@ class Runtime:
 
     def load(self) -> bool:
         """Load and warm up the model; log model_loaded or startup_failed."""
-        t0 = time.perf_counter()
+        load_started, t0 = time.time(), time.perf_counter()
         try:
             self._load_model()
             load_ms = (time.perf_counter() - t0) * 1000
@@ -90,6 +93,9 @@ class Runtime:
             if self.handler.batched:
                 prepare = self.handler.preprocess if self.handler.preprocess_in_batch_worker else None
                 self.batcher = Batcher.from_settings(self.handler.predict, self.settings, prepare).start()
+            # what load() and warmup() freed (a state dict, a warm-up's activations) goes
+            # back to the kernel, not kept in malloc's arenas for nothing
+            release_free_memory()
             warmup_ms = (time.perf_counter() - t1) * 1000
         except Exception as exc:
             self.state = FAILED
@@ -101,8 +107,9 @@ class Runtime:
         self.load_times = {"load": load_ms / 1000, "warmup": warmup_ms / 1000, "cold_start": cold_start_s}
         if self.state == STARTING:
             self.state = READY
+        phases = self.startup.fields(load_started) if self.startup is not None else {}
         self.events.emit("model_loaded", "model loaded", source_commit=self.settings.source_commit or None,
-                         load_ms=round(load_ms, 2),
+                         **phases, load_ms=round(load_ms, 2),
                          warmup_ms=round(warmup_ms, 2), cold_start_ms=round(cold_start_s * 1000, 2),
                          **self.handler.load_info())
         return True

@@ -26,6 +26,7 @@ from .handler_loader import load_handler
 from .identity import CurrentModel, ModelIdentity
 from .logs import EventLog, claim_stdout
 from .settings import Settings
+from .startup import StartupPhases
 from .waitress_channel import WaitressServer
 
 
@@ -124,18 +125,22 @@ class Server:
         self._listener_closed.set()
 
 
-def main() -> int:
-    process_started = time.time()
+def main(entered: float | None = None) -> int:
+    """Serve the function. `entered`: when index.py's first line ran (default: now),
+    where the interpreter's start-up ends and the imports begin (torchfaas.startup)."""
+    entered = time.time() if entered is None else entered
     log_stream = claim_stdout()
     events = None
     try:
         settings = Settings()
+        settings.apply_malloc()  # before any thread allocates
         events = EventLog(log_stream, CurrentModel(ModelIdentity(settings.function_name)))
         settings.apply_torch_allocator()  # before the handler imports torch
         # hashed on the other core while the handler imports torch
         artifact_check = verify_in_background(settings.artifacts_dir)
         handler = load_handler(settings.handler_module)
-        function = assemble(settings, handler, log_stream, events, process_started, artifact_check)
+        startup = StartupPhases.since(entered)
+        function = assemble(settings, handler, log_stream, events, artifact_check=artifact_check, startup=startup)
         # the settings in force, the handler's defaults filled in
         events.emit("startup", "starting", settings=function.settings.public(),
                     python=sys.version.split()[0])

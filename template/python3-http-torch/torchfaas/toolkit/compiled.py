@@ -10,6 +10,8 @@ creates its model container through the package's C ABI: no compiler, no
 `torch._inductor` import (`torch._inductor.aoti_load_package` costs ~0.8 s
 more, as it imports the compiler), about 0.02 s. See CompiledModel for why the
 forward pass is not called through `torch._C._aoti.AOTIModelPackageLoader`.
+A handler that needs no torch of its own serves the same package without importing
+torch at all: `toolkit.libtorch.CompiledPackage` (numpy arrays in and out).
 """
 import contextlib
 import ctypes
