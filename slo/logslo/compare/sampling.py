@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .. import queries
 from ..logfile import parse_rfc3339_ns
+from ..promql_math import quantile
 from ..psi import psi
 from ..timeline import latency_timeline
 from ..vectors import by_label
@@ -48,6 +49,10 @@ class Sample:
     @property
     def requests(self) -> int:
         return len(self.latency_ms)
+
+    def quantile(self, phi: float) -> float:
+        """The latency phi-quantile (Loki's: rank phi*(n-1), interpolated)."""
+        return quantile(phi, self.latency_ms)
 
     def rate(self) -> float | None:
         """Requests per second over the span the version was served."""
