@@ -402,8 +402,9 @@ def _bins(pairs, what: str, floor: float) -> Histogram:
         raise ValueError(f"{what}: upper edges must be strictly ascending, got {uppers}")
     if any(not math.isfinite(u) for u in uppers[:-1]) or (uppers and uppers[-1] == -math.inf):
         raise ValueError(f"{what}: only the last upper edge may be inf")
-    if floor == 0.0 and uppers and uppers[0] <= 0:
-        raise ValueError(f"{what}: latency upper edges are > 0 ms, got {uppers[0]}")
+    latency = floor == 0.0
     if len(read) >= 2 and read[0][1] == 0:
         floor, read = read[0][0], read[1:]
+    if latency and read and (read[0][0] <= 0 or floor < 0):
+        raise ValueError(f"{what}: latency edges are >= 0 ms and a bin's upper > 0, got {uppers[:2]}")
     return Histogram(np.array([u for u, _ in read], float), np.array([n for _, n in read], np.int64), floor)
