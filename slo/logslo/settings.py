@@ -97,6 +97,11 @@ class CompareSettings:
     lines_max: int = DEFAULT_COMPARE_LINES_MAX
     memory_mb: float = DEFAULT_COMPARE_MEMORY_MB
 
+    @property
+    def watch_lines_max(self) -> int | None:
+        """Requests a version a watch keeps before it keeps counts instead (None: all of them)."""
+        return {"lines": None, "aggregates": 0}.get(self.path, self.lines_max)
+
 
 @dataclass(frozen=True)
 class WatchSettings:

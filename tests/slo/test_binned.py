@@ -166,3 +166,31 @@ def test_the_line_path_refuses_over_its_budget_naming_the_settings(tmp_path):
         paths.check_budget(type("Loki", (), {"name": "loki"})(), {"v1": 3e6, "v2": 1e6}, 1024)
     with pytest.raises(settings.SettingsError, match="COMPARE_PATH must be one of auto, lines, aggregates"):
         settings.from_env({"COMPARE_PATH": "bins"})
+
+
+def test_a_watch_that_keeps_counts_decides_as_one_that_keeps_every_request(pool):
+    """The recorded stream replayed look by look, identical and +25% slower: a watch that
+    counts from the start (COMPARE_PATH=aggregates), one that switches to counts past 500
+    requests a version, and one that keeps every request end alike."""
+    from logslo import watch_calibration
+    contracts = feature.read(str(FEATURE))
+    verdicts = {}
+    for lines_max in (None, 0, 500):
+        tallies = watch_calibration.run(pool, contracts, 2, streams=("as recorded",),
+                                        changes=("identical", "latency +25%"), lines_max=lines_max)
+        verdicts[lines_max] = {change: dict(t.verdicts) for (_, change), t in tallies.items()}
+    assert verdicts[None] == verdicts[0] == verdicts[500]
+    assert verdicts[0]["latency +25%"] == {"hold": 2}
+
+
+def test_a_watch_past_its_line_budget_keeps_counts():
+    from logslo.watch import Watch
+    contracts = feature.Contracts(0.99, feature.read(str(FEATURE)).steps)  # no warm-up
+    watch = Watch(contracts, BASE, CAND, 0.0, 1, 5, lines_max=3)
+    lines = [{"latency_ms": "20", "status": "200", "top1_class": "tabby", "timestamp": f"1970-01-01T00:01:{s:02d}Z"}
+             for s in range(10)]
+    watch.observe(1.0, {BASE: lines[:2], CAND: lines[:2]})
+    assert watch.path == "lines"
+    watch.observe(2.0, {BASE: lines[2:], CAND: lines[2:]})
+    assert watch.path == "aggregates" and watch.requests() == {"baseline": 10, "candidate": 10}
+    assert watch.compared.samples[BASE].classes == {"tabby": 10} and watch.document()["path"] == "aggregates"

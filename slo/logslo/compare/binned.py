@@ -219,29 +219,46 @@ class Binned:
             latency, status = float(fields["latency_ms"]), int(fields["status"])
         except (KeyError, ValueError):
             return  # not a request the contracts count (no latency_ms: dropped by unwrap too)
-        if not math.isfinite(latency):
-            return
-        index = self._latency_bin(latency)
-        self.latency_counts[index] += 1
-        self.status[str(status)] += 1
         try:
             at = parse_rfc3339_ns(fields.get("timestamp", "")) / 1e9
         except ValueError:
             at = math.nan
+        if self._count(latency, status, at) and status == 200:
+            self._answer(fields)
+
+    @classmethod
+    def of_sample(cls, sample) -> Binned:
+        """A `Sample`'s requests as counts (a watch that grew past its line budget)."""
+        out = cls()
+        for latency, at, status in zip(sample.latency_ms, sample.seconds, sample.statuses):
+            out._count(latency, status, at)
+        for fields in sample.answers:
+            out._answer(fields)
+        return out
+
+    def _count(self, latency: float, status: int, at: float) -> bool:
+        if not math.isfinite(latency):
+            return False
+        index = self._latency_bin(latency)
+        self.latency_counts[index] += 1
+        self.status[str(status)] += 1
         if not math.isnan(at):
             self._add_at(at, index)
-        if status == 200:
-            if fields.get("top1_class"):
-                self.classes[fields["top1_class"]] += 1
-            for name, text in fields.items():
-                if name in NOT_VALUES:
-                    continue
-                try:
-                    value = float(text)
-                except (TypeError, ValueError):
-                    continue
-                if math.isfinite(value):
-                    self._values.setdefault(name, Moments()).add(value)
+        return True
+
+    def _answer(self, fields: dict) -> None:
+        """A 200's class and numeric fields."""
+        if fields.get("top1_class"):
+            self.classes[fields["top1_class"]] += 1
+        for name, text in fields.items():
+            if name in NOT_VALUES:
+                continue
+            try:
+                value = float(text)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                self._values.setdefault(name, Moments()).add(value)
 
     def _latency_bin(self, latency: float) -> int:
         uppers = self.latency_uppers

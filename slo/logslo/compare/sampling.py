@@ -38,6 +38,7 @@ class Sample:
     faults: int = 0  # 5xx
     rejections: int = 0  # 4xx
     answers: list = field(default_factory=list)  # the fields of each 200's line
+    statuses: list = field(default_factory=list)  # each request's status (Binned.of_sample)
 
     @property
     def classes(self) -> Counter:
@@ -80,6 +81,7 @@ class Sample:
             at = math.nan
         self.latency_ms.append(latency)
         self.seconds.append(at)
+        self.statuses.append(status)
         self.faults += status >= 500
         self.rejections += 400 <= status < 500
         if status == 200:
