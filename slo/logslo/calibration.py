@@ -28,10 +28,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import random
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .compare import feature
 from .compare.binned import Binned
@@ -58,26 +61,27 @@ def samples_of(lines: list) -> Sample:
     return sample
 
 
-def binned_of(lines: list) -> Binned:
-    """The lines as an aggregate answer: streamed into bins, through the interface's dict."""
-    binned = Binned()
+def binned_of(lines: list, bin_ms: float = 0.0) -> Binned:
+    """The lines as an aggregate answer: counted into bins (the streamed path's 1% log-scale
+    bins, or linear ones `bin_ms` wide as Loki's `floor` makes them), through the
+    interface's dict."""
+    binned = Binned(linear_uppers(bin_ms)) if bin_ms else Binned()
     for line in lines:
         binned.add({k: str(v) for k, v in line.items() if v is not None})
     return Binned.from_counts(binned.to_counts())
 
 
-READERS = {"lines": samples_of, "aggregates": binned_of}
+def linear_uppers(width_ms: float, highest_ms: float = 10_000.0) -> np.ndarray:
+    return np.append(np.arange(1, math.ceil(highest_ms / width_ms) + 1) * width_ms, math.inf)
+
+
+def readers(bin_ms: float = 0.0) -> dict:
+    return {"lines": samples_of, "aggregates": lambda lines: binned_of(lines, bin_ms)}
 
 
 def _gap(x: float, y: float) -> float:
     """y - x, 0 where both are the same infinity (an interval unbounded either way)."""
     return 0.0 if x == y else y - x
-
-
-def decide(contracts: feature.Contracts, base, cand) -> tuple:
-    """(overall verdict, {contract: verdict}) of the feature's contracts on two samples."""
-    overall, judgements = feature.decide(contracts, feature.pair(base, cand))
-    return overall, {j.contract: j.verdict for j in judgements}
 
 
 @dataclass
@@ -156,13 +160,15 @@ class Tally:
 
 
 def run(pool: list, contracts: tuple, requests: int, trials: dict, seed: int = 1, path: str = "lines",
-        agreement: Agreement | None = None) -> dict:
+        agreement: Agreement | None = None, bin_ms: float = 0.0) -> dict:
     """{scenario: Tally}: `trials[scenario]` trials of two disjoint samples of `requests`,
-    judged as `path` reads them ("lines" or "aggregates"). With `agreement`, every trial is
-    judged the other way too and the differences are added to it."""
+    judged as `path` reads them ("lines" or "aggregates", in bins `bin_ms` wide or 1% log
+    bins). With `agreement`, every trial is judged the other way too and the differences
+    are added to it."""
+    paths = readers(bin_ms)
     if 2 * requests > len(pool):
         raise ValueError(f"the pool holds {len(pool)} requests: too few for two samples of {requests}")
-    read = READERS[path]
+    read = paths[path]
     rng = random.Random(seed)
     target = Counter(line.get("top1_class") for line in pool if line.get("status") == 200).most_common(1)[0][0]
     tallies = {}
@@ -173,7 +179,7 @@ def run(pool: list, contracts: tuple, requests: int, trials: dict, seed: int = 1
             base, cand = drawn[:requests], change(scenario, drawn[requests:], rng, target)
             overall, judgements = feature.decide(contracts, feature.pair(read(base), read(cand)))
             if agreement is not None:
-                other = READERS["aggregates" if path == "lines" else "lines"]
+                other = paths["aggregates" if path == "lines" else "lines"]
                 again = feature.decide(contracts, feature.pair(other(base), other(cand)))
                 pair = ((overall, judgements), again)
                 agreement.add(*(pair if path == "lines" else pair[::-1]))
@@ -231,14 +237,18 @@ def main(argv: list) -> int:
     parser.add_argument("--path", choices=("lines", "aggregates", "both"), default="lines",
                         help="judge each trial from every request (lines), from bin counts (aggregates), or "
                              "both ways, printing where they differ")
+    parser.add_argument("--bin-ms", type=float, default=0.0,
+                        help="aggregates: linear latency bins this wide (1: what Loki's floor gives) instead of "
+                             "the streamed path's 1%% log-scale bins")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args(argv)
     pool = read_pool(args.log)
     trials = {s: (args.trials if s == "identical" else args.detection_trials) for s in SCENARIOS}
     agreement = Agreement() if args.path == "both" else None
     tallies = run(pool, feature.read(args.features), args.requests, trials, args.seed,
-                  "lines" if args.path == "both" else args.path, agreement)
-    print(f"path: {args.path}")
+                  "lines" if args.path == "both" else args.path, agreement, args.bin_ms)
+    bins = f"linear {args.bin_ms:g} ms bins" if args.bin_ms else "1% log-scale bins"
+    print(f"path: {args.path}" + (f" ({bins})" if args.path != "lines" else ""))
     print(table(tallies, args.requests, len(pool)))
     if agreement is not None:
         print("\n" + agreement.table())
@@ -246,6 +256,7 @@ def main(argv: list) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"requests": args.requests, "pool": len(pool), "missed": missed, "path": args.path,
+                       "bin_ms": args.bin_ms,
                        **({"agreement": {"trials": agreement.trials, "overall_differs": agreement.overall_differs,
                                          "differs": [[*k, n] for k, n in agreement.differs.items()],
                                          "moves": agreement.summary()}} if agreement else {}),

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from logslo import calibration, judge, judge_binned, settings
-from logslo.compare import binned, feature, paths
+from logslo import calibration, html, judge, judge_binned, settings
+from logslo.compare import binned, feature, paths, reports, text
 from logslo.compare.binned import Binned
 from logslo.compare.sampling import Comparison
 from logslo.compare.stream import StreamedLog
@@ -153,6 +153,12 @@ def test_a_compare_from_the_streamed_log_matches_the_one_from_its_lines(pool, tm
     verdicts = [[j.verdict for j in feature.decide(contracts, c)[1]] for c in (from_lines, from_bins)]
     assert verdicts[0] == verdicts[1] == ["promote"] * 5
     assert from_bins.timeline["p50_ms"][BASE] and from_bins.timeline["step_s"] > 0
+    judged = feature.decide(contracts, from_bins)[1]
+    doc = reports.document(from_bins, judged, [], "the log", AT, BASE, CAND, 3600)
+    assert (doc["path"], doc["path_why"]) == ("aggregates", "a log file streamed into bins")
+    for page in (text.markdown(doc), text.human(doc), html.compare_page(doc)):
+        assert "aggregates: counts in bins" in page
+    assert "bins resolve 1.0% at the median" in text.human(doc)
 
 
 def test_the_line_path_refuses_over_its_budget_naming_the_settings(tmp_path):

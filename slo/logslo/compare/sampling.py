@@ -109,7 +109,7 @@ class Comparison:
         self.figures = {baseline: {}, candidate: {}}
         self.path, self.path_why = path, why or ("COMPARE_PATH=" + path)
         if hasattr(backend, "version_binned"):
-            self.path = "aggregates"
+            self.path, self.path_why = "aggregates", why or "a log file streamed into bins"
             self.samples = backend.version_binned(function, self.versions, at - window_s, at)
             for version in self.versions:
                 self._logql_of(version)
