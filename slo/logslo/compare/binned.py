@@ -183,11 +183,11 @@ class Binned:
 
     @property
     def faults(self) -> int:
-        return sum(n for code, n in self.status.items() if code >= "500")
+        return sum(n for code, n in self.status.items() if int(code) >= 500)
 
     @property
     def rejections(self) -> int:
-        return sum(n for code, n in self.status.items() if "400" <= code < "500")
+        return sum(n for code, n in self.status.items() if 400 <= int(code) < 500)
 
     @property
     def latency(self) -> Histogram:
