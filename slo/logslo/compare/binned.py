@@ -23,6 +23,12 @@ a Prometheus histogram is turned into, and what `Binned.from_counts` checks)
   start) lets the latency shift widen its interval for requests alike in time (the design
   effect, judge.py); a step lists only bins of `latency_bins` (empty ones may be left out).
 
+A backend that counts server-side (Loki metric queries, a Prometheus histogram) offers
+`version_counts(function, version, start, end) -> dict` (this dict, over (start, end]):
+`Comparison` (sampling.py) reads the aggregate path through it. The status counts and the
+latency bins count the same lines (those with a numeric `latency_ms` and `status`), as
+the line path does.
+
 `Binned.add(fields)` streams one log line in (the fields `| json` gives, as
 `Sample.add` takes them): latency in log-scale bins of `LATENCY_RATIO` (1%) from 10 us to
 10 minutes, a histogram per second of the timestamps (coarsened by doubling the step when
