@@ -395,6 +395,29 @@ class Binned:
         return out
 
 
+def timeline_of(samples: dict, steps: int = 40) -> dict:
+    """The latency timeline (timeline.latency_timeline's shape) from the versions' Binned
+    over time: about `steps` steps over the span that has requests."""
+    out = {"step_s": None, "logql": [], "p50_ms": {}, "p99_ms": {}}
+    spans = {v: b.latency_over_time() for v, b in samples.items()}
+    starts = [t for t, _ in spans.values() if len(t)]
+    if not starts:
+        return out
+    first, last = min(t[0] for t in starts), max(t[-1] for t in starts)
+    step = max(min(b.step_s for b in samples.values()), (last - first) / steps) or 1.0
+    out["step_s"] = step
+    for version, (times, rows) in sorted(spans.items()):
+        groups = np.floor((times - first) / step).astype(int)
+        for phi in (0.5, 0.99):
+            points = []
+            for g in np.unique(groups):
+                hist = Histogram(samples[version].latency_uppers, rows[groups == g].sum(axis=0),
+                                 samples[version].latency_floor)
+                points.append((float(first + (g + 1) * step), hist.quantile(phi)))
+            out[f"p{phi * 100:g}_ms"][version] = points
+    return out
+
+
 def _count(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{what} is a count (an int >= 0), got {value!r}")

@@ -14,8 +14,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .. import queries
 from ..logfile import parse_rfc3339_ns
 from ..promql_math import quantile
@@ -24,7 +22,7 @@ from ..settings import DEFAULT_COMPARE_LINES_MAX, DEFAULT_COMPARE_MEMORY_MB
 from ..timeline import FINE_STEPS, latency_timeline
 from ..vectors import by_label
 from . import paths
-from .binned import Binned, Histogram
+from .binned import Binned, timeline_of
 
 PERCENTILES = (0.5, 0.95, 0.99)
 
@@ -114,7 +112,7 @@ class Comparison:
             for version in self.versions:
                 self._logql_of(version)
                 self.figures[version] = figures_of(self.samples[version])
-            self.timeline = timeline_of(self.samples)
+            self.timeline = timeline_of(self.samples, FINE_STEPS)
             return
         self._measure()
         self._resolve_path(lines_max)
@@ -232,25 +230,3 @@ def figures_of(binned: Binned) -> dict:
             "ratio_5xx": binned.faults / n if n else None, "ratio_4xx": binned.rejections / n if n else None,
             "class_shares": dict(sorted(shares.items(), key=lambda kv: (-kv[1], kv[0])))}
 
-
-def timeline_of(samples: dict) -> dict:
-    """The latency timeline (timeline.latency_timeline's shape) from the versions' bins over
-    time: about FINE_STEPS steps over the span that has requests."""
-    out = {"step_s": None, "logql": [], "p50_ms": {}, "p99_ms": {}}
-    spans = {v: b.latency_over_time() for v, b in samples.items()}
-    starts = [t for t, _ in spans.values() if len(t)]
-    if not starts:
-        return out
-    first, last = min(t[0] for t in starts), max(t[-1] for t in starts)
-    step = max(min(b.step_s for b in samples.values()), (last - first) / FINE_STEPS) or 1.0
-    out["step_s"] = step
-    for version, (times, rows) in sorted(spans.items()):
-        groups = np.floor((times - first) / step).astype(int)
-        for phi in (0.5, 0.99):
-            points = []
-            for g in np.unique(groups):
-                hist = Histogram(samples[version].latency_uppers, rows[groups == g].sum(axis=0),
-                                 samples[version].latency_floor)
-                points.append((float(first + (g + 1) * step), hist.quantile(phi)))
-            out[f"p{phi * 100:g}_ms"][version] = points
-    return out
