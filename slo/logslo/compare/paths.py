@@ -2,8 +2,8 @@
 path's memory budget.
 
 - lines: every request line of both versions (Sample): exact, but memory grows with the
-  traffic (~2.6 KB a request read from Loki; a log file is held whole by the file
-  backend, ~4 KB a line);
+  traffic (~1.8 KB a request read from Loki; a log file is held whole by the file
+  backend, ~2.5 KB a line);
 - aggregates: each version as counts (Binned): from a log file streamed once into bins
   (stream.py), or from a backend that answers a version's counts (`version_counts`, the
   aggregate interface of binned.py): memory bounded whatever the traffic;
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from ..settings import Settings, SettingsError
 from .stream import StreamedLog, open_log
 
-# measured on the committed calibration log (tracemalloc): a request kept from a Loki answer
-# holds its own fields (2.5 KB); the file backend holds every line of the log (2.9 KB) and
-# sorts them again to read a version's lines
-KEPT_BYTES = {"loki": 2_600, "file": 100}
-FILE_LINE_BYTES = 4_000
+# measured on the committed calibration log: a request kept from a Loki answer holds its own
+# fields (1.5 KB traced); the file backend holds every line of the log (1.8 KB traced, 2.0 KB
+# of peak RSS a line in make bench-judge, where it also sorts them to read a version's lines)
+KEPT_BYTES = {"loki": 1_800, "file": 100}
+FILE_LINE_BYTES = 2_500
 SAMPLED_BYTES = 1 << 20  # of a log file, to learn its mean line length
 
 

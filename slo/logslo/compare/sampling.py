@@ -192,7 +192,8 @@ class Comparison:
     def _read_samples(self, memory_mb: float):
         expected = {v: self.figures[v]["requests"] or 0 for v in self.versions}
         paths.check_budget(self.backend, expected, memory_mb)
-        kept, most = 0, memory_mb * 1e6 / paths.KEPT_BYTES.get(getattr(self.backend, "name", ""), 2_600)
+        per_request = paths.KEPT_BYTES.get(getattr(self.backend, "name", ""), paths.KEPT_BYTES["loki"])
+        kept, most = 0, memory_mb * 1e6 / per_request
         for version in self.versions:
             logs = queries.version_requests(self.function, version)
             self.logql[f"requests of {version}"] = logs.render()
