@@ -319,37 +319,43 @@ class Binned:
             raise ValueError(f"latency_bins hold {latency.total} requests, requests says {requests}")
         out = cls(latency.uppers)
         out.latency_counts, out.latency_floor, out.source = latency.counts, latency.floor, "aggregates"
-        status = counts.get("status", {})
+        out._read_status(counts.get("status", {}), requests)
+        answers = out.status.get("200", 0)
+        out._read_classes(counts.get("classes", {}), answers)
+        out._read_values(counts.get("values", {}), answers)
+        steps = counts.get("latency_steps")
+        if steps is not None:
+            out._read_steps(steps)
+        return out
+
+    def _read_status(self, status, requests: int) -> None:
         if not isinstance(status, dict):
             raise ValueError("status is a dict of status code -> count")
         for code, n in status.items():
             if not (isinstance(code, str) and len(code) == 3 and code.isdigit() and "100" <= code <= "599"):
                 raise ValueError(f"status codes are three-digit strings ('200', '503'), got {code!r}")
-            out.status[code] = _count(n, f"status {code}")
-        if sum(out.status.values()) != requests:
-            raise ValueError(f"status counts sum to {sum(out.status.values())}, requests says {requests}")
-        answers = out.status.get("200", 0)
-        classes = counts.get("classes", {})
+            self.status[code] = _count(n, f"status {code}")
+        if sum(self.status.values()) != requests:
+            raise ValueError(f"status counts sum to {sum(self.status.values())}, requests says {requests}")
+
+    def _read_classes(self, classes, answers: int) -> None:
         if not isinstance(classes, dict):
             raise ValueError("classes is a dict of top1_class -> count")
         for name, n in classes.items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"class names are non-empty strings, got {name!r}")
-            out.classes[name] = _count(n, f"class {name!r}")
-        if sum(out.classes.values()) > answers:
-            raise ValueError(f"classes count {sum(out.classes.values())} answers, more than the {answers} 200s")
-        values = counts.get("values", {})
+            self.classes[name] = _count(n, f"class {name!r}")
+        if sum(self.classes.values()) > answers:
+            raise ValueError(f"classes count {sum(self.classes.values())} answers, more than the {answers} 200s")
+
+    def _read_values(self, values, answers: int) -> None:
         if not isinstance(values, dict):
             raise ValueError("values is a dict of field name -> bins")
         for name, pairs in values.items():
             hist = _bins(pairs, f"values {name!r}", floor=-math.inf)
             if hist.total > answers:
                 raise ValueError(f"values {name!r} count {hist.total}, more than the {answers} 200s")
-            out._values[name] = Moments.of_histogram(hist, name)
-        steps = counts.get("latency_steps")
-        if steps is not None:
-            out._read_steps(steps)
-        return out
+            self._values[name] = Moments.of_histogram(hist, name)
 
     def _read_steps(self, steps) -> None:
         if not isinstance(steps, list):

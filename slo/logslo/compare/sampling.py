@@ -160,7 +160,7 @@ class Comparison:
         self.logql["requests"] = queries.requests(f, w, by=v).render()
         for phi in PERCENTILES:
             self.logql[f"p{phi * 100:g} latency"] = queries.latency_quantile(f, phi, w, by=v).render()
-        self.logql["5xx ratio"] = queries.error_ratio_5xx(f, w, by=v).render()
+        self.logql["5xx ratio"] = queries.status_ratio(f, w, 500, by=v).render()
         self.logql["4xx ratio"] = queries.status_ratio(f, w, 400, 500, by=v).render()
         self.logql[f"class shares of {version}"] = queries.class_share(f, w, version=version).render()
 

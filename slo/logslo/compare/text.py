@@ -96,23 +96,7 @@ def markdown(doc: dict) -> str:
             lines.append(f"| {j['contract']}{note} | {interval_text(j)} | {word} {value_text(j['bound'], j['unit'])} | "
                          f"{verdict_words(j, doc)} | {power_text(j)} |")
         lines.append("")
-    figures, deltas = doc["figures"], doc["deltas"]
-    if figures:
-        lines += ["<details><summary>figures (LogQL, as the SLO contracts measure them)</summary>", "",
-                  "| figure | baseline | candidate | change |", "|---|---:|---:|---:|"]
-        rows = [("requests", "requests", "requests"), ("p50 latency", "p50_ms", "ms"), ("p95 latency", "p95_ms", "ms"),
-                ("p99 latency", "p99_ms", "ms"), ("5xx ratio", "ratio_5xx", "%"), ("4xx ratio", "ratio_4xx", "%")]
-        for label, key, unit in rows:
-            b, c, d = figures[base].get(key), figures[cand].get(key), deltas.get(key)
-            change = "-" if d is None else (fmt(d, "points") if unit == "%" else
-                                            (f"{d:+.0f}" if unit == "requests" else f"{d:+.1f} ms"))
-            if unit == "ms" and d is not None and b:
-                change += f" ({d / b:+.0%})"
-            lines.append(f"| {label} | {_num(b, unit)} | {_num(c, unit)} | {change} |")
-        psi_value = deltas.get("class_mix_psi")
-        if psi_value is not None:  # a function without classes has no mix to compare
-            lines.append(f"| class mix PSI | | | {psi_value:.4g} |")
-        lines += ["", "</details>", ""]
+    lines += figures_table(doc)
     for error in doc["errors"]:
         lines.append(f"- error (not judged): {error}")
     if doc["errors"]:
@@ -141,3 +125,27 @@ def human(doc: dict) -> str:
             lines.append(f"             {power_text(j)}")
     lines += [f"ERROR (not judged): {e}" for e in doc["errors"]]
     return "\n".join(lines)
+
+
+def figures_table(doc: dict) -> list:
+    """The figures as the SLO contracts measure them, folded (none: no lines)."""
+    base, cand = doc["baseline"], doc["candidate"]
+    figures, deltas = doc["figures"], doc["deltas"]
+    if not figures:
+        return []
+    lines = ["<details><summary>figures (LogQL, as the SLO contracts measure them)</summary>", "",
+             "| figure | baseline | candidate | change |", "|---|---:|---:|---:|"]
+    rows = [("requests", "requests", "requests"), ("p50 latency", "p50_ms", "ms"), ("p95 latency", "p95_ms", "ms"),
+            ("p99 latency", "p99_ms", "ms"), ("5xx ratio", "ratio_5xx", "%"), ("4xx ratio", "ratio_4xx", "%")]
+    for label, key, unit in rows:
+        b, c, d = figures[base].get(key), figures[cand].get(key), deltas.get(key)
+        change = "-" if d is None else (fmt(d, "points") if unit == "%" else
+                                        (f"{d:+.0f}" if unit == "requests" else f"{d:+.1f} ms"))
+        if unit == "ms" and d is not None and b:
+            change += f" ({d / b:+.0%})"
+        lines.append(f"| {label} | {_num(b, unit)} | {_num(c, unit)} | {change} |")
+    psi_value = deltas.get("class_mix_psi")
+    if psi_value is not None:  # a function without classes has no mix to compare
+        lines.append(f"| class mix PSI | | | {psi_value:.4g} |")
+    lines += ["", "</details>", ""]
+    return lines
