@@ -64,7 +64,7 @@ from urllib.parse import parse_qs, urlparse
 
 from logslo.file_backend import FileBackend
 from logslo.logfile import Entry, LogFile, parse_rfc3339_ns
-from logslo.logql import Divide, LabelFilter, LogQuery, RangeAggregation, Sum
+from logslo.logql import BinLabel, Divide, LabelFilter, LogQuery, RangeAggregation, Sum
 
 NS = 1_000_000_000
 MAX_ENTRIES = 5000  # Loki's default max_entries_limit_per_query
@@ -302,6 +302,11 @@ class _Parser:
                     self.take("op", ",")
                     fields.append(self.take("ident"))
                 stages.append(("json", tuple(fields) or None))
+            elif self.peek("ident", "label_format"):
+                self.take("ident")
+                name = self.take("ident")
+                self.take("op", "=")
+                stages.append(("label_format", bin_label(name, self.string())))
             elif self.peek("ident", "unwrap"):
                 self.take("ident")
                 stages.append(("unwrap", self.take("ident")))
@@ -332,14 +337,37 @@ class _Parser:
         if kinds[-2:] == ["unwrap", "no_error"]:
             unwrap = stages[-2][1]
             stages, kinds = stages[:-2], kinds[:-2]
+        label_format = None
+        if kinds[-1:] == ["label_format"]:
+            label_format = stages[-1][1]
+            stages, kinds = stages[:-1], kinds[:-1]
         if kinds[:2] != ["json", "no_error"] or any(kind != "filter" for kind in kinds[2:]):
-            raise LogQLError("the stand-in answers the pipelines logslo writes: "
-                             "| json [fields] | __error__=\"\" | filters [| unwrap f | __error__=\"\"]")
+            raise LogQLError("the stand-in answers the pipelines logslo writes: | json [fields] | "
+                             "__error__=\"\" | filters [| label_format bin=... | unwrap f | __error__=\"\"]")
         try:
             return LogQuery(stream=tuple(stream), filters=tuple(v for _, v in stages[2:]), unwrap=unwrap,
-                            fields=stages[0][1])
+                            fields=stages[0][1], label_format=label_format)
         except ValueError as err:
             raise LogQLError(str(err)) from None
+
+
+_BIN_TEMPLATES = (
+    (re.compile(r"\{\{ floor \.(\w+) \}\}"), lambda m: (m.group(1), 1.0)),
+    (re.compile(r"\{\{ floor \(divf \.(\w+) ([0-9.]+)\) \}\}"), lambda m: (m.group(1), float(m.group(2)))),
+    (re.compile(r"\{\{ floor \(mulf (\d+) \.(\w+)\) \}\}"), lambda m: (m.group(2), 1 / int(m.group(1)))),
+)
+
+
+def bin_label(name: str, template: str) -> BinLabel:
+    """The BinLabel a `label_format NAME=`TEMPLATE`` renders from; the stand-in evaluates
+    those templates only (a real Loki evaluates any Go template)."""
+    for pattern, read in _BIN_TEMPLATES:
+        match = pattern.fullmatch(template)
+        if match:
+            field, width = read(match)
+            return BinLabel(field, int(width) if width == 1 else width, name)
+    raise LogQLError(f"the stand-in does not evaluate label_format {name}=`{template}`: it evaluates the "
+                     "bin labels logslo writes ({{ floor .f }}, {{ floor (divf .f W) }}, {{ floor (mulf N .f) }})")
 
 
 def parse_logql(text: str):

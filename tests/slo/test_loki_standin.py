@@ -150,7 +150,8 @@ def test_range_answer_is_the_real_loki_s_within_the_range(answers, standin):
 
 
 AGGREGATES = ("requests_by_version_status", "latency_over_50ms_by_version", "class_mix_by_version",
-              "p99_latency_by_version")
+              "p99_latency_by_version", "latency_bins_1ms_by_version", "latency_bins_5ms_by_version",
+              "top1_prob_bins_by_version")
 
 
 @pytest.mark.parametrize("name", AGGREGATES)
