@@ -94,6 +94,16 @@ FAULT_ANSWERS = {
 }
 
 
+MAX_SERIES = 500  # Loki's default max_query_series
+
+
+def series_text(max_series: int) -> str:
+    """Loki's 400 body for a metric answer of more series than max_query_series (not
+    recorded: the wording is approximate, the status and the number are Loki's)."""
+    return (f"maximum number of series ({max_series}) reached for a single query; consider reducing query "
+            "cardinality by adding more filters to the current query or splitting it into multiple queries")
+
+
 def limit_text(limit: int, max_entries: int) -> str:
     """Loki's 400 body for a log query's `limit` above max_entries_limit_per_query (recorded)."""
     return (f"max entries limit per query exceeded, limit > max_entries_limit_per_query "
@@ -527,10 +537,12 @@ class LokiStandIn:
     request: path, params, headers, fault, status), `errors` (the stand-in's own failures:
     a test should end with none)."""
 
-    def __init__(self, log_path, namespace: str = "openfaas-fn", max_entries: int = MAX_ENTRIES):
+    def __init__(self, log_path, namespace: str = "openfaas-fn", max_entries: int = MAX_ENTRIES,
+                 max_series: int = MAX_SERIES):
         self.log = _TailedLog(log_path)
         self.namespace = namespace
         self.max_entries = max_entries
+        self.max_series = max_series
         self.counts: Counter = Counter()
         self.requests: list = []
         self.errors: list = []
@@ -736,6 +748,8 @@ class LokiStandIn:
         return {"status": "success", "data": {"resultType": result_type, "result": result}}
 
     def _vector(self, vector: dict, at_ns: int) -> dict:
+        if len(vector) > self.max_series:
+            raise LogQLError(series_text(self.max_series))
         return self._ok("vector", [{"metric": dict(key), "value": [loki_time(at_ns), go_float(value)]}
                                    for key, value in sorted(vector.items())])
 
@@ -753,6 +767,8 @@ class LokiStandIn:
         if not float(step_s).is_integer():
             raise LogQLError("the stand-in evaluates whole-second steps only")
         matrix = backend.range(query, start_ns / NS, end_ns / NS, int(step_s))
+        if len(matrix) > self.max_series:
+            raise LogQLError(series_text(self.max_series))
         return self._ok("matrix", [{"metric": dict(key), "values": [[loki_time(int(round(t * NS))), go_float(v)]
                                                                      for t, v in points]}
                                    for key, points in sorted(matrix.items())])

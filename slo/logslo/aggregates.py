@@ -1,0 +1,244 @@
+"""Two versions' requests as counts Loki computed: a handful of metric queries per look,
+never the lines.
+
+`LokiAggregates(backend).fetch(function, versions, start, end)` answers, for each version
+asked, the aggregate interface's dict (compare/binned.py): request counts by status, a
+latency histogram, the 200s' classes and (when asked) numeric fields binned. The queries
+(queries.py) are `sum by (model_version, ...) (count_over_time(... [end - start]))`
+evaluated at `end`: the window (start, end] of Loki's range semantics. Their answers are
+a few hundred series, whatever the traffic: 4,353 requests or 10^7 cost the tool the same
+bytes; Loki does the counting (and the scanning, which grows with the lines).
+
+Latency bins. Loki has no `log` template function, so log-scale bins are bands of fixed
+widths (LATENCY_BANDS_MS), one query per band, plus one count of the requests above the
+last band. Each band's bins are about 1-5% of the latency they hold from 10 ms up (0.5 ms
+at 10-100 ms: 2.5% at 20 ms, 1.25% at 40 ms), fine enough to resolve the comparison
+contracts' bounds (a 10% shift of the classifier's 20-40 ms moves each request 4-8 bins);
+below 10 ms the 0.1 ms bins are 1-10%. A band has at most 180 bins: at two versions, 360
+series, under Loki's default `max_query_series` of 500.
+
+Loki's bins are lower-closed ([k w, (k + 1) w), from `floor`); the interface's bins are
+upper-closed. A request exactly on an edge (latency_ms logged to the microsecond: about 1
+in 500 at 0.5 ms bins) counts one bin higher than an upper-closed histogram would put it,
+a shift of at most one bin width, far below the bounds the bins are chosen for.
+
+Cost: the backend counts what it sent and received (`queries_sent`, `bytes_received`);
+`queries` and `bytes` here read them, so a watch can print what its looks cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from . import queries
+from .logql import BinLabel, LabelFilter
+from .vectors import Vector
+
+# [low, high) ms and the bin width in each: ~1-5% of the latency from 10 ms up
+LATENCY_BANDS_MS = ((0, 10, 0.1), (10, 100, 0.5), (100, 1000, 5), (1000, 10000, 50))
+
+
+class AggregateError(RuntimeError):
+    """The engine's answers do not add up to one version's counts (say which and why)."""
+
+
+@dataclass(frozen=True)
+class Band:
+    low: float | None
+    high: float | None
+    width: float
+
+    @classmethod
+    def of(cls, band) -> Band:
+        return band if isinstance(band, Band) else cls(*band)
+
+
+def contiguous(bins: dict, floor: float | None = None) -> list:
+    """[[upper, count], ...] from {(lower, upper): count}: ascending, every gap filled with
+    an empty bin, and led by an empty bin at the first lower edge (unless it is `floor`)."""
+    out: list = []
+    previous = floor
+    for (lower, upper), count in sorted(bins.items()):
+        if previous is None or not math.isclose(lower, previous, rel_tol=1e-12, abs_tol=1e-12):
+            if previous is not None and lower < previous:
+                raise AggregateError(f"bins overlap: one starts at {lower:g}, below the {previous:g} "
+                                     "the one before ends at")
+            out.append([float(lower), 0])
+        out.append([float(upper), int(count)])
+        previous = upper
+    return out
+
+
+def as_count(value: float, what: str) -> int:
+    """A count the engine answered as a float (`"3783"`); a fraction means it is no count."""
+    if not math.isfinite(value) or value < 0 or abs(value - round(value)) > 1e-6:
+        raise AggregateError(f"{what}: {value!r} is not a count")
+    return int(round(value))
+
+
+class LokiAggregates:
+    """Counts per model version from Loki metric queries (module docstring).
+
+    `backend`: a LokiBackend (or anything with `instant` and `range`: the FileBackend gives
+    the same numbers from a JSONL file); `bands`: the latency bands; `values`: {field:
+    bin width} of the numeric fields to bin (a regression's `prediction_mean`), 200s only.
+    """
+
+    def __init__(self, backend, bands=LATENCY_BANDS_MS, values: dict | None = None):
+        self.backend = backend
+        self.bands = tuple(Band.of(b) for b in bands)
+        self.values = dict(values or {})
+        if not self.bands:
+            raise ValueError("at least one latency band")
+        highs = [b.high for b in self.bands]
+        if any(h is None for h in highs[:-1]):
+            raise ValueError("only the last latency band may be open above")
+
+    # -- cost ---------------------------------------------------------------------------
+    @property
+    def queries(self) -> int:
+        return getattr(self.backend, "queries_sent", 0)
+
+    @property
+    def bytes(self) -> int:
+        return getattr(self.backend, "bytes_received", 0)
+
+    def describe(self) -> str:
+        return "Loki metric queries (aggregates)"
+
+    @property
+    def queries_per_look(self) -> int:
+        """Instant queries a `fetch` sends: one per band, the overflow, status, classes, values."""
+        overflow = 1 if self.bands[-1].high is not None else 0
+        return len(self.bands) + overflow + 2 + len(self.values)
+
+    # -- reads --------------------------------------------------------------------------
+    def fetch(self, function: str, versions, start: float, end: float) -> dict:
+        """{version: counts} over (start, end]; a version without requests has zero counts."""
+        window = self._window(start, end)
+        status = self._by_version(queries.requests(function, window, by=(queries.VERSION, "status")), end, "status")
+        latency: dict = defaultdict(dict)
+        for band in self.bands:
+            self._add_band(latency, self.backend.instant(self._band_query(function, window, band), end), band)
+        overflow = self._overflow(function, window)
+        if overflow is not None:
+            for version, n in self._by_version(overflow, end).items():
+                latency[version][(float(self.bands[-1].high), math.inf)] = n[()]
+        classes = self._by_version(queries.class_counts(function, window), end, "top1_class")
+        values = {field: self._values(function, window, field, width, end) for field, width in self.values.items()}
+        return {version: self._counts(version, status.get(version, {}), latency.get(version, {}),
+                                      classes.get(version, {}), {f: v.get(version, {}) for f, v in values.items()})
+                for version in versions}
+
+    def fetch_steps(self, function: str, versions, start: float, end: float, step_s: int) -> dict:
+        """`fetch` plus `latency_steps`: the latency histogram of each step of `step_s` in
+        (start, end] (start and end multiples of the step, so the steps tile the window),
+        from one range query per band; the window's bins are the steps' sums."""
+        step_s = int(step_s)
+        if step_s <= 0 or start % step_s or end % step_s:
+            raise ValueError(f"a stepped read needs start and end on multiples of the {step_s}s step, "
+                             f"got ({start:g}, {end:g}]")
+        counts = self.fetch(function, versions, start, end)
+        steps: dict = defaultdict(lambda: defaultdict(Counter))  # version -> step start -> (lower, upper) -> n
+        queries_ = [(band, self._band_query(function, step_s, band)) for band in self.bands]
+        overflow = self._overflow(function, step_s)
+        for band, query in queries_ + ([(None, overflow)] if overflow is not None else []):
+            for key, points in self.backend.range(query, start + step_s, end, step_s).items():
+                labels = dict(key)
+                version = labels.get(queries.VERSION, "")
+                if band is None:
+                    edges = (float(self.bands[-1].high), math.inf)
+                for at, value in points:
+                    if not start < at <= end:
+                        continue  # a step Loki adds past `end`
+                    if band is not None:
+                        edges = self._edges(band, labels.get("bin", ""))
+                    steps[version][at - step_s][edges] += as_count(value, f"{version} latency step {at}")
+        for version in versions:
+            window_bins = {upper for upper, _ in counts[version]["latency_bins"]}
+            per_step = []
+            for at in sorted(steps.get(version, {})):
+                bins = steps[version][at]
+                strays = sorted(upper for _, upper in bins if upper not in window_bins)
+                if strays:
+                    raise AggregateError(f"{version}: a step's bin ends at {strays[0]:g} ms, in no bin of the "
+                                         "window's histogram (lines arrived between the queries?)")
+                per_step.append([float(at), [[float(upper), int(n)] for (_, upper), n in sorted(bins.items()) if n]])
+            total = sum(n for _, pairs in per_step for _, n in pairs)
+            if total != counts[version]["requests"]:
+                raise AggregateError(f"{version}: the steps hold {total} requests, the window "
+                                     f"{counts[version]['requests']} (lines arrived between the queries)")
+            counts[version]["latency_steps"] = per_step
+        return counts
+
+    # -- pieces -------------------------------------------------------------------------
+    @staticmethod
+    def _window(start: float, end: float) -> int:
+        window = end - start
+        if window <= 0 or not float(window).is_integer():
+            raise ValueError(f"a window is a whole number of seconds > 0, got ({start:g}, {end:g}]")
+        return int(window)
+
+    @staticmethod
+    def _band_query(function: str, window: int, band: Band):
+        return queries.binned_requests(function, window, "latency_ms", band.width, band.low, band.high)
+
+    def _overflow(self, function: str, window: int):
+        high = self.bands[-1].high
+        if high is None:
+            return None
+        return queries.requests_where(function, window, LabelFilter("latency_ms", ">=", high))
+
+    def _by_version(self, query, at: float, label: str | None = None) -> dict:
+        """{version: {label value: count}} (label None: {(): count})."""
+        out: dict = defaultdict(dict)
+        for key, value in self.backend.instant(query, at).items():
+            labels = dict(key)
+            version = labels.get(queries.VERSION, "")
+            name = labels.get(label, "") if label else ()
+            out[version][name] = out[version].get(name, 0) + as_count(value, f"{version} {label or 'count'} {name}")
+        return out
+
+    @staticmethod
+    def _edges(band: Band, label: str) -> tuple[float, float]:
+        try:
+            k = float(label)
+        except ValueError:
+            raise AggregateError(f"bin label {label!r} is not a number") from None
+        if not k.is_integer():
+            raise AggregateError(f"bin label {label!r} is not a whole number")
+        return BinLabel("latency_ms", band.width).edges(int(k))
+
+    def _add_band(self, latency: dict, vector: Vector, band: Band) -> None:
+        for key, value in vector.items():
+            labels = dict(key)
+            version = labels.get(queries.VERSION, "")
+            edges = self._edges(band, labels.get("bin", ""))
+            latency[version][edges] = latency[version].get(edges, 0) + as_count(value, f"{version} latency bin")
+
+    def _values(self, function: str, window: int, field: str, width: float, at: float) -> dict:
+        query = queries.binned_requests(function, window, field, width, answered=True)
+        out: dict = defaultdict(dict)
+        binning = BinLabel(field, width)
+        for key, value in self.backend.instant(query, at).items():
+            labels = dict(key)
+            k = float(labels.get("bin", "nan"))
+            if not k.is_integer():
+                raise AggregateError(f"{field} bin label {labels.get('bin')!r} is not a whole number")
+            out[labels.get(queries.VERSION, "")][binning.edges(int(k))] = as_count(value, f"{field} bin")
+        return out
+
+    @staticmethod
+    def _counts(version: str, status: dict, latency: dict, classes: dict, values: dict) -> dict:
+        requests = sum(status.values())
+        binned = sum(latency.values())
+        if binned != requests:
+            raise AggregateError(
+                f"{version}: {requests} requests by status but {binned} in latency bins (lines without a "
+                "numeric latency_ms, below 0, or lines that arrived between the queries)")
+        return {"requests": requests, "latency_bins": contiguous(latency, floor=0.0),
+                "status": {code: status[code] for code in sorted(status)},
+                "classes": dict(sorted(classes.items(), key=lambda item: (-item[1], item[0]))),
+                "values": {field: contiguous(bins) for field, bins in values.items()}}
