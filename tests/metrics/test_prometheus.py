@@ -307,3 +307,52 @@ def test_dashboard_queries_run_and_return_data(scenario):
     for title, expr in queries:
         assert prom.query(expr), f"panel {title!r}: no data for {expr}"
     assert len(queries) >= 10
+
+
+def test_aggregates_per_version_are_what_each_function_served(scenario):
+    """The comparison's counts read from Prometheus (logslo.prometheus_aggregates) for the two
+    versions equal what each process logged: requests by status, the latency histogram bucket
+    by bucket, the top-1 probabilities; the per-step histograms add up to the window's."""
+    from logslo.compare.binned import Binned
+    from logslo.prometheus_aggregates import PrometheusAggregates
+
+    prom = scenario["prom"]
+    end = math.ceil(time.time())
+    start = end - 3600  # this Prometheus started with the module: the window holds all it has
+    fetcher = PrometheusAggregates(prom.url, timeout_s=10)
+    counts = fetcher.fetch("classifier", ("v1", "v2"), start, end)
+    one_look = fetcher.queries
+    for version in ("v1", "v2"):
+        lines, got = inference_lines(scenario[version]), counts[version]
+        assert got["requests"] == len(lines)
+        assert got["status"] == {str(s): n for s, n in sorted(Counter(line["status"] for line in lines).items())}
+        latencies = [line["latency_ms"] for line in lines]
+        expected, lower = [], 0.0
+        for upper, _ in got["latency_bins"]:
+            expected.append(sum(lower < x <= upper for x in latencies))
+            lower = upper
+        # the log rounds latency to the microsecond: a request within half of one of a
+        # bucket's edge may sit on the other side of it than in the histogram
+        edges = [upper for upper, _ in got["latency_bins"]]
+        near = sum(any(abs(x - e) <= 0.0005 for e in edges) for x in latencies)
+        misses = sum(abs(n - e) for (_, n), e in zip(got["latency_bins"], expected))
+        assert misses <= 2 * near, (version, got["latency_bins"], expected)
+        probabilities = [line["top1_prob"] for line in lines if line["status"] == 200]
+        lower = -math.inf
+        for upper, n in got["values"]["top1_prob"]:
+            assert n == sum(lower < p <= upper for p in probabilities), (version, upper)
+            lower = upper
+        Binned.from_counts({**got, "values": {}})  # the comparison's own check of the interface
+        print(f"\n{version}: {got['requests']} requests, {len(got['latency_bins'])} latency bins, "
+              f"status {got['status']}")
+    # a stepped read: per-10 s histograms that tile the window
+    stepped = PrometheusAggregates(prom.url, timeout_s=10).fetch_steps("classifier", ("v1", "v2"), start, end, 10)
+    for version in ("v1", "v2"):
+        steps = stepped[version]["latency_steps"]
+        assert sum(n for _, pairs in steps for _, n in pairs) == counts[version]["requests"]
+        assert all(start <= at < end for at, _ in steps)
+    # cost: a fixed number of queries a look, linear in the looks
+    for _ in range(4):
+        fetcher.fetch("classifier", ("v1", "v2"), start, end)
+    assert fetcher.queries == 5 * one_look == 5 * 4
+    print(f"5 looks: {fetcher.queries} queries, {fetcher.bytes} bytes")
