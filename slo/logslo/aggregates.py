@@ -242,3 +242,38 @@ class LokiAggregates:
                 "status": {code: status[code] for code in sorted(status)},
                 "classes": dict(sorted(classes.items(), key=lambda item: (-item[1], item[0]))),
                 "values": {field: contiguous(bins) for field, bins in values.items()}}
+
+
+def pairs_to_bins(pairs: list, floor: float) -> dict:
+    """{(lower, upper): count} of the non-empty bins of [[upper, count], ...] (the first
+    bin's lower edge is `floor`, or the upper of a leading empty bin)."""
+    out, lower = {}, floor
+    for upper, count in pairs:
+        if count:
+            out[(lower, upper)] = out.get((lower, upper), 0) + count
+        lower = upper
+    return out
+
+
+def merge_counts(earlier: dict, later: dict) -> dict:
+    """One version's counts over two adjacent windows added up: what a watch keeps when
+    each look reads only the requests since the last one. Bins of the same fetcher are
+    either the same or disjoint, so adding them is exact."""
+    latency = pairs_to_bins(earlier["latency_bins"], 0.0)
+    for key, n in pairs_to_bins(later["latency_bins"], 0.0).items():
+        latency[key] = latency.get(key, 0) + n
+    values = {}
+    for field in set(earlier.get("values", {})) | set(later.get("values", {})):
+        bins = pairs_to_bins(earlier.get("values", {}).get(field, []), -math.inf)
+        for key, n in pairs_to_bins(later.get("values", {}).get(field, []), -math.inf).items():
+            bins[key] = bins.get(key, 0) + n
+        finite = {k: n for k, n in bins.items() if math.isfinite(k[0])}
+        lowest = [[k[1], n] for k, n in bins.items() if not math.isfinite(k[0])]
+        values[field] = lowest + (contiguous(finite)[1:] if lowest else contiguous(finite))
+    out = {"requests": earlier["requests"] + later["requests"], "latency_bins": contiguous(latency, floor=0.0),
+           "status": dict(sorted((Counter(earlier["status"]) + Counter(later["status"])).items())),
+           "classes": dict((Counter(earlier.get("classes", {})) + Counter(later.get("classes", {}))).most_common()),
+           "values": values}
+    if "latency_steps" in earlier or "latency_steps" in later:
+        out["latency_steps"] = sorted(earlier.get("latency_steps", []) + later.get("latency_steps", []))
+    return out

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from logslo import queries
-from logslo.aggregates import LATENCY_BANDS_MS, AggregateError, LokiAggregates, contiguous
+from logslo.aggregates import LATENCY_BANDS_MS, AggregateError, LokiAggregates, contiguous, merge_counts
 from logslo.compare.binned import Binned
 from logslo.logfile import parse_rfc3339_ns
 from logslo.logql import LabelFilter
@@ -183,3 +183,21 @@ def test_the_queries_are_the_recorded_ones_but_for_the_fields_they_extract(metri
     assert queries.requests_where(F, 3600, LabelFilter("latency_ms", ">", 50)).bare().render() == \
         recorded["latency_over_50ms_by_version"]["query"]
     assert queries.class_counts(F, 3600).bare().render() == recorded["class_mix_by_version"]["query"]
+
+
+def test_a_watch_s_looks_add_up_to_one_window(loki, metric_answers):
+    """Sixty looks of a minute each, every one reading only its minute, add up to the very
+    counts of one hour read at once (merge_counts), for 60 times one look's queries."""
+    end = metric_answers["instant_time"]
+    start = end - 3600
+    whole_fetcher = LokiAggregates(LokiBackend(loki.url, timeout_s=10), values={"top1_prob": 0.05})
+    whole = whole_fetcher.fetch(F, VERSIONS, start, end)
+    looks = LokiAggregates(LokiBackend(loki.url, timeout_s=10), values={"top1_prob": 0.05})
+    kept = None
+    for minute in range(60):
+        look = looks.fetch(F, VERSIONS, start + minute * 60, start + (minute + 1) * 60)
+        kept = look if kept is None else {v: merge_counts(kept[v], look[v]) for v in VERSIONS}
+    assert kept == whole
+    assert looks.queries == 60 * whole_fetcher.queries
+    print(f"\n60 one-minute looks: {looks.queries} queries, {looks.bytes} bytes; "
+          f"one 1h read: {whole_fetcher.queries} queries, {whole_fetcher.bytes} bytes")
