@@ -60,10 +60,11 @@ def source_of(slo: settings_mod.Settings, log_files: list):
 
 class Reports:
     """Rewrites watch.json and watch.html after each look (atomically: a browser or the
-    gate never reads half a file) and prints one line a look."""
+    gate never reads half a file) and prints one line a look, with what reading has cost
+    so far when the source counts it (`queries_sent`, `bytes_received`: Loki)."""
 
-    def __init__(self, directory: str, out=sys.stdout):
-        self.directory, self.out = directory, out
+    def __init__(self, directory: str, out=sys.stdout, source=None):
+        self.directory, self.out, self.source = directory, out, source
         os.makedirs(directory, exist_ok=True)
 
     def __call__(self, watch: Watch) -> None:
@@ -71,7 +72,7 @@ class Reports:
         doc = watch.document()
         self._write("watch.json", json.dumps(doc, indent=2))
         self._write("watch.html", watch_page(doc))
-        print(look_line(watch), file=self.out, flush=True)
+        print(look_line(watch) + read_cost(self.source), file=self.out, flush=True)
         if watch.final:
             self._write("report.md", markdown(doc))
 
@@ -87,6 +88,14 @@ def look_line(watch: Watch) -> str:
     judged = f"judged {look.requests['baseline']}/{look.requests['candidate']}"
     head = f"look {look.index}/{watch.planned_looks} [{look.status}] {judged}: "
     return head + (HEADLINE[watch.verdict] + ": " if watch.final else "") + watch.reason
+
+
+def read_cost(source) -> str:
+    """` [read so far: 12 queries, 1.2 MB]`, or nothing for a source that does not count."""
+    queries, received = getattr(source, "queries_sent", None), getattr(source, "bytes_received", None)
+    if queries is None or received is None:
+        return ""
+    return f" [read so far: {queries} queries, {received / 1e6:.2f} MB]"
 
 
 def markdown(doc: dict) -> str:
@@ -159,6 +168,6 @@ def main(argv: list, environ=None) -> int:
           f"{source.describe()}: a look every {watch.interval_s:g} s, {watch.planned_looks} looks, "
           f"warm-up {contracts.warmup_s:g} s", flush=True)
     report_dir = args.report_dir or DEFAULT_REPORT_DIR
-    run(watch, reader, on_look=Reports(report_dir))
+    run(watch, reader, on_look=Reports(report_dir, source=source))
     print(f"reports in {report_dir}: watch.html, watch.json, report.md")
     return EXIT_CODES[watch.verdict]

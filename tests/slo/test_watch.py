@@ -5,6 +5,7 @@ and off between looks. Missing, partial or failed data never promotes and never 
 
 import gzip
 import json
+import re
 import subprocess
 
 import pytest
@@ -192,3 +193,20 @@ def test_a_log_that_stops_growing_decides_nothing_after_it_stopped(tmp_path, lok
     assert watch.verdict == "inconclusive" and watch.decided_look is None
     assert [look.status for look in watch.looks][8:] == ["no-new-data"] * (len(watch.looks) - 8)
     assert "about" in watch.reason and "requests a version would decide it" in watch.reason
+
+
+def test_the_watch_prints_what_its_reads_cost(tmp_path, loki_standin, capfd):
+    """Each look's line says how many queries the watch has sent and the bytes it received:
+    what the Loki stand-in counted, growing look by look with what each look read."""
+    loki = loki_standin(write(tmp_path / "log.jsonl", log_lines()))
+    reports = tmp_path / "canary"
+    code = watch_command.main([str(CONTRACTS), "--baseline", BASE, "--candidate", CAND, "--loki-url", loki.url,
+                               "--at", str(START), "--interval", str(INTERVAL), "--deadline", "60",
+                               "--report-dir", str(reports)], environ={})
+    printed = [line for line in capfd.readouterr().out.splitlines() if line.startswith("look ")]
+    costs = [re.search(r"read so far: (\d+) queries, ([\d.]+) MB", line) for line in printed]
+    assert code in (0, 2) and len(costs) == 6 and all(costs)
+    queries = [int(c.group(1)) for c in costs]
+    assert queries == sorted(queries) and queries[0] > 0
+    assert queries[-1] == sum(loki.counts.values())
+    assert float(costs[-1].group(2)) > float(costs[0].group(2)) > 0
