@@ -40,6 +40,21 @@ from .vectors import Vector
 LATENCY_BANDS_MS = ((0, 10, 0.1), (10, 100, 0.5), (100, 1000, 5), (1000, 10000, 50))
 
 
+STEPS = (300, 120, 60, 30, 10, 5, 1)  # step lengths a stepped read tries, longest first
+MIN_STEPS = 20  # a stepped read has at least this many steps
+
+
+def steps_of(start: float, end: float) -> int | None:
+    """The longest step of STEPS that tiles (start, end] in at least MIN_STEPS steps, both
+    ends on its grid (the grid Loki's query frontend aligns steps to), else None."""
+    if not (float(start).is_integer() and float(end).is_integer()):
+        return None
+    for step in STEPS:
+        if start % step == 0 and end % step == 0 and (end - start) // step >= MIN_STEPS:
+            return step
+    return None
+
+
 class AggregateError(RuntimeError):
     """The engine's answers do not add up to one version's counts (say which and why)."""
 
@@ -90,6 +105,7 @@ class LokiAggregates:
         self.backend = backend
         self.bands = tuple(Band.of(b) for b in bands)
         self.values = dict(values or {})
+        self._read: dict = {}  # (function, start, end) -> {version: counts}: the last window read
         if not self.bands:
             raise ValueError("at least one latency band")
         highs = [b.high for b in self.bands]
@@ -172,6 +188,25 @@ class LokiAggregates:
                                      f"{counts[version]['requests']} (lines arrived between the queries)")
             counts[version]["latency_steps"] = per_step
         return counts
+
+    def version_counts(self, function: str, version: str, start: float, end: float) -> dict:
+        """One version's counts over (start, end] (the aggregate path's `version_counts`), with
+        per-step histograms when the window's ends fall on a step grid (steps_of). Every
+        version of the window is read at once and kept: the other version's call asks nothing."""
+        key = (function, start, end)
+        if key not in self._read:
+            step = steps_of(start, end)
+            versions = self._versions(function, start, end)
+            self._read = {key: self.fetch_steps(function, versions, start, end, step) if step
+                          else self.fetch(function, versions, start, end)}
+        counts = self._read[key]
+        if version in counts:
+            return counts[version]
+        return {"requests": 0, "latency_bins": [], "status": {}, "classes": {}, "values": {}}  # no request
+
+    def _versions(self, function: str, start: float, end: float) -> tuple:
+        query = queries.requests(function, self._window(start, end), by=(queries.VERSION,))
+        return tuple(sorted(dict(key).get(queries.VERSION, "") for key in self.backend.instant(query, end)))
 
     # -- pieces -------------------------------------------------------------------------
     @staticmethod

@@ -93,6 +93,7 @@ class LokiBackend:
         # what reading cost: HTTP requests sent and body bytes received (answers and errors)
         self.queries_sent = 0
         self.bytes_received = 0
+        self._aggregates = None  # the counting queries' fetcher, made on first use
         self.headers = {"Accept": "application/json", "User-Agent": "torchfaas-slo"}
         if tenant:  # multi-tenant (scalable) Loki needs the org id on every call
             self.headers["X-Scope-OrgID"] = tenant
@@ -129,6 +130,14 @@ class LokiBackend:
                 label_set(s["metric"]): [(float(t), float(v)) for t, v in s["values"]]
                 for s in data["result"]
             }
+
+    def version_counts(self, function: str, version: str, start: float, end: float) -> dict:
+        """One version's counts over (start, end], counted by Loki (aggregates.LokiAggregates:
+        metric queries, not lines): the aggregate path of a comparison."""
+        if self._aggregates is None:
+            from .aggregates import LokiAggregates
+            self._aggregates = LokiAggregates(self)
+        return self._aggregates.version_counts(function, version, start, end)
 
     def lines(self, logs: LogQuery, start: float, end: float):
         """The fields of each line the log query keeps in (start, end], oldest first, read in

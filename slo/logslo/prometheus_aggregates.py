@@ -39,7 +39,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 
-from .aggregates import AggregateError, as_count
+from .aggregates import AggregateError, as_count, steps_of
 from .logql import format_duration
 
 VERSION = "model_version"
@@ -127,6 +127,14 @@ class PrometheusAggregates:
                 per_step.append([at, [[upper, n] for (_, upper), n in sorted(bins.items()) if n]])
             counts[version]["latency_steps"] = per_step
         return counts
+
+    def version_counts(self, function: str, version: str, start: float, end: float) -> dict:
+        """One version's counts over (start, end] (the aggregate path's `version_counts`), with
+        per-step histograms when the window has a step grid (aggregates.steps_of)."""
+        step = steps_of(start, end)
+        if step:
+            return self.fetch_steps(function, (version,), start, end, step)[version]
+        return self.fetch(function, (version,), start, end)[version]
 
     # -- pieces -------------------------------------------------------------------------
     @staticmethod

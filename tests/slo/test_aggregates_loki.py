@@ -201,3 +201,20 @@ def test_a_watch_s_looks_add_up_to_one_window(loki, metric_answers):
     assert looks.queries == 60 * whole_fetcher.queries
     print(f"\n60 one-minute looks: {looks.queries} queries, {looks.bytes} bytes; "
           f"one 1h read: {whole_fetcher.queries} queries, {whole_fetcher.bytes} bytes")
+
+
+def test_a_comparison_s_version_counts_come_from_loki_s_counting(loki, metric_answers):
+    """LokiBackend.version_counts (what the aggregate path of a comparison asks): both
+    versions read by one fetch, with 1-minute steps (the longest of at least 20 whose grid
+    the window's ends are on)."""
+    end = metric_answers["instant_time"] // 300 * 300
+    backend = LokiBackend(loki.url, timeout_s=10)
+    base = backend.version_counts(F, "v1.2.1", end - 3600, end)
+    sent = backend.queries_sent
+    cand = backend.version_counts(F, "v1.3.0", end - 3600, end)
+    assert backend.queries_sent == sent  # the second version was read with the first
+    whole = LokiAggregates(LokiBackend(loki.url, timeout_s=10)).fetch(F, VERSIONS, end - 3600, end)
+    for got, version in ((base, "v1.2.1"), (cand, "v1.3.0")):
+        assert {k: v for k, v in got.items() if k != "latency_steps"} == whole[version]
+        assert 50 <= len(got["latency_steps"]) <= 60 and Binned.from_counts(got).step_s == 60
+    assert backend.version_counts(F, "v9", end - 3600, end)["requests"] == 0
