@@ -81,6 +81,7 @@ class PrometheusAggregates:
         self.headers = {"Accept": "application/json", "User-Agent": "torchfaas-slo", **(headers or {})}
         self.queries = 0  # HTTP requests sent
         self.bytes = 0  # body bytes received
+        self.unbounded: set = set()  # value fields left out: answers in an unbounded bucket
 
     def describe(self) -> str:
         return f"Prometheus at {self.url} (aggregates)"
@@ -135,6 +136,26 @@ class PrometheusAggregates:
         if step:
             return self.fetch_steps(function, (version,), start, end, step)[version]
         return self.fetch(function, (version,), start, end)[version]
+
+    def version_binned(self, function: str, versions, start: float, end: float) -> dict:
+        """{version: Binned} over (start, end] (the comparison's aggregate path, its figures
+        read from the bins). A value histogram with answers in an unbounded bucket (below its
+        lowest bound or above its highest) has no known mean: it is left out, and named in
+        `unbounded`."""
+        from .compare.binned import Binned
+
+        step = steps_of(start, end)
+        counts = self.fetch_steps(function, versions, start, end, step) if step else \
+            self.fetch(function, versions, start, end)
+        out = {}
+        for version, got in counts.items():
+            for field, pairs in list(got["values"].items()):
+                # bins from _trimmed: a first bin with answers is the lowest bucket, (-inf, le]
+                if pairs and (pairs[0][1] > 0 or math.isinf(pairs[-1][0])):
+                    del got["values"][field]
+                    self.unbounded.add(field)
+            out[version] = Binned.from_counts(got)
+        return out
 
     # -- pieces -------------------------------------------------------------------------
     @staticmethod

@@ -351,6 +351,15 @@ def test_aggregates_per_version_are_what_each_function_served(scenario):
         steps = stepped[version]["latency_steps"]
         assert sum(n for _, pairs in steps for _, n in pairs) == counts[version]["requests"]
         assert all(start <= at < end for at, _ in steps)
+    # the comparison's aggregate path: each version as bins, its figures read from them
+    reader = PrometheusAggregates(prom.url, timeout_s=10)
+    binned = reader.version_binned("classifier", ("v1", "v2"), start, end)
+    for version in ("v1", "v2"):
+        lines = inference_lines(scenario[version])
+        assert binned[version].requests == len(lines) and binned[version].source == "aggregates"
+        assert binned[version].faults == sum(line["status"] >= 500 for line in lines)
+        answered = sum(line["status"] == 200 for line in lines)
+        assert "top1_prob" in reader.unbounded or binned[version].values("top1_prob").n == answered
     # cost: a fixed number of queries a look, linear in the looks
     for _ in range(4):
         fetcher.fetch("classifier", ("v1", "v2"), start, end)
