@@ -210,3 +210,34 @@ def test_the_watch_prints_what_its_reads_cost(tmp_path, loki_standin, capfd):
     assert queries == sorted(queries) and queries[0] > 0
     assert queries[-1] == sum(loki.counts.values())
     assert float(costs[-1].group(2)) > float(costs[0].group(2)) > 0
+
+
+# -- the aggregate path: counts, not lines -----------------------------------------------
+
+
+def test_each_look_counts_only_since_the_last_and_leaves_the_warm_up_out(tmp_path, loki_standin):
+    """NewCounts through the Loki stand-in: every request of the watch so far is either
+    judged or warm-up, each counted once, and no request of a version's first 30 s is judged."""
+    from logslo.aggregates import LokiAggregates
+    from logslo.newcounts import NewCounts, add
+
+    log = write(tmp_path / "log.jsonl", log_lines())
+    fetcher = LokiAggregates(LokiBackend(loki_standin(log).url, timeout_s=5))
+    reader = NewCounts(fetcher, "classifier", (BASE, CAND), since=START, warmup_s=30, lag_s=0)
+    kept, warming = {}, {BASE: 0, CAND: 0}
+    for look in range(1, 9):
+        counted = reader.read(START + look * 10)
+        for version in (BASE, CAND):
+            kept[version] = add(kept.get(version), counted.counts[version])
+            warming[version] += counted.warming.get(version, 0)
+    assert reader.last == (START + 80) // 5 * 5  # the reads start and end on the 5 s grid
+    lines = [line for line in log_lines() if START // 5 * 5 < line_time(line) <= reader.last
+             and line.get("event") == "inference"]
+    for version in (BASE, CAND):
+        mine = sorted(line_time(line) for line in lines if line["model_version"] == version)
+        assert kept[version]["requests"] + warming[version] == len(mine)
+        judged_early = sum(t <= mine[0] + 30 for t in mine)
+        assert warming[version] >= judged_early  # the whole warm-up left out, and at most a step more
+        assert warming[version] <= sum(t <= mine[0] + 35 for t in mine)
+        assert sum(n for _, pairs in kept[version]["latency_steps"] for _, n in pairs) == kept[version]["requests"]
+    assert fetcher.queries >= 8 * 12  # a stepped read a look, and one more as a warm-up ends
