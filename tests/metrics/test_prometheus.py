@@ -360,6 +360,20 @@ def test_aggregates_per_version_are_what_each_function_served(scenario):
         assert binned[version].faults == sum(line["status"] >= 500 for line in lines)
         answered = sum(line["status"] == 200 for line in lines)
         assert "top1_prob" in reader.unbounded or binned[version].values("top1_prob").n == answered
+    # a watch's looks (NewCounts): each reads the counts since the last one, on a 5 s grid;
+    # every request served is judged or warm-up, once
+    from logslo.newcounts import NewCounts, add
+    reader = NewCounts(PrometheusAggregates(prom.url, timeout_s=10), "classifier", ("v1", "v2"),
+                       since=end - math.ceil(scenario["seconds"]) - 30, warmup_s=10, lag_s=0)
+    kept, warming = {}, Counter()
+    for until in range(int(reader.last) + 20, end + 20, 20):
+        look = reader.read(until)
+        for version in ("v1", "v2"):
+            kept[version] = add(kept.get(version), look.counts[version])
+            warming[version] += look.warming.get(version, 0)
+    for version in ("v1", "v2"):
+        assert kept[version]["requests"] + warming[version] == len(inference_lines(scenario[version]))
+        assert warming[version] > 0
     # cost: a fixed number of queries a look, linear in the looks
     for _ in range(4):
         fetcher.fetch("classifier", ("v1", "v2"), start, end)
