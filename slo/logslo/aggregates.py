@@ -126,22 +126,25 @@ class LokiAggregates:
 
     @property
     def queries_per_look(self) -> int:
-        """Instant queries a `fetch` sends: one per band, the overflow, status, classes, values."""
+        """Queries a `fetch` (or a `fetch_steps`) sends: one per band, the overflow, status,
+        classes, one per value field."""
         overflow = 1 if self.bands[-1].high is not None else 0
         return len(self.bands) + overflow + 2 + len(self.values)
 
     # -- reads --------------------------------------------------------------------------
-    def fetch(self, function: str, versions, start: float, end: float) -> dict:
-        """{version: counts} over (start, end]; a version without requests has zero counts."""
+    def fetch(self, function: str, versions, start: float, end: float, latency: dict | None = None) -> dict:
+        """{version: counts} over (start, end]; a version without requests has zero counts.
+        `latency` ({version: {(lower, upper): count}}) when the latency was already counted."""
         window = self._window(start, end)
         status = self._by_version(queries.requests(function, window, by=(queries.VERSION, "status")), end, "status")
-        latency: dict = defaultdict(dict)
-        for band in self.bands:
-            self._add_band(latency, self.backend.instant(self._band_query(function, window, band), end), band)
-        overflow = self._overflow(function, window)
-        if overflow is not None:
-            for version, n in self._by_version(overflow, end).items():
-                latency[version][(float(self.bands[-1].high), math.inf)] = n[()]
+        if latency is None:
+            latency = defaultdict(dict)
+            for band in self.bands:
+                self._add_band(latency, self.backend.instant(self._band_query(function, window, band), end), band)
+            overflow = self._overflow(function, window)
+            if overflow is not None:
+                for version, n in self._by_version(overflow, end).items():
+                    latency[version][(float(self.bands[-1].high), math.inf)] = n[()]
         classes = self._by_version(queries.class_counts(function, window), end, "top1_class")
         values = {field: self._values(function, window, field, width, end) for field, width in self.values.items()}
         return {version: self._counts(version, status.get(version, {}), latency.get(version, {}),
@@ -151,12 +154,12 @@ class LokiAggregates:
     def fetch_steps(self, function: str, versions, start: float, end: float, step_s: int) -> dict:
         """`fetch` plus `latency_steps`: the latency histogram of each step of `step_s` in
         (start, end] (start and end multiples of the step, so the steps tile the window),
-        from one range query per band; the window's bins are the steps' sums."""
+        from one range query per band; the window's latency bins are the steps' sums (a
+        stepped read costs the band queries once, as range queries)."""
         step_s = int(step_s)
         if step_s <= 0 or start % step_s or end % step_s:
             raise ValueError(f"a stepped read needs start and end on multiples of the {step_s}s step, "
                              f"got ({start:g}, {end:g}]")
-        counts = self.fetch(function, versions, start, end)
         steps: dict = defaultdict(lambda: defaultdict(Counter))  # version -> step start -> (lower, upper) -> n
         queries_ = [(band, self._band_query(function, step_s, band)) for band in self.bands]
         overflow = self._overflow(function, step_s)
@@ -172,21 +175,15 @@ class LokiAggregates:
                     if band is not None:
                         edges = self._edges(band, labels.get("bin", ""))
                     steps[version][at - step_s][edges] += as_count(value, f"{version} latency step {at}")
+        latency: dict = defaultdict(Counter)
+        for version, by_step in steps.items():
+            for bins in by_step.values():
+                latency[version].update(bins)
+        counts = self.fetch(function, versions, start, end, latency={v: dict(c) for v, c in latency.items()})
         for version in versions:
-            window_bins = {upper for upper, _ in counts[version]["latency_bins"]}
-            per_step = []
-            for at in sorted(steps.get(version, {})):
-                bins = steps[version][at]
-                strays = sorted(upper for _, upper in bins if upper not in window_bins)
-                if strays:
-                    raise AggregateError(f"{version}: a step's bin ends at {strays[0]:g} ms, in no bin of the "
-                                         "window's histogram (lines arrived between the queries?)")
-                per_step.append([float(at), [[float(upper), int(n)] for (_, upper), n in sorted(bins.items()) if n]])
-            total = sum(n for _, pairs in per_step for _, n in pairs)
-            if total != counts[version]["requests"]:
-                raise AggregateError(f"{version}: the steps hold {total} requests, the window "
-                                     f"{counts[version]['requests']} (lines arrived between the queries)")
-            counts[version]["latency_steps"] = per_step
+            counts[version]["latency_steps"] = [
+                [float(at), [[float(upper), int(n)] for (_, upper), n in sorted(bins.items()) if n]]
+                for at, bins in sorted(steps.get(version, {}).items())]
         return counts
 
     def version_counts(self, function: str, version: str, start: float, end: float) -> dict:

@@ -63,7 +63,7 @@ class Reports:
     gate never reads half a file) and prints one line a look, with what reading has cost
     so far when the source counts it (`queries_sent`, `bytes_received`: Loki)."""
 
-    def __init__(self, directory: str, out=sys.stdout, source=None):
+    def __init__(self, directory: str, out=None, source=None):
         self.directory, self.out, self.source = directory, out, source
         os.makedirs(directory, exist_ok=True)
 
@@ -72,7 +72,7 @@ class Reports:
         doc = watch.document()
         self._write("watch.json", json.dumps(doc, indent=2))
         self._write("watch.html", watch_page(doc))
-        print(look_line(watch) + read_cost(self.source), file=self.out, flush=True)
+        print(look_line(watch) + read_cost(self.source), file=self.out or sys.stdout, flush=True)
         if watch.final:
             self._write("report.md", markdown(doc))
 

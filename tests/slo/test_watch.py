@@ -195,7 +195,7 @@ def test_a_log_that_stops_growing_decides_nothing_after_it_stopped(tmp_path, lok
     assert "about" in watch.reason and "requests a version would decide it" in watch.reason
 
 
-def test_the_watch_prints_what_its_reads_cost(tmp_path, loki_standin, capfd):
+def test_the_watch_prints_what_its_reads_cost(tmp_path, loki_standin, capsys):
     """Each look's line says how many queries the watch has sent and the bytes it received:
     what the Loki stand-in counted, growing look by look with what each look read."""
     loki = loki_standin(write(tmp_path / "log.jsonl", log_lines()))
@@ -203,7 +203,7 @@ def test_the_watch_prints_what_its_reads_cost(tmp_path, loki_standin, capfd):
     code = watch_command.main([str(CONTRACTS), "--baseline", BASE, "--candidate", CAND, "--loki-url", loki.url,
                                "--at", str(START), "--interval", str(INTERVAL), "--deadline", "60",
                                "--report-dir", str(reports)], environ={})
-    printed = [line for line in capfd.readouterr().out.splitlines() if line.startswith("look ")]
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("look ")]
     costs = [re.search(r"read so far: (\d+) queries, ([\d.]+) MB", line) for line in printed]
     assert code in (0, 2) and len(costs) == 6 and all(costs)
     queries = [int(c.group(1)) for c in costs]
@@ -240,4 +240,5 @@ def test_each_look_counts_only_since_the_last_and_leaves_the_warm_up_out(tmp_pat
         assert warming[version] >= judged_early  # the whole warm-up left out, and at most a step more
         assert warming[version] <= sum(t <= mine[0] + 35 for t in mine)
         assert sum(n for _, pairs in kept[version]["latency_steps"] for _, n in pairs) == kept[version]["requests"]
-    assert fetcher.queries >= 8 * 12  # a stepped read a look, and one more as a warm-up ends
+    # a stepped read a look (7 queries), and one more for each version as its warm-up ends
+    assert fetcher.queries == (8 + 2) * fetcher.queries_per_look == 70
