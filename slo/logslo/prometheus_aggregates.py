@@ -87,13 +87,15 @@ class PrometheusAggregates:
         return f"Prometheus at {self.url} (aggregates)"
 
     # -- reads --------------------------------------------------------------------------
-    def fetch(self, function: str, versions, start: float, end: float) -> dict:
-        """{version: counts} over (start, end]; a version without requests has zero counts."""
+    def fetch(self, function: str, versions, start: float, end: float, latency: dict | None = None) -> dict:
+        """{version: counts} over (start, end]; a version without requests has zero counts.
+        `latency` ({version: {(lower, upper): count}}) when the latency was already counted."""
         window = self._window(start, end)
         status = self._grouped(window_increase(selector(REQUESTS, function, event="inference"), window,
                                                (VERSION, "status")), end, "status")
-        latency = self._histograms(selector(LATENCY + "_bucket", function, event="inference"), window, end,
-                                   scale=1000.0)
+        if latency is None:
+            latency = self._histograms(selector(LATENCY + "_bucket", function, event="inference"), window, end,
+                                       scale=1000.0)
         declared = self._declared(function, end)
         values = {field: self._histograms(selector(metric + "_bucket", function), window, end)
                   for metric, kind, field in declared if kind == "histogram"}
@@ -108,11 +110,11 @@ class PrometheusAggregates:
 
     def fetch_steps(self, function: str, versions, start: float, end: float, step_s: int) -> dict:
         """`fetch` plus `latency_steps`: the histogram of each step of `step_s` tiling
-        (start, end] (end - start a multiple of the step), from one range query."""
+        (start, end] (end - start a multiple of the step), from one range query; the
+        window's latency bins are the steps' sums."""
         step_s = int(step_s)
         if step_s <= 0 or (end - start) % step_s:
             raise ValueError(f"a stepped read needs end - start a multiple of the {step_s}s step")
-        counts = self.fetch(function, versions, start, end)
         query = window_increase(selector(LATENCY + "_bucket", function, event="inference"), step_s, (VERSION, "le"))
         data = self._get("/api/v1/query_range", query, {"start": _time(start + step_s), "end": _time(end),
                                                          "step": str(step_s)})
@@ -121,21 +123,20 @@ class PrometheusAggregates:
             version, le = series["metric"].get(VERSION, ""), float(series["metric"]["le"])
             for at, value in series["values"]:
                 cumulative[version][float(at) - step_s][le] = as_count(round(float(value)), f"{version} le={le}")
+        steps = {version: {at: _non_cumulative(les, 1000.0) for at, les in by_step.items()}
+                 for version, by_step in cumulative.items()}
+        latency: dict = {}
+        for version, by_step in steps.items():
+            total: dict = defaultdict(int)
+            for bins in by_step.values():
+                for key, n in bins.items():
+                    total[key] += n
+            latency[version] = dict(total)
+        counts = self.fetch(function, versions, start, end, latency=latency)
         for version in versions:
-            per_step = []
-            for at in sorted(cumulative.get(version, {})):
-                bins = _non_cumulative(cumulative[version][at], 1000.0)
-                per_step.append([at, [[upper, n] for (_, upper), n in sorted(bins.items()) if n]])
-            counts[version]["latency_steps"] = per_step
+            counts[version]["latency_steps"] = [[at, [[upper, n] for (_, upper), n in sorted(bins.items()) if n]]
+                                                for at, bins in sorted(steps.get(version, {}).items())]
         return counts
-
-    def version_counts(self, function: str, version: str, start: float, end: float) -> dict:
-        """One version's counts over (start, end] (the aggregate path's `version_counts`), with
-        per-step histograms when the window has a step grid (aggregates.steps_of)."""
-        step = steps_of(start, end)
-        if step:
-            return self.fetch_steps(function, (version,), start, end, step)[version]
-        return self.fetch(function, (version,), start, end)[version]
 
     def version_binned(self, function: str, versions, start: float, end: float) -> dict:
         """{version: Binned} over (start, end] (the comparison's aggregate path, its figures
