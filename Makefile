@@ -209,6 +209,15 @@ judge-calibration:
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	$(VENV)/bin/torchfaas-slo calibrate --json reports/judge-calibration.json $(CALIBRATION_ARGS)
 
+## bench-judge: a comparison's time and peak memory at 10^4..10^7 requests a version, by path (~6 min)
+# from lines, from a log streamed into bins and from aggregate answers, all resampled from the
+# committed log with the candidate 25% slower (docs/review.md, "Lines or aggregates");
+# BENCH_JUDGE_ARGS="--sizes 10000,100000" for a quick run
+.PHONY: bench-judge
+bench-judge:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	PYTHONPATH=$(CURDIR)/slo $(PY) load/benchmark/judge_bench.py --json reports/bench-judge.json $(BENCH_JUDGE_ARGS)
+
 # -- load (load/): Locust profiles, capacity finder, the demo ------------------
 # HOST=http://... targets a running function or the gateway
 # (http://GATEWAY:8080/function/classifier); without it the function is started

@@ -115,7 +115,7 @@ class CanaryWatch:
                     self._sleep(slo.watch.interval_s)
             watch = Watch(self.contracts, self.baseline, self.candidate, self.started_at, slo.watch.interval_s,
                           slo.watch.deadline_s, function=self.function, source=source.describe(),
-                          process_sd=slo.compare.process_sd)
+                          process_sd=slo.compare.process_sd, lines_max=slo.compare.watch_lines_max)
             reader = NewLines(source, self.function, watch.versions, since=self.started_at,
                               overlap_s=slo.watch.overlap_s)
             reports = Reports(os.path.join(self.canaries.report_dir, self.namespace, self.name))

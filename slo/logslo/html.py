@@ -14,7 +14,7 @@ import html
 import math
 import time
 
-from .compare.text import interval_text, power_text, value_text, what_would_decide
+from .compare.text import interval_text, path_text, power_text, value_text, what_would_decide
 from .contracts import fmt
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
@@ -270,6 +270,8 @@ def compare_page(doc: dict) -> str:
             f'<div class="verdict {klass}" id="verdict">{_e(doc["verdict"].upper())}</div>',
             f'<p class="muted">evaluated at {_e(_stamp(doc["evaluated_at"]))}, window {_e(doc.get("window_s"))} s, '
             f'from {_e(doc["source"])}</p>']
+    if doc.get("path"):
+        body.append(f'<p id="path">Read as {_e(path_text(doc))}.</p>')
     if doc.get("traffic"):
         body.append(f'<p>Traffic: {_e(doc["traffic"])}.</p>')
     body += [f"<h2>Verdicts{f' ({confidence:.0%} intervals)' if confidence else ''}</h2>",

@@ -106,20 +106,28 @@ def sample_scale_to_decide(interval: Interval, bound: float) -> float | None:
 
 # -- quantiles ------------------------------------------------------------------------------
 
+def quantile_ranks(n: int, phi: float, alpha: float) -> tuple[int, int]:
+    """The 1-based ranks (l, u) of distribution-free one-sided bounds for the phi-quantile,
+    each holding with probability >= 1 - alpha: x(l) <= q <= x(u), where the number of
+    values below q is Binomial(n, phi). l < 1 or u > n: no bound at this n."""
+    # x(l) <= q unless fewer than l values fall below q, which has probability
+    # P(Bin(n, phi) <= l - 1): ppf(alpha) is the smallest k with cdf(k) >= alpha, so
+    # l = k keeps cdf(l - 1) < alpha
+    lower_rank = int(stats.binom.ppf(alpha, n, phi))
+    # x(u) >= q unless u or more values fall below q: P(Bin(n, phi) <= u - 1) >= 1 - alpha
+    upper_rank = int(stats.binom.ppf(1 - alpha, n, phi)) + 1
+    return lower_rank, upper_rank
+
+
 def quantile_bounds(sorted_values: np.ndarray, phi: float, alpha: float) -> tuple[float, float]:
     """Distribution-free one-sided bounds for the phi-quantile, each holding with
-    probability >= 1 - alpha: order statistics x(l) <= q <= x(u), where the number of
-    values below q is Binomial(n, phi). -inf/inf where n is too small for a bound."""
+    probability >= 1 - alpha (quantile_ranks' order statistics). -inf/inf where n is too
+    small for a bound."""
     n = len(sorted_values)
     if n == 0:
         return -math.inf, math.inf
-    # x(l) <= q unless fewer than l values fall below q, which has probability
-    # P(Bin(n, phi) <= l - 1): ppf(alpha) is the smallest k with cdf(k) >= alpha, so
-    # l = k keeps cdf(l - 1) < alpha (1-based ranks)
-    lower_rank = int(stats.binom.ppf(alpha, n, phi))
+    lower_rank, upper_rank = quantile_ranks(n, phi, alpha)
     low = sorted_values[lower_rank - 1] if lower_rank >= 1 else -math.inf
-    # x(u) >= q unless u or more values fall below q: P(Bin(n, phi) <= u - 1) >= 1 - alpha
-    upper_rank = int(stats.binom.ppf(1 - alpha, n, phi)) + 1
     high = sorted_values[upper_rank - 1] if upper_rank <= n else math.inf
     return float(low), float(high)
 
@@ -130,10 +138,14 @@ def quantile_change(baseline, candidate, phi: float, confidence: float) -> Inter
     if not len(base) or not len(cand):
         raise ValueError("a quantile needs at least one request on each side")
     alpha = (1 - confidence) / 2  # two bounds multiplied: each at half the error rate
-    base_low, base_high = quantile_bounds(base, phi, alpha)
-    cand_low, cand_high = quantile_bounds(cand, phi, alpha)
     # Loki's quantile_over_time (rank phi*(n-1)): the estimate is the number the SLO contracts print
     estimate = quantile(phi, cand.tolist()) / quantile(phi, base.tolist()) - 1
+    return quantile_ratio(estimate, quantile_bounds(base, phi, alpha), quantile_bounds(cand, phi, alpha), confidence)
+
+
+def quantile_ratio(estimate: float, base_bounds: tuple, cand_bounds: tuple, confidence: float) -> Interval:
+    """The ratio's interval from each version's quantile bounds (each at half the error rate)."""
+    (base_low, base_high), (cand_low, cand_high) = base_bounds, cand_bounds
 
     def ratio(top, bottom):
         if bottom <= 0 or not math.isfinite(bottom):
@@ -162,8 +174,7 @@ def latency_shift(baseline, candidate, confidence: float, widen: float = 1.0, pr
     if not nb or not nc:
         raise ValueError("a latency shift needs at least one request on each side")
     pairs = nb * nc
-    z = float(stats.norm.ppf(confidence))
-    spread = z * math.sqrt(pairs * (nb + nc + 1) / 12)  # U's standard deviation, ties ignored
+    spread = mann_whitney_spread(nb, nc, confidence)
 
     def shift_at_rank(rank: float) -> float:
         """The smallest shift d with at least `rank` pairs whose difference is <= d."""
@@ -183,11 +194,27 @@ def latency_shift(baseline, candidate, confidence: float, widen: float = 1.0, pr
         return hi
 
     estimate = (shift_at_rank(math.floor((pairs + 1) / 2)) + shift_at_rank(math.ceil((pairs + 1) / 2))) / 2
+    return shift_interval(estimate, shift_at_rank(math.floor(pairs / 2 - spread)),
+                          shift_at_rank(math.ceil(pairs / 2 + spread) + 1), confidence, widen, process_sd)
+
+
+def mann_whitney_spread(nb: int, nc: int, confidence: float) -> float:
+    """z times U's standard deviation (ties ignored): how many pairs either side of half
+    the pairs the interval's ends lie."""
+    return float(stats.norm.ppf(confidence)) * math.sqrt(nb * nc * (nb + nc + 1) / 12)
+
+
+def shift_interval(estimate: float, low: float, high: float, confidence: float, widen: float = 1.0,
+                   process_sd: float = 0.0) -> Interval:
+    """A log-latency shift's estimate and its rank interval's ends as a relative change, each
+    half-width stretched by `widen` with `process_sd` added in quadrature."""
+    z = float(stats.norm.ppf(confidence))
+
     def side(width: float) -> float:  # a half-width, widened, with the process term added
         return z * math.hypot(width * widen / z, process_sd) if math.isfinite(width) else math.inf
 
-    low = estimate - side(estimate - shift_at_rank(math.floor(pairs / 2 - spread)))
-    high = estimate + side(shift_at_rank(math.ceil(pairs / 2 + spread) + 1) - estimate)
+    low = estimate - side(estimate - low)
+    high = estimate + side(high - estimate)
     return Interval(math.expm1(estimate), math.expm1(low) if math.isfinite(low) else -1.0,
                     math.expm1(high) if math.isfinite(high) else math.inf, confidence)
 
@@ -270,14 +297,20 @@ def mean_change(baseline, candidate, confidence: float) -> Interval:
     predictions are close to normal whatever the values' shape; the replay in
     tests/slo/test_compare_values.py checks the coverage on real predictions."""
     base, cand = np.asarray(baseline, float), np.asarray(candidate, float)
-    nb, nc = len(base), len(cand)
+    return mean_change_of(len(base), float(base.mean()) if len(base) else math.nan,
+                          float(base.var(ddof=1)) if len(base) > 1 else math.nan,
+                          len(cand), float(cand.mean()) if len(cand) else math.nan,
+                          float(cand.var(ddof=1)) if len(cand) > 1 else math.nan, confidence)
+
+
+def mean_change_of(nb: int, mb: float, vb: float, nc: int, mc: float, vc: float, confidence: float) -> Interval:
+    """mean_change from each side's count, mean and variance (ddof=1)."""
     if nb < 2 or nc < 2:
         raise ValueError("a mean change needs at least two values on each side")
-    mb, mc = float(base.mean()), float(cand.mean())
     if mb == 0:
         raise ValueError("the baseline's mean is 0: a relative change is undefined")
     ratio = mc / mb
-    se = math.sqrt(cand.var(ddof=1) / nc + ratio ** 2 * base.var(ddof=1) / nb) / abs(mb)
+    se = math.sqrt(vc / nc + ratio ** 2 * vb / nb) / abs(mb)
     z = float(stats.norm.ppf(confidence))
     return Interval(ratio - 1, ratio - 1 - z * se, ratio - 1 + z * se, confidence)
 

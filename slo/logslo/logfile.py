@@ -11,6 +11,7 @@ evaluator can drop them exactly where `| json | __error__=""` does.
 from __future__ import annotations
 
 import calendar
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -35,12 +36,22 @@ def parse_rfc3339_ns(text: str) -> int:
     return seconds * 1_000_000_000 + nanos
 
 
+@functools.lru_cache(maxsize=4096)
+def _label(key: str) -> str:
+    """A JSON key as a label name (the same few keys on every line: computed once each)."""
+    return _LABEL_CHARS.sub("_", key)
+
+
 def _flatten(prefix: str, value, out: dict) -> None:
     """LogQL `| json`: nested keys joined by `_`, names sanitised, arrays skipped."""
     if isinstance(value, dict):
         for key, inner in value.items():
-            name = _LABEL_CHARS.sub("_", key)
-            _flatten(f"{prefix}_{name}" if prefix else name, inner, out)
+            name = _label(key)
+            name = f"{prefix}_{name}" if prefix else name
+            if isinstance(inner, str):  # most fields (numbers are parsed as their text)
+                out[name] = inner
+            else:
+                _flatten(name, inner, out)
     elif isinstance(value, list):
         return
     elif value is None:

@@ -25,6 +25,14 @@ A comparison (`compare`, `watch`, `serve`):
   COMPARE_PROCESS_SD   the latency shift's sd between two process starts (make review).
   COMPARE_CONTEXT      one sentence on how the traffic was made, printed in the report.
   COMPARE_REVIEW_SECONDS  make review's run length, for "REVIEW_SECONDS=" advice.
+  COMPARE_PATH         how each version's requests are read: `lines` (every request line,
+                       judged request by request), `aggregates` (counts: latency bins,
+                       status and class counts; memory that does not grow with traffic), or
+                       `auto` (default): lines up to COMPARE_LINES_MAX requests a version
+                       expected (a count first), aggregates above.
+  COMPARE_LINES_MAX    requests a version up to which auto reads lines (default 100000).
+  COMPARE_MEMORY_MB    the line path's memory budget (default 1024): it refuses, naming
+                       these settings, when the requests it would keep need more.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from functools import cached_property
 
 DEFAULT_FUNCTION = "classifier"
 DEFAULT_COMPARE_REPORT = "reports/compare"
+COMPARE_PATHS = ("auto", "lines", "aggregates")
+DEFAULT_COMPARE_LINES_MAX = 100_000
+DEFAULT_COMPARE_MEMORY_MB = 1024.0
 NO_SOURCE = "set LOKI_URL (query Loki) or LOG_FILE (a JSONL log) to check the SLO contracts"
 
 
@@ -82,6 +93,14 @@ class CompareSettings:
     process_sd: float = 0.0
     context: str = ""
     review_seconds: float | None = None
+    path: str = "auto"  # COMPARE_PATH
+    lines_max: int = DEFAULT_COMPARE_LINES_MAX
+    memory_mb: float = DEFAULT_COMPARE_MEMORY_MB
+
+    @property
+    def watch_lines_max(self) -> int | None:
+        """Requests a version a watch keeps before it keeps counts instead (None: all of them)."""
+        return {"lines": None, "aggregates": 0}.get(self.path, self.lines_max)
 
 
 @dataclass(frozen=True)
@@ -155,7 +174,10 @@ def from_env(env=None) -> Settings:
             report_dir=env.get("COMPARE_REPORT") or DEFAULT_COMPARE_REPORT,
             process_sd=_number(env, "COMPARE_PROCESS_SD", 0.0, "a fraction, e.g. 0.02"),
             context=env.get("COMPARE_CONTEXT", ""),
-            review_seconds=_number(env, "COMPARE_REVIEW_SECONDS", None, "seconds")),
+            review_seconds=_number(env, "COMPARE_REVIEW_SECONDS", None, "seconds"),
+            path=_choice(env, "COMPARE_PATH", COMPARE_PATHS),
+            lines_max=int(_positive(env, "COMPARE_LINES_MAX", DEFAULT_COMPARE_LINES_MAX, "a count of requests")),
+            memory_mb=_positive(env, "COMPARE_MEMORY_MB", DEFAULT_COMPARE_MEMORY_MB, "megabytes")),
         watch=WatchSettings(
             interval_s=_number(env, "WATCH_INTERVAL", 60.0, "seconds"),
             deadline_s=_number(env, "WATCH_DEADLINE", 1800.0, "seconds"),
@@ -171,6 +193,20 @@ def _number(env, name: str, default, what: str):
         return float(text)
     except ValueError:
         raise SettingsError(f"{name} must be {what}, got {text!r}") from None
+
+
+def _positive(env, name: str, default, what: str):
+    value = _number(env, name, default, what)
+    if not value > 0:
+        raise SettingsError(f"{name} must be {what} above 0, got {env.get(name)!r}")
+    return value
+
+
+def _choice(env, name: str, choices: tuple) -> str:
+    text = (env.get(name) or "").strip().lower() or choices[0]
+    if text not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {env.get(name)!r}")
+    return text
 
 
 def _parse_at(text: str) -> float:

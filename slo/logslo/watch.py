@@ -24,6 +24,11 @@ contracts (or promotes one that breaks them) stays within the feature's confiden
 whatever the stream does between looks. docs/canary.md shows the rates on real, time-ordered streams
 with and without this (`torchfaas-slo calibrate-watch`).
 
+Memory: the watch keeps every judged request until a version has `lines_max` of them
+(COMPARE_LINES_MAX; COMPARE_PATH=aggregates: from the start), then their counts instead
+(compare/binned.py), which do not grow with the traffic; the contracts are decided from
+either alike (judge_binned.py says what binning costs).
+
 Each version's first seconds (the feature's warm-up: "Given a watch leaves out the first
 30 seconds of each version") are not judged: a cold process is slower for a while, and a
 good release must not be held for it.
@@ -90,7 +95,7 @@ class Watch:
 
     def __init__(self, contracts: feature.Contracts, baseline: str, candidate: str, started_at: float,
                  interval_s: float, deadline_s: float, function: str = "", source: str = "",
-                 per_look: bool = True, process_sd: float = 0.0):
+                 per_look: bool = True, process_sd: float = 0.0, lines_max: int | None = None):
         if interval_s <= 0 or deadline_s < interval_s:
             raise ValueError(f"a watch needs 0 < interval <= deadline, got interval {interval_s:g} s, "
                              f"deadline {deadline_s:g} s")
@@ -106,7 +111,10 @@ class Watch:
         self.look_confidence = (look_confidence(contracts.confidence, self.planned_looks) if per_look
                                 else contracts.confidence)
         self.first_deciding_look = None
-        self.compared = feature.pair(Sample(), Sample(), baseline, candidate)
+        # None: every request kept; 0: counts from the start
+        self.lines_max = lines_max
+        empty = Binned if lines_max == 0 else Sample
+        self.compared = feature.pair(empty(), empty(), baseline, candidate)
         self.compared.process_sd = process_sd
         self.first_seen: dict = {}
         self.counted: dict = {}  # version -> its counts so far (the aggregate path)
@@ -147,6 +155,7 @@ class Watch:
                 look.new_lines = {self._side(v): len(fresh.get(v, [])) for v in self.versions}
                 for version in self.versions:
                     self._add(version, fresh.get(version, []))
+                self._bound_memory()
                 silent = [v for v in self.versions if not fresh.get(v)]
             # no contract is decided on fewer requests than the feature's minimum: a class
             # mix or a tail of a handful of requests says nothing (8 a side can look 50% apart)
@@ -193,6 +202,19 @@ class Watch:
             self.counted[version] = add_counts(self.counted.get(version), counts)
         if version in self.counted:
             self.compared.samples[version] = Binned.from_counts(self.counted[version])
+
+    def _bound_memory(self) -> None:
+        """Past `lines_max` requests a version, both versions as counts from now on."""
+        samples = self.compared.samples
+        if self.lines_max is None or isinstance(samples[self.baseline], Binned):
+            return
+        if max(s.requests for s in samples.values()) > self.lines_max:
+            for version in self.versions:
+                samples[version] = Binned.of_sample(samples[version])
+
+    @property
+    def path(self) -> str:
+        return "aggregates" if isinstance(self.compared.samples[self.baseline], Binned) else "lines"
 
     def _decide(self, look: Look) -> None:
         if self.first_deciding_look is None:
@@ -274,6 +296,7 @@ class Watch:
             "data_fault": fault,
             "fault_kind": last.fault_kind if fault else None,
             "requests": self.requests(),
+            "path": self.path,  # lines: every request kept; aggregates: counts (bounded memory)
             "warming_up": {self._side(v): n for v, n in self.warming.items()},
             "contracts": [j.as_json() for j in self.judgements],
             "looks": [asdict(look) for look in self.looks],

@@ -116,10 +116,12 @@ class Tally:
         return statistics.median(found) if found else None
 
 
-def one_watch(contracts: feature.Contracts, base: list, cand: list, per_look: bool) -> tuple:
-    """(verdict, requests a version read by the end, contracts held) of one replayed watch."""
+def one_watch(contracts: feature.Contracts, base: list, cand: list, per_look: bool,
+              lines_max: int | None = None) -> tuple:
+    """(verdict, requests a version read by the end, contracts held) of one replayed watch
+    (`lines_max`: Watch's, 0 to keep counts from the start)."""
     watch = Watch(contracts, "baseline", "candidate", REPLAY_EPOCH, interval_s=1, deadline_s=LOOKS,
-                  per_look=per_look)
+                  per_look=per_look, lines_max=lines_max)
     read = {"baseline": 0, "candidate": 0}
     sides = {"baseline": base, "candidate": cand}
     for k in range(1, LOOKS + 1):
@@ -149,9 +151,9 @@ def _stamped(pair: tuple) -> dict:
 
 
 def run(pool: list, contracts: feature.Contracts, watches: int, streams=STREAMS, changes=CHANGES,
-        per_look: bool = True, seed: int = 1) -> dict:
+        per_look: bool = True, seed: int = 1, lines_max: int | None = None) -> dict:
     """{(stream, change): Tally} over `watches` replays each (offsets spread over the log,
-    every other one with the sides swapped)."""
+    every other one with the sides swapped); `lines_max` as Watch's (0: judged from counts)."""
     span_s, sides = timed_sides(pool, RECORDED_WARMUP_S)
     versions = sorted(sides)
     if len(versions) != 2:
@@ -169,7 +171,7 @@ def run(pool: list, contracts: feature.Contracts, watches: int, streams=STREAMS,
                 base_v, cand_v = versions if i % 2 == 0 else versions[::-1]
                 base = shaped(stream, change, replay(span_s, sides[base_v], offset), False, rng, target, watch_s)
                 cand = shaped(stream, change, replay(span_s, sides[cand_v], offset), True, rng, target, watch_s)
-                verdict, read, held = one_watch(contracts, base, cand, per_look)
+                verdict, read, held = one_watch(contracts, base, cand, per_look, lines_max)
                 tally.watches += 1
                 tally.verdicts[verdict] += 1
                 if verdict in tally.decided_at:

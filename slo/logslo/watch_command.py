@@ -159,7 +159,7 @@ def main(argv: list, environ=None) -> int:
         source = source_of(slo, log_files)
         watch = Watch(contracts, wanted.baseline, wanted.candidate, slo.at, slo.watch.interval_s,
                       slo.watch.deadline_s, function=contracts.function or slo.chart_function,
-                      source=source.describe(), process_sd=wanted.process_sd)
+                      source=source.describe(), process_sd=wanted.process_sd, lines_max=wanted.watch_lines_max)
     except (settings_mod.SettingsError, ValueError, OSError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 3

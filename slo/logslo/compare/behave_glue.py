@@ -14,6 +14,7 @@ from ..hooks import Hooks
 from ..settings import CompareSettings
 from ..steps import parse_percent, parse_window, step_table
 from ..verdicts import HOLD
+from . import paths
 from .judgements import (
     DEFAULT_CONFIDENCE,
     Judgement,
@@ -38,19 +39,32 @@ class CompareHooks(Hooks):
         context.slo_results, context.slo_errors = [], []
         # one object made at the root level: behave drops what a step sets on context
         # when its scenario ends, the comparison must outlive the scenarios
-        context.state = SimpleNamespace(comparison=None, window=None, problem=None, confidence=DEFAULT_CONFIDENCE)
+        context.state = SimpleNamespace(comparison=None, window=None, problem=None, confidence=DEFAULT_CONFIDENCE,
+                                        reading=None)
         context.slo = self._settings(context)
         if context.slo is None:
             return
         wanted = context.slo.compare
         print(f"comparing {wanted.candidate} (candidate) with {wanted.baseline} (baseline) at "
-              f"{report.evaluation_time(context.slo.at)} against {context.slo.backend.describe()}")
+              f"{report.evaluation_time(context.slo.at)} against {context.state.reading.describe()}")
+
+    def _settings(self, context):
+        """The settings and the path the versions are read by (paths.choose): a log file read
+        as aggregates is streamed, never held whole; a line path over its budget refuses here."""
+        try:
+            slo = self.settings or settings.from_env()
+            context.state.reading = paths.choose(slo)
+        except settings.SettingsError as err:
+            print(f"SLO runner: {err}", file=sys.stderr)
+            context.slo_errors.append(str(err))
+            return None
+        return slo
 
     def after_all(self, context):
         slo = context.slo
         wanted = slo.compare if slo else self.settings.compare if self.settings else CompareSettings()
         doc = document(context.state.comparison, context.slo_results, context.slo_errors,
-                       slo.backend.describe() if slo else "nothing (not configured)", slo.at if slo else 0.0,
+                       context.state.reading.describe() if slo else "nothing (not configured)", slo.at if slo else 0.0,
                        wanted.baseline, wanted.candidate, context.state.window, wanted.context)
         if wanted.review_seconds:
             doc["review_seconds"] = wanted.review_seconds
@@ -119,8 +133,10 @@ def step_compare(context, window):
     if state.window != window_s:
         state.comparison, state.window, state.problem = None, window_s, None
         try:
-            comparison = Comparison(context.slo.backend, context.function, context.slo.at, window_s,
-                                    wanted.baseline, wanted.candidate, wanted.process_sd)
+            reading = state.reading
+            comparison = Comparison(reading.backend, context.function, context.slo.at, window_s,
+                                    wanted.baseline, wanted.candidate, wanted.process_sd, reading.path,
+                                    wanted.lines_max, wanted.memory_mb, reading.why)
         except Exception as err:  # Loki failing: every scenario reports it, none asks again
             state.problem = f"{type(err).__name__}: {err}"
             raise

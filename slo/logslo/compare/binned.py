@@ -23,6 +23,12 @@ a Prometheus histogram is turned into, and what `Binned.from_counts` checks)
   start) lets the latency shift widen its interval for requests alike in time (the design
   effect, judge.py); a step lists only bins of `latency_bins` (empty ones may be left out).
 
+A backend that counts server-side (Loki metric queries, a Prometheus histogram) offers
+`version_counts(function, version, start, end) -> dict` (this dict, over (start, end]):
+`Comparison` (sampling.py) reads the aggregate path through it. The status counts and the
+latency bins count the same lines (those with a numeric `latency_ms` and `status`), as
+the line path does.
+
 `Binned.add(fields)` streams one log line in (the fields `| json` gives, as
 `Sample.add` takes them): latency in log-scale bins of `LATENCY_RATIO` (1%) from 10 us to
 10 minutes, a histogram per second of the timestamps (coarsened by doubling the step when
@@ -183,11 +189,11 @@ class Binned:
 
     @property
     def faults(self) -> int:
-        return sum(n for code, n in self.status.items() if code >= "500")
+        return sum(n for code, n in self.status.items() if int(code) >= 500)
 
     @property
     def rejections(self) -> int:
-        return sum(n for code, n in self.status.items() if "400" <= code < "500")
+        return sum(n for code, n in self.status.items() if 400 <= int(code) < 500)
 
     @property
     def latency(self) -> Histogram:
@@ -219,29 +225,46 @@ class Binned:
             latency, status = float(fields["latency_ms"]), int(fields["status"])
         except (KeyError, ValueError):
             return  # not a request the contracts count (no latency_ms: dropped by unwrap too)
-        if not math.isfinite(latency):
-            return
-        index = self._latency_bin(latency)
-        self.latency_counts[index] += 1
-        self.status[str(status)] += 1
         try:
             at = parse_rfc3339_ns(fields.get("timestamp", "")) / 1e9
         except ValueError:
             at = math.nan
+        if self._count(latency, status, at) and status == 200:
+            self._answer(fields)
+
+    @classmethod
+    def of_sample(cls, sample) -> Binned:
+        """A `Sample`'s requests as counts (a watch that grew past its line budget)."""
+        out = cls()
+        for latency, at, status in zip(sample.latency_ms, sample.seconds, sample.statuses):
+            out._count(latency, status, at)
+        for fields in sample.answers:
+            out._answer(fields)
+        return out
+
+    def _count(self, latency: float, status: int, at: float) -> bool:
+        if not math.isfinite(latency):
+            return False
+        index = self._latency_bin(latency)
+        self.latency_counts[index] += 1
+        self.status[str(status)] += 1
         if not math.isnan(at):
             self._add_at(at, index)
-        if status == 200:
-            if fields.get("top1_class"):
-                self.classes[fields["top1_class"]] += 1
-            for name, text in fields.items():
-                if name in NOT_VALUES:
-                    continue
-                try:
-                    value = float(text)
-                except (TypeError, ValueError):
-                    continue
-                if math.isfinite(value):
-                    self._values.setdefault(name, Moments()).add(value)
+        return True
+
+    def _answer(self, fields: dict) -> None:
+        """A 200's class and numeric fields."""
+        if fields.get("top1_class"):
+            self.classes[fields["top1_class"]] += 1
+        for name, text in fields.items():
+            if name in NOT_VALUES:
+                continue
+            try:
+                value = float(text)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value):
+                self._values.setdefault(name, Moments()).add(value)
 
     def _latency_bin(self, latency: float) -> int:
         uppers = self.latency_uppers
@@ -372,6 +395,29 @@ class Binned:
         return out
 
 
+def timeline_of(samples: dict, steps: int = 40) -> dict:
+    """The latency timeline (timeline.latency_timeline's shape) from the versions' Binned
+    over time: about `steps` steps over the span that has requests."""
+    out = {"step_s": None, "logql": [], "p50_ms": {}, "p99_ms": {}}
+    spans = {v: b.latency_over_time() for v, b in samples.items()}
+    starts = [t for t, _ in spans.values() if len(t)]
+    if not starts:
+        return out
+    first, last = min(t[0] for t in starts), max(t[-1] for t in starts)
+    step = max(min(b.step_s for b in samples.values()), (last - first) / steps) or 1.0
+    out["step_s"] = step
+    for version, (times, rows) in sorted(spans.items()):
+        groups = np.floor((times - first) / step).astype(int)
+        for phi in (0.5, 0.99):
+            points = []
+            for g in np.unique(groups):
+                hist = Histogram(samples[version].latency_uppers, rows[groups == g].sum(axis=0),
+                                 samples[version].latency_floor)
+                points.append((float(first + (g + 1) * step), hist.quantile(phi)))
+            out[f"p{phi * 100:g}_ms"][version] = points
+    return out
+
+
 def _count(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{what} is a count (an int >= 0), got {value!r}")
@@ -402,8 +448,9 @@ def _bins(pairs, what: str, floor: float) -> Histogram:
         raise ValueError(f"{what}: upper edges must be strictly ascending, got {uppers}")
     if any(not math.isfinite(u) for u in uppers[:-1]) or (uppers and uppers[-1] == -math.inf):
         raise ValueError(f"{what}: only the last upper edge may be inf")
-    if floor == 0.0 and uppers and uppers[0] <= 0:
-        raise ValueError(f"{what}: latency upper edges are > 0 ms, got {uppers[0]}")
+    latency = floor == 0.0
     if len(read) >= 2 and read[0][1] == 0:
         floor, read = read[0][0], read[1:]
+    if latency and read and (read[0][0] <= 0 or floor < 0):
+        raise ValueError(f"{what}: latency edges are >= 0 ms and a bin's upper > 0, got {uppers[:2]}")
     return Histogram(np.array([u for u, _ in read], float), np.array([n for _, n in read], np.int64), floor)

@@ -20,6 +20,8 @@ def document(comparison: Comparison | None, judgements: list, errors: list, sour
         "evaluated_at": at,
         "window_s": window_s,
         "source": source,
+        "path": c.path if c else None,  # lines or aggregates (paths.py)
+        "path_why": c.path_why if c else None,
         "traffic": context_note,
         "requests_per_second": c.rate() if c else None,
         "figures": c.figures if c else {},

@@ -37,6 +37,12 @@ def interval_text(j: dict) -> str:
     return f"{value_text(j['estimate'], j['unit'])} [{low}, {high}]"
 
 
+def path_text(doc: dict) -> str:
+    """Which path read the versions, and why (`lines (auto: 4,000 requests a version ...)`)."""
+    words = {"lines": "lines: every request", "aggregates": "aggregates: counts in bins"}
+    return f"{words.get(doc['path'], doc['path'])} ({doc.get('path_why') or 'as set'})"
+
+
 def what_would_decide(j: dict, doc: dict) -> str:
     """For an inconclusive contract: how many requests a version would decide it, and how
     long that takes at this window's rate (make review: the REVIEW_SECONDS to set)."""
@@ -75,6 +81,8 @@ def markdown(doc: dict) -> str:
     lines = [f"### {ICONS[doc['verdict']]} {HEADLINE[doc['verdict']]}", "",
              f"Candidate `{cand}` vs baseline `{base}`, {window} up to {report.evaluation_time(doc['evaluated_at'])}, "
              f"from {doc['source']}."]
+    if doc.get("path"):
+        lines.append(f"Read as {path_text(doc)}.")
     if doc.get("traffic"):
         lines.append(f"Traffic: {doc['traffic']}.")
     lines.append("")
@@ -118,6 +126,8 @@ def _num(value, unit):
 
 def human(doc: dict) -> str:
     lines = [HEADLINE[doc["verdict"]]]
+    if doc.get("path"):
+        lines.append(f"read as {path_text(doc)}")
     if doc.get("traffic"):
         lines.append(f"traffic: {doc['traffic']}")
     for j in doc["contracts"]:
