@@ -3,6 +3,7 @@ rewritten at every look.
 
     torchfaas-slo watch [FEATURES ...] --baseline V --candidate V
                         [--loki-url URL | --log-file F [--log-file F ...]]
+                        (COMPARE_PATH=aggregates with a Loki, or PROMETHEUS_URL: counts, not lines)
                         [--interval S] [--deadline S] [--at T] [--report-dir DIR]
 
 Exit 0 promote, 1 hold, 2 inconclusive at the deadline, 3 broken (no source, bad
@@ -23,6 +24,7 @@ import sys
 from . import settings as settings_mod
 from .compare import feature
 from .compare.text import interval_text, value_text
+from .newcounts import NewCounts
 from .newlines import GrowingFile, GrowingFiles, NewLines
 from .verdicts import EXIT_CODES
 from .watch import WATCHING, Watch, run
@@ -50,7 +52,15 @@ def contracts_of(paths: list) -> feature.Contracts:
 
 def source_of(slo: settings_mod.Settings, log_files: list):
     """A Loki backend, or the log file(s) read as they grow (a missing one is a look's
-    data fault, not an error at start: the functions may not have written yet)."""
+    data fault, not an error at start: the functions may not have written yet); on the
+    aggregate path (PROMETHEUS_URL, or COMPARE_PATH=aggregates with a Loki) the fetcher
+    that counts in Prometheus or Loki."""
+    if slo.source.prometheus_url and slo.compare.path != "lines":
+        from .prometheus_aggregates import PrometheusAggregates
+        return PrometheusAggregates(slo.source.prometheus_url, timeout_s=slo.source.loki_timeout_s)
+    if slo.source.loki_url and slo.compare.path == "aggregates":
+        from .aggregates import LokiAggregates
+        return LokiAggregates(slo.backend)
     if slo.source.loki_url:
         return slo.backend
     if log_files:
@@ -91,8 +101,10 @@ def look_line(watch: Watch) -> str:
 
 
 def read_cost(source) -> str:
-    """` [read so far: 12 queries, 1.2 MB]`, or nothing for a source that does not count."""
-    queries, received = getattr(source, "queries_sent", None), getattr(source, "bytes_received", None)
+    """` [read so far: 12 queries, 1.2 MB]`, or nothing for a source that does not count
+    (Loki's lines: the backend's counters; aggregates: the fetcher's)."""
+    queries = getattr(source, "queries_sent", getattr(source, "queries", None))
+    received = getattr(source, "bytes_received", getattr(source, "bytes", None))
     if queries is None or received is None:
         return ""
     return f" [read so far: {queries} queries, {received / 1e6:.2f} MB]"
@@ -163,7 +175,11 @@ def main(argv: list, environ=None) -> int:
     except (settings_mod.SettingsError, ValueError, OSError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 3
-    reader = NewLines(source, watch.function, watch.versions, since=slo.at, overlap_s=slo.watch.overlap_s)
+    if hasattr(source, "fetch_steps"):  # the aggregate path: counts, not lines
+        reader = NewCounts(source, watch.function, watch.versions, since=slo.at, warmup_s=contracts.warmup_s,
+                           lag_s=slo.watch.overlap_s)
+    else:
+        reader = NewLines(source, watch.function, watch.versions, since=slo.at, overlap_s=slo.watch.overlap_s)
     print(f"watching {watch.candidate} (candidate) against {watch.baseline} (baseline) of {watch.function} in "
           f"{source.describe()}: a look every {watch.interval_s:g} s, {watch.planned_looks} looks, "
           f"warm-up {contracts.warmup_s:g} s", flush=True)

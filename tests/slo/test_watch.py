@@ -242,3 +242,31 @@ def test_each_look_counts_only_since_the_last_and_leaves_the_warm_up_out(tmp_pat
         assert sum(n for _, pairs in kept[version]["latency_steps"] for _, n in pairs) == kept[version]["requests"]
     # a stepped read a look (7 queries), and one more for each version as its warm-up ends
     assert fetcher.queries == (8 + 2) * fetcher.queries_per_look == 70
+
+
+def watch_loki(tmp_path, loki, name, path, deadline=DEADLINE):
+    reports = tmp_path / name
+    code = watch_command.main([str(CONTRACTS), "--baseline", BASE, "--candidate", CAND, "--loki-url", loki.url,
+                               "--at", str(START), "--interval", str(INTERVAL), "--deadline", str(deadline),
+                               "--report-dir", str(reports)], environ={"COMPARE_PATH": path, "WATCH_OVERLAP": "0"})
+    return code, json.loads((reports / "watch.json").read_text())
+
+
+@pytest.mark.parametrize("factor,verdict", [(1.0, "promote"), (1.25, "hold")])
+def test_a_watch_on_loki_s_counts_decides_as_on_its_lines(tmp_path, loki_standin, factor, verdict):
+    """COMPARE_PATH=aggregates: each look reads each version's counts since the last look
+    from Loki's metric queries (a few per look, never a line), leaves each version's
+    warm-up out, and the watch reaches the verdict the lines give, at about the same look."""
+    loki = loki_standin(write(tmp_path / "log.jsonl", log_lines(latency_factor=factor)))
+    line_code, by_lines = watch_loki(tmp_path, loki, "lines", "lines")
+    before = len(loki.requests)
+    count_code, by_counts = watch_loki(tmp_path, loki, "counts", "aggregates")
+    asked = loki.requests[before:]
+    assert by_lines["verdict"] == by_counts["verdict"] == verdict and line_code == count_code
+    assert abs(by_counts["decided_look"] - by_lines["decided_look"]) <= 2
+    assert all("count_over_time" in r["params"]["query"] for r in asked)  # no line read
+    # warm-up: the same requests left out as by their lines' times (to the 5 s step)
+    assert by_counts["warming_up"]["candidate"] == pytest.approx(by_lines["warming_up"]["candidate"], rel=0.2)
+    print(f"\n{verdict}: lines decided at look {by_lines['decided_look']}, judged {by_lines['requests']}; "
+          f"counts at look {by_counts['decided_look']}, judged {by_counts['requests']}, "
+          f"{len(asked)} queries for {by_counts['decided_look']} looks")
