@@ -379,3 +379,29 @@ def test_aggregates_per_version_are_what_each_function_served(scenario):
         fetcher.fetch("classifier", ("v1", "v2"), start, end)
     assert fetcher.queries == 5 * one_look == 5 * 4
     print(f"5 looks: {fetcher.queries} queries, {fetcher.bytes} bytes")
+
+
+def test_a_comparison_reads_both_versions_from_prometheus(scenario):
+    """PROMETHEUS_URL: `compare` reads each version as counts from the functions' own series
+    (the aggregate path), its figures from the bins: what each process logged."""
+    from logslo import settings
+    from logslo.compare import paths
+    from logslo.compare.judgements import latency_shift
+    from logslo.compare.sampling import Comparison
+
+    end = math.ceil(time.time())
+    slo = settings.from_env({"PROMETHEUS_URL": scenario["prom"].url, "COMPARE_BASELINE": "v1",
+                             "COMPARE_CANDIDATE": "v2", "SLO_AT": str(end)})
+    reading = paths.choose(slo)
+    assert reading.path == "aggregates" and "PROMETHEUS_URL" in reading.why
+    comparison = Comparison(reading.backend, "classifier", end, 3600, "v1", "v2", path=reading.path, why=reading.why)
+    assert comparison.path == "aggregates"
+    for version in ("v1", "v2"):
+        lines = inference_lines(scenario[version])
+        figures = comparison.figures[version]
+        assert figures["requests"] == len(lines)
+        assert figures["ratio_5xx"] == sum(line["status"] >= 500 for line in lines) / len(lines)
+    judged = latency_shift(comparison, 10, 0.99)
+    assert judged.low <= judged.estimate <= judged.high and "bins resolve" in judged.note
+    print(f"\nlatency shift v2 vs v1 from Prometheus: {judged.estimate:+.3f} [{judged.low:+.3f}, {judged.high:+.3f}] "
+          f"{judged.verdict}; {judged.note}")
