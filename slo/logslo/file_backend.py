@@ -16,6 +16,7 @@ Semantics reproduced (each checked against a real Loki 3.7 in the fixtures):
   JSON escapes (`\"`, `\u00e9`) comes out of `| json a` still escaped, as Loki
   leaves it; the file backend unescapes it (no label of this classifier has one);
 - quantiles interpolate with rank = phi*(n-1);
+- `label_format bin=`{{ floor (divf .f W) }}`` bins a field as sprig does (logql.BinLabel);
 - range queries are evaluated at steps aligned to the step (start rounded down, end
   rounded up), which is what Loki's query frontend does.
 """
@@ -124,6 +125,9 @@ class FileBackend:
                 labels = {**entry.fields, **entry.stream}
             else:
                 labels = {**{k: entry.fields.get(k, "") for k in logs.fields}, **entry.stream}
+            if logs.label_format is not None:
+                binned = logs.label_format
+                labels[binned.name] = binned.label_of(entry.fields.get(binned.field))
             value = None
             if logs.unwrap:
                 value = parse_go_float(entry.fields.get(logs.unwrap, ""))

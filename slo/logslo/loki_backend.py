@@ -90,6 +90,10 @@ class LokiBackend:
                  username: str | None = None, password: str | None = None, token: str | None = None):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        # what reading cost: HTTP requests sent and body bytes received (answers and errors)
+        self.queries_sent = 0
+        self.bytes_received = 0
+        self._aggregates = None  # the counting queries' fetcher, made on first use
         self.headers = {"Accept": "application/json", "User-Agent": "torchfaas-slo"}
         if tenant:  # multi-tenant (scalable) Loki needs the org id on every call
             self.headers["X-Scope-OrgID"] = tenant
@@ -126,6 +130,14 @@ class LokiBackend:
                 label_set(s["metric"]): [(float(t), float(v)) for t, v in s["values"]]
                 for s in data["result"]
             }
+
+    def version_counts(self, function: str, version: str, start: float, end: float) -> dict:
+        """One version's counts over (start, end], counted by Loki (aggregates.LokiAggregates:
+        metric queries, not lines): the aggregate path of a comparison."""
+        if self._aggregates is None:
+            from .aggregates import LokiAggregates
+            self._aggregates = LokiAggregates(self)
+        return self._aggregates.version_counts(function, version, start, end)
 
     def lines(self, logs: LogQuery, start: float, end: float):
         """The fields of each line the log query keeps in (start, end], oldest first, read in
@@ -185,9 +197,11 @@ class LokiBackend:
         text = self._text(query)
         url = f"{self.url}{path}?" + urllib.parse.urlencode({"query": text, **params})
         request = urllib.request.Request(url, headers=self.headers)
+        self.queries_sent += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 body = response.read()
+            self.bytes_received += len(body)
         except urllib.error.HTTPError as err:
             raise self._http_error(err, text) from None
         except urllib.error.URLError as err:  # connecting: refused, DNS, connect timeout
@@ -227,7 +241,9 @@ class LokiBackend:
 
     def _http_error(self, err: urllib.error.HTTPError, text: str) -> LokiError:
         try:
-            detail = err.read().decode("utf-8", "replace")
+            raw = err.read()
+            self.bytes_received += len(raw)
+            detail = raw.decode("utf-8", "replace")
         except (OSError, http.client.HTTPException) as broken:  # the error's body never came
             detail = f"(no body: {type(broken).__name__})"
         detail = " ".join(detail.split())[:500]

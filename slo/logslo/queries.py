@@ -8,20 +8,23 @@ they use (`| json event, status, model_version`), never every field of every lin
 
 from __future__ import annotations
 
-from .logql import Divide, LabelFilter, LogQuery, RangeAggregation, Sum
+from .logql import BinLabel, Divide, LabelFilter, LogQuery, RangeAggregation, Sum
 
 VERSION = "model_version"
 
 
-def inference_logs(function: str, *filters: LabelFilter, unwrap: str | None = None, keep: tuple = ()) -> LogQuery:
-    """The function's request lines; `| json` extracts the fields the filters, the unwrap
-    and `keep` (the labels a `by` groups on) name, in that order, and nothing else."""
+def inference_logs(function: str, *filters: LabelFilter, unwrap: str | None = None, keep: tuple = (),
+                   label_format: BinLabel | None = None) -> LogQuery:
+    """The function's request lines; `| json` extracts the fields the filters, the unwrap,
+    the bin label and `keep` (the labels a `by` groups on) name, in that order, and nothing else."""
     filters = (LabelFilter("event", "=", "inference"), *filters)
     fields = []
-    for name in [f.name for f in filters] + ([unwrap] if unwrap else []) + list(keep or ()):
+    binned = [label_format.field] if label_format else []
+    for name in [f.name for f in filters] + ([unwrap] if unwrap else []) + binned + list(keep or ()):
         if name not in fields:
             fields.append(name)
-    return LogQuery(stream=(("app", function),), filters=filters, unwrap=unwrap, fields=tuple(fields))
+    return LogQuery(stream=(("app", function),), filters=filters, unwrap=unwrap, fields=tuple(fields),
+                    label_format=label_format)
 
 
 def version_requests(function: str, version: str) -> LogQuery:
@@ -84,3 +87,32 @@ def deployments(function: str, window_s: int) -> Sum:
     logs = LogQuery(stream=(("app", function),), filters=(LabelFilter("event", "=", "model_loaded"),),
                     fields=("event",) + by)
     return Sum(RangeAggregation("count_over_time", logs, window_s), by)
+
+
+# -- aggregates: small answers counted by Loki (logslo.aggregates reads them) -------------
+
+OK = LabelFilter("status", "=", "200")  # a string match: the JSON number 200 is the label "200"
+
+
+def binned_requests(function: str, window_s: int, field: str, width: float, low: float | None = None,
+                    high: float | None = None, answered: bool = False, offset_s: int = 0) -> Sum:
+    """Requests per bin of `width` of a numeric field, by model version: `sum by
+    (model_version, bin)` over `label_format bin=`{{ floor (divf .f W) }}`` (bin k holds
+    [k * width, (k + 1) * width)); only values in [low, high) when given (a band), only
+    200 answers when `answered`."""
+    filters = ([OK] if answered else []) + ([LabelFilter(field, ">=", low)] if low is not None else []) + \
+        ([LabelFilter(field, "<", high)] if high is not None else [])
+    logs = inference_logs(function, *filters, keep=(VERSION,), label_format=BinLabel(field, width))
+    return Sum(RangeAggregation("count_over_time", logs, window_s, offset_s=offset_s), (VERSION, "bin"))
+
+
+def requests_where(function: str, window_s: int, *filters: LabelFilter, offset_s: int = 0) -> Sum:
+    """Requests meeting the filters (e.g. `latency_ms > 50`), by model version."""
+    logs = inference_logs(function, *filters, keep=(VERSION,))
+    return Sum(RangeAggregation("count_over_time", logs, window_s, offset_s=offset_s), (VERSION,))
+
+
+def class_counts(function: str, window_s: int, offset_s: int = 0) -> Sum:
+    """200 answers by model version and top-1 class."""
+    logs = inference_logs(function, OK, keep=(VERSION, "top1_class"))
+    return Sum(RangeAggregation("count_over_time", logs, window_s, offset_s=offset_s), (VERSION, "top1_class"))

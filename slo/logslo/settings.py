@@ -6,6 +6,9 @@ Where the data comes from:
   LOG_FILE      a JSONL log file: evaluate the same LogQL locally (used when LOKI_URL is unset).
   LOKI_TIMEOUT  seconds per HTTP call (default 30); LOKI_TENANT sets X-Scope-OrgID;
   LOKI_USERNAME/LOKI_PASSWORD (basic auth) or LOKI_TOKEN (bearer) for a protected Loki.
+  PROMETHEUS_URL  a Prometheus scraping the functions (e.g. http://prometheus:9090): a
+                comparison reads each version as counts from the function's own series
+                (the aggregate path; COMPARE_PATH=lines reads LOKI_URL or LOG_FILE instead).
 What is judged, when, and where the reports go:
   SLO_AT        evaluation time, unix seconds (default: now).
   SLO_FUNCTION  the function `Given the function being checked` names; the charts' function
@@ -65,6 +68,7 @@ class Source:
     loki_username: str | None = None
     loki_password: str | None = None
     loki_token: str | None = None
+    prometheus_url: str = ""
 
     def check(self) -> None:
         """What building the backend would refuse, without reading the log or calling Loki."""
@@ -160,7 +164,8 @@ def from_env(env=None) -> Settings:
             loki_tenant=env.get("LOKI_TENANT") or None,
             loki_username=env.get("LOKI_USERNAME") or None,
             loki_password=env.get("LOKI_PASSWORD") or None,
-            loki_token=env.get("LOKI_TOKEN") or None),
+            loki_token=env.get("LOKI_TOKEN") or None,
+            prometheus_url=env.get("PROMETHEUS_URL", "").strip()),
         at=_parse_at(env.get("SLO_AT", "")),
         function=env.get("SLO_FUNCTION", "").strip(),
         report_path=env.get("SLO_REPORT") or None,

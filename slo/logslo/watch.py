@@ -32,6 +32,9 @@ either alike (judge_binned.py says what binning costs).
 Each version's first seconds (the feature's warm-up: "Given a watch leaves out the first
 30 seconds of each version") are not judged: a cold process is slower for a while, and a
 good release must not be held for it.
+
+On the aggregate path (newcounts.py) a look reads each version's counts since the last
+look from Loki's metric queries or Prometheus, never a line, and adds them up.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from .compare import feature
 from .compare.binned import Binned
 from .compare.sampling import Sample
 from .compare.text import interval_text, value_text
+from .newcounts import Counted
+from .newcounts import add as add_counts
 from .newlines import line_time
 from .report import finite
 from .verdicts import BROKEN, HOLD, INCONCLUSIVE, PROMOTE
@@ -83,9 +88,10 @@ class Look:
 class Watch:
     """The state of one canary's watch: what was read, each look, the verdict.
 
-    `observe(at, fresh)` takes one look's new lines ({version: [fields]}) or the fault
-    that prevented reading them; nothing here reads a log or knows the clock, so a
-    replay (calibration) and a live watch run the same decisions."""
+    `observe(at, fresh)` takes one look's new lines ({version: [fields]}), or its new
+    counts (newcounts.Counted: the aggregate path), or the fault that prevented reading
+    them; nothing here reads a log or knows the clock, so a replay (calibration) and a
+    live watch run the same decisions."""
 
     def __init__(self, contracts: feature.Contracts, baseline: str, candidate: str, started_at: float,
                  interval_s: float, deadline_s: float, function: str = "", source: str = "",
@@ -111,6 +117,7 @@ class Watch:
         self.compared = feature.pair(empty(), empty(), baseline, candidate)
         self.compared.process_sd = process_sd
         self.first_seen: dict = {}
+        self.counted: dict = {}  # version -> its counts so far (the aggregate path)
         self.warming = {baseline: 0, candidate: 0}
         self.looks: list = []
         self.verdict, self.reason = WATCHING, "waiting for the first look"
@@ -139,11 +146,17 @@ class Watch:
             look.fault_kind = getattr(fault, "kind", None) or ("file" if isinstance(fault, OSError) else None)
             self.reason = f"no decision at look {look.index}: the data could not be read ({look.fault})"
         else:
-            look.new_lines = {self._side(v): len(fresh.get(v, [])) for v in self.versions}
-            for version in self.versions:
-                self._add(version, fresh.get(version, []))
-            self._bound_memory()
-            silent = [v for v in self.versions if not fresh.get(v)]
+            if isinstance(fresh, Counted):  # the aggregate path: counts, not lines
+                look.new_lines = {self._side(v): fresh.new_requests(v) for v in self.versions}
+                for version in self.versions:
+                    self._add_counts(version, fresh.counts.get(version), fresh.warming.get(version, 0))
+                silent = [v for v in self.versions if not fresh.new_requests(v)]
+            else:
+                look.new_lines = {self._side(v): len(fresh.get(v, [])) for v in self.versions}
+                for version in self.versions:
+                    self._add(version, fresh.get(version, []))
+                self._bound_memory()
+                silent = [v for v in self.versions if not fresh.get(v)]
             # no contract is decided on fewer requests than the feature's minimum: a class
             # mix or a tail of a handful of requests says nothing (8 a side can look 50% apart)
             fewest = max(2, self.contracts.minimum_requests)
@@ -181,6 +194,14 @@ class Watch:
                 self.warming[version] += 1
                 continue
             sample.add(fields)
+
+    def _add_counts(self, version: str, counts: dict | None, warming: int) -> None:
+        """A look's counts of one version (NewCounts: the warm-up already left out)."""
+        self.warming[version] += warming
+        if counts is not None:
+            self.counted[version] = add_counts(self.counted.get(version), counts)
+        if version in self.counted:
+            self.compared.samples[version] = Binned.from_counts(self.counted[version])
 
     def _bound_memory(self) -> None:
         """Past `lines_max` requests a version, both versions as counts from now on."""
@@ -286,7 +307,9 @@ class Watch:
 def run(watch: Watch, reader, on_look=None, clock=time.time, sleep=time.sleep) -> Watch:
     """Look every interval until the watch ends: read what is new (reader.read(until)),
     observe it, hand the watch to `on_look` (reports, the gate's state)."""
+    from .aggregates import AggregateError
     from .loki_backend import LokiError
+    from .prometheus_aggregates import PrometheusError
     while not watch.final:
         due = watch.started_at + (len(watch.looks) + 1) * watch.interval_s
         wait = due - clock()
@@ -296,7 +319,7 @@ def run(watch: Watch, reader, on_look=None, clock=time.time, sleep=time.sleep) -
         # a recorded log look by look, as fast as it can be read
         try:
             fresh, fault = reader.read(due), None
-        except (LokiError, OSError) as err:  # a look without its data decides nothing
+        except (LokiError, PrometheusError, AggregateError, OSError) as err:  # a look without its data decides nothing
             fresh, fault = None, err
         watch.observe(due, fresh, fault)
         if on_look:

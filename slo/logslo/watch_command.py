@@ -3,6 +3,7 @@ rewritten at every look.
 
     torchfaas-slo watch [FEATURES ...] --baseline V --candidate V
                         [--loki-url URL | --log-file F [--log-file F ...]]
+                        (COMPARE_PATH=aggregates with a Loki, or PROMETHEUS_URL: counts, not lines)
                         [--interval S] [--deadline S] [--at T] [--report-dir DIR]
 
 Exit 0 promote, 1 hold, 2 inconclusive at the deadline, 3 broken (no source, bad
@@ -23,6 +24,7 @@ import sys
 from . import settings as settings_mod
 from .compare import feature
 from .compare.text import interval_text, value_text
+from .newcounts import NewCounts
 from .newlines import GrowingFile, GrowingFiles, NewLines
 from .verdicts import EXIT_CODES
 from .watch import WATCHING, Watch, run
@@ -50,7 +52,15 @@ def contracts_of(paths: list) -> feature.Contracts:
 
 def source_of(slo: settings_mod.Settings, log_files: list):
     """A Loki backend, or the log file(s) read as they grow (a missing one is a look's
-    data fault, not an error at start: the functions may not have written yet)."""
+    data fault, not an error at start: the functions may not have written yet); on the
+    aggregate path (PROMETHEUS_URL, or COMPARE_PATH=aggregates with a Loki) the fetcher
+    that counts in Prometheus or Loki."""
+    if slo.source.prometheus_url and slo.compare.path != "lines":
+        from .prometheus_aggregates import PrometheusAggregates
+        return PrometheusAggregates(slo.source.prometheus_url, timeout_s=slo.source.loki_timeout_s)
+    if slo.source.loki_url and slo.compare.path == "aggregates":
+        from .aggregates import LokiAggregates
+        return LokiAggregates(slo.backend)
     if slo.source.loki_url:
         return slo.backend
     if log_files:
@@ -60,10 +70,11 @@ def source_of(slo: settings_mod.Settings, log_files: list):
 
 class Reports:
     """Rewrites watch.json and watch.html after each look (atomically: a browser or the
-    gate never reads half a file) and prints one line a look."""
+    gate never reads half a file) and prints one line a look, with what reading has cost
+    so far when the source counts it (`queries_sent`, `bytes_received`: Loki)."""
 
-    def __init__(self, directory: str, out=sys.stdout):
-        self.directory, self.out = directory, out
+    def __init__(self, directory: str, out=None, source=None):
+        self.directory, self.out, self.source = directory, out, source
         os.makedirs(directory, exist_ok=True)
 
     def __call__(self, watch: Watch) -> None:
@@ -71,7 +82,7 @@ class Reports:
         doc = watch.document()
         self._write("watch.json", json.dumps(doc, indent=2))
         self._write("watch.html", watch_page(doc))
-        print(look_line(watch), file=self.out, flush=True)
+        print(look_line(watch) + read_cost(self.source), file=self.out or sys.stdout, flush=True)
         if watch.final:
             self._write("report.md", markdown(doc))
 
@@ -87,6 +98,16 @@ def look_line(watch: Watch) -> str:
     judged = f"judged {look.requests['baseline']}/{look.requests['candidate']}"
     head = f"look {look.index}/{watch.planned_looks} [{look.status}] {judged}: "
     return head + (HEADLINE[watch.verdict] + ": " if watch.final else "") + watch.reason
+
+
+def read_cost(source) -> str:
+    """` [read so far: 12 queries, 1.2 MB]`, or nothing for a source that does not count
+    (Loki's lines: the backend's counters; aggregates: the fetcher's)."""
+    queries = getattr(source, "queries_sent", getattr(source, "queries", None))
+    received = getattr(source, "bytes_received", getattr(source, "bytes", None))
+    if queries is None or received is None:
+        return ""
+    return f" [read so far: {queries} queries, {received / 1e6:.2f} MB]"
 
 
 def markdown(doc: dict) -> str:
@@ -154,11 +175,15 @@ def main(argv: list, environ=None) -> int:
     except (settings_mod.SettingsError, ValueError, OSError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 3
-    reader = NewLines(source, watch.function, watch.versions, since=slo.at, overlap_s=slo.watch.overlap_s)
+    if hasattr(source, "fetch_steps"):  # the aggregate path: counts, not lines
+        reader = NewCounts(source, watch.function, watch.versions, since=slo.at, warmup_s=contracts.warmup_s,
+                           lag_s=slo.watch.overlap_s)
+    else:
+        reader = NewLines(source, watch.function, watch.versions, since=slo.at, overlap_s=slo.watch.overlap_s)
     print(f"watching {watch.candidate} (candidate) against {watch.baseline} (baseline) of {watch.function} in "
           f"{source.describe()}: a look every {watch.interval_s:g} s, {watch.planned_looks} looks, "
           f"warm-up {contracts.warmup_s:g} s", flush=True)
     report_dir = args.report_dir or DEFAULT_REPORT_DIR
-    run(watch, reader, on_look=Reports(report_dir))
+    run(watch, reader, on_look=Reports(report_dir, source=source))
     print(f"reports in {report_dir}: watch.html, watch.json, report.md")
     return EXIT_CODES[watch.verdict]

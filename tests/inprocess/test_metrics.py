@@ -95,6 +95,15 @@ def test_latency_buckets_resolve_the_slo():
     assert sum(0.05 <= b <= 0.3 for b in LATENCY_BUCKETS) >= 8
 
 
+def test_latency_buckets_resolve_a_ten_percent_shift():
+    """From 1 ms to 1 s every bucket is at most 9.1% above the one below: a candidate 10%
+    slower moves its requests a bucket up (the comparison contracts' latency bound)."""
+    dense = [b for b in LATENCY_BUCKETS if 0.001 <= b <= 1.0]
+    ratios = [high / low for low, high in zip(dense, dense[1:])]
+    assert len(dense) >= 70 and max(ratios) < 1.091 and min(ratios) > 1.089
+    assert len(LATENCY_BUCKETS) <= 100  # series per label set stay bounded
+
+
 def test_inflight_and_confidence_only_for_successes():
     m = loaded()
     # the runtime counts requests in the app (probes excluded); the gauge reads it

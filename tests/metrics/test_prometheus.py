@@ -307,3 +307,101 @@ def test_dashboard_queries_run_and_return_data(scenario):
     for title, expr in queries:
         assert prom.query(expr), f"panel {title!r}: no data for {expr}"
     assert len(queries) >= 10
+
+
+def test_aggregates_per_version_are_what_each_function_served(scenario):
+    """The comparison's counts read from Prometheus (logslo.prometheus_aggregates) for the two
+    versions equal what each process logged: requests by status, the latency histogram bucket
+    by bucket, the top-1 probabilities; the per-step histograms add up to the window's."""
+    from logslo.compare.binned import Binned
+    from logslo.prometheus_aggregates import PrometheusAggregates
+
+    prom = scenario["prom"]
+    end = math.ceil(time.time())
+    start = end - 3600  # this Prometheus started with the module: the window holds all it has
+    fetcher = PrometheusAggregates(prom.url, timeout_s=10)
+    counts = fetcher.fetch("classifier", ("v1", "v2"), start, end)
+    one_look = fetcher.queries
+    for version in ("v1", "v2"):
+        lines, got = inference_lines(scenario[version]), counts[version]
+        assert got["requests"] == len(lines)
+        assert got["status"] == {str(s): n for s, n in sorted(Counter(line["status"] for line in lines).items())}
+        latencies = [line["latency_ms"] for line in lines]
+        expected, lower = [], 0.0
+        for upper, _ in got["latency_bins"]:
+            expected.append(sum(lower < x <= upper for x in latencies))
+            lower = upper
+        # the log rounds latency to the microsecond: a request within half of one of a
+        # bucket's edge may sit on the other side of it than in the histogram
+        edges = [upper for upper, _ in got["latency_bins"]]
+        near = sum(any(abs(x - e) <= 0.0005 for e in edges) for x in latencies)
+        misses = sum(abs(n - e) for (_, n), e in zip(got["latency_bins"], expected))
+        assert misses <= 2 * near, (version, got["latency_bins"], expected)
+        probabilities = [line["top1_prob"] for line in lines if line["status"] == 200]
+        lower = -math.inf
+        for upper, n in got["values"]["top1_prob"]:
+            assert n == sum(lower < p <= upper for p in probabilities), (version, upper)
+            lower = upper
+        Binned.from_counts({**got, "values": {}})  # the comparison's own check of the interface
+        print(f"\n{version}: {got['requests']} requests, {len(got['latency_bins'])} latency bins, "
+              f"status {got['status']}")
+    # a stepped read: per-10 s histograms that tile the window
+    stepped = PrometheusAggregates(prom.url, timeout_s=10).fetch_steps("classifier", ("v1", "v2"), start, end, 10)
+    for version in ("v1", "v2"):
+        steps = stepped[version]["latency_steps"]
+        assert sum(n for _, pairs in steps for _, n in pairs) == counts[version]["requests"]
+        assert all(start <= at < end for at, _ in steps)
+    # the comparison's aggregate path: each version as bins, its figures read from them
+    reader = PrometheusAggregates(prom.url, timeout_s=10)
+    binned = reader.version_binned("classifier", ("v1", "v2"), start, end)
+    for version in ("v1", "v2"):
+        lines = inference_lines(scenario[version])
+        assert binned[version].requests == len(lines) and binned[version].source == "aggregates"
+        assert binned[version].faults == sum(line["status"] >= 500 for line in lines)
+        answered = sum(line["status"] == 200 for line in lines)
+        assert "top1_prob" in reader.unbounded or binned[version].values("top1_prob").n == answered
+    # a watch's looks (NewCounts): each reads the counts since the last one, on a 5 s grid;
+    # every request served is judged or warm-up, once
+    from logslo.newcounts import NewCounts, add
+    reader = NewCounts(PrometheusAggregates(prom.url, timeout_s=10), "classifier", ("v1", "v2"),
+                       since=end - math.ceil(scenario["seconds"]) - 30, warmup_s=10, lag_s=0)
+    kept, warming = {}, Counter()
+    for until in range(int(reader.last) + 20, end + 20, 20):
+        look = reader.read(until)
+        for version in ("v1", "v2"):
+            kept[version] = add(kept.get(version), look.counts[version])
+            warming[version] += look.warming.get(version, 0)
+    for version in ("v1", "v2"):
+        assert kept[version]["requests"] + warming[version] == len(inference_lines(scenario[version]))
+        assert warming[version] > 0
+    # cost: a fixed number of queries a look, linear in the looks
+    for _ in range(4):
+        fetcher.fetch("classifier", ("v1", "v2"), start, end)
+    assert fetcher.queries == 5 * one_look == 5 * 4
+    print(f"5 looks: {fetcher.queries} queries, {fetcher.bytes} bytes")
+
+
+def test_a_comparison_reads_both_versions_from_prometheus(scenario):
+    """PROMETHEUS_URL: `compare` reads each version as counts from the functions' own series
+    (the aggregate path), its figures from the bins: what each process logged."""
+    from logslo import settings
+    from logslo.compare import paths
+    from logslo.compare.judgements import latency_shift
+    from logslo.compare.sampling import Comparison
+
+    end = math.ceil(time.time())
+    slo = settings.from_env({"PROMETHEUS_URL": scenario["prom"].url, "COMPARE_BASELINE": "v1",
+                             "COMPARE_CANDIDATE": "v2", "SLO_AT": str(end)})
+    reading = paths.choose(slo)
+    assert reading.path == "aggregates" and "PROMETHEUS_URL" in reading.why
+    comparison = Comparison(reading.backend, "classifier", end, 3600, "v1", "v2", path=reading.path, why=reading.why)
+    assert comparison.path == "aggregates"
+    for version in ("v1", "v2"):
+        lines = inference_lines(scenario[version])
+        figures = comparison.figures[version]
+        assert figures["requests"] == len(lines)
+        assert figures["ratio_5xx"] == sum(line["status"] >= 500 for line in lines) / len(lines)
+    judged = latency_shift(comparison, 10, 0.99)
+    assert judged.low <= judged.estimate <= judged.high and "bins resolve" in judged.note
+    print(f"\nlatency shift v2 vs v1 from Prometheus: {judged.estimate:+.3f} [{judged.low:+.3f}, {judged.high:+.3f}] "
+          f"{judged.verdict}; {judged.note}")

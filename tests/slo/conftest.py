@@ -3,13 +3,30 @@ tests/slo/fixtures/loki, so a plain clone has them), a fake Loki server (canned 
 and a Loki stand-in (answers computed from a log file, with faults)."""
 
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from fake_loki import FakeLoki
+from logslo.logfile import parse_rfc3339_ns
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "loki"
+NS = 1_000_000_000
+_TIMESTAMP = re.compile(r'("timestamp": ")([^"]+)(")')
+
+
+def shift_line(line: str, shift_s: int) -> str:
+    """The line with its `timestamp` moved later by shift_s, written with the same digits."""
+    def moved(match):
+        text = match.group(2)
+        digits = len(text.split(".", 1)[1]) - 1 if "." in text else 0
+        seconds, fraction = divmod(parse_rfc3339_ns(text) + shift_s * NS, NS)
+        out = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        return match.group(1) + out + ("." + str(fraction).rjust(9, "0")[:digits] if digits else "") + "Z" + \
+            match.group(3)
+    return _TIMESTAMP.sub(moved, line, count=1)
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +45,22 @@ def answers(fixtures_dir):
 @pytest.fixture(scope="session")
 def fixture_log(fixtures_dir):
     return str(fixtures_dir / "requests.jsonl")
+
+
+@pytest.fixture(scope="session")
+def metric_answers(fixtures_dir):
+    """What a real Loki 3.7.6 answered to aggregate queries (README.md beside it)."""
+    return json.loads((fixtures_dir / "metric-answers.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def shifted_log(fixture_log, metric_answers, tmp_path_factory):
+    """The fixture log as metric-answers.json was recorded: every timestamp moved later."""
+    path = tmp_path_factory.mktemp("shifted") / "requests.jsonl"
+    with open(fixture_log, encoding="utf-8") as src, open(path, "w", encoding="utf-8") as out:
+        for line in src:
+            out.write(shift_line(line, metric_answers["log_time_shift_s"]))
+    return str(path)
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ from urllib.parse import parse_qs, urlparse
 
 from logslo.file_backend import FileBackend
 from logslo.logfile import Entry, LogFile, parse_rfc3339_ns
-from logslo.logql import Divide, LabelFilter, LogQuery, RangeAggregation, Sum
+from logslo.logql import BinLabel, Divide, LabelFilter, LogQuery, RangeAggregation, Sum
 
 NS = 1_000_000_000
 MAX_ENTRIES = 5000  # Loki's default max_entries_limit_per_query
@@ -92,6 +92,16 @@ FAULT_ANSWERS = {
     "html": (200, HTML_TYPE, "<html><head><title>Sign in</title></head><body><form action=\"/oauth2/start\">"
                              "<button>Sign in</button></form></body></html>\n"),
 }
+
+
+MAX_SERIES = 500  # Loki's default max_query_series
+
+
+def series_text(max_series: int) -> str:
+    """Loki's 400 body for a metric answer of more series than max_query_series (not
+    recorded: the wording is approximate, the status and the number are Loki's)."""
+    return (f"maximum number of series ({max_series}) reached for a single query; consider reducing query "
+            "cardinality by adding more filters to the current query or splitting it into multiple queries")
 
 
 def limit_text(limit: int, max_entries: int) -> str:
@@ -325,6 +335,11 @@ class _Parser:
                     self.take("op", ",")
                     fields.append(self.take("ident"))
                 stages.append(("json", tuple(fields) or None))
+            elif self.peek("ident", "label_format"):
+                self.take("ident")
+                name = self.take("ident")
+                self.take("op", "=")
+                stages.append(("label_format", bin_label(name, self.string())))
             elif self.peek("ident", "unwrap"):
                 self.take("ident")
                 stages.append(("unwrap", self.take("ident")))
@@ -350,14 +365,37 @@ class _Parser:
         if kinds[-2:] == ["unwrap", "no_error"]:
             unwrap = stages[-2][1]
             stages, kinds = stages[:-2], kinds[:-2]
+        label_format = None
+        if kinds[-1:] == ["label_format"]:
+            label_format = stages[-1][1]
+            stages, kinds = stages[:-1], kinds[:-1]
         if kinds[:2] != ["json", "no_error"] or any(kind != "filter" for kind in kinds[2:]):
-            raise LogQLError("the stand-in answers the pipelines logslo writes: "
-                             "| json [fields] | __error__=\"\" | filters [| unwrap f | __error__=\"\"]")
+            raise LogQLError("the stand-in answers the pipelines logslo writes: | json [fields] | "
+                             "__error__=\"\" | filters [| label_format bin=... | unwrap f | __error__=\"\"]")
         try:
             return LogQuery(stream=tuple(stream), filters=tuple(v for _, v in stages[2:]), unwrap=unwrap,
-                            fields=stages[0][1])
+                            fields=stages[0][1], label_format=label_format)
         except ValueError as err:
             raise LogQLError(str(err)) from None
+
+
+_BIN_TEMPLATES = (
+    (re.compile(r"\{\{ floor \.(\w+) \}\}"), lambda m: (m.group(1), 1.0)),
+    (re.compile(r"\{\{ floor \(divf \.(\w+) ([0-9.]+)\) \}\}"), lambda m: (m.group(1), float(m.group(2)))),
+    (re.compile(r"\{\{ floor \(mulf (\d+) \.(\w+)\) \}\}"), lambda m: (m.group(2), 1 / int(m.group(1)))),
+)
+
+
+def bin_label(name: str, template: str) -> BinLabel:
+    """The BinLabel a `label_format NAME=`TEMPLATE`` renders from; the stand-in evaluates
+    those templates only (a real Loki evaluates any Go template)."""
+    for pattern, read in _BIN_TEMPLATES:
+        match = pattern.fullmatch(template)
+        if match:
+            field, width = read(match)
+            return BinLabel(field, int(width) if width == 1 else width, name)
+    raise LogQLError(f"the stand-in does not evaluate label_format {name}=`{template}`: it evaluates the "
+                     "bin labels logslo writes ({{ floor .f }}, {{ floor (divf .f W) }}, {{ floor (mulf N .f) }})")
 
 
 def parse_logql(text: str):
@@ -517,10 +555,12 @@ class LokiStandIn:
     request: path, params, headers, fault, status), `errors` (the stand-in's own failures:
     a test should end with none)."""
 
-    def __init__(self, log_path, namespace: str = "openfaas-fn", max_entries: int = MAX_ENTRIES):
+    def __init__(self, log_path, namespace: str = "openfaas-fn", max_entries: int = MAX_ENTRIES,
+                 max_series: int = MAX_SERIES):
         self.log = _TailedLog(log_path)
         self.namespace = namespace
         self.max_entries = max_entries
+        self.max_series = max_series
         self.counts: Counter = Counter()
         self.requests: list = []
         self.errors: list = []
@@ -726,6 +766,8 @@ class LokiStandIn:
         return {"status": "success", "data": {"resultType": result_type, "result": result}}
 
     def _vector(self, vector: dict, at_ns: int) -> dict:
+        if len(vector) > self.max_series:
+            raise LogQLError(series_text(self.max_series))
         return self._ok("vector", [{"metric": dict(key), "value": [loki_time(at_ns), go_float(value)]}
                                    for key, value in sorted(vector.items())])
 
@@ -743,6 +785,8 @@ class LokiStandIn:
         if not float(step_s).is_integer():
             raise LogQLError("the stand-in evaluates whole-second steps only")
         matrix = backend.range(query, start_ns / NS, end_ns / NS, int(step_s))
+        if len(matrix) > self.max_series:
+            raise LogQLError(series_text(self.max_series))
         return self._ok("matrix", [{"metric": dict(key), "values": [[loki_time(int(round(t * NS))), go_float(v)]
                                                                      for t, v in points]}
                                    for key, points in sorted(matrix.items())])

@@ -3,8 +3,6 @@ answered in the fixtures, its JSON is Loki's to the byte where Loki's is recorde
 log query read in many pages gives the very lines FileBackend reads from the file."""
 
 import json
-import re
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,26 +47,6 @@ def get(url, path, **params):
         return err.code, err.headers["Content-Type"], err.read().decode()
 
 
-_TIMESTAMP = re.compile(r'("timestamp": ")([^"]+)(")')
-
-
-def shift_line(line: str, shift_s: int) -> str:
-    """The line with its `timestamp` moved later by shift_s, written with the same digits."""
-    def moved(match):
-        text = match.group(2)
-        digits = len(text.split(".", 1)[1]) - 1 if "." in text else 0
-        seconds, fraction = divmod(parse_rfc3339_ns(text) + shift_s * NS, NS)
-        out = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        return match.group(1) + out + ("." + str(fraction).rjust(9, "0")[:digits] if digits else "") + "Z" + \
-            match.group(3)
-    return _TIMESTAMP.sub(moved, line, count=1)
-
-
-@pytest.fixture(scope="module")
-def metric_answers(fixtures_dir):
-    return json.loads((fixtures_dir / "metric-answers.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def standin(fixture_log):
     with LokiStandIn(fixture_log) as server:
@@ -77,13 +55,9 @@ def standin(fixture_log):
 
 
 @pytest.fixture(scope="module")
-def shifted_standin(fixture_log, metric_answers, tmp_path_factory):
+def shifted_standin(shifted_log):
     """The fixture log as metric-answers.json was recorded: every timestamp moved later."""
-    path = tmp_path_factory.mktemp("shifted") / "requests.jsonl"
-    with open(fixture_log, encoding="utf-8") as src, open(path, "w", encoding="utf-8") as out:
-        for line in src:
-            out.write(shift_line(line, metric_answers["log_time_shift_s"]))
-    with LokiStandIn(path) as server:
+    with LokiStandIn(shifted_log) as server:
         yield server
     assert not server.errors
 
@@ -150,7 +124,8 @@ def test_range_answer_is_the_real_loki_s_within_the_range(answers, standin):
 
 
 AGGREGATES = ("requests_by_version_status", "latency_over_50ms_by_version", "class_mix_by_version",
-              "p99_latency_by_version")
+              "p99_latency_by_version", "latency_bins_1ms_by_version", "latency_bins_5ms_by_version",
+              "top1_prob_bins_by_version")
 
 
 @pytest.mark.parametrize("name", AGGREGATES)

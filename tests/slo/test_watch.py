@@ -5,6 +5,7 @@ and off between looks. Missing, partial or failed data never promotes and never 
 
 import gzip
 import json
+import re
 import subprocess
 
 import pytest
@@ -192,3 +193,80 @@ def test_a_log_that_stops_growing_decides_nothing_after_it_stopped(tmp_path, lok
     assert watch.verdict == "inconclusive" and watch.decided_look is None
     assert [look.status for look in watch.looks][8:] == ["no-new-data"] * (len(watch.looks) - 8)
     assert "about" in watch.reason and "requests a version would decide it" in watch.reason
+
+
+def test_the_watch_prints_what_its_reads_cost(tmp_path, loki_standin, capsys):
+    """Each look's line says how many queries the watch has sent and the bytes it received:
+    what the Loki stand-in counted, growing look by look with what each look read."""
+    loki = loki_standin(write(tmp_path / "log.jsonl", log_lines()))
+    reports = tmp_path / "canary"
+    code = watch_command.main([str(CONTRACTS), "--baseline", BASE, "--candidate", CAND, "--loki-url", loki.url,
+                               "--at", str(START), "--interval", str(INTERVAL), "--deadline", "60",
+                               "--report-dir", str(reports)], environ={})
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("look ")]
+    costs = [re.search(r"read so far: (\d+) queries, ([\d.]+) MB", line) for line in printed]
+    assert code in (0, 2) and len(costs) == 6 and all(costs)
+    queries = [int(c.group(1)) for c in costs]
+    assert queries == sorted(queries) and queries[0] > 0
+    assert queries[-1] == sum(loki.counts.values())
+    assert float(costs[-1].group(2)) > float(costs[0].group(2)) > 0
+
+
+# -- the aggregate path: counts, not lines -----------------------------------------------
+
+
+def test_each_look_counts_only_since_the_last_and_leaves_the_warm_up_out(tmp_path, loki_standin):
+    """NewCounts through the Loki stand-in: every request of the watch so far is either
+    judged or warm-up, each counted once, and no request of a version's first 30 s is judged."""
+    from logslo.aggregates import LokiAggregates
+    from logslo.newcounts import NewCounts, add
+
+    log = write(tmp_path / "log.jsonl", log_lines())
+    fetcher = LokiAggregates(LokiBackend(loki_standin(log).url, timeout_s=5))
+    reader = NewCounts(fetcher, "classifier", (BASE, CAND), since=START, warmup_s=30, lag_s=0)
+    kept, warming = {}, {BASE: 0, CAND: 0}
+    for look in range(1, 9):
+        counted = reader.read(START + look * 10)
+        for version in (BASE, CAND):
+            kept[version] = add(kept.get(version), counted.counts[version])
+            warming[version] += counted.warming.get(version, 0)
+    assert reader.last == (START + 80) // 5 * 5  # the reads start and end on the 5 s grid
+    lines = [line for line in log_lines() if START // 5 * 5 < line_time(line) <= reader.last
+             and line.get("event") == "inference"]
+    for version in (BASE, CAND):
+        mine = sorted(line_time(line) for line in lines if line["model_version"] == version)
+        assert kept[version]["requests"] + warming[version] == len(mine)
+        judged_early = sum(t <= mine[0] + 30 for t in mine)
+        assert warming[version] >= judged_early  # the whole warm-up left out, and at most a step more
+        assert warming[version] <= sum(t <= mine[0] + 35 for t in mine)
+        assert sum(n for _, pairs in kept[version]["latency_steps"] for _, n in pairs) == kept[version]["requests"]
+    # a stepped read a look (7 queries), and one more for each version as its warm-up ends
+    assert fetcher.queries == (8 + 2) * fetcher.queries_per_look == 70
+
+
+def watch_loki(tmp_path, loki, name, path, deadline=DEADLINE):
+    reports = tmp_path / name
+    code = watch_command.main([str(CONTRACTS), "--baseline", BASE, "--candidate", CAND, "--loki-url", loki.url,
+                               "--at", str(START), "--interval", str(INTERVAL), "--deadline", str(deadline),
+                               "--report-dir", str(reports)], environ={"COMPARE_PATH": path, "WATCH_OVERLAP": "0"})
+    return code, json.loads((reports / "watch.json").read_text())
+
+
+@pytest.mark.parametrize("factor,verdict", [(1.0, "promote"), (1.25, "hold")])
+def test_a_watch_on_loki_s_counts_decides_as_on_its_lines(tmp_path, loki_standin, factor, verdict):
+    """COMPARE_PATH=aggregates: each look reads each version's counts since the last look
+    from Loki's metric queries (a few per look, never a line), leaves each version's
+    warm-up out, and the watch reaches the verdict the lines give, at about the same look."""
+    loki = loki_standin(write(tmp_path / "log.jsonl", log_lines(latency_factor=factor)))
+    line_code, by_lines = watch_loki(tmp_path, loki, "lines", "lines")
+    before = len(loki.requests)
+    count_code, by_counts = watch_loki(tmp_path, loki, "counts", "aggregates")
+    asked = loki.requests[before:]
+    assert by_lines["verdict"] == by_counts["verdict"] == verdict and line_code == count_code
+    assert abs(by_counts["decided_look"] - by_lines["decided_look"]) <= 2
+    assert all("count_over_time" in r["params"]["query"] for r in asked)  # no line read
+    # warm-up: the same requests left out as by their lines' times (to the 5 s step)
+    assert by_counts["warming_up"]["candidate"] == pytest.approx(by_lines["warming_up"]["candidate"], rel=0.2)
+    print(f"\n{verdict}: lines decided at look {by_lines['decided_look']}, judged {by_lines['requests']}; "
+          f"counts at look {by_counts['decided_look']}, judged {by_counts['requests']}, "
+          f"{len(asked)} queries for {by_counts['decided_look']} looks")

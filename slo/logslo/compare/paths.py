@@ -7,6 +7,8 @@ path's memory budget.
 - aggregates: each version as counts (Binned): from a log file streamed once into bins
   (stream.py), or from a backend that answers a version's counts (`version_counts`, the
   aggregate interface of binned.py): memory bounded whatever the traffic;
+- PROMETHEUS_URL set: aggregates from the function's own series (prometheus_aggregates),
+  unless COMPARE_PATH=lines;
 - auto: lines up to COMPARE_LINES_MAX requests a version expected, aggregates above. The
   size expected is a count first: for Loki the window's requests per version (a
   count_over_time, asked before any line), for a file its size over its lines' mean length.
@@ -52,6 +54,10 @@ def choose(slo: Settings) -> Reading:
     """The path and backend for a comparison with these settings (SettingsError: no source,
     or a path this source cannot take; TooBig: the line path over its budget)."""
     want, source = slo.compare, slo.source
+    if source.prometheus_url and want.path != "lines":
+        from ..prometheus_aggregates import PrometheusAggregates
+        return Reading("aggregates", "PROMETHEUS_URL: counted by the function's own series",
+                       PrometheusAggregates(source.prometheus_url, timeout_s=source.loki_timeout_s))
     source.check()
     if source.loki_url:
         backend = slo.backend
