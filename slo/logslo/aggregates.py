@@ -160,21 +160,7 @@ class LokiAggregates:
         if step_s <= 0 or start % step_s or end % step_s:
             raise ValueError(f"a stepped read needs start and end on multiples of the {step_s}s step, "
                              f"got ({start:g}, {end:g}]")
-        steps: dict = defaultdict(lambda: defaultdict(Counter))  # version -> step start -> (lower, upper) -> n
-        queries_ = [(band, self._band_query(function, step_s, band)) for band in self.bands]
-        overflow = self._overflow(function, step_s)
-        for band, query in queries_ + ([(None, overflow)] if overflow is not None else []):
-            for key, points in self.backend.range(query, start + step_s, end, step_s).items():
-                labels = dict(key)
-                version = labels.get(queries.VERSION, "")
-                if band is None:
-                    edges = (float(self.bands[-1].high), math.inf)
-                for at, value in points:
-                    if not start < at <= end:
-                        continue  # a step Loki adds past `end`
-                    if band is not None:
-                        edges = self._edges(band, labels.get("bin", ""))
-                    steps[version][at - step_s][edges] += as_count(value, f"{version} latency step {at}")
+        steps = self._stepped_bins(function, start, end, step_s)
         latency: dict = defaultdict(Counter)
         for version, by_step in steps.items():
             for bins in by_step.values():
@@ -185,6 +171,22 @@ class LokiAggregates:
                 [float(at), [[float(upper), int(n)] for (_, upper), n in sorted(bins.items()) if n]]
                 for at, bins in sorted(steps.get(version, {}).items())]
         return counts
+
+    def _stepped_bins(self, function: str, start: float, end: float, step_s: int) -> dict:
+        """version -> step start -> (lower, upper) -> requests, from one range query per band."""
+        steps: dict = defaultdict(lambda: defaultdict(Counter))
+        queries_ = [(band, self._band_query(function, step_s, band)) for band in self.bands]
+        overflow = self._overflow(function, step_s)
+        for band, query in queries_ + ([(None, overflow)] if overflow is not None else []):
+            for key, points in self.backend.range(query, start + step_s, end, step_s).items():
+                labels = dict(key)
+                version = labels.get(queries.VERSION, "")
+                edges = ((float(self.bands[-1].high), math.inf) if band is None
+                         else self._edges(band, labels.get("bin", "")))
+                for at, value in points:
+                    if start < at <= end:  # Loki may add a step past `end`
+                        steps[version][at - step_s][edges] += as_count(value, f"{version} latency step {at}")
+        return steps
 
     def version_counts(self, function: str, version: str, start: float, end: float) -> dict:
         """One version's counts over (start, end] (the aggregate path's `version_counts`), with

@@ -309,6 +309,12 @@ def test_dashboard_queries_run_and_return_data(scenario):
     assert len(queries) >= 10
 
 
+def whole_window() -> tuple[int, int]:
+    """(start, end] of the last hour: this Prometheus started with the module, so it holds all it has."""
+    end = math.ceil(time.time())
+    return end - 3600, end
+
+
 def test_aggregates_per_version_are_what_each_function_served(scenario):
     """The comparison's counts read from Prometheus (logslo.prometheus_aggregates) for the two
     versions equal what each process logged: requests by status, the latency histogram bucket
@@ -317,11 +323,9 @@ def test_aggregates_per_version_are_what_each_function_served(scenario):
     from logslo.prometheus_aggregates import PrometheusAggregates
 
     prom = scenario["prom"]
-    end = math.ceil(time.time())
-    start = end - 3600  # this Prometheus started with the module: the window holds all it has
+    start, end = whole_window()
     fetcher = PrometheusAggregates(prom.url, timeout_s=10)
     counts = fetcher.fetch("classifier", ("v1", "v2"), start, end)
-    one_look = fetcher.queries
     for version in ("v1", "v2"):
         lines, got = inference_lines(scenario[version]), counts[version]
         assert got["requests"] == len(lines)
@@ -345,13 +349,28 @@ def test_aggregates_per_version_are_what_each_function_served(scenario):
         Binned.from_counts({**got, "values": {}})  # the comparison's own check of the interface
         print(f"\n{version}: {got['requests']} requests, {len(got['latency_bins'])} latency bins, "
               f"status {got['status']}")
-    # a stepped read: per-10 s histograms that tile the window
+
+
+def test_a_stepped_read_tiles_the_window(scenario):
+    """Per-10 s histograms from Prometheus that add up to the window's requests."""
+    from logslo.prometheus_aggregates import PrometheusAggregates
+
+    prom = scenario["prom"]
+    start, end = whole_window()
+    counts = PrometheusAggregates(prom.url, timeout_s=10).fetch("classifier", ("v1", "v2"), start, end)
     stepped = PrometheusAggregates(prom.url, timeout_s=10).fetch_steps("classifier", ("v1", "v2"), start, end, 10)
     for version in ("v1", "v2"):
         steps = stepped[version]["latency_steps"]
         assert sum(n for _, pairs in steps for _, n in pairs) == counts[version]["requests"]
         assert all(start <= at < end for at, _ in steps)
-    # the comparison's aggregate path: each version as bins, its figures read from them
+
+
+def test_the_aggregate_path_reads_each_version_as_bins(scenario):
+    """The comparison's aggregate path: each version as bins, its figures read from them."""
+    from logslo.prometheus_aggregates import PrometheusAggregates
+
+    prom = scenario["prom"]
+    start, end = whole_window()
     reader = PrometheusAggregates(prom.url, timeout_s=10)
     binned = reader.version_binned("classifier", ("v1", "v2"), start, end)
     for version in ("v1", "v2"):
@@ -360,9 +379,16 @@ def test_aggregates_per_version_are_what_each_function_served(scenario):
         assert binned[version].faults == sum(line["status"] >= 500 for line in lines)
         answered = sum(line["status"] == 200 for line in lines)
         assert "top1_prob" in reader.unbounded or binned[version].values("top1_prob").n == answered
-    # a watch's looks (NewCounts): each reads the counts since the last one, on a 5 s grid;
-    # every request served is judged or warm-up, once
+
+
+def test_a_watchs_looks_judge_every_request_once(scenario):
+    """A watch's looks (NewCounts) each read the counts since the last one, on a 5 s grid:
+    every request served is judged or warm-up, once."""
     from logslo.newcounts import NewCounts, add
+    from logslo.prometheus_aggregates import PrometheusAggregates
+
+    prom = scenario["prom"]
+    start, end = whole_window()
     reader = NewCounts(PrometheusAggregates(prom.url, timeout_s=10), "classifier", ("v1", "v2"),
                        since=end - math.ceil(scenario["seconds"]) - 30, warmup_s=10, lag_s=0)
     kept, warming = {}, Counter()
@@ -374,7 +400,17 @@ def test_aggregates_per_version_are_what_each_function_served(scenario):
     for version in ("v1", "v2"):
         assert kept[version]["requests"] + warming[version] == len(inference_lines(scenario[version]))
         assert warming[version] > 0
-    # cost: a fixed number of queries a look, linear in the looks
+
+
+def test_each_look_costs_the_same_queries(scenario):
+    """A fixed number of queries a look: a watch's cost grows linearly with its looks."""
+    from logslo.prometheus_aggregates import PrometheusAggregates
+
+    prom = scenario["prom"]
+    start, end = whole_window()
+    fetcher = PrometheusAggregates(prom.url, timeout_s=10)
+    fetcher.fetch("classifier", ("v1", "v2"), start, end)
+    one_look = fetcher.queries
     for _ in range(4):
         fetcher.fetch("classifier", ("v1", "v2"), start, end)
     assert fetcher.queries == 5 * one_look == 5 * 4
