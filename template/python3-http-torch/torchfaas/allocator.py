@@ -6,7 +6,7 @@ A forward pass's activations (tens of MB at batch 4-6) come from the arena of th
 thread that runs it, because malloc's mmap threshold rises to the largest block freed
 (up to 32 MB): freed, they stay in that arena for its next pass, which saves their page
 faults (a fixed threshold that maps and unmaps them every pass doubled the CPU per
-request here), but every arena keeps its own copy. Fewer arenas (MALLOC_ARENA_MAX, a setting: 4)
+request here), but every arena keeps its own copy. Fewer arenas (MALLOC_ARENA_MAX, a setting: 2)
 keep fewer copies; one made the two batch workers wait on each other's
 allocations (more context switches per request, less throughput at c16). What the
 warm-up freed is handed back (`release_free_memory`) instead of waiting in an arena for

@@ -101,12 +101,12 @@ class Settings:
     # activations afresh each time; on 4 KiB pages that cost ~400 page faults per
     # request, most of the kernel time of a served request (docs/benchmarks.md, "The fast path").
     torch_huge_pages: int = env("THP_MEM_ALLOC_ENABLE", 1, int)
-    # glibc's own variable (which it reads too), 4 here instead of glibc's 8 per core: a
+    # glibc's own variable (which it reads too), 2 here instead of glibc's 8 per core: a
     # forward pass's freed activations wait in its thread's arena for the next pass, one
     # pool per arena (torchfaas.allocator;
     # docs/benchmarks.md, "Cold start and memory per replica").
     # 1 made the batch workers wait on each other's allocations; 0: glibc's default
-    malloc_arena_max: int = env("MALLOC_ARENA_MAX", 4, int)
+    malloc_arena_max: int = env("MALLOC_ARENA_MAX", 2, int)
 
     def __post_init__(self):
         if self.threads <= 0:
