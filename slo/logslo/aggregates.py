@@ -44,6 +44,14 @@ STEPS = (300, 120, 60, 30, 10, 5, 1)  # step lengths a stepped read tries, longe
 MIN_STEPS = 20  # a stepped read has at least this many steps
 
 
+def window_seconds(start: float, end: float) -> int:
+    """(start, end] as a whole number of seconds, the range a count is asked over."""
+    window = end - start
+    if window <= 0 or not float(window).is_integer():
+        raise ValueError(f"a window is a whole number of seconds > 0, got ({start:g}, {end:g}]")
+    return int(window)
+
+
 def steps_of(start: float, end: float) -> int | None:
     """The longest step of STEPS that tiles (start, end] in at least MIN_STEPS steps, both
     ends on its grid (the grid Loki's query frontend aligns steps to), else None."""
@@ -135,7 +143,7 @@ class LokiAggregates:
     def fetch(self, function: str, versions, start: float, end: float, latency: dict | None = None) -> dict:
         """{version: counts} over (start, end]; a version without requests has zero counts.
         `latency` ({version: {(lower, upper): count}}) when the latency was already counted."""
-        window = self._window(start, end)
+        window = window_seconds(start, end)
         status = self._by_version(queries.requests(function, window, by=(queries.VERSION, "status")), end, "status")
         if latency is None:
             latency = defaultdict(dict)
@@ -204,16 +212,10 @@ class LokiAggregates:
         return {"requests": 0, "latency_bins": [], "status": {}, "classes": {}, "values": {}}  # no request
 
     def _versions(self, function: str, start: float, end: float) -> tuple:
-        query = queries.requests(function, self._window(start, end), by=(queries.VERSION,))
+        query = queries.requests(function, window_seconds(start, end), by=(queries.VERSION,))
         return tuple(sorted(dict(key).get(queries.VERSION, "") for key in self.backend.instant(query, end)))
 
     # -- pieces -------------------------------------------------------------------------
-    @staticmethod
-    def _window(start: float, end: float) -> int:
-        window = end - start
-        if window <= 0 or not float(window).is_integer():
-            raise ValueError(f"a window is a whole number of seconds > 0, got ({start:g}, {end:g}]")
-        return int(window)
 
     @staticmethod
     def _band_query(function: str, window: int, band: Band):

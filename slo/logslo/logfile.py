@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -113,3 +114,18 @@ class LogFile:
         _flatten("", record, fields)
         function = fields.get("function", "")
         return Entry(time_ns, {"app": function, "container": function}, fields)
+
+
+def counted_request(fields: dict) -> tuple[float, int, float] | None:
+    """(latency_ms, status, unix time or nan) of a request line the contracts count; None
+    for a line without a numeric latency_ms and status (dropped by `unwrap` too)."""
+    try:
+        latency, status = float(fields["latency_ms"]), int(fields["status"])
+    except (KeyError, ValueError):
+        return None
+    try:
+        at = parse_rfc3339_ns(fields.get("timestamp", "")) / 1e9
+    except ValueError:
+        at = math.nan
+    return latency, status, at
+

@@ -39,7 +39,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 
-from .aggregates import AggregateError, as_count, steps_of
+from .aggregates import AggregateError, as_count, steps_of, window_seconds
 from .logql import format_duration
 
 VERSION = "model_version"
@@ -90,7 +90,7 @@ class PrometheusAggregates:
     def fetch(self, function: str, versions, start: float, end: float, latency: dict | None = None) -> dict:
         """{version: counts} over (start, end]; a version without requests has zero counts.
         `latency` ({version: {(lower, upper): count}}) when the latency was already counted."""
-        window = self._window(start, end)
+        window = window_seconds(start, end)
         status = self._grouped(window_increase(selector(REQUESTS, function, event="inference"), window,
                                                (VERSION, "status")), end, "status")
         if latency is None:
@@ -159,12 +159,6 @@ class PrometheusAggregates:
         return out
 
     # -- pieces -------------------------------------------------------------------------
-    @staticmethod
-    def _window(start: float, end: float) -> int:
-        window = end - start
-        if window <= 0 or not float(window).is_integer():
-            raise ValueError(f"a window is a whole number of seconds > 0, got ({start:g}, {end:g}]")
-        return int(window)
 
     def _declared(self, function: str, at: float) -> list:
         """(metric, kind, field) of each prediction series the function declares."""

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..logfile import parse_rfc3339_ns
+from ..logfile import counted_request
 
 # streamed latency: log-scale bins 1% wide (a shift of 1% moves a request one bin),
 # from 10 microseconds to 10 minutes, and one bin above for anything slower
@@ -221,14 +221,10 @@ class Binned:
     def add(self, fields: dict) -> None:
         """One request's fields (strings, as `| json` gives them): what `Sample.add` keeps,
         counted instead of kept."""
-        try:
-            latency, status = float(fields["latency_ms"]), int(fields["status"])
-        except (KeyError, ValueError):
-            return  # not a request the contracts count (no latency_ms: dropped by unwrap too)
-        try:
-            at = parse_rfc3339_ns(fields.get("timestamp", "")) / 1e9
-        except ValueError:
-            at = math.nan
+        request = counted_request(fields)
+        if request is None:
+            return
+        latency, status, at = request
         if self._count(latency, status, at) and status == 200:
             self._answer(fields)
 

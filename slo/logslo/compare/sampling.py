@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .. import queries
-from ..logfile import parse_rfc3339_ns
+from ..logfile import counted_request
 from ..promql_math import quantile
 from ..psi import psi
 from ..settings import DEFAULT_COMPARE_LINES_MAX, DEFAULT_COMPARE_MEMORY_MB
@@ -69,14 +69,10 @@ class Sample:
         return (len(known) - 1) / (max(known) - min(known))
 
     def add(self, fields: dict) -> None:
-        try:
-            latency, status = float(fields["latency_ms"]), int(fields["status"])
-        except (KeyError, ValueError):
-            return  # not a request the contracts count (no latency_ms: dropped by unwrap too)
-        try:
-            at = parse_rfc3339_ns(fields.get("timestamp", "")) / 1e9
-        except ValueError:
-            at = math.nan
+        request = counted_request(fields)
+        if request is None:
+            return
+        latency, status, at = request
         self.latency_ms.append(latency)
         self.seconds.append(at)
         self.statuses.append(status)
