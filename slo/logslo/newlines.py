@@ -77,28 +77,48 @@ class GrowingFile:
 
     `advance()` reads only the bytes appended since the last call (a line cut mid-write
     waits for its end); `lines(logs, start, end)` answers from what was read, as the
-    backends answer a log query."""
+    backends answer a log query. The path is followed as `tail -F` follows it: a log
+    rotated by renaming is read to its end, then the new file from its start; a log
+    truncated in place (copytruncate) is read again from its start."""
 
     def __init__(self, path: str):
         self.path = path
-        self.offset = 0
+        self.handle = None  # kept open: a rotated log's last lines are read through it
         self.partial = b""
         self.pending: list = []  # entries read but newer than a read's `end`
         self.read_lines = 0
+
+    @property
+    def offset(self) -> int:
+        return self.handle.tell() if self.handle else 0
 
     def describe(self) -> str:
         return f"JSONL file {self.path} (read as it grows)"
 
     def advance(self) -> None:
         """Read the complete lines appended since the last call."""
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(f"LOG_FILE={self.path} does not exist")
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
-        self.offset += len(data)
-        data = self.partial + data
-        complete, _, self.partial = data.rpartition(b"\n")
+        if self.handle is None:
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(f"LOG_FILE={self.path} does not exist")
+            self.handle = open(self.path, "rb")  # open across looks: close()
+        self._take(self.handle.read())
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return  # renamed away and not yet created again: the next look opens it
+        opened = os.fstat(self.handle.fileno())
+        if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+            self._take(self.handle.read())  # what the writer added before it reopened
+            self.handle.close()
+            self.handle, self.partial = open(self.path, "rb"), b""
+            self._take(self.handle.read())
+        elif named.st_size < self.handle.tell():
+            self.handle.seek(0)
+            self.partial = b""
+            self._take(self.handle.read())
+
+    def _take(self, data: bytes) -> None:
+        complete, _, self.partial = (self.partial + data).rpartition(b"\n")
         for raw in complete.split(b"\n") if complete else []:
             try:
                 entry = LogFile.parse(raw.decode("utf-8", "replace").strip())
@@ -107,6 +127,11 @@ class GrowingFile:
             if entry is not None:
                 self.pending.append(entry)
                 self.read_lines += 1
+
+    def close(self) -> None:
+        if self.handle:
+            self.handle.close()
+            self.handle = None
 
     def lines(self, logs, start: float, end: float) -> list:
         """The fields of each entry read so far in (start, end] that the log query keeps."""
@@ -134,6 +159,10 @@ class GrowingFiles:
     def advance(self) -> None:
         for growing in self.files:
             growing.advance()
+
+    def close(self) -> None:
+        for growing in self.files:
+            growing.close()
 
     def lines(self, logs, start: float, end: float) -> list:
         merged = [fields for growing in self.files for fields in growing.lines(logs, start, end)]

@@ -184,6 +184,10 @@ def main(argv: list, environ=None) -> int:
           f"{source.describe()}: a look every {watch.interval_s:g} s, {watch.planned_looks} looks, "
           f"warm-up {contracts.warmup_s:g} s", flush=True)
     report_dir = args.report_dir or DEFAULT_REPORT_DIR
-    run(watch, reader, on_look=Reports(report_dir, source=source))
+    try:
+        run(watch, reader, on_look=Reports(report_dir, source=source))
+    finally:
+        if hasattr(source, "close"):
+            source.close()
     print(f"reports in {report_dir}: watch.html, watch.json, report.md")
     return EXIT_CODES[watch.verdict]

@@ -109,6 +109,31 @@ def test_a_growing_file_is_read_from_where_the_last_look_stopped(tmp_path):
     assert growing.read_lines == 300 and growing.offset == path.stat().st_size > before
 
 
+def test_a_rotated_or_truncated_log_is_followed_as_tail_f_follows_it(tmp_path):
+    lines = [json.dumps(line) + "\n" for line in log_lines()[:400]]
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(lines[:100]))
+    growing = GrowingFile(str(path))
+    growing.advance()
+    # rotated by renaming: the writer adds to the old file before it reopens the path
+    with open(path, "a") as handle:
+        handle.write("".join(lines[100:150]))
+    path.rename(tmp_path / "log.jsonl.1")
+    growing.advance()  # the path is gone for a moment: nothing lost, nothing fails
+    with open(tmp_path / "log.jsonl.1", "a") as handle:
+        handle.write("".join(lines[150:160]))
+    path.write_text("".join(lines[160:250]))
+    growing.advance()
+    assert growing.read_lines == 250
+    # truncated in place (copytruncate): read again from the start
+    path.write_text("".join(lines[250:270]))
+    growing.advance()
+    assert growing.read_lines == 270 and growing.offset == path.stat().st_size
+    ids = [e.fields["request_id"] for e in growing.pending]
+    assert ids == [json.loads(line)["request_id"] for line in lines[:270]]
+    growing.close()
+
+
 def test_each_loki_read_asks_only_since_the_last_look_and_counts_no_request_twice(tmp_path, loki_standin):
     log = write(tmp_path / "log.jsonl", log_lines())
     loki = loki_standin(log)
