@@ -18,8 +18,11 @@ Counts over the window (start, end] are exact, not `increase()`'s extrapolation 
 scales every count by the window over the span its samples cover and misses a series'
 first value): per series, its largest value in the window less its value at the start
 (`max_over_time(x[w]) - x offset w`), or its largest value when it was born in the window
-(a new pod counts from 0). A series that restarted in the window (a counter reset) falls
-back to `increase()`, which handles resets; counts are rounded to whole requests.
+(a new pod counts from 0). A process that restarted in its pod during the window (its
+counters reset under the same labels) is counted from its raw samples instead, one more
+query a kind of series: each sample adds its rise over the one before, or its whole value
+after a reset (a restarted process counts from 0), so its counts are exact too, but for
+what it served after its last scrape before it died, which no scrape saw.
 
 A scrape reads the counters one after another: a request answered in between is in the
 status counter and not yet in the histogram (or the other way round). Differences of a
@@ -34,6 +37,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -69,9 +73,46 @@ def window_increase(series: str, window_s: int, by: tuple) -> str:
     return f"sum by ({', '.join(by)}) ((({exact}) unless {reset}) or increase({series}[{w}]))"
 
 
-def selector(name: str, function: str, **labels) -> str:
-    matchers = [f'function="{function}"'] + [f'{k}="{v}"' for k, v in labels.items()]
+def selector(name: str, function: str, *extra: str, **labels) -> str:
+    """`name{function="f",label="value",...}`, `extra` matchers appended as written."""
+    matchers = [f'function="{function}"'] + [f'{k}="{v}"' for k, v in labels.items()] + list(extra)
     return f"{name}{{{','.join(matchers)}}}"
+
+
+def instances(names, match: bool = True) -> str:
+    """A matcher of the `instance` label: one of `names` (or, match=False, none of them)."""
+    pattern = "|".join(re.escape(name) for name in sorted(names)).replace("\\", "\\\\")
+    return f'instance{"=~" if match else "!~"}"{pattern}"'
+
+
+def rises(before: float | None, samples) -> list:
+    """[(time, count)] each raw sample of a counter adds: its rise over the sample before,
+    or its whole value when there is none before (born in the window) or it fell (reset)."""
+    out = []
+    for at, raw in samples:
+        value = float(raw)
+        out.append((float(at), value if before is None or value < before else value - before))
+        before = value
+    return out
+
+
+class Series:
+    """The series of one metric of a function, split by whether their process restarted in
+    the window (`restarted`: instances): PromQL counts the steady ones, raw samples the others."""
+
+    def __init__(self, name: str, function: str, restarted: frozenset = frozenset(), **labels):
+        self.name, self.function, self.restarted, self.labels = name, function, restarted, labels
+
+    def steady(self) -> str:
+        extra = [instances(self.restarted, match=False)] if self.restarted else []
+        return selector(self.name, self.function, *extra, **self.labels)
+
+    def restarted_only(self) -> str:
+        return selector(self.name, self.function, instances(self.restarted), **self.labels)
+
+
+def _key(labels: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
 
 
 class PrometheusAggregates:
@@ -87,23 +128,25 @@ class PrometheusAggregates:
         return f"Prometheus at {self.url} (aggregates)"
 
     # -- reads --------------------------------------------------------------------------
-    def fetch(self, function: str, versions, start: float, end: float, latency: dict | None = None) -> dict:
+    def fetch(self, function: str, versions, start: float, end: float, latency: dict | None = None,
+              restarted: frozenset | None = None) -> dict:
         """{version: counts} over (start, end]; a version without requests has zero counts.
-        `latency` ({version: {(lower, upper): count}}) when the latency was already counted."""
+        `latency` ({version: {(lower, upper): count}}) when the latency was already counted,
+        `restarted` when the restarted instances are known (restarted())."""
         window = window_seconds(start, end)
-        status = self._grouped(window_increase(selector(REQUESTS, function, event="inference"), window,
-                                               (VERSION, "status")), end, "status")
+        if restarted is None:
+            restarted = self.restarted(function, window, end)
+        status = self._grouped(Series(REQUESTS, function, restarted, event="inference"), window, end, "status")
         if latency is None:
-            latency = self._histograms(selector(LATENCY + "_bucket", function, event="inference"), window, end,
-                                       scale=1000.0)
+            latency = self._histograms(Series(LATENCY + "_bucket", function, restarted, event="inference"),
+                                       window, end, scale=1000.0)
         declared = self._declared(function, end)
-        values = {field: self._histograms(selector(metric + "_bucket", function), window, end)
+        values = {field: self._histograms(Series(metric + "_bucket", function, restarted), window, end)
                   for metric, kind, field in declared if kind == "histogram"}
         classes: dict = {}
         for metric, kind, field in declared:
             if kind == "counter" and field == CLASS_FIELD:
-                classes = self._grouped(window_increase(selector(metric, function), window, (VERSION, CLASS_LABEL)),
-                                        end, CLASS_LABEL)
+                classes = self._grouped(Series(metric, function, restarted), window, end, CLASS_LABEL)
         return {version: self._counts(version, dict(status.get(version, {})), latency.get(version, {}),
                                       classes.get(version, {}), {f: v.get(version, {}) for f, v in values.items()})
                 for version in versions}
@@ -115,14 +158,9 @@ class PrometheusAggregates:
         step_s = int(step_s)
         if step_s <= 0 or (end - start) % step_s:
             raise ValueError(f"a stepped read needs end - start a multiple of the {step_s}s step")
-        query = window_increase(selector(LATENCY + "_bucket", function, event="inference"), step_s, (VERSION, "le"))
-        data = self._get("/api/v1/query_range", query, {"start": _time(start + step_s), "end": _time(end),
-                                                         "step": str(step_s)})
-        cumulative: dict = defaultdict(lambda: defaultdict(dict))  # version -> step start -> le -> count
-        for series in self._result(data, "matrix", query):
-            version, le = series["metric"].get(VERSION, ""), float(series["metric"]["le"])
-            for at, value in series["values"]:
-                cumulative[version][float(at) - step_s][le] = as_count(round(float(value)), f"{version} le={le}")
+        restarted = self.restarted(function, window_seconds(start, end), end)
+        cumulative = self._stepped_buckets(Series(LATENCY + "_bucket", function, restarted, event="inference"),
+                                           start, end, step_s)
         steps = {version: {at: _non_cumulative(les, 1000.0) for at, les in by_step.items()}
                  for version, by_step in cumulative.items()}
         latency: dict = {}
@@ -132,11 +170,29 @@ class PrometheusAggregates:
                 for key, n in bins.items():
                     total[key] += n
             latency[version] = dict(total)
-        counts = self.fetch(function, versions, start, end, latency=latency)
+        counts = self.fetch(function, versions, start, end, latency=latency, restarted=restarted)
         for version in versions:
             counts[version]["latency_steps"] = [[at, [[upper, n] for (_, upper), n in sorted(bins.items()) if n]]
                                                 for at, bins in sorted(steps.get(version, {}).items())]
         return counts
+
+    def _stepped_buckets(self, buckets: Series, start: float, end: float, step_s: int) -> dict:
+        """{version: {step start: {le: count}}}: a histogram's cumulative buckets step by step,
+        one range query for the steady series, the restarted ones from their raw samples."""
+        query = window_increase(buckets.steady(), step_s, (VERSION, "le"))
+        data = self._get("/api/v1/query_range", query, {"start": _time(start + step_s), "end": _time(end),
+                                                         "step": str(step_s)})
+        cumulative: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+        for series in self._result(data, "matrix", query):
+            version, le = series["metric"].get(VERSION, ""), float(series["metric"]["le"])
+            for at, value in series["values"]:
+                cumulative[version][float(at) - step_s][le] += as_count(round(float(value)), f"{version} le={le}")
+        for labels, samples in self._restarted_rises(buckets, window_seconds(start, end), end):
+            version, le = labels.get(VERSION, ""), float(labels["le"])
+            for at, n in samples:
+                if at > start:  # (a sample on the start itself rose from itself: nothing)
+                    cumulative[version][start + (math.ceil((at - start) / step_s) - 1) * step_s][le] += round(n)
+        return cumulative
 
     def version_binned(self, function: str, versions, start: float, end: float) -> dict:
         """{version: Binned} over (start, end] (the comparison's aggregate path, its figures
@@ -166,21 +222,46 @@ class PrometheusAggregates:
         return sorted({(s["metric"]["metric"], s["metric"]["kind"], s["metric"]["field"])
                        for s in self._instant(query, at)})
 
-    def _grouped(self, query: str, at: float, label: str) -> dict:
+    def restarted(self, function: str, window: int, at: float) -> frozenset:
+        """The instances whose process restarted in the window: their request counters reset."""
+        query = f"count by (instance) (resets({selector(REQUESTS, function)}[{format_duration(window)}]) > 0)"
+        return frozenset(series["metric"].get("instance", "") for series in self._instant(query, at))
+
+    def _increase(self, series: Series, window: int, at: float, by: tuple) -> list:
+        """[(labels, count)] of each group of `by`: what the series counted in the window."""
+        query = window_increase(series.steady(), window, by)
+        out = [(s["metric"], float(s["value"][1])) for s in self._instant(query, at)]
+        for labels, samples in self._restarted_rises(series, window, at):
+            out.append(({key: labels.get(key, "") for key in by}, sum(n for _, n in samples)))
+        return out
+
+    def _restarted_rises(self, series: Series, window: int, at: float) -> list:
+        """[(labels, [(time, count)])] of each series of a restarted instance: what each raw
+        sample in the window added (rises()), from the value at the window's start."""
+        if not series.restarted:
+            return []
+        w = format_duration(window)
+        before = {_key(s["metric"]): float(s["value"][1])
+                  for s in self._instant(f"{series.restarted_only()} offset {w}", at)}
+        query = f"{series.restarted_only()}[{w}]"
+        return [(s["metric"], rises(before.get(_key(s["metric"])), s["values"]))
+                for s in self._result(self._get("/api/v1/query", query, {"time": _time(at)}), "matrix", query)]
+
+    def _grouped(self, series: Series, window: int, at: float, label: str) -> dict:
         out: dict = defaultdict(dict)
-        for series in self._instant(query, at):
-            version, name = series["metric"].get(VERSION, ""), series["metric"].get(label, "")
-            n = as_count(round(float(series["value"][1])), f"{version} {label} {name}")
+        for labels, count in self._increase(series, window, at, (VERSION, label)):
+            version, name = labels.get(VERSION, ""), labels.get(label, "")
+            n = as_count(round(count), f"{version} {label} {name}")
             if n:
                 out[version][name] = out[version].get(name, 0) + n
         return out
 
-    def _histograms(self, buckets: str, window: int, at: float, scale: float = 1.0) -> dict:
+    def _histograms(self, buckets: Series, window: int, at: float, scale: float = 1.0) -> dict:
         """{version: {(lower, upper): count}} of a histogram's buckets over the window."""
-        cumulative: dict = defaultdict(dict)
-        for series in self._instant(window_increase(buckets, window, (VERSION, "le")), at):
-            version, le = series["metric"].get(VERSION, ""), float(series["metric"]["le"])
-            cumulative[version][le] = as_count(round(float(series["value"][1])), f"{version} le={le}")
+        cumulative: dict = defaultdict(lambda: defaultdict(int))
+        for labels, count in self._increase(buckets, window, at, (VERSION, "le")):
+            version, le = labels.get(VERSION, ""), float(labels["le"])
+            cumulative[version][le] += as_count(round(count), f"{version} le={le}")
         return {version: _non_cumulative(les, scale) for version, les in cumulative.items()}
 
     @staticmethod
