@@ -1,0 +1,87 @@
+"""The classifier on an AMD EPYC with AVX2 only (no AVX-512, no bf16), emulated on any
+x86-64 machine: qemu-user's EPYC-Rome CPU (what cpuid answers torch, oneDNN and the
+compiled package; an instruction the CPU lacks is an illegal instruction, as on the real
+one) and a /proc/cpuinfo without the AVX-512 and AMX flags, bind-mounted in a private
+mount namespace (what the classifier's load reads).
+
+What it shows: artifacts built on this machine (an AVX-512 one, say) serve an AVX2 node
+with the same answers; MODEL_PRECISION=bf16 there builds no bf16 package and serves
+fp32, saying why, without a stack trace. Emulation is ~50x slower: timings mean nothing
+here (the test sends 6 photos).
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from loadkit.photos import PHOTOS, photo_bytes
+from support.function_process import FunctionProcess
+from support.system_tools import require
+
+CPU = "EPYC-Rome"  # Zen 2: AVX2, FMA, no AVX-512
+
+
+@pytest.fixture(scope="module")
+def avx2_node(tmp_path_factory):
+    """The command prefix that runs a process on the emulated AVX2 CPU."""
+    if platform.machine() != "x86_64":
+        pytest.skip(f"an x86-64 emulation test; this machine is {platform.machine()}")
+    tools = require("qemu-x86_64", "unshare", suite="tests/speed/test_emulated_avx2.py", root=True)
+    cpuinfo = tmp_path_factory.mktemp("avx2-node") / "cpuinfo"
+    with open("/proc/cpuinfo") as real:
+        cpuinfo.write_text(re.sub(r" (avx512\w*|amx\w*)(?=[ \n])", "", real.read()))
+    mount = f"mount --bind {cpuinfo} /proc/cpuinfo && exec {tools['qemu-x86_64']} -cpu {CPU} \"$@\""
+    prefix = [tools["unshare"], "-m", "--propagation", "private", "sh", "-c", mount, "sh"]
+    probe = subprocess.run([*prefix, sys.executable, "-c",
+                            "print(open('/proc/cpuinfo').read().count('avx512'))"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0 and probe.stdout.split() == ["0"], probe.stderr[-2000:]
+    return prefix
+
+
+def answers(fn: FunctionProcess) -> dict:
+    out = {}
+    for name in sorted(PHOTOS):
+        res = fn.post(photo_bytes(name), timeout=180)
+        assert res.status_code == 200, res.text
+        out[name] = [(p["label"], p["probability"]) for p in res.json()["predictions"]]
+    return out
+
+
+def test_an_avx2_node_builds_no_bf16_and_serves_what_this_machine_built(
+        avx2_node, artifacts, classifier_build, tmp_path):
+    dest = tmp_path / "artifacts"
+    shutil.copytree(artifacts, dest)
+    (dest / "model-bf16.pt2").unlink(missing_ok=True)
+    env = {**os.environ, "ARTIFACTS_DIR": str(dest), "MODEL_PRECISION": "bf16"}
+    probe = subprocess.run([*avx2_node, sys.executable, "-c", "import torch; print(torch.backends.cpu."
+                            "get_cpu_capability(), torch.ops.mkldnn._is_mkldnn_bf16_supported())"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert probe.stdout.split() == ["AVX2", "False"], probe.stdout + probe.stderr[-2000:]  # what the issue saw
+
+    # the build step on the AVX2 machine (the fp32 package built here is reused, by its key)
+    prepared = subprocess.run([*avx2_node, sys.executable, "-m", "torchfaas.prepare"], cwd=classifier_build,
+                              env=env, capture_output=True, text=True, timeout=600)
+    assert prepared.returncode == 0 and "Traceback" not in prepared.stderr, prepared.stderr[-3000:]
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert "model-bf16.pt2" not in manifest["files"], manifest
+    assert "oneDNN has no bf16 kernels" in manifest["bf16_not_built"] and "AVX2" in manifest["bf16_not_built"]
+
+    with FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(dest), "MODEL_PRECISION": "bf16"}) as native:
+        expected = answers(native)
+    fn = FunctionProcess(classifier_build, env={"ARTIFACTS_DIR": str(dest), "MODEL_PRECISION": "bf16"})
+    with fn.start(timeout=300, prefix=avx2_node):
+        loaded = fn.wait_for_lines("model_loaded", 1)[0]
+        assert (loaded["backend"], loaded["precision"]) == ("aoti", "fp32"), loaded
+        assert "no native bf16" in loaded["precision_reason"] and "AVX2" in loaded["precision_reason"], loaded
+        got = answers(fn)
+    # oneDNN's AVX2 kernels sum in another order than AVX-512's: the same classes, in the
+    # same order, probabilities within 1e-4
+    for name, predictions in expected.items():
+        assert [label for label, _ in got[name]] == [label for label, _ in predictions], (name, got[name])
+        assert max(abs(a - b) for (_, a), (_, b) in zip(got[name], predictions)) < 1e-4, (name, got[name])
