@@ -23,6 +23,9 @@ CROP_PADDING = 32
 MEAN, STD = 127.0, 128.0
 WEIGHTS, LABELS, PACKAGE = "weights.pt", "labels.json", "model.pt2"
 BF16_PACKAGE = "model-bf16.pt2"
+# model.pt2 with its convolution weights packed for oneDNN's AVX2 kernels, built beside it
+# where the build machine packs for AVX-512: the layout an AVX2-only node serves fastest
+AVX2_PACKAGE = "model-avx2.pt2"
 HERE = Path(__file__).resolve().parent
 
 

@@ -47,6 +47,7 @@ class Classifier(ModelHandler):
         self.backend = self.fallback_reason = None
         self.precision = self.precision_reason = self.bf16_agreement = None  # loading.LoadedModel
         self.threads = None  # OpenMP threads per forward pass, as loaded
+        self.packing: dict = {}  # the package that serves and its weights' layout (loading.LoadedModel)
         self.labels: list[str] = []
         self.max_pixels = 0  # MAX_PIXELS, from the runtime settings load() receives
         # BATCH_SIZE as load() receives it: the warm-up runs every size up to it
@@ -68,6 +69,8 @@ class Classifier(ModelHandler):
         self.model, self.backend, self.fallback_reason = loaded.model, loaded.backend, loaded.fallback_reason
         self.precision, self.precision_reason = loaded.precision, loaded.precision_reason
         self.bf16_agreement = loaded.bf16_agreement
+        self.packing = {"package": loaded.package, "packed_for": loaded.packed_for,
+                        "packing_reason": loaded.packing_reason}
         # TORCH_THREADS, through OMP_NUM_THREADS (config) or torch.set_num_threads (eager)
         self.threads = loaded.threads
 
@@ -75,7 +78,7 @@ class Classifier(ModelHandler):
         """Extra fields for the model_loaded log line."""
         return {"backend": self.backend, "fallback_reason": self.fallback_reason,
                 "precision": self.precision, "precision_reason": self.precision_reason,
-                "bf16_top1_agreement": self.bf16_agreement, "torch_threads": self.threads}
+                "bf16_top1_agreement": self.bf16_agreement, "torch_threads": self.threads, **self.packing}
 
     def warmup(self) -> None:
         # The first forward pass at each batch size sets up that shape's oneDNN

@@ -3,7 +3,10 @@
 MODEL_BACKEND=auto|aoti|eager picks the backend (`auto` falls back to the eager
 network, channels_last, when the package is missing or does not load);
 MODEL_PRECISION=bf16 serves the bf16 package only on CPUs with native bf16, else
-fp32 with the reason. A package is served through `torchfaas.toolkit.libtorch`
+fp32 with the reason. An fp32 package is picked by the layout its convolution weights
+were packed in: model-avx2.pt2 on a CPU whose oneDNN runs AVX2 kernels, when the
+build made one, else model.pt2 (a layout that is not this CPU's is reordered at every
+forward pass, and model_loaded says so in `packing_reason`). A package is served through `torchfaas.toolkit.libtorch`
 (libtorch's C ABI, numpy arrays in and out): nothing on this path imports torch,
 which would add about 1 s to the cold start and 80 MB to the replica
 (docs/benchmarks.md, "Cold start and memory per replica"); only the eager fallback does, when it is used.
@@ -18,7 +21,7 @@ import numpy as np
 from torchfaas.toolkit import libtorch
 from torchfaas.toolkit.precision_gate import Bounds, failures
 
-from .config import BF16_PACKAGE, PACKAGE, WEIGHTS, log
+from .config import AVX2_PACKAGE, BF16_PACKAGE, PACKAGE, WEIGHTS, log
 
 # the bf16 package ships only if it passes the accuracy gate against fp32 on real
 # photos (torchfaas.toolkit.precision_gate; bounds and why in docs/precision.md)
@@ -36,6 +39,9 @@ class LoadedModel:
     fallback_reason: str | None = None  # why not the compiled package, if eager under auto
     bf16_agreement: float | None = None  # the served bf16 package's measured top-1 agreement
     threads: int | None = None  # OpenMP threads per forward pass (TORCH_THREADS)
+    package: str | None = None  # the compiled package that serves (None: eager)
+    packed_for: str | None = None  # the oneDNN layout of its convolution weights: "AVX2", "AVX512"
+    packing_reason: str | None = None  # why that layout is not this CPU's, if not
 
 
 def onednn_bf16_capped() -> bool:
@@ -68,15 +74,18 @@ def choose_model(artifacts_dir: Path, manifest: dict, own, concurrent_batches: i
         else:
             try:
                 return LoadedModel(load_aoti(artifacts_dir, manifest, concurrent_batches, BF16_PACKAGE), "aoti",
-                                   "bf16", bf16_agreement=manifest.get("bf16_top1_agreement"))
+                                   "bf16", bf16_agreement=manifest.get("bf16_top1_agreement"),
+                                   package=BF16_PACKAGE)
             except Exception as exc:  # e.g. a package this torch cannot load: fp32 serves
                 precision_reason = f"{BF16_PACKAGE} did not load: {type(exc).__name__}: {exc}"[:300]
                 log(f"MODEL_PRECISION=bf16 not used, serving fp32: {precision_reason}")
     fallback_reason = None
     if backend in ("auto", "aoti"):
+        package, packed_for, packing_reason = fp32_package_here(manifest)
         try:
-            return LoadedModel(load_aoti(artifacts_dir, manifest, concurrent_batches), "aoti",
-                               precision_reason=precision_reason)
+            return LoadedModel(load_aoti(artifacts_dir, manifest, concurrent_batches, package), "aoti",
+                               precision_reason=precision_reason, package=package, packed_for=packed_for,
+                               packing_reason=packing_reason)
         except Exception as exc:
             if backend == "aoti":
                 raise
@@ -84,6 +93,24 @@ def choose_model(artifacts_dir: Path, manifest: dict, own, concurrent_batches: i
             log(f"compiled model not used, falling back to eager: {fallback_reason}")
     return LoadedModel(load_eager(artifacts_dir, own.torch_threads), "eager", precision_reason=precision_reason,
                        fallback_reason=fallback_reason)
+
+
+def fp32_package_here(manifest: dict) -> tuple[str, str | None, str | None]:
+    """(package, the layout its weights were packed in, why that is not this CPU's or None):
+    model-avx2.pt2 where oneDNN runs AVX2 kernels and the build made one, else model.pt2."""
+    here = libtorch.onednn_packing()
+    if here == "AVX2" and AVX2_PACKAGE in manifest.get("files", {}):
+        return AVX2_PACKAGE, "AVX2", None
+    packed = manifest.get("aoti_packed_for")
+    if not packed or packed == here:
+        return PACKAGE, packed, None
+    why = (f"{PACKAGE}'s convolution weights are packed for {packed} (the build machine's), this CPU's oneDNN runs "
+           f"{here}: they are reordered at every forward pass (docs/benchmarks.md: 1.85x the time at batch 1)")
+    if packed == "AVX512":
+        why += f"; no {AVX2_PACKAGE} in the artifacts: {manifest.get('avx2_not_built', 'not built')}"
+    else:
+        why += "; build the image on an AVX-512 machine to pack for both"
+    return PACKAGE, packed, why[:400]
 
 
 def bf16_unavailable(artifacts_dir: Path, manifest: dict) -> str | None:
@@ -108,7 +135,7 @@ def load_aoti(artifacts_dir: Path, manifest: dict, concurrent_batches: int, pack
     path = artifacts_dir / package
     if not path.is_file():
         raise FileNotFoundError(f"no {package} in {artifacts_dir}")
-    isa = manifest.get("aoti_isa" if package == PACKAGE else "bf16_isa", "")
+    isa = manifest.get({PACKAGE: "aoti_isa", AVX2_PACKAGE: "avx2_isa"}.get(package, "bf16_isa"), "")
     if not libtorch.cpu_runs(isa):
         # loading it would end in SIGILL at the first request, past any fallback
         raise RuntimeError(f"{package} needs {isa}; this CPU has {libtorch.cpu_capability()}")

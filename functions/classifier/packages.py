@@ -14,6 +14,9 @@ which imports no torch.
 """
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,10 +33,12 @@ from torchfaas.toolkit import (
     write_manifest,
 )
 from torchfaas.toolkit.compiled import prepacked_calls
+from torchfaas.toolkit.libtorch import onednn_packing
 from torchfaas.toolkit.precision_gate import GateFailed, check, gate_inputs, gate_photos, measure
 
 from .config import (
     ARCH,
+    AVX2_PACKAGE,
     BF16_PACKAGE,
     CROP_PADDING,
     HERE,
@@ -47,7 +52,7 @@ from .config import (
     log,
 )
 from .loading import BF16_GATE
-from .network import ServedModel, ServedModelBF16, bf16_network, fold_same_pads, fp32_network
+from .network import ServedModel, ServedModelBF16, bf16_network, build_network, fold_same_pads, fp32_network
 from .preprocessing import center_crop_box, resize_bicubic
 
 # Bump when the compiled graph changes (wrapper, export or inductor options):
@@ -72,9 +77,11 @@ BF16_RECIPE = "bf16-v3-whole-dcround-s2padfold-gate2"
 AOTI_CONFIGS: dict = {**portable_x86_configs(), "freezing": True}
 
 
-def package_key(weights_sha256: str, precision: str = "fp32") -> str:
-    """What a compiled package depends on: recipe, torch, weights (and its precision)."""
+def package_key(weights_sha256: str, precision: str = "fp32", packing: str = "") -> str:
+    """What a compiled package depends on: recipe, torch, weights (and its precision, and
+    the oneDNN packing when it is not the build machine's own)."""
     recipe = f"{AOTI_RECIPE}-{FP32_RECIPE}" if precision == "fp32" else f"{AOTI_RECIPE}-{BF16_RECIPE}"
+    recipe += f"-packed-{packing}" if packing else ""
     return hashlib.sha256(f"{recipe}|{torch.__version__}|{AOTI_CONFIGS}|{weights_sha256}"
                           .encode()).hexdigest()[:16]
 
@@ -111,9 +118,16 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
     files, info = [WEIGHTS, LABELS], {}
     if fp32_package(artifacts_dir, model, own):
         files.append(PACKAGE)
-        info = {"aoti_key": package_key(sha256_of(artifacts_dir / WEIGHTS)), "aoti_torch": torch.__version__,
-                "aoti_isa": package_isa(artifacts_dir / PACKAGE),
+        packed_for = onednn_packing()
+        info = {"aoti_key": package_key(sha256_of(artifacts_dir / WEIGHTS), packing=packed_for),
+                "aoti_torch": torch.__version__, "aoti_isa": package_isa(artifacts_dir / PACKAGE),
+                "aoti_packed_for": packed_for,
                 "aoti_prepacked_convolutions": prepacked_calls(artifacts_dir / PACKAGE)[0]}
+        avx2 = avx2_package(artifacts_dir) if packed_for != "AVX2" else {}
+        files += [AVX2_PACKAGE] if "avx2_key" in avx2 else []
+        info.update(avx2)
+    if AVX2_PACKAGE not in files:
+        (artifacts_dir / AVX2_PACKAGE).unlink(missing_ok=True)
     bf16_not_built = bf16_unbuildable() if own.model_precision == "bf16" and own.model_backend != "eager" else None
     if own.model_precision == "bf16" and own.model_backend != "eager" and not bf16_not_built:
         info.update(prepare_bf16(artifacts_dir, model.eval(), PACKAGE in files))
@@ -130,7 +144,7 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
 def fp32_package(artifacts_dir: Path, model: torch.nn.Module, own: ClassifierSettings) -> bool:
     """model.pt2 compiled (or reused when current); False when none ships (MODEL_BACKEND=eager,
     or a failed compile under auto: the eager model serves)."""
-    key = package_key(sha256_of(artifacts_dir / WEIGHTS))
+    key = package_key(sha256_of(artifacts_dir / WEIGHTS), packing=onednn_packing())
     if own.model_backend == "eager":
         log("MODEL_BACKEND=eager: no compiled package")
         (artifacts_dir / PACKAGE).unlink(missing_ok=True)
@@ -140,13 +154,7 @@ def fp32_package(artifacts_dir: Path, model: torch.nn.Module, own: ClassifierSet
         return True
     log(f"compiling {PACKAGE} with AOTInductor (takes about half a minute)")
     try:
-        compile_package(ServedModel(fp32_network(model)),
-                        torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
-                        artifacts_dir / PACKAGE, inductor_configs=AOTI_CONFIGS, pack_conv_weights=True)
-        if not package_isa(artifacts_dir / PACKAGE) and AOTI_CONFIGS:
-            # scalar kernels: ~3x slower than vectorised ones; never ship that silently
-            raise RuntimeError("the compiled kernels are not vectorised")
-        check_frozen(artifacts_dir / PACKAGE)
+        compile_fp32(model, artifacts_dir / PACKAGE)
         return True
     except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
         if own.model_backend == "aoti":
@@ -154,6 +162,36 @@ def fp32_package(artifacts_dir: Path, model: torch.nn.Module, own: ClassifierSet
         log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
         (artifacts_dir / PACKAGE).unlink(missing_ok=True)
         return False
+
+
+def compile_fp32(model: torch.nn.Module, path: Path) -> None:
+    """The fp32 package, its convolution weights packed for this process's oneDNN."""
+    compile_package(ServedModel(fp32_network(model)), torch.zeros(4, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8),
+                    path, inductor_configs=AOTI_CONFIGS, pack_conv_weights=True)
+    if not package_isa(path) and AOTI_CONFIGS:
+        # scalar kernels: ~3x slower than vectorised ones; never ship that silently
+        raise RuntimeError("the compiled kernels are not vectorised")
+    check_frozen(path)
+
+
+def avx2_package(artifacts_dir: Path) -> dict:
+    """model-avx2.pt2 compiled (or reused when current) beside an AVX-512-packed model.pt2:
+    an AVX2-only node serving model.pt2 would reorder every weight at every forward pass
+    (batch 1 1.85x, batch 4 1.2x the time per image, docs/benchmarks.md). Compiled in a
+    child process whose oneDNN is held to AVX2 (ONEDNN_MAX_CPU_ISA is read once, when
+    libtorch loads). A failed compile ships without it, saying why (avx2_not_built)."""
+    key = package_key(sha256_of(artifacts_dir / WEIGHTS), packing="AVX2")
+    if package_is_current(artifacts_dir, key, AVX2_PACKAGE, "avx2_key"):
+        log(f"reusing {AVX2_PACKAGE} (key {key})")
+        return {"avx2_key": key, "avx2_isa": package_isa(artifacts_dir / AVX2_PACKAGE)}
+    log(f"compiling {AVX2_PACKAGE}: {PACKAGE} with its weights packed for AVX2 nodes")
+    done = subprocess.run([sys.executable, "-m", __name__, str(artifacts_dir)],
+                          env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = f"its compile failed ({done.stderr.strip().splitlines()[-1:] or done.returncode})"
+        log(f"no {AVX2_PACKAGE}: {reason}; AVX2 nodes serve {PACKAGE}, reordering its weights at every pass")
+        return {"avx2_not_built": reason[:300]}
+    return {"avx2_key": key, "avx2_isa": package_isa(artifacts_dir / AVX2_PACKAGE)}
 
 
 def bf16_unbuildable() -> str | None:
@@ -229,3 +267,8 @@ def package_is_current(artifacts_dir: Path, key: str, package: str = PACKAGE, ke
                 and manifest["files"].get(package) == sha256_of(artifacts_dir / package))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+if __name__ == "__main__":  # the child of avx2_package(): python -m function.packages ARTIFACTS_DIR
+    artifacts = Path(sys.argv[1])
+    compile_fp32(build_network(artifacts / WEIGHTS), artifacts / AVX2_PACKAGE)

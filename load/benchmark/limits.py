@@ -232,16 +232,18 @@ def prepare_bf16(artifacts: Path, build: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("weights.pt", "labels.json"):
         shutil.copy2(artifacts / name, dest / name)
-    # the fp32 package with its key and hash, so the build step reuses it instead of recompiling
+    # the fp32 packages with their keys and hashes, so the build step reuses them instead of recompiling
     fp32 = json.loads((artifacts / "manifest.json").read_text())
     if (artifacts / "model.pt2").is_file() and fp32.get("aoti_key"):
-        shutil.copy2(artifacts / "model.pt2", dest / "model.pt2")
         try:
             manifest = json.loads((dest / "manifest.json").read_text())
         except (OSError, ValueError):
             manifest = {"files": {}}
-        manifest.update({k: v for k, v in fp32.items() if k.startswith("aoti_")})
-        manifest.setdefault("files", {})["model.pt2"] = fp32["files"]["model.pt2"]
+        manifest.update({k: v for k, v in fp32.items() if k.startswith(("aoti_", "avx2_"))})
+        for package in ("model.pt2", "model-avx2.pt2"):
+            if package in fp32["files"]:
+                shutil.copy2(artifacts / package, dest / package)
+                manifest.setdefault("files", {})[package] = fp32["files"][package]
         (dest / "manifest.json").write_text(json.dumps(manifest))
     subprocess.run([sys.executable, "-m", "torchfaas.prepare"], cwd=build, check=True,
                    env={**os.environ, "ARTIFACTS_DIR": str(dest), "MODEL_PRECISION": "bf16"},

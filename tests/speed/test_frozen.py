@@ -67,6 +67,41 @@ def test_served_package_reorders_no_weight_at_any_batch_size(artifacts):
     assert trace.count("exec,cpu,reorder") == 0, [line for line in trace.splitlines() if "reorder" in line][:5]
 
 
+def test_an_avx2_node_gets_weights_packed_for_it(artifacts):
+    """oneDNN's AVX2 kernels want another blocked layout than its AVX-512 ones: a package
+    packed on an AVX-512 build machine reorders every weight at every pass on an AVX2 node
+    (oneDNN held to AVX2 here), so the build packs model-avx2.pt2 too, which reorders none."""
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    if manifest["aoti_packed_for"] != "AVX512":
+        pytest.skip(f"this build machine packs for {manifest['aoti_packed_for']}: model.pt2 is the AVX2 layout")
+    assert "model-avx2.pt2" in manifest["files"] and manifest["avx2_isa"] == manifest["aoti_isa"]
+    assert prepacked_calls(artifacts / "model-avx2.pt2") == (CONVOLUTIONS, 0)
+    for package, reorders in (("model.pt2", True), ("model-avx2.pt2", False)):
+        trace = run_probe(REORDER_PROBE, artifacts / package, ONEDNN_VERBOSE="1", ONEDNN_MAX_CPU_ISA="AVX2")
+        assert trace.count("exec,cpu,convolution") == 4 * CONVOLUTIONS, trace[-2000:]
+        assert (trace.count("exec,cpu,reorder") > 0) == reorders, (package, trace[-2000:])  # 48 a pass, or 0
+
+
+def test_each_node_loads_the_package_packed_for_its_onednn(classifier, artifacts, monkeypatch):
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    here = classifier.loading.fp32_package_here
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    if manifest["aoti_packed_for"] == "AVX512":
+        assert here(manifest) == ("model-avx2.pt2", "AVX2", None)
+        # built without it (its compile failed): model.pt2 serves, and model_loaded says what it costs
+        without = {**manifest, "files": {k: v for k, v in manifest["files"].items() if k != "model-avx2.pt2"},
+                   "avx2_not_built": "its compile failed (no compiler)"}
+        package, packed_for, why = here(without)
+        assert (package, packed_for) == ("model.pt2", "AVX512")
+        assert "reordered at every forward pass" in why and "no compiler" in why
+    else:
+        assert here(manifest) == ("model.pt2", "AVX2", None)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    native = "AVX512" if classifier.loading.libtorch.cpu_runs("AVX512") else "AVX2"
+    assert here(manifest)[:2] == ("model.pt2", manifest["aoti_packed_for"])
+    assert (here(manifest)[2] is None) == (manifest["aoti_packed_for"] == native)
+
+
 ANSWERS_PROBE = """
 import sys
 import numpy as np
@@ -83,13 +118,17 @@ def test_packed_weights_still_serve_where_onednn_takes_another_isa(artifacts, ph
     as before the packing, and gives the same answers."""
     np.save(tmp_path / "pixels.npy", np.stack(photo_items))
     answers = {}
-    for isa in ("", "AVX2"):
-        out = tmp_path / f"answers-{isa or 'default'}.npy"
-        run_probe(ANSWERS_PROBE, artifacts / "model.pt2", tmp_path / "pixels.npy", out, ONEDNN_MAX_CPU_ISA=isa)
-        answers[isa] = np.load(out)
-    assert answers[""].shape == (len(photo_items), 1000)
-    assert (answers[""].argmax(1) == answers["AVX2"].argmax(1)).all()
-    assert float(np.abs(answers[""] - answers["AVX2"]).max()) < 1e-5
+    runs = [("model.pt2", ""), ("model.pt2", "AVX2")]
+    runs += [("model-avx2.pt2", "AVX2")] if (artifacts / "model-avx2.pt2").is_file() else []
+    for package, isa in runs:
+        out = tmp_path / f"answers-{package}-{isa or 'default'}.npy"
+        run_probe(ANSWERS_PROBE, artifacts / package, tmp_path / "pixels.npy", out, ONEDNN_MAX_CPU_ISA=isa)
+        answers[package, isa] = np.load(out)
+    native = answers["model.pt2", ""]
+    assert native.shape == (len(photo_items), 1000)
+    for run, got in answers.items():
+        assert (native.argmax(1) == got.argmax(1)).all(), run
+        assert float(np.abs(native - got).max()) < 1e-5, run
 
 
 def test_recipe_asks_for_freezing(classifier):
@@ -157,5 +196,6 @@ def test_fp32_package_network_folds_stride2_pads_exactly(classifier, artifacts, 
     assert classifier.network.fold_stride2_pads(folded) == 0  # all folded
     assert max_difference(classifier, net, folded, photo_items) <= 1e-5
     assert classifier.network.fold_stride2_pads(net) == 5  # fp32_network() folded a copy
-    assert json.loads((artifacts / "manifest.json").read_text())["aoti_key"] == classifier.packages.package_key(
-        classifier.packages.sha256_of(artifacts / classifier.config.WEIGHTS))
+    packages = classifier.packages
+    assert json.loads((artifacts / "manifest.json").read_text())["aoti_key"] == packages.package_key(
+        packages.sha256_of(artifacts / classifier.config.WEIGHTS), packing=packages.onednn_packing())
