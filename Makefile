@@ -209,6 +209,13 @@ judge-calibration:
 	@test -x $(VENV)/bin/torchfaas-slo || $(PIP) install -q --disable-pip-version-check -c requirements-dev.txt -e ./slo
 	$(VENV)/bin/torchfaas-slo calibrate --json reports/judge-calibration.json $(CALIBRATION_ARGS)
 
+## bench-packing: the classifier's fp32 packages on AVX-512 and AVX2 oneDNN kernels (~1 min)
+# time per image of model.pt2 and model-avx2.pt2, with oneDNN as this CPU runs it and held to
+# AVX2 as an AVX2-only node runs it (docs/deploy.md, "Nodes of different CPUs")
+.PHONY: bench-packing
+bench-packing: install
+	$(PY) load/benchmark/packing.py --artifacts $(ARTIFACTS)
+
 ## bench-judge: a comparison's time and peak memory at 10^4..10^7 requests a version, by path (~6 min)
 # from lines, from a log streamed into bins and from aggregate answers, all resampled from the
 # committed log with the candidate 25% slower (docs/review.md, "Lines or aggregates");
