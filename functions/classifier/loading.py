@@ -97,7 +97,8 @@ def choose_model(artifacts_dir: Path, manifest: dict, own, concurrent_batches: i
 
 def fp32_package_here(manifest: dict) -> tuple[str, str | None, str | None]:
     """(package, the layout its weights were packed in, why that is not this CPU's or None):
-    model-avx2.pt2 where oneDNN runs AVX2 kernels and the build made one, else model.pt2."""
+    model-avx2.pt2 where oneDNN runs AVX2 kernels and the build made one, else model.pt2
+    (what the other layout costs: docs/benchmarks.md, "The fast path")."""
     here = libtorch.onednn_packing()
     if here == "AVX2" and AVX2_PACKAGE in manifest.get("files", {}):
         return AVX2_PACKAGE, "AVX2", None
@@ -105,7 +106,7 @@ def fp32_package_here(manifest: dict) -> tuple[str, str | None, str | None]:
     if not packed or packed == here:
         return PACKAGE, packed, None
     why = (f"{PACKAGE}'s convolution weights are packed for {packed} (the build machine's), this CPU's oneDNN runs "
-           f"{here}: they are reordered at every forward pass (docs/benchmarks.md: 1.85x the time at batch 1)")
+           f"{here}: they are reordered at every forward pass (1.85x the time at batch 1)")
     if packed == "AVX512":
         why += f"; no {AVX2_PACKAGE} in the artifacts: {manifest.get('avx2_not_built', 'not built')}"
     else:

@@ -40,6 +40,7 @@ def test_the_interface_reads_a_version_with_a_leading_empty_bin_as_its_floor():
     assert version.latency.floor == 10.0 and list(version.latency.uppers) == [11.0, 12.0, 13.0]
     assert version.quantile(0.0) == pytest.approx(10.25) and version.quantile(1.0) == pytest.approx(12.5)
     assert version.values("p").n == 2 and version.values("p").mean == pytest.approx(0.5)
+    assert version.values("p").off_by == 0.5  # half its widest bin: what the report states
     times, rows = version.latency_over_time()
     assert list(times) == [100.0, 101.0] and rows.sum() == 3
     assert Binned.from_counts(version.to_counts()).to_counts() == version.to_counts()

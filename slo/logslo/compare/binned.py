@@ -134,6 +134,7 @@ class Moments:
     n: int = 0
     mean: float = 0.0
     m2: float = 0.0
+    off_by: float = 0.0  # how far the mean can be from the values' own: half the widest bin (0: exact)
 
     def add(self, value: float) -> None:
         self.n += 1
@@ -159,7 +160,8 @@ class Moments:
         middles = (used.lowers + used.uppers) / 2
         n = used.total
         mean = float(np.dot(used.counts, middles) / n)
-        return cls(n, mean, float(np.dot(used.counts, (middles - mean) ** 2)))
+        return cls(n, mean, float(np.dot(used.counts, (middles - mean) ** 2)),
+                   float((used.uppers - used.lowers).max() / 2))
 
 
 class Binned:

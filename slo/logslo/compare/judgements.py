@@ -161,6 +161,10 @@ def value_mean(c: Compared, name: str, at_most_pct: float, confidence: float) ->
     signed = judge_binned.mean_change(base, cand, confidence) if binned else judge.mean_change(base, cand, confidence)
     note = (f"mean {mc:.4g} vs {mb:.4g}: "
             f"{fmt(signed.estimate, 'x%')} [{fmt(signed.low, 'x%')}, {fmt(signed.high, 'x%')}] either way")
+    if binned and mb:
+        # each side's mean from bin middles: off by at most half its widest bucket (the
+        # errors of similar distributions mostly cancel; this is the worst case)
+        note += f"; bins: each mean within {max(base.off_by, cand.off_by) / abs(mb):.1%} at worst"
     return _judged(f"mean {name} of the candidate vs the baseline, either way", "x%", at_most_pct / 100,
                    judge.magnitude(signed), c, [c.logql[f"requests of {v}"] for v in c.versions], note)
 
