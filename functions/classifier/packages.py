@@ -79,7 +79,7 @@ AOTI_CONFIGS: dict = {**portable_x86_configs(), "freezing": True}
 
 def package_key(weights_sha256: str, precision: str = "fp32", packing: str = "") -> str:
     """What a compiled package depends on: recipe, torch, weights (and its precision, and
-    the oneDNN packing when it is not the build machine's own)."""
+    the oneDNN layout its convolution weights are packed in)."""
     recipe = f"{AOTI_RECIPE}-{FP32_RECIPE}" if precision == "fp32" else f"{AOTI_RECIPE}-{BF16_RECIPE}"
     recipe += f"-packed-{packing}" if packing else ""
     return hashlib.sha256(f"{recipe}|{torch.__version__}|{AOTI_CONFIGS}|{weights_sha256}"
