@@ -7,10 +7,11 @@ fp32 with the reason. An fp32 package is picked by the layout its convolution we
 were packed in: model-avx2.pt2 on a CPU whose oneDNN runs AVX2 kernels, when the
 build made one, else model.pt2 (a layout that is not this CPU's is reordered at every
 forward pass, and model_loaded says so in `packing_reason`). A package is served
-through `torchfaas.toolkit.libtorch` (libtorch's C ABI, numpy arrays in and out): nothing on this path imports torch,
-which would add about 1 s to the cold start and 80 MB to the replica
-(docs/benchmarks.md, "Cold start and memory per replica"); only the eager fallback does, when it is used.
-The packages themselves are built at image build time (packages.py).
+through `torchfaas.toolkit.libtorch` (libtorch's C ABI, numpy arrays in and out):
+nothing on this path imports torch, which would add about 1 s to the cold start and
+80 MB to the replica (docs/benchmarks.md, "Cold start and memory per replica"); only
+the eager fallback does, when it is used. The packages themselves are built at image
+build time (packages.py).
 """
 import os
 from dataclasses import dataclass
