@@ -1,4 +1,5 @@
 """The template as faas-cli uses it, and the process as the image's last stage runs it."""
+import os
 import re
 import shlex
 import subprocess
@@ -8,7 +9,7 @@ import pytest
 import requests
 import yaml
 
-from loadkit.localrun import CLASSIFIER, TEMPLATE, shrinkwrap
+from loadkit.localrun import CLASSIFIER, CLASSIFIER_ARTIFACTS, TEMPLATE, shrinkwrap
 
 
 def ship_stage_env() -> dict:
@@ -61,8 +62,10 @@ def test_index_py_runs_as_the_ship_stage_runs_it(function_process):
 @pytest.mark.parametrize("function_dir", [CLASSIFIER, CLASSIFIER.parent / "diabetes", TEMPLATE / "function"],
                          ids=["classifier", "diabetes", "skeleton"])
 def test_function_tests_pass_in_the_build_layout(tmp_path, function_dir):
-    """What the image's test stage runs: `python -m pytest function`."""
+    """What the image's test stage runs: `python -m pytest function`, after the prepare step
+    (the classifier's test reuses its compiled packages, as in the image)."""
     build = shrinkwrap(function_dir, tmp_path / "build")
+    env = {**os.environ, "ARTIFACTS_DIR": str(CLASSIFIER_ARTIFACTS)} if function_dir == CLASSIFIER else None
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "function"],
-                         cwd=build, capture_output=True, text=True, timeout=300)
+                         cwd=build, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout[-2000:]
