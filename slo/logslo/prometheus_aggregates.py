@@ -19,8 +19,8 @@ scales every count by the window over the span its samples cover and misses a se
 first value): per series, its largest value in the window less its value at the start
 (`max_over_time(x[w]) - x offset w`), or its largest value when it was born in the window
 (a new pod counts from 0). A process that restarted in its pod during the window (its
-counters reset under the same labels) is counted from its raw samples instead, one more
-query a kind of series: each sample adds its rise over the one before, or its whole value
+counters reset under the same labels) is counted from its raw samples instead, two more
+queries a kind of series: each sample adds its rise over the one before, or its whole value
 after a reset (a restarted process counts from 0), so its counts are exact too, but for
 what it served after its last scrape before it died, which no scrape saw.
 
