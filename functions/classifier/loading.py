@@ -107,7 +107,7 @@ def fp32_package_here(manifest: dict) -> tuple[str, str | None, str | None]:
     if not packed or packed == here:
         return PACKAGE, packed, None
     why = (f"{PACKAGE}'s convolution weights are packed for {packed} (the build machine's), this CPU's oneDNN runs "
-           f"{here}: they are reordered at every forward pass (1.85x the time at batch 1)")
+           f"{here}: they are reordered at every forward pass (1.9x the time at batch 1)")
     if packed == "AVX512":
         why += f"; no {AVX2_PACKAGE} in the artifacts: {manifest.get('avx2_not_built', 'not built')}"
     else:

@@ -177,7 +177,7 @@ def compile_fp32(model: torch.nn.Module, path: Path) -> None:
 def avx2_package(artifacts_dir: Path) -> dict:
     """model-avx2.pt2 compiled (or reused when current) beside an AVX-512-packed model.pt2:
     an AVX2-only node serving model.pt2 would reorder every weight at every forward pass
-    (batch 1 1.85x, batch 4 1.2x the time per image: docs/benchmarks.md, "The fast path"). Compiled in a
+    (batch 1 1.9x, batch 4 1.2x the time per image: docs/benchmarks.md, "The fast path"). Compiled in a
     child process whose oneDNN is held to AVX2 (ONEDNN_MAX_CPU_ISA is read once, when
     libtorch loads). A failed compile ships without it, saying why (avx2_not_built)."""
     key = package_key(sha256_of(artifacts_dir / WEIGHTS), packing="AVX2")
