@@ -51,13 +51,14 @@ def answers(fn: FunctionProcess) -> dict:
 
 
 def test_an_avx2_node_builds_no_bf16_and_serves_what_this_machine_built(
-        avx2_node, artifacts, classifier_build, tmp_path):
+        avx2_node, artifacts, classifier_build):
     # the build step's bf16 decision on the AVX2 machine (a whole build there would compile
     # under emulation for many minutes; tests/speed/test_precision.py runs one, simulated)
     probe = subprocess.run([*avx2_node, sys.executable, "-c", "import torch; from function.packages import "
                             "bf16_unbuildable; print(torch.backends.cpu.get_cpu_capability(), "
                             "torch.ops.mkldnn._is_mkldnn_bf16_supported()); print(bf16_unbuildable())"],
                            cwd=classifier_build, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
     lines = probe.stdout.splitlines()
     assert lines[0].split() == ["AVX2", "False"], probe.stdout + probe.stderr[-2000:]  # what the issue saw
     assert "oneDNN has no bf16 kernels" in lines[1] and "AVX2" in lines[1], lines
