@@ -7,7 +7,7 @@ packed for the other family reorders them at every forward pass (docs/deploy.md,
 
     make bench-packing            # or: .venv/bin/python load/benchmark/packing.py --artifacts artifacts/classifier
 
-One thread, the load photos resized to the model's input, a fresh process per package and
+One thread, the load photos as the classifier preprocesses them, a fresh process per package and
 family (oneDNN reads its variables once), the runs alternated; each figure is the median of
 `--passes` passes, the lowest of `--rounds` rounds.
 """
@@ -23,15 +23,14 @@ from results import cpu_capability, cpu_model
 HOLD_TO_AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 TIME_PASSES = """
-import io, json, statistics, sys, time
+import json, statistics, sys, time
 import numpy as np, torch
-from PIL import Image
 from loadkit.photos import PHOTOS, photo_bytes
+from peers.common import to_pixels
 from torchfaas.toolkit.compiled import CompiledModel
 torch.set_num_threads(1)
 model, passes = CompiledModel(sys.argv[1]), int(sys.argv[2])
-photos = [np.asarray(Image.open(io.BytesIO(photo_bytes(n))).convert("RGB").resize((224, 224)))
-          for n in sorted(PHOTOS)[:4]]
+photos = [to_pixels(photo_bytes(n)) for n in sorted(PHOTOS)[:4]]
 out = {}
 for batch in (1, 4):
     pixels = torch.from_numpy(np.stack(photos[:batch]))
@@ -50,7 +49,7 @@ print(json.dumps(out))
 def time_package(package: Path, hold_to_avx2: bool, passes: int, template: Path) -> dict:
     here = Path(__file__).resolve().parent
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(HOLD_TO_AVX2 if hold_to_avx2 else {}),
-           "PYTHONPATH": os.pathsep.join([str(template), str(here.parent)])}
+           "PYTHONPATH": os.pathsep.join([str(template), str(here.parent), str(here)])}
     done = subprocess.run([sys.executable, "-c", TIME_PASSES, str(package), str(passes)], env=env,
                           capture_output=True, text=True, check=True)
     return {int(k): v for k, v in json.loads(done.stdout.splitlines()[-1]).items()}
