@@ -66,11 +66,11 @@ class PrometheusError(RuntimeError):
 
 def window_increase(series: str, window_s: int, by: tuple) -> str:
     """PromQL: how much each counter of `series` grew over the window, summed by `by`
-    (module docstring: exact, reset-aware, with a series born in the window counted whole)."""
+    (module docstring: exact, with a series born in the window counted whole). For series
+    that did not restart in it: those of a restarted process are counted by rises()."""
     w = format_duration(window_s)
     exact = f"(max_over_time({series}[{w}]) - {series} offset {w}) or max_over_time({series}[{w}])"
-    reset = f"resets({series}[{w}]) > 0"
-    return f"sum by ({', '.join(by)}) ((({exact}) unless {reset}) or increase({series}[{w}]))"
+    return f"sum by ({', '.join(by)}) ({exact})"
 
 
 def selector(name: str, function: str, *extra: str, **labels) -> str:
