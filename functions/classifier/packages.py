@@ -116,14 +116,14 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
     labels = [full.split(",")[0].strip() for full in json.loads((HERE / "imagenet_labels.json").read_text())]
     (artifacts_dir / LABELS).write_text(json.dumps(labels))
     files, info = [WEIGHTS, LABELS], {}
-    if fp32_package(artifacts_dir, model, own):
+    weights_sha256, packed_for = sha256_of(artifacts_dir / WEIGHTS), onednn_packing()
+    key = fp32_package(artifacts_dir, model, own, package_key(weights_sha256, packing=packed_for))
+    if key:
         files.append(PACKAGE)
-        packed_for = onednn_packing()
-        info = {"aoti_key": package_key(sha256_of(artifacts_dir / WEIGHTS), packing=packed_for),
-                "aoti_torch": torch.__version__, "aoti_isa": package_isa(artifacts_dir / PACKAGE),
+        info = {"aoti_key": key, "aoti_torch": torch.__version__, "aoti_isa": package_isa(artifacts_dir / PACKAGE),
                 "aoti_packed_for": packed_for,
                 "aoti_prepacked_convolutions": prepacked_calls(artifacts_dir / PACKAGE)[0]}
-        avx2 = avx2_package(artifacts_dir) if packed_for != "AVX2" else {}
+        avx2 = avx2_package(artifacts_dir, package_key(weights_sha256, packing="AVX2")) if packed_for != "AVX2" else {}
         files += [AVX2_PACKAGE] if "avx2_key" in avx2 else []
         info.update(avx2)
     if AVX2_PACKAGE not in files:
@@ -141,27 +141,26 @@ def build_artifacts(artifacts_dir: Path, own: ClassifierSettings) -> None:
                    crop_padding=CROP_PADDING, mean=MEAN, std=STD, input="uint8 NHWC", **info)
 
 
-def fp32_package(artifacts_dir: Path, model: torch.nn.Module, own: ClassifierSettings) -> bool:
-    """model.pt2 compiled (or reused when current); False when none ships (MODEL_BACKEND=eager,
-    or a failed compile under auto: the eager model serves)."""
-    key = package_key(sha256_of(artifacts_dir / WEIGHTS), packing=onednn_packing())
+def fp32_package(artifacts_dir: Path, model: torch.nn.Module, own: ClassifierSettings, key: str) -> str | None:
+    """model.pt2 compiled (or reused when its `key` is current): the key, or None when none
+    ships (MODEL_BACKEND=eager, or a failed compile under auto: the eager model serves)."""
     if own.model_backend == "eager":
         log("MODEL_BACKEND=eager: no compiled package")
         (artifacts_dir / PACKAGE).unlink(missing_ok=True)
-        return False
+        return None
     if package_is_current(artifacts_dir, key):
         log(f"reusing {PACKAGE} (key {key})")
-        return True
+        return key
     log(f"compiling {PACKAGE} with AOTInductor (takes about half a minute)")
     try:
         compile_fp32(model, artifacts_dir / PACKAGE)
-        return True
+        return key
     except Exception as exc:  # no C++ compiler, unsupported op...: the eager model still serves
         if own.model_backend == "aoti":
             raise
         log(f"AOTInductor compile failed, serving eager: {type(exc).__name__}: {exc}")
         (artifacts_dir / PACKAGE).unlink(missing_ok=True)
-        return False
+        return None
 
 
 def compile_fp32(model: torch.nn.Module, path: Path) -> None:
@@ -174,13 +173,12 @@ def compile_fp32(model: torch.nn.Module, path: Path) -> None:
     check_frozen(path)
 
 
-def avx2_package(artifacts_dir: Path) -> dict:
+def avx2_package(artifacts_dir: Path, key: str) -> dict:
     """model-avx2.pt2 compiled (or reused when current) beside an AVX-512-packed model.pt2:
     an AVX2-only node serving model.pt2 would reorder every weight at every forward pass
     (batch 1 1.9x, batch 4 1.2x the time per image: docs/benchmarks.md, "The fast path"). Compiled in a
     child process whose oneDNN is held to AVX2 (ONEDNN_MAX_CPU_ISA is read once, when
     libtorch loads). A failed compile ships without it, saying why (avx2_not_built)."""
-    key = package_key(sha256_of(artifacts_dir / WEIGHTS), packing="AVX2")
     if package_is_current(artifacts_dir, key, AVX2_PACKAGE, "avx2_key"):
         log(f"reusing {AVX2_PACKAGE} (key {key})")
         return {"avx2_key": key, "avx2_isa": package_isa(artifacts_dir / AVX2_PACKAGE)}
