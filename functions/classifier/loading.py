@@ -13,7 +13,6 @@ nothing on this path imports torch, which would add about 1 s to the cold start 
 the eager fallback does, when it is used. The packages themselves are built at image
 build time (packages.py).
 """
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +48,8 @@ def onednn_bf16_capped() -> bool:
     """Whether oneDNN is held below its bf16 kernels (ONEDNN_MAX_CPU_ISA, read when
     libtorch loads: AVX2, AVX512_CORE, ... have none; AVX512_CORE_BF16, the AMX ISAs
     and ALL keep them), as torch.ops.mkldnn._is_mkldnn_bf16_supported() would say."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    return bool(cap) and cap != "ALL" and "BF16" not in cap and "AMX" not in cap
+    cap = libtorch.onednn_cap()
+    return bool(cap) and "BF16" not in cap and "AMX" not in cap
 
 
 def bf16_feature() -> str:
@@ -121,7 +120,7 @@ def bf16_unavailable(artifacts_dir: Path, manifest: dict) -> str | None:
         return (f"this CPU has no native bf16 (none of {', '.join(BF16_FEATURES)}; "
                 f"{libtorch.cpu_capability()}): bf16 would be slower than fp32")
     if onednn_bf16_capped():
-        return (f"this CPU has no native bf16 for oneDNN (ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}; "
+        return (f"this CPU has no native bf16 for oneDNN (ONEDNN_MAX_CPU_ISA={libtorch.onednn_cap()}; "
                 f"{libtorch.cpu_capability()}): bf16 would be slower than fp32")
     if BF16_PACKAGE not in manifest.get("files", {}):
         if manifest.get("bf16_not_built"):

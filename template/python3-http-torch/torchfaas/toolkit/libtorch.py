@@ -15,7 +15,8 @@ package (found without importing it), and offers, with numpy arrays in and out:
   C ABI (`torch_call_dispatcher`), for preprocessing that wants an ATen kernel; arrays
   are passed as tensors over their own memory (no copy), so an `out=` overload writes
   straight into an array;
-- `cpu_flags()` / `cpu_capability()` / `onednn_packing()`: what the CPU runs, from /proc/cpuinfo.
+- `cpu_flags()` / `cpu_capability()` / `onednn_cap()` / `onednn_packing()`: what the CPU runs,
+  from /proc/cpuinfo and ONEDNN_MAX_CPU_ISA.
 
 Nothing here imports torch; in a process that has (a test, the eager fallback) the
 library is the one torch loaded. Linux only (the image's platform).
@@ -254,13 +255,20 @@ def cpu_runs(isa: str) -> bool:
     return _ISA_FLAGS.get(isa, set()) <= cpu_flags()
 
 
+def onednn_cap() -> str:
+    """ONEDNN_MAX_CPU_ISA as oneDNN reads it when libtorch loads ("AVX2", "AVX512_CORE_BF16",
+    ...), or "" when oneDNN is not held below the CPU ("ALL" or unset)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return "" if cap == "ALL" else cap
+
+
 def onednn_packing() -> str:
     """The layout oneDNN wants fp32 convolution weights in here: "AVX512" (16-wide blocks:
     AVX-512 and up) or "AVX2" (8-wide: AVX2 and below), held to ONEDNN_MAX_CPU_ISA as
     oneDNN holds itself. A package packed for the other one serves the same answers,
     its weights reordered at every forward pass (toolkit.compiled, pack_conv_weights)."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if cap and cap != "ALL" and not cap.startswith(("AVX512", "AVX10")):
+    cap = onednn_cap()
+    if cap and not cap.startswith(("AVX512", "AVX10")):
         return "AVX2"
     return "AVX512" if cpu_runs("AVX512") else "AVX2"
 
